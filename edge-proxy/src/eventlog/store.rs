@@ -1,0 +1,317 @@
+//! The durable store: redb tables and the synchronous operations on them.
+//!
+//! Why redb: pure Rust (no C toolchain, no SQLite build), ACID transactions
+//! with a durable commit that fsyncs, readers that never block the writer
+//! (MVCC), and a single file. The event log needs exactly append-in-a-
+//! transaction, range read, trim-from-the-front and a small key-value table.
+//!
+//! Everything a commit changes (events, head, last values, publisher marks)
+//! changes in one transaction, so a `kill -9` leaves either all of it or none.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+
+use redb::{Database, ReadableDatabase, ReadableTable, ReadableTableMetadata, TableDefinition};
+use shared_protocol::frame::Payload;
+
+use super::record::{Logged, NewEvent};
+use super::LogError;
+
+const META: TableDefinition<&str, u64> = TableDefinition::new("meta");
+const EVENTS: TableDefinition<u64, &[u8]> = TableDefinition::new("events");
+const STATE: TableDefinition<&str, &[u8]> = TableDefinition::new("state");
+const PUBLISHERS: TableDefinition<&str, u64> = TableDefinition::new("publishers");
+
+/// One request in a group commit.
+#[derive(Debug, Clone)]
+pub struct Append {
+    pub events: Vec<NewEvent>,
+    /// For client publishes: applied at most once per `(client_id, client_seq)`.
+    pub publisher: Option<(String, u64)>,
+}
+
+/// What a commit did with one request.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Outcome {
+    Committed(Vec<Logged>),
+    /// This `(client_id, client_seq)` was applied before; nothing was written.
+    Duplicate,
+}
+
+pub struct Store {
+    db: Database,
+    epoch: u64,
+}
+
+impl Store {
+    pub fn open(path: &Path) -> Result<Self, LogError> {
+        let db = Database::create(path)?;
+        let txn = db.begin_write()?;
+        let epoch = {
+            let mut meta = txn.open_table(META)?;
+            let existing = meta.get("epoch")?.map(|v| v.value());
+            match existing {
+                Some(epoch) => epoch,
+                None => {
+                    let epoch = new_epoch();
+                    meta.insert("epoch", epoch)?;
+                    meta.insert("head", 0)?;
+                    epoch
+                }
+            }
+        };
+        txn.open_table(EVENTS)?;
+        txn.open_table(STATE)?;
+        txn.open_table(PUBLISHERS)?;
+        txn.commit()?;
+        Ok(Store { db, epoch })
+    }
+
+    pub fn epoch(&self) -> u64 {
+        self.epoch
+    }
+
+    pub fn head(&self) -> Result<u64, LogError> {
+        let txn = self.db.begin_read()?;
+        let meta = txn.open_table(META)?;
+        Ok(meta.get("head")?.map_or(0, |v| v.value()))
+    }
+
+    /// Writes a batch in one durable transaction (one fsync).
+    pub fn commit(&self, batch: &[Append], now_ms: u64) -> Result<Vec<Outcome>, LogError> {
+        let txn = self.db.begin_write()?;
+        let mut outcomes = Vec::with_capacity(batch.len());
+        {
+            let mut meta = txn.open_table(META)?;
+            let mut events = txn.open_table(EVENTS)?;
+            let mut state = txn.open_table(STATE)?;
+            let mut publishers = txn.open_table(PUBLISHERS)?;
+            let mut head = meta.get("head")?.map_or(0, |v| v.value());
+            for append in batch {
+                if let Some((client_id, client_seq)) = &append.publisher {
+                    let applied = publishers.get(client_id.as_str())?.map_or(0, |v| v.value());
+                    if *client_seq <= applied {
+                        outcomes.push(Outcome::Duplicate);
+                        continue;
+                    }
+                    publishers.insert(client_id.as_str(), *client_seq)?;
+                }
+                let mut logged = Vec::with_capacity(append.events.len());
+                for event in &append.events {
+                    head += 1;
+                    let record = Logged::build(head, now_ms, event)?;
+                    events.insert(head, record.to_bytes().as_slice())?;
+                    let mut value = Vec::new();
+                    rmpv::encode::write_value(&mut value, &event.payload)
+                        .map_err(|e| LogError::Corrupt(format!("state value: {e}")))?;
+                    state.insert(event.kind.as_str(), value.as_slice())?;
+                    logged.push(record);
+                }
+                outcomes.push(Outcome::Committed(logged));
+            }
+            meta.insert("head", head)?;
+        }
+        txn.commit()?;
+        Ok(outcomes)
+    }
+
+    /// Events with `seq` in `from..=to`, at most `limit` of them.
+    pub fn read_range(&self, from: u64, to: u64, limit: usize) -> Result<Vec<Logged>, LogError> {
+        let txn = self.db.begin_read()?;
+        let events = txn.open_table(EVENTS)?;
+        let mut out = Vec::new();
+        for entry in events.range(from..=to)?.take(limit) {
+            let (seq, bytes) = entry?;
+            let seq = seq.value();
+            let logged = Logged::from_bytes(seq, bytes.value())
+                .ok_or_else(|| LogError::Corrupt(format!("event {seq}")))?;
+            out.push(logged);
+        }
+        Ok(out)
+    }
+
+    /// The oldest retained `seq`, or `head + 1` when nothing is retained.
+    pub fn oldest(&self) -> Result<u64, LogError> {
+        let txn = self.db.begin_read()?;
+        let events = txn.open_table(EVENTS)?;
+        let first = events.first()?.map(|(seq, _)| seq.value());
+        match first {
+            Some(seq) => Ok(seq),
+            None => {
+                let meta = txn.open_table(META)?;
+                Ok(meta.get("head")?.map_or(0, |v| v.value()) + 1)
+            }
+        }
+    }
+
+    /// The last value of every kind and the `seq` it is current as of, read
+    /// in one transaction so the two agree.
+    pub fn snapshot(&self) -> Result<(u64, BTreeMap<String, Payload>), LogError> {
+        let txn = self.db.begin_read()?;
+        let head = txn.open_table(META)?.get("head")?.map_or(0, |v| v.value());
+        let table = txn.open_table(STATE)?;
+        let mut state = BTreeMap::new();
+        for entry in table.iter()? {
+            let (kind, value) = entry?;
+            let mut bytes = value.value();
+            let payload = rmpv::decode::read_value(&mut bytes)
+                .map_err(|e| LogError::Corrupt(format!("state {}: {e}", kind.value())))?;
+            state.insert(kind.value().to_string(), payload);
+        }
+        Ok((head, state))
+    }
+
+    /// Drops events older than `retention_ms` and all but the newest
+    /// `max_events`. Returns how many were removed.
+    pub fn trim(&self, now_ms: u64, retention_ms: u64, max_events: u64) -> Result<u64, LogError> {
+        let txn = self.db.begin_write()?;
+        let mut removed = 0;
+        {
+            let mut events = txn.open_table(EVENTS)?;
+            let cutoff = now_ms.saturating_sub(retention_ms);
+            let mut len = events.len()?;
+            loop {
+                let drop_it = match events.first()? {
+                    None => false,
+                    Some((_, bytes)) => {
+                        len > max_events
+                            || Logged::ts_of(bytes.value()).is_none_or(|ts| ts < cutoff)
+                    }
+                };
+                if !drop_it {
+                    break;
+                }
+                events.pop_first()?;
+                len -= 1;
+                removed += 1;
+            }
+        }
+        txn.commit()?;
+        Ok(removed)
+    }
+
+    /// Number of events retained and the database file's size in bytes.
+    pub fn usage(&self) -> Result<u64, LogError> {
+        let txn = self.db.begin_read()?;
+        Ok(txn.open_table(EVENTS)?.len()?)
+    }
+}
+
+/// A random epoch below 2^53, so it survives a round trip through a
+/// JavaScript number.
+fn new_epoch() -> u64 {
+    let mut bytes = [0u8; 8];
+    if getrandom::fill(&mut bytes).is_err() {
+        // No OS randomness: the clock still makes a fresh store's epoch differ.
+        let nanos = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(1, |d| d.as_nanos() as u64);
+        bytes = nanos.to_le_bytes();
+    }
+    (u64::from_le_bytes(bytes) & ((1 << 53) - 1)).max(1)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn open() -> (tempfile::TempDir, Store) {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(&dir.path().join("log.redb")).unwrap();
+        (dir, store)
+    }
+
+    fn ev(kind: &str, v: u64) -> NewEvent {
+        NewEvent::reliable(kind, Payload::from(v))
+    }
+
+    #[test]
+    fn sequences_are_gap_free_across_batches_and_reopen() {
+        let (dir, store) = open();
+        let epoch = store.epoch();
+        let out = store
+            .commit(
+                &[
+                    Append {
+                        events: vec![ev("a", 1), ev("b", 2)],
+                        publisher: None,
+                    },
+                    Append {
+                        events: vec![ev("a", 3)],
+                        publisher: None,
+                    },
+                ],
+                1_000,
+            )
+            .unwrap();
+        let seqs: Vec<u64> = out
+            .iter()
+            .flat_map(|o| match o {
+                Outcome::Committed(l) => l.iter().map(|e| e.seq).collect(),
+                Outcome::Duplicate => vec![],
+            })
+            .collect();
+        assert_eq!(seqs, [1, 2, 3]);
+        drop(store);
+        let store = Store::open(&dir.path().join("log.redb")).unwrap();
+        assert_eq!(store.epoch(), epoch, "epoch survives a reopen");
+        assert_eq!(store.head().unwrap(), 3);
+        store
+            .commit(
+                &[Append {
+                    events: vec![ev("c", 4)],
+                    publisher: None,
+                }],
+                2_000,
+            )
+            .unwrap();
+        let all = store.read_range(1, 10, 100).unwrap();
+        assert_eq!(all.iter().map(|e| e.seq).collect::<Vec<_>>(), [1, 2, 3, 4]);
+        let (head, state) = store.snapshot().unwrap();
+        assert_eq!(head, 4);
+        assert_eq!(state["a"], Payload::from(3));
+    }
+
+    #[test]
+    fn publishes_apply_at_most_once() {
+        let (_dir, store) = open();
+        let p = |seq| Append {
+            events: vec![ev("note", seq)],
+            publisher: Some(("dash".into(), seq)),
+        };
+        let out = store.commit(&[p(1), p(2), p(2), p(1)], 0).unwrap();
+        assert!(matches!(out[0], Outcome::Committed(_)));
+        assert!(matches!(out[1], Outcome::Committed(_)));
+        assert_eq!(out[2], Outcome::Duplicate);
+        assert_eq!(out[3], Outcome::Duplicate);
+        assert_eq!(store.commit(&[p(2)], 0).unwrap()[0], Outcome::Duplicate);
+        assert_eq!(store.head().unwrap(), 2);
+    }
+
+    #[test]
+    fn trims_by_age_and_count() {
+        let (_dir, store) = open();
+        for t in 0..10u64 {
+            store
+                .commit(
+                    &[Append {
+                        events: vec![ev("a", t)],
+                        publisher: None,
+                    }],
+                    t * 1_000,
+                )
+                .unwrap();
+        }
+        assert_eq!(
+            store.trim(10_000, 5_500, 100).unwrap(),
+            5,
+            "older than 4.5 s go"
+        );
+        assert_eq!(store.oldest().unwrap(), 6);
+        assert_eq!(store.trim(10_000, 60_000, 2).unwrap(), 3, "then all but 2");
+        assert_eq!(store.oldest().unwrap(), 9);
+        assert_eq!(store.trim(100_000, 1, 100).unwrap(), 2);
+        assert_eq!(store.oldest().unwrap(), 11, "empty log: head + 1");
+        assert_eq!(store.head().unwrap(), 10, "trimming never moves the head");
+    }
+}

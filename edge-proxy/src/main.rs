@@ -1,0 +1,2 @@
+mod eventlog;
+fn main() {}

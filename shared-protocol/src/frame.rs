@@ -1,0 +1,571 @@
+//! Wire frames: one MessagePack value per binary WebSocket message.
+//!
+//! Every frame travels in a two-element envelope `[version, body]` so a peer
+//! speaking another protocol version is told apart before its body is read,
+//! on every frame and not only on the first. `body` is the frame encoded with
+//! `rmp_serde::to_vec_named`: an enum variant is a one-key map
+//! `{"Variant": {field: value, ...}}`. docs/PROTOCOL.md is the full reference.
+//!
+//! The decoder never panics: truncated, oversized, wrong-version, unknown-variant,
+//! too-deep and trailing-garbage input each give a distinct [`DecodeError`].
+
+use std::collections::BTreeMap;
+
+use serde::de::DeserializeOwned;
+use serde::{Deserialize, Serialize};
+
+/// The protocol version this crate speaks. Carried in every frame's envelope.
+pub const PROTOCOL_VERSION: u16 = 1;
+
+/// Default largest frame a peer accepts, in bytes (the proxy announces its own
+/// limit in [`Welcome::limits`]).
+pub const MAX_FRAME_BYTES: usize = 64 * 1024;
+
+/// Deepest nesting a payload may have. Keeps a hostile frame from exhausting
+/// the stack of a browser or a proxy worker thread.
+pub const MAX_DEPTH: usize = 32;
+
+/// An application value: any MessagePack value (maps, arrays, strings, numbers).
+pub type Payload = rmpv::Value;
+
+// ---------------------------------------------------------------- client -> proxy
+
+/// Frames a client sends to the proxy.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub enum ClientFrame {
+    Hello(Hello),
+    Publish(Publish),
+    /// Cumulative: every event with `seq <= upto` has been delivered.
+    Ack {
+        upto: u64,
+    },
+    Ping(Ping),
+    Pong(Ping),
+}
+
+/// First frame on every connection.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Hello {
+    /// Persistent across reconnects and page reloads (kept in localStorage).
+    pub client_id: String,
+    /// Shared-secret token; required when the proxy is configured with tokens.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub token: Option<String>,
+    /// Where the client stopped, if it has ever received anything.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub resume: Option<Resume>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Resume {
+    pub epoch: u64,
+    /// The highest `seq` the application has been given.
+    pub last_seq: u64,
+}
+
+/// An event or command from the dashboard.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Publish {
+    /// Per-client counter, strictly increasing; the proxy applies each
+    /// `(client_id, client_seq)` at most once.
+    pub client_seq: u64,
+    pub kind: String,
+    pub payload: Payload,
+    pub delivery: Delivery,
+    /// Wall-clock deadline (Unix ms); past it the proxy rejects the command.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub expires_at_ms: Option<u64>,
+}
+
+/// How hard the client tries to get a publish through.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Delivery {
+    /// Kept in the outbox (and localStorage) until the proxy accepts it.
+    Reliable,
+    /// Sent if connected, dropped otherwise.
+    Volatile,
+}
+
+/// Ping and pong share a body; the pong echoes the ping's nonce and time.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Ping {
+    pub nonce: u32,
+    /// The sender's clock when the ping left, in ms; echoed unchanged.
+    pub t: u64,
+}
+
+// ---------------------------------------------------------------- proxy -> client
+
+/// Frames the proxy sends to a client.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub enum ServerFrame {
+    Welcome(Welcome),
+    Event(Event),
+    Snapshot(Snapshot),
+    Gap(Gap),
+    /// Every publish with `client_seq <= upto` is done: applied, or rejected
+    /// with a [`ServerFrame::Rejected`] sent before this frame.
+    Accepted {
+        upto: u64,
+    },
+    Rejected(Rejected),
+    Ping(Ping),
+    Pong(Ping),
+    /// Sent just before the proxy closes the connection.
+    Error(ErrorFrame),
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Welcome {
+    /// Identifies this connection in the proxy's logs and `/stats`.
+    pub session: String,
+    /// Changes only when the log's history is lost (a fresh store).
+    pub epoch: u64,
+    /// The newest durable `seq` at the time of the welcome.
+    pub head_seq: u64,
+    /// True when what follows is a replay from `resume.last_seq + 1`.
+    pub resumed: bool,
+    /// The proxy's ping interval; the client may use it as its own.
+    pub heartbeat_ms: u32,
+    pub limits: Limits,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Limits {
+    pub max_frame_bytes: u32,
+    pub max_publish_per_sec: u32,
+    /// How many events behind a client may fall before it gets a snapshot.
+    pub max_behind: u32,
+    /// How long events are kept for replay.
+    pub retention_ms: u64,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Event {
+    /// Global, gap-free, strictly increasing within an epoch; starts at 1.
+    pub seq: u64,
+    pub kind: String,
+    /// Wall-clock time the proxy logged it (Unix ms).
+    pub ts_ms: u64,
+    pub payload: Payload,
+}
+
+/// The last value of every state key, for a client that cannot resume.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Snapshot {
+    /// The state reflects every event up to and including this `seq`.
+    pub upto: u64,
+    pub state: BTreeMap<String, Payload>,
+}
+
+/// Events `from..=to` will never be delivered. Never silent.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Gap {
+    pub from: u64,
+    pub to: u64,
+    pub reason: GapReason,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum GapReason {
+    /// Older than the retention window (age or count).
+    Retention,
+    /// The client's epoch is not the log's: its history was lost.
+    EpochChanged,
+    /// The client fell more than `max_behind` events behind.
+    TooFarBehind,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Rejected {
+    pub client_seq: u64,
+    pub reason: RejectReason,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RejectReason {
+    /// `expires_at_ms` was in the past when the proxy saw it.
+    Expired,
+    /// The token's role may not send this kind (commands need `control`).
+    Forbidden,
+    /// Over the per-client publish rate.
+    RateLimited,
+    /// The command is not understood or its payload is wrong.
+    Invalid,
+    /// The target (e.g. the radio link) cannot take commands now.
+    Unavailable,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ErrorFrame {
+    pub code: ErrorCode,
+    pub message: String,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ErrorCode {
+    /// The bytes were not a frame.
+    Malformed,
+    /// Larger than `limits.max_frame_bytes`.
+    TooLarge,
+    /// The envelope's version is not one the proxy speaks.
+    UnsupportedVersion,
+    /// The first frame was not `Hello`, or `Hello` came twice.
+    ProtocolViolation,
+    /// The token is missing or wrong.
+    Unauthorized,
+    /// The client was silent past the stale timeout.
+    Stale,
+    /// Another connection took over this `client_id`.
+    Replaced,
+    /// The proxy is shutting down.
+    ShuttingDown,
+}
+
+// ---------------------------------------------------------------- codec
+
+/// Why a byte string is not a valid frame.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum DecodeError {
+    #[error("frame is {len} bytes, larger than the limit of {max}")]
+    TooLarge { len: usize, max: usize },
+    #[error("frame ended early")]
+    Truncated,
+    #[error("protocol version {got} is not supported (this side speaks {supported})")]
+    UnsupportedVersion { got: u64, supported: u16 },
+    #[error("unknown frame or field variant: {0}")]
+    UnknownVariant(String),
+    #[error("frame nests deeper than {MAX_DEPTH} levels")]
+    TooDeep,
+    #[error("{0} bytes after the end of the frame")]
+    TrailingBytes(usize),
+    #[error("malformed frame: {0}")]
+    Malformed(String),
+}
+
+impl DecodeError {
+    /// The error code to send back to a peer whose frame failed to decode.
+    pub fn code(&self) -> ErrorCode {
+        match self {
+            DecodeError::TooLarge { .. } => ErrorCode::TooLarge,
+            DecodeError::UnsupportedVersion { .. } => ErrorCode::UnsupportedVersion,
+            _ => ErrorCode::Malformed,
+        }
+    }
+}
+
+/// Encoding only fails for values serde cannot express in MessagePack, which
+/// the frame types never contain; it is still reported, not unwrapped.
+#[derive(Debug, thiserror::Error)]
+#[error("frame could not be encoded: {0}")]
+pub struct EncodeError(#[from] rmp_serde::encode::Error);
+
+fn encode<T: Serialize>(body: &T) -> Result<Vec<u8>, EncodeError> {
+    let mut out = Vec::with_capacity(64);
+    rmp::encode::write_array_len(&mut out, 2).map_err(|e| EncodeError(e.into()))?;
+    rmp::encode::write_uint(&mut out, u64::from(PROTOCOL_VERSION))
+        .map_err(|e| EncodeError(e.into()))?;
+    body.serialize(&mut rmp_serde::Serializer::new(&mut out).with_struct_map())?;
+    Ok(out)
+}
+
+fn decode<T: DeserializeOwned>(bytes: &[u8], max_len: usize) -> Result<T, DecodeError> {
+    if bytes.len() > max_len {
+        return Err(DecodeError::TooLarge {
+            len: bytes.len(),
+            max: max_len,
+        });
+    }
+    let mut rest = bytes;
+    match rmp::decode::read_array_len(&mut rest) {
+        Ok(2) => {}
+        Ok(n) => {
+            return Err(DecodeError::Malformed(format!(
+                "envelope has {n} elements, not 2"
+            )))
+        }
+        Err(rmp::decode::ValueReadError::InvalidMarkerRead(_)) => {
+            return Err(DecodeError::Truncated)
+        }
+        Err(e) => return Err(DecodeError::Malformed(format!("envelope: {e}"))),
+    }
+    let version: u64 = match rmp::decode::read_int(&mut rest) {
+        Ok(v) => v,
+        Err(rmp::decode::NumValueReadError::InvalidMarkerRead(_))
+        | Err(rmp::decode::NumValueReadError::InvalidDataRead(_)) => {
+            return Err(DecodeError::Truncated)
+        }
+        Err(e) => return Err(DecodeError::Malformed(format!("version: {e}"))),
+    };
+    if version != u64::from(PROTOCOL_VERSION) {
+        return Err(DecodeError::UnsupportedVersion {
+            got: version,
+            supported: PROTOCOL_VERSION,
+        });
+    }
+    if depth_exceeds(rest, MAX_DEPTH) {
+        return Err(DecodeError::TooDeep);
+    }
+    // Reading from `&mut &[u8]` advances the slice, so what is left after the
+    // body is exactly the trailing garbage.
+    let value =
+        T::deserialize(&mut rmp_serde::Deserializer::new(&mut rest)).map_err(map_rmp_error)?;
+    if !rest.is_empty() {
+        return Err(DecodeError::TrailingBytes(rest.len()));
+    }
+    Ok(value)
+}
+
+fn map_rmp_error(e: rmp_serde::decode::Error) -> DecodeError {
+    use rmp_serde::decode::Error as E;
+    match e {
+        E::InvalidMarkerRead(io) | E::InvalidDataRead(io)
+            if io.kind() == std::io::ErrorKind::UnexpectedEof =>
+        {
+            DecodeError::Truncated
+        }
+        E::DepthLimitExceeded => DecodeError::TooDeep,
+        E::Syntax(msg) if msg.contains("unknown variant") => DecodeError::UnknownVariant(msg),
+        other => DecodeError::Malformed(other.to_string()),
+    }
+}
+
+/// Walks MessagePack markers without allocating to check nesting depth before
+/// the (recursive) deserializer sees the bytes. Malformed input returns false
+/// and is then reported precisely by the deserializer.
+fn depth_exceeds(bytes: &[u8], max: usize) -> bool {
+    // Each stack entry: how many values remain in the open container.
+    let mut stack: Vec<u64> = Vec::new();
+    let mut rest = bytes;
+    loop {
+        let marker = match rmp::decode::read_marker(&mut rest) {
+            Ok(m) => m,
+            Err(_) => return false,
+        };
+        use rmp::Marker as M;
+        let (children, skip): (Option<u64>, usize) = match marker {
+            M::FixArray(n) => (Some(u64::from(n)), 0),
+            M::FixMap(n) => (Some(2 * u64::from(n)), 0),
+            M::Array16 | M::Map16 | M::Array32 | M::Map32 => {
+                let width = if matches!(marker, M::Array16 | M::Map16) {
+                    2
+                } else {
+                    4
+                };
+                if rest.len() < width {
+                    return false;
+                }
+                let n = rest[..width]
+                    .iter()
+                    .fold(0u64, |acc, b| (acc << 8) | u64::from(*b));
+                rest = &rest[width..];
+                let n = if matches!(marker, M::Map16 | M::Map32) {
+                    2 * n
+                } else {
+                    n
+                };
+                (Some(n), 0)
+            }
+            M::Str8 | M::Bin8 => (None, len_prefixed(&mut rest, 1)),
+            M::Str16 | M::Bin16 => (None, len_prefixed(&mut rest, 2)),
+            M::Str32 | M::Bin32 => (None, len_prefixed(&mut rest, 4)),
+            M::FixStr(n) => (None, usize::from(n)),
+            M::U8 | M::I8 => (None, 1),
+            M::U16 | M::I16 => (None, 2),
+            M::U32 | M::I32 | M::F32 => (None, 4),
+            M::U64 | M::I64 | M::F64 => (None, 8),
+            M::FixExt1 => (None, 2),
+            M::FixExt2 => (None, 3),
+            M::FixExt4 => (None, 5),
+            M::FixExt8 => (None, 9),
+            M::FixExt16 => (None, 17),
+            M::Ext8 => (None, len_prefixed(&mut rest, 1).saturating_add(1)),
+            M::Ext16 => (None, len_prefixed(&mut rest, 2).saturating_add(1)),
+            M::Ext32 => (None, len_prefixed(&mut rest, 4).saturating_add(1)),
+            _ => (None, 0),
+        };
+        if skip > rest.len() {
+            return false;
+        }
+        rest = &rest[skip..];
+        // This value fills one slot of the enclosing container.
+        if let Some(top) = stack.last_mut() {
+            *top = top.saturating_sub(1);
+        }
+        if let Some(n) = children.filter(|n| *n > 0) {
+            stack.push(n);
+            if stack.len() > max {
+                return true;
+            }
+        }
+        while stack.last() == Some(&0) {
+            stack.pop();
+        }
+        if stack.is_empty() {
+            return false;
+        }
+    }
+}
+
+/// Reads a big-endian length of `width` bytes; returns usize::MAX when cut short.
+fn len_prefixed(rest: &mut &[u8], width: usize) -> usize {
+    if rest.len() < width {
+        return usize::MAX;
+    }
+    let n = rest[..width]
+        .iter()
+        .fold(0usize, |acc, b| (acc << 8) | usize::from(*b));
+    *rest = &rest[width..];
+    n
+}
+
+impl ClientFrame {
+    pub fn encode(&self) -> Result<Vec<u8>, EncodeError> {
+        encode(self)
+    }
+
+    /// Decodes one frame, rejecting anything larger than `max_len` bytes.
+    pub fn decode(bytes: &[u8], max_len: usize) -> Result<Self, DecodeError> {
+        decode(bytes, max_len)
+    }
+}
+
+impl ServerFrame {
+    pub fn encode(&self) -> Result<Vec<u8>, EncodeError> {
+        encode(self)
+    }
+
+    /// Decodes one frame, rejecting anything larger than `max_len` bytes.
+    pub fn decode(bytes: &[u8], max_len: usize) -> Result<Self, DecodeError> {
+        decode(bytes, max_len)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn hello() -> ClientFrame {
+        ClientFrame::Hello(Hello {
+            client_id: "dash-1".into(),
+            token: None,
+            resume: Some(Resume {
+                epoch: 7,
+                last_seq: 41,
+            }),
+        })
+    }
+
+    #[test]
+    fn round_trip_and_envelope() {
+        let bytes = hello().encode().unwrap();
+        assert_eq!(bytes[0], 0x92, "a two-element array");
+        assert_eq!(bytes[1], PROTOCOL_VERSION as u8);
+        assert_eq!(
+            ClientFrame::decode(&bytes, MAX_FRAME_BYTES).unwrap(),
+            hello()
+        );
+    }
+
+    #[test]
+    fn every_truncation_is_an_error_never_a_panic() {
+        let bytes = hello().encode().unwrap();
+        for cut in 0..bytes.len() {
+            let err = ClientFrame::decode(&bytes[..cut], MAX_FRAME_BYTES).unwrap_err();
+            assert!(
+                matches!(err, DecodeError::Truncated | DecodeError::Malformed(_)),
+                "cut at {cut}: {err:?}"
+            );
+        }
+        assert_eq!(
+            ClientFrame::decode(&bytes[..3], MAX_FRAME_BYTES),
+            Err(DecodeError::Truncated)
+        );
+    }
+
+    #[test]
+    fn oversized_is_rejected_before_parsing() {
+        let bytes = hello().encode().unwrap();
+        assert_eq!(
+            ClientFrame::decode(&bytes, 4),
+            Err(DecodeError::TooLarge {
+                len: bytes.len(),
+                max: 4
+            })
+        );
+    }
+
+    #[test]
+    fn wrong_version_is_named() {
+        let mut bytes = hello().encode().unwrap();
+        bytes[1] = 9;
+        assert_eq!(
+            ClientFrame::decode(&bytes, MAX_FRAME_BYTES),
+            Err(DecodeError::UnsupportedVersion {
+                got: 9,
+                supported: PROTOCOL_VERSION
+            })
+        );
+    }
+
+    #[test]
+    fn unknown_variant_is_named() {
+        let mut out = Vec::new();
+        rmp::encode::write_array_len(&mut out, 2).unwrap();
+        rmp::encode::write_uint(&mut out, 1).unwrap();
+        rmp::encode::write_map_len(&mut out, 1).unwrap();
+        rmp::encode::write_str(&mut out, "Teleport").unwrap();
+        rmp::encode::write_nil(&mut out).unwrap();
+        assert!(matches!(
+            ClientFrame::decode(&out, MAX_FRAME_BYTES),
+            Err(DecodeError::UnknownVariant(_))
+        ));
+    }
+
+    #[test]
+    fn trailing_bytes_are_rejected() {
+        let mut bytes = hello().encode().unwrap();
+        bytes.push(0xc0);
+        assert_eq!(
+            ClientFrame::decode(&bytes, MAX_FRAME_BYTES),
+            Err(DecodeError::TrailingBytes(1))
+        );
+    }
+
+    #[test]
+    fn deep_nesting_is_rejected_without_recursion() {
+        // Built by hand: a 10,000-deep value would make serde recurse too.
+        let mut out = Vec::new();
+        rmp::encode::write_array_len(&mut out, 2).unwrap();
+        rmp::encode::write_uint(&mut out, 1).unwrap();
+        for _ in 0..10_000 {
+            rmp::encode::write_array_len(&mut out, 1).unwrap();
+        }
+        rmp::encode::write_nil(&mut out).unwrap();
+        assert_eq!(
+            ClientFrame::decode(&out, usize::MAX),
+            Err(DecodeError::TooDeep)
+        );
+    }
+
+    #[test]
+    fn error_codes_follow_decode_errors() {
+        assert_eq!(
+            DecodeError::TooLarge { len: 2, max: 1 }.code(),
+            ErrorCode::TooLarge
+        );
+        assert_eq!(
+            DecodeError::UnsupportedVersion {
+                got: 2,
+                supported: 1
+            }
+            .code(),
+            ErrorCode::UnsupportedVersion
+        );
+        assert_eq!(DecodeError::Truncated.code(), ErrorCode::Malformed);
+    }
+}

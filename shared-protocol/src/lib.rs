@@ -1,0 +1,41 @@
+//! The protocol and every connection policy of the system, as pure sans-IO code.
+//!
+//! Nothing in this crate opens a socket, starts a timer or reads a clock. Every
+//! state machine takes the current time as a parameter (`now_ms`, milliseconds
+//! on a monotonic clock chosen by the caller) and returns what should happen;
+//! the browser client and the edge proxy are thin shells that move bytes and
+//! fire timers. That is what lets the logic be tested with a fake clock and
+//! property tests, natively and fast (the model is `quinn-proto` / `str0m`).
+//!
+//! | module | job |
+//! |---|---|
+//! | [`frame`] | wire frames, the versioned envelope, the typed decoder |
+//! | [`backoff`] | exponential backoff with jitter, attempt limits, profiles |
+//! | [`heartbeat`] | ping schedule, pong timeout, staleness, RTT statistics |
+//! | [`quality`] | the 0..1 link quality score and its inputs |
+//! | [`health`] | the 0..100 health score with colour bands |
+//! | [`receiver`] | receive side: exactly-once, in-order delivery by `seq`, gaps |
+//! | [`outbox`] | send side: `client_seq`, the reliable outbox, acceptance |
+
+pub mod backoff;
+pub mod frame;
+pub mod health;
+pub mod heartbeat;
+pub mod outbox;
+pub mod quality;
+pub mod receiver;
+
+pub use frame::{ClientFrame, DecodeError, ServerFrame, MAX_FRAME_BYTES, PROTOCOL_VERSION};
+
+/// Milliseconds on the caller's monotonic clock. Only differences matter.
+pub type Millis = u64;
+
+/// Event and command kinds that key a transmitter. They are never stored in an
+/// outbox and never replayed: a buffered "key the transmitter" must not fire
+/// minutes later (DESIGN.md, guarantee 4).
+pub const TRANSMIT_KINDS: &[&str] = &["radio.ptt"];
+
+/// Whether a publish of this kind keys a transmitter (see [`TRANSMIT_KINDS`]).
+pub fn is_transmit_kind(kind: &str) -> bool {
+    TRANSMIT_KINDS.contains(&kind)
+}

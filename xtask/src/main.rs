@@ -1,0 +1,48 @@
+//! `cargo xtask <task>`: the project's one-command entry points.
+//!
+//! - `cargo xtask demo`: builds everything and runs the edge proxy with
+//!   simulated hardware, serving the dashboard at a printed URL.
+//! - `cargo xtask test`: installs what is missing, then runs every check and
+//!   test (format, clippy, native, property, end-to-end, browser) and prints
+//!   one summary line.
+
+mod setup;
+mod tasks;
+
+use clap::{Parser, Subcommand};
+
+#[derive(Parser)]
+#[command(about = "Project tasks for the connection layer", long_about = None)]
+struct Cli {
+    #[command(subcommand)]
+    task: Task,
+}
+
+#[derive(Subcommand)]
+enum Task {
+    /// Run the edge proxy with simulated hardware and serve the dashboard.
+    Demo {
+        /// Port for the dashboard and WebSocket endpoint.
+        #[arg(long, default_value_t = 8080)]
+        port: u16,
+    },
+    /// Install missing tools, then run every check and test.
+    Test {
+        /// Skip `cargo fmt --check` and clippy (quicker local runs).
+        #[arg(long)]
+        no_lint: bool,
+    },
+    /// Install the tools the tests and the demo need (wasm target, wasm-bindgen-cli, Chromium).
+    Setup,
+    /// Build the npm package of the browser client into wasm-client/pkg.
+    Pkg,
+}
+
+fn main() -> anyhow::Result<()> {
+    match Cli::parse().task {
+        Task::Demo { port } => tasks::demo(port),
+        Task::Test { no_lint } => tasks::test(!no_lint),
+        Task::Setup => setup::all(),
+        Task::Pkg => tasks::pkg().map(|_| ()),
+    }
+}
