@@ -1,1 +1,9 @@
-//! Helpers for the end-to-end tests live in the test files.
+//! Shared harness for the end-to-end tests: start the real `edge-proxy`
+//! binary on a free port with its own data directory, kill it (`SIGKILL`) or
+//! stop it (`SIGTERM`), and talk to it with a native protocol client.
+
+pub mod client;
+pub mod proxy;
+
+pub use client::TestClient;
+pub use proxy::Proxy;

@@ -1,2 +1,163 @@
+//! `edge-proxy`: the process that runs next to the radio.
+//!
+//! Start-up order: configuration, logging, metrics, the durable log (a clear
+//! error if it cannot be opened), background maintenance, then the listener.
+//! SIGINT/SIGTERM begin a graceful shutdown: sessions are told to reconnect
+//! later with a proper close code, the log commits what is queued, and the
+//! process exits.
+
+mod auth;
+mod config;
 mod eventlog;
-fn main() {}
+mod policy;
+mod registry;
+mod server;
+mod session;
+mod sim;
+mod telemetry;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::{Context, Result};
+use clap::Parser;
+use metrics_exporter_prometheus::PrometheusBuilder;
+use tokio::sync::watch;
+
+use crate::config::{Cli, Config, LogFormat};
+use crate::eventlog::{EventLog, LogConfig};
+use crate::server::AppState;
+
+fn main() -> Result<()> {
+    let cli = Cli::parse();
+    let config = Config::load(&cli)?;
+    if cli.print_config {
+        print!("{}", toml::to_string_pretty(&config)?);
+        return Ok(());
+    }
+    init_logging(config.log_format);
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("starting the async runtime")?;
+    runtime.block_on(run(config, cli.port_file))
+}
+
+fn init_logging(format: LogFormat) {
+    let filter = tracing_subscriber::EnvFilter::try_from_env("EDGE_PROXY_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    match format {
+        LogFormat::Human => builder.init(),
+        LogFormat::Json => builder.json().init(),
+    }
+}
+
+async fn run(config: Config, port_file: Option<std::path::PathBuf>) -> Result<()> {
+    let prometheus = PrometheusBuilder::new()
+        .install_recorder()
+        .context("installing the Prometheus recorder")?;
+    telemetry::describe();
+    let log_config = LogConfig {
+        retention_ms: config.retention_ms,
+        max_events: config.max_events,
+        ..LogConfig::default()
+    };
+    let log = EventLog::open(&config.data_dir, log_config)
+        .with_context(|| format!("opening the event log in {}", config.data_dir.display()))?;
+    tracing::info!(
+        data_dir = %config.data_dir.display(), epoch = log.epoch(), head = log.head(),
+        "event log open"
+    );
+    let listener = tokio::net::TcpListener::bind(config.listen)
+        .await
+        .with_context(|| format!("listening on {}", config.listen))?;
+    let addr = listener.local_addr()?;
+    let (shutdown_tx, shutdown_rx) = watch::channel(false);
+    let config = Arc::new(config);
+    let state = Arc::new(AppState::new(
+        config.clone(),
+        log.clone(),
+        shutdown_rx.clone(),
+        prometheus,
+    ));
+
+    tokio::spawn(maintenance(state.clone()));
+    if config.demo {
+        tokio::spawn(sim::run(log.clone(), shutdown_rx.clone()));
+    }
+    if let Some(path) = port_file {
+        std::fs::write(&path, addr.to_string())
+            .with_context(|| format!("writing the port file {}", path.display()))?;
+    }
+    if config.www.is_some() {
+        println!("dashboard: http://{addr}/");
+    }
+    println!(
+        "websocket: ws://{addr}/ws   stats: http://{addr}/stats   metrics: http://{addr}/metrics"
+    );
+    if config.tokens.is_empty() {
+        tracing::info!(
+            "no tokens configured: every client may send commands (Origin checks still apply)"
+        );
+    }
+
+    let app =
+        server::router(state.clone()).into_make_service_with_connect_info::<std::net::SocketAddr>();
+    let signal = async move {
+        shutdown_signal().await;
+        tracing::info!("shutdown requested: closing sessions");
+        shutdown_tx.send_replace(true);
+    };
+    axum::serve(listener, app)
+        .with_graceful_shutdown(signal)
+        .await?;
+    // Upgraded WebSockets outlive the HTTP server; give them a moment to
+    // send their close frames.
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(3);
+    while state.registry.live_connections() > 0 && tokio::time::Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    log.close().await;
+    tracing::info!(head = log.head(), "event log closed; bye");
+    Ok(())
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! {
+        _ = ctrl_c => {}
+        _ = term => {}
+    }
+}
+
+/// Retention, registry clean-up and the overall health gauge, once a second.
+async fn maintenance(state: Arc<AppState>) {
+    let mut tick = tokio::time::interval(Duration::from_secs(1));
+    let mut shutdown = state.shutdown.clone();
+    loop {
+        tokio::select! {
+            _ = tick.tick() => {}
+            _ = shutdown.changed() => return,
+        }
+        if let Err(e) = state.log.trim().await {
+            tracing::warn!(error = %e, "trimming the event log failed");
+        }
+        state.registry.sweep(state.clock.now());
+    }
+}

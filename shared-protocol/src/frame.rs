@@ -176,6 +176,9 @@ pub enum GapReason {
     EpochChanged,
     /// The client fell more than `max_behind` events behind.
     TooFarBehind,
+    /// The client was slow ("hot"): volatile events superseded by a newer
+    /// event of the same kind were skipped; the newest value was delivered.
+    Coalesced,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -224,6 +227,9 @@ pub enum ErrorCode {
     Replaced,
     /// The proxy is shutting down.
     ShuttingDown,
+    /// The proxy cannot store events now (e.g. its disk is full). Nothing
+    /// unacknowledged was applied: keep the outbox and retry later.
+    Unavailable,
 }
 
 // ---------------------------------------------------------------- codec

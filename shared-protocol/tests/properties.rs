@@ -79,7 +79,8 @@ fn gap_reason() -> impl Strategy<Value = GapReason> {
     prop_oneof![
         Just(GapReason::Retention),
         Just(GapReason::EpochChanged),
-        Just(GapReason::TooFarBehind)
+        Just(GapReason::TooFarBehind),
+        Just(GapReason::Coalesced)
     ]
 }
 
@@ -146,7 +147,8 @@ fn server_frame() -> impl Strategy<Value = ServerFrame> {
                 Just(ErrorCode::Unauthorized),
                 Just(ErrorCode::Stale),
                 Just(ErrorCode::Replaced),
-                Just(ErrorCode::ShuttingDown)
+                Just(ErrorCode::ShuttingDown),
+                Just(ErrorCode::Unavailable)
             ],
             ".{0,30}"
         )

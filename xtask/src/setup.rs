@@ -81,11 +81,12 @@ pub fn wasm_bindgen_cli() -> Result<()> {
 }
 
 /// Debian packages: Chromium and its driver for the browser tests, Hamlib for
-/// the rigctld interop tests.
+/// the rigctld interop tests, promtool to validate /metrics.
 const PACKAGES: &[(&str, &str)] = &[
     ("/usr/bin/chromium", "chromium"),
     ("/usr/bin/chromedriver", "chromium-driver"),
     ("/usr/bin/rigctld", "libhamlib-utils"),
+    ("/usr/bin/promtool", "prometheus"),
 ];
 
 pub fn system_packages() -> Result<()> {

@@ -160,10 +160,6 @@ impl EventLog {
         *self.shared.head.borrow()
     }
 
-    pub fn config(&self) -> LogConfig {
-        self.shared.config
-    }
-
     /// Wakes whenever the durable head moves.
     pub fn subscribe(&self) -> watch::Receiver<u64> {
         self.shared.head.subscribe()
@@ -336,11 +332,13 @@ fn writer_loop(shared: Arc<Shared>, mut rx: mpsc::Receiver<Command>) {
 
 fn publish_to_tail(shared: &Shared, outcomes: &[Outcome]) {
     let mut newest = None;
+    let mut appended = 0;
     if let Ok(mut tail) = shared.tail.write() {
         for outcome in outcomes {
             if let Outcome::Committed(events) = outcome {
                 for event in events {
                     newest = Some(event.seq);
+                    appended += 1;
                     if tail.len() == shared.config.tail_events.max(1) {
                         tail.pop_front();
                     }
@@ -350,7 +348,7 @@ fn publish_to_tail(shared: &Shared, outcomes: &[Outcome]) {
         }
     }
     if let Some(seq) = newest {
-        metrics::counter!("proxy_events_appended_total").increment(outcomes.len() as u64);
+        metrics::counter!("proxy_events_appended_total").increment(appended);
         shared.head.send_replace(seq);
     }
 }

@@ -11,6 +11,8 @@
 
 use std::sync::Arc;
 
+use bytes::Bytes;
+
 use shared_protocol::frame::{EncodeError, Event, Payload, ServerFrame};
 
 const FLAG_VOLATILE: u8 = 1;
@@ -51,7 +53,7 @@ pub struct Logged {
     pub volatile: bool,
     pub kind: Arc<str>,
     /// The encoded `ServerFrame::Event`, ready for the socket.
-    pub frame: Arc<[u8]>,
+    pub frame: Bytes,
 }
 
 impl Logged {
@@ -68,7 +70,7 @@ impl Logged {
             ts_ms,
             volatile: event.volatile,
             kind: Arc::from(event.kind.as_str()),
-            frame: Arc::from(frame),
+            frame: Bytes::from(frame),
         })
     }
 
@@ -96,7 +98,7 @@ impl Logged {
             ts_ms,
             volatile: flags & FLAG_VOLATILE != 0,
             kind: Arc::from(kind),
-            frame: Arc::from(frame),
+            frame: Bytes::copy_from_slice(frame),
         })
     }
 

@@ -1,0 +1,187 @@
+//! Configuration: built-in defaults, then a TOML file, then environment
+//! variables and flags (highest wins). `edge-proxy --print-config` shows the
+//! result; `edge-proxy.example.toml` documents every key.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+use anyhow::{Context, Result};
+use clap::Parser;
+use serde::{Deserialize, Serialize};
+
+use crate::auth::TokenConfig;
+
+/// Command line. Every flag also reads an `EDGE_PROXY_*` environment variable.
+#[derive(Debug, Parser)]
+#[command(
+    name = "edge-proxy",
+    version,
+    about = "Keeps browser dashboards connected to a radio and a power meter through every kind of failure.",
+    long_about = "Terminates the dashboards' WebSockets, gives every event a durable, gap-free sequence number, \
+                  replays what a client missed after a disconnect or a restart, and bridges to the station's hardware.\n\n\
+                  Configuration comes from built-in defaults, then --config FILE (TOML), then environment variables \
+                  and flags. `--print-config` shows the result."
+)]
+pub struct Cli {
+    /// TOML configuration file (see edge-proxy.example.toml).
+    #[arg(long, short, env = "EDGE_PROXY_CONFIG")]
+    pub config: Option<PathBuf>,
+    /// Address for HTTP and WebSocket (e.g. 127.0.0.1:8080, or port 0 for any free port).
+    #[arg(long, env = "EDGE_PROXY_LISTEN")]
+    pub listen: Option<SocketAddr>,
+    /// Directory of the durable event log (created if missing).
+    #[arg(long, env = "EDGE_PROXY_DATA_DIR")]
+    pub data_dir: Option<PathBuf>,
+    /// Directory of the dashboard's static files, served at /.
+    #[arg(long, env = "EDGE_PROXY_WWW")]
+    pub www: Option<PathBuf>,
+    /// Log format: human or json.
+    #[arg(long, env = "EDGE_PROXY_LOG_FORMAT")]
+    pub log_format: Option<LogFormat>,
+    /// Run with simulated hardware (radio and power meter), for the demo.
+    #[arg(long, env = "EDGE_PROXY_DEMO")]
+    pub demo: bool,
+    /// Print the effective configuration as TOML and exit.
+    #[arg(long)]
+    pub print_config: bool,
+    /// Write the bound address to this file once listening (for scripts and tests).
+    #[arg(long, env = "EDGE_PROXY_PORT_FILE")]
+    pub port_file: Option<PathBuf>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "snake_case")]
+pub enum LogFormat {
+    Human,
+    Json,
+}
+
+/// The whole configuration. Every field has a default; see
+/// `edge-proxy.example.toml` for what each one does.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Config {
+    pub listen: SocketAddr,
+    pub data_dir: PathBuf,
+    pub www: Option<PathBuf>,
+    pub log_format: LogFormat,
+    pub demo: bool,
+    /// The proxy pings each client this often.
+    pub heartbeat_ms: u64,
+    /// A client silent this long is stale and its connection is closed.
+    pub stale_after_ms: u64,
+    pub max_frame_bytes: u32,
+    pub max_publish_per_sec: u32,
+    /// A client further behind than this gets a Gap and a Snapshot.
+    pub max_behind: u32,
+    /// A client this far behind is "hot": superseded volatile events are
+    /// coalesced for it.
+    pub cool_above_lag: u32,
+    /// Events older than this are trimmed from the log.
+    pub retention_ms: u64,
+    /// The log keeps at most this many events.
+    pub max_events: u64,
+    /// Origins allowed to open a WebSocket besides the proxy's own; "*" allows all.
+    pub allowed_origins: Vec<String>,
+    /// Shared-secret tokens; when none are set, every client has the control role.
+    pub tokens: Vec<TokenConfig>,
+    /// Most new connections accepted per second (excess get HTTP 503 with Retry-After).
+    pub max_handshakes_per_sec: u32,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            listen: SocketAddr::from(([127, 0, 0, 1], 8080)),
+            data_dir: PathBuf::from("data"),
+            www: None,
+            log_format: LogFormat::Human,
+            demo: false,
+            heartbeat_ms: 30_000,
+            stale_after_ms: 90_000,
+            max_frame_bytes: shared_protocol::MAX_FRAME_BYTES as u32,
+            max_publish_per_sec: 50,
+            max_behind: 1_000,
+            cool_above_lag: 256,
+            retention_ms: 5 * 60_000,
+            max_events: 100_000,
+            allowed_origins: Vec::new(),
+            tokens: Vec::new(),
+            max_handshakes_per_sec: 500,
+        }
+    }
+}
+
+impl Config {
+    pub fn load(cli: &Cli) -> Result<Config> {
+        let mut config = match &cli.config {
+            Some(path) => {
+                let text = std::fs::read_to_string(path)
+                    .with_context(|| format!("reading config file {}", path.display()))?;
+                toml::from_str(&text)
+                    .with_context(|| format!("in config file {}", path.display()))?
+            }
+            None => Config::default(),
+        };
+        if let Some(listen) = cli.listen {
+            config.listen = listen;
+        }
+        if let Some(dir) = &cli.data_dir {
+            config.data_dir = dir.clone();
+        }
+        if let Some(www) = &cli.www {
+            config.www = Some(www.clone());
+        }
+        if let Some(format) = cli.log_format {
+            config.log_format = format;
+        }
+        config.demo |= cli.demo;
+        config.validate()?;
+        Ok(config)
+    }
+
+    fn validate(&self) -> Result<()> {
+        anyhow::ensure!(self.heartbeat_ms > 0, "heartbeat_ms must be positive");
+        anyhow::ensure!(
+            self.stale_after_ms > self.heartbeat_ms,
+            "stale_after_ms ({}) must be longer than heartbeat_ms ({})",
+            self.stale_after_ms,
+            self.heartbeat_ms
+        );
+        anyhow::ensure!(
+            self.max_frame_bytes >= 256,
+            "max_frame_bytes must be at least 256"
+        );
+        anyhow::ensure!(self.max_behind > 0, "max_behind must be positive");
+        for token in &self.tokens {
+            anyhow::ensure!(
+                token.secret.len() >= 8,
+                "token secrets must be at least 8 characters"
+            );
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn example_file_parses_and_matches_defaults() {
+        let text = include_str!("../edge-proxy.example.toml");
+        let parsed: Config = toml::from_str(text).unwrap();
+        let defaults = Config::default();
+        assert_eq!(
+            toml::to_string(&parsed).unwrap(),
+            toml::to_string(&defaults).unwrap(),
+            "the example documents the defaults exactly"
+        );
+    }
+
+    #[test]
+    fn unknown_keys_are_an_error() {
+        let err = toml::from_str::<Config>("heartbeat_secs = 3").unwrap_err();
+        assert!(err.to_string().contains("unknown field"), "{err}");
+    }
+}

@@ -1,0 +1,279 @@
+//! The proxy session's decisions, as pure functions: where a client starts
+//! after `Hello`, whether a publish is admitted, and the rate bucket. The
+//! session task only carries them out, so they are tested here without sockets.
+
+use shared_protocol::frame::{Gap, GapReason, Publish, RejectReason, Resume};
+use shared_protocol::{is_transmit_kind, Millis};
+
+use crate::auth::{is_command_kind, Role};
+
+/// Where a client's stream starts after the welcome.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Start {
+    /// Send `gap` first if present, then events from `from` on.
+    Replay { from: u64, gap: Option<Gap> },
+    /// Send `gap` first if present, then a snapshot of the state, then live.
+    Snapshot { gap: Option<Gap> },
+}
+
+/// Decides how a client resumes, given the log's `epoch`, `head` (newest
+/// durable seq) and `oldest` (oldest replayable seq).
+pub fn plan_start(
+    resume: Option<Resume>,
+    epoch: u64,
+    head: u64,
+    oldest: u64,
+    max_behind: u64,
+) -> Start {
+    let Some(resume) = resume else {
+        return Start::Snapshot { gap: None };
+    };
+    if resume.epoch != epoch || resume.last_seq > head {
+        // The client's history is from a log that no longer exists (or is
+        // ahead of this one, which only a lost log can cause).
+        let gap = (head > 0).then_some(Gap {
+            from: 1,
+            to: head,
+            reason: GapReason::EpochChanged,
+        });
+        return Start::Snapshot { gap };
+    }
+    let from = resume.last_seq + 1;
+    if head.saturating_sub(resume.last_seq) > max_behind {
+        return Start::Snapshot {
+            gap: Some(Gap {
+                from,
+                to: head,
+                reason: GapReason::TooFarBehind,
+            }),
+        };
+    }
+    if from < oldest {
+        return Start::Replay {
+            from: oldest,
+            gap: Some(Gap {
+                from,
+                to: oldest - 1,
+                reason: GapReason::Retention,
+            }),
+        };
+    }
+    Start::Replay { from, gap: None }
+}
+
+/// Checks a publish before it reaches the log. Rate limiting is separate
+/// (reliable publishes wait for the bucket instead of being refused).
+pub fn admit(publish: &Publish, role: Role, now_wall_ms: u64) -> Result<(), RejectReason> {
+    if publish.kind.is_empty() || publish.kind.len() > 128 {
+        return Err(RejectReason::Invalid);
+    }
+    if is_command_kind(&publish.kind) && role != Role::Control {
+        return Err(RejectReason::Forbidden);
+    }
+    if is_transmit_kind(&publish.kind) && publish.expires_at_ms.is_none() {
+        // Keying a transmitter must always carry a deadline.
+        return Err(RejectReason::Invalid);
+    }
+    if publish
+        .expires_at_ms
+        .is_some_and(|deadline| deadline < now_wall_ms)
+    {
+        return Err(RejectReason::Expired);
+    }
+    Ok(())
+}
+
+/// A token bucket: `rate` tokens a second, holding at most `rate`.
+#[derive(Debug, Clone)]
+pub struct RateBucket {
+    rate: f64,
+    tokens: f64,
+    last: Millis,
+}
+
+impl RateBucket {
+    pub fn new(rate_per_sec: u32, now: Millis) -> Self {
+        let rate = f64::from(rate_per_sec.max(1));
+        RateBucket {
+            rate,
+            tokens: rate,
+            last: now,
+        }
+    }
+
+    /// Takes a token, or says how many ms until one is available.
+    pub fn take(&mut self, now: Millis) -> Result<(), u64> {
+        let elapsed = now.saturating_sub(self.last) as f64 / 1_000.0;
+        self.tokens = (self.tokens + elapsed * self.rate).min(self.rate);
+        self.last = now.max(self.last);
+        if self.tokens >= 1.0 {
+            self.tokens -= 1.0;
+            Ok(())
+        } else {
+            Err((((1.0 - self.tokens) / self.rate) * 1_000.0).ceil() as u64)
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use shared_protocol::frame::{Delivery, Payload};
+
+    const EPOCH: u64 = 7;
+
+    fn resume(last_seq: u64) -> Option<Resume> {
+        Some(Resume {
+            epoch: EPOCH,
+            last_seq,
+        })
+    }
+
+    #[test]
+    fn new_clients_get_a_snapshot() {
+        assert_eq!(
+            plan_start(None, EPOCH, 50, 1, 1_000),
+            Start::Snapshot { gap: None }
+        );
+    }
+
+    #[test]
+    fn resuming_clients_get_a_replay() {
+        assert_eq!(
+            plan_start(resume(40), EPOCH, 50, 1, 1_000),
+            Start::Replay {
+                from: 41,
+                gap: None
+            }
+        );
+        assert_eq!(
+            plan_start(resume(50), EPOCH, 50, 1, 1_000),
+            Start::Replay {
+                from: 51,
+                gap: None
+            }
+        );
+        assert_eq!(
+            plan_start(resume(0), EPOCH, 50, 1, 1_000),
+            Start::Replay { from: 1, gap: None }
+        );
+    }
+
+    #[test]
+    fn trimmed_history_is_a_retention_gap() {
+        let start = plan_start(resume(10), EPOCH, 50, 30, 1_000);
+        assert_eq!(
+            start,
+            Start::Replay {
+                from: 30,
+                gap: Some(Gap {
+                    from: 11,
+                    to: 29,
+                    reason: GapReason::Retention
+                })
+            }
+        );
+    }
+
+    #[test]
+    fn too_far_behind_gets_gap_and_snapshot() {
+        let start = plan_start(resume(10), EPOCH, 2_000, 1, 1_000);
+        assert_eq!(
+            start,
+            Start::Snapshot {
+                gap: Some(Gap {
+                    from: 11,
+                    to: 2_000,
+                    reason: GapReason::TooFarBehind
+                })
+            }
+        );
+    }
+
+    #[test]
+    fn other_epoch_gets_gap_and_snapshot() {
+        let start = plan_start(
+            Some(Resume {
+                epoch: 1,
+                last_seq: 10,
+            }),
+            EPOCH,
+            5,
+            1,
+            1_000,
+        );
+        assert_eq!(
+            start,
+            Start::Snapshot {
+                gap: Some(Gap {
+                    from: 1,
+                    to: 5,
+                    reason: GapReason::EpochChanged
+                })
+            }
+        );
+        assert_eq!(
+            plan_start(
+                Some(Resume {
+                    epoch: 1,
+                    last_seq: 10
+                }),
+                EPOCH,
+                0,
+                1,
+                1_000
+            ),
+            Start::Snapshot { gap: None }
+        );
+    }
+
+    fn publish(kind: &str, expires_at_ms: Option<u64>) -> Publish {
+        Publish {
+            client_seq: 1,
+            kind: kind.into(),
+            payload: Payload::Nil,
+            delivery: Delivery::Reliable,
+            expires_at_ms,
+        }
+    }
+
+    #[test]
+    fn admission_rules() {
+        assert_eq!(admit(&publish("note", None), Role::Read, 0), Ok(()));
+        assert_eq!(
+            admit(&publish("radio.set_freq", None), Role::Read, 0),
+            Err(RejectReason::Forbidden)
+        );
+        assert_eq!(
+            admit(&publish("radio.set_freq", None), Role::Control, 0),
+            Ok(())
+        );
+        assert_eq!(
+            admit(&publish("radio.ptt", None), Role::Control, 0),
+            Err(RejectReason::Invalid)
+        );
+        assert_eq!(
+            admit(&publish("radio.ptt", Some(999)), Role::Control, 1_000),
+            Err(RejectReason::Expired)
+        );
+        assert_eq!(
+            admit(&publish("radio.ptt", Some(1_500)), Role::Control, 1_000),
+            Ok(())
+        );
+        assert_eq!(
+            admit(&publish("", None), Role::Control, 0),
+            Err(RejectReason::Invalid)
+        );
+    }
+
+    #[test]
+    fn bucket_refills_at_rate() {
+        let mut b = RateBucket::new(10, 0);
+        for _ in 0..10 {
+            assert_eq!(b.take(0), Ok(()));
+        }
+        assert_eq!(b.take(0), Err(100));
+        assert_eq!(b.take(100), Ok(()));
+        assert!(b.take(100).is_err());
+    }
+}

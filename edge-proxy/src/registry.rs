@@ -1,0 +1,328 @@
+//! The registry of dashboard clients: one record per `client_id`, the single
+//! source of truth for their state, quality and counters. `/stats` and the
+//! health task read it; sessions update it.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+
+use serde::Serialize;
+use shared_protocol::health::{Check, HealthConfig, HealthTracker};
+use shared_protocol::quality::{QualityConfig, QualityTracker};
+use shared_protocol::Millis;
+use tokio::sync::watch;
+
+use crate::auth::Role;
+
+/// The states of the requirements' connection manager.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum SessionState {
+    Connecting,
+    Connected,
+    Reconnecting,
+    Disconnected,
+    Stale,
+}
+
+struct Record {
+    state: SessionState,
+    connection: u64,
+    role: Option<Role>,
+    remote: String,
+    connections: u64,
+    last_seen: Millis,
+    connected_since: Option<Millis>,
+    acked_upto: u64,
+    cursor: u64,
+    sent: u64,
+    coalesced: u64,
+    cooling_events: u64,
+    temperature: f64,
+    rtt_ms: Option<f64>,
+    quality: QualityTracker,
+    health: HealthTracker,
+    /// Set to true to ask the live connection to close (a newer one took over).
+    replaced: watch::Sender<bool>,
+}
+
+/// Counters over the life of the process.
+#[derive(Default)]
+pub struct Totals {
+    pub connections: AtomicU64,
+    pub events_sent: AtomicU64,
+    pub events_acked: AtomicU64,
+    pub events_dropped: AtomicU64,
+    pub publishes_applied: AtomicU64,
+    pub publishes_duplicate: AtomicU64,
+    pub publishes_rejected: AtomicU64,
+    pub bad_input: AtomicU64,
+    /// Connections past `Hello` that have not ended yet.
+    pub live: AtomicU64,
+}
+
+#[derive(Clone)]
+pub struct Registry {
+    records: Arc<Mutex<HashMap<String, Record>>>,
+    pub totals: Arc<Totals>,
+    next_connection: Arc<AtomicU64>,
+    /// Disconnected records older than this are forgotten.
+    forget_after_ms: u64,
+}
+
+/// A live connection's claim on its client record.
+pub struct Claim {
+    pub connection: u64,
+    /// Becomes true when another connection with the same `client_id` arrives.
+    pub replaced: watch::Receiver<bool>,
+}
+
+#[derive(Debug, Serialize)]
+pub struct SessionView {
+    pub client_id: String,
+    pub state: SessionState,
+    pub role: Option<Role>,
+    pub remote: String,
+    pub connections: u64,
+    pub reconnects: u64,
+    pub uptime_ms: u64,
+    pub last_seen_ms_ago: u64,
+    pub acked_upto: u64,
+    pub cursor: u64,
+    pub behind: u64,
+    pub sent: u64,
+    pub coalesced: u64,
+    pub temperature: f64,
+    pub cooling_events: u64,
+    pub rtt_ms: Option<f64>,
+    pub quality: f64,
+    pub health: u8,
+    pub health_band: &'static str,
+}
+
+impl Registry {
+    pub fn new(forget_after_ms: u64) -> Self {
+        Registry {
+            records: Arc::default(),
+            totals: Arc::default(),
+            next_connection: Arc::new(AtomicU64::new(1)),
+            forget_after_ms,
+        }
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, Record>> {
+        // A panic elsewhere must not take the registry (and /stats) down with it.
+        self.records
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    /// A connection presented `client_id`: claims the record, telling any
+    /// older live connection of the same client to close.
+    pub fn connect(&self, client_id: &str, role: Role, remote: &str, now: Millis) -> Claim {
+        let connection = self.next_connection.fetch_add(1, Ordering::Relaxed);
+        self.totals.connections.fetch_add(1, Ordering::Relaxed);
+        self.totals.live.fetch_add(1, Ordering::Relaxed);
+        metrics::counter!("proxy_connections_total").increment(1);
+        let mut records = self.lock();
+        let (tx, rx) = watch::channel(false);
+        match records.get_mut(client_id) {
+            Some(record) => {
+                record.replaced.send_replace(true);
+                record.replaced = tx;
+                record.state = SessionState::Reconnecting;
+                record.connection = connection;
+                record.connections += 1;
+                record.role = Some(role);
+                record.remote = remote.to_string();
+                record.quality.on_reconnect(now);
+                record.last_seen = now;
+            }
+            None => {
+                records.insert(
+                    client_id.to_string(),
+                    Record {
+                        state: SessionState::Connecting,
+                        connection,
+                        role: Some(role),
+                        remote: remote.to_string(),
+                        connections: 1,
+                        last_seen: now,
+                        connected_since: None,
+                        acked_upto: 0,
+                        cursor: 0,
+                        sent: 0,
+                        coalesced: 0,
+                        cooling_events: 0,
+                        temperature: 0.0,
+                        rtt_ms: None,
+                        quality: QualityTracker::new(QualityConfig::default(), now),
+                        health: HealthTracker::new(HealthConfig::default()),
+                        replaced: tx,
+                    },
+                );
+            }
+        }
+        Claim {
+            connection,
+            replaced: rx,
+        }
+    }
+
+    /// Runs `f` on the record if this connection still owns it.
+    fn with(&self, client_id: &str, connection: u64, f: impl FnOnce(&mut Record)) {
+        if let Some(record) = self.lock().get_mut(client_id) {
+            if record.connection == connection {
+                f(record);
+            }
+        }
+    }
+
+    /// The client was welcomed; it already holds everything up to `has_upto`.
+    pub fn welcomed(&self, client_id: &str, connection: u64, has_upto: u64, now: Millis) {
+        self.with(client_id, connection, |r| {
+            r.acked_upto = r.acked_upto.max(has_upto);
+            r.state = SessionState::Connected;
+            r.connected_since = Some(now);
+            r.quality.on_connected(now);
+        });
+        metrics::gauge!("proxy_connections_active").increment(1.0);
+    }
+
+    pub fn activity(&self, client_id: &str, connection: u64, now: Millis) {
+        self.with(client_id, connection, |r| {
+            r.last_seen = now;
+            r.quality.on_activity(now);
+            if r.state == SessionState::Stale {
+                r.state = SessionState::Connected;
+            }
+        });
+    }
+
+    pub fn progress(&self, client_id: &str, connection: u64, p: Progress) {
+        self.totals.events_sent.fetch_add(p.sent, Ordering::Relaxed);
+        self.totals
+            .events_dropped
+            .fetch_add(p.coalesced, Ordering::Relaxed);
+        metrics::counter!("proxy_events_sent_total").increment(p.sent);
+        let label = client_id.to_string();
+        if p.cooled {
+            metrics::counter!("connection_cooling_events_total", "connection" => label.clone(), "reason" => "lag")
+                .increment(1);
+        }
+        metrics::gauge!("connection_temperature", "connection" => label).set(p.temperature);
+        self.with(client_id, connection, |r| {
+            r.sent += p.sent;
+            r.coalesced += p.coalesced;
+            r.cursor = p.cursor;
+            r.temperature = p.temperature;
+            r.quality.on_sent(p.sent);
+            if p.cooled {
+                r.cooling_events += 1;
+            }
+        });
+    }
+
+    pub fn acked(&self, client_id: &str, connection: u64, upto: u64) {
+        self.with(client_id, connection, |r| {
+            if upto > r.acked_upto {
+                let n = upto - r.acked_upto;
+                r.quality.on_acked(n);
+                self.totals.events_acked.fetch_add(n, Ordering::Relaxed);
+                metrics::counter!("proxy_events_acked_total").increment(n);
+                r.acked_upto = upto;
+            }
+        });
+    }
+
+    /// A heartbeat result: a pong (with its RTT) or a missing one.
+    pub fn health_check(&self, client_id: &str, connection: u64, rtt_ms: Option<u64>, now: Millis) {
+        let result = if rtt_ms.is_some() { "ok" } else { "failed" };
+        metrics::counter!("connection_health_checks_total", "connection" => client_id.to_string(), "result" => result)
+            .increment(1);
+        self.with(client_id, connection, |r| {
+            let check = rtt_ms.map_or(Check::Failed, |latency_ms| Check::Ok { latency_ms });
+            r.health.record(check, now);
+            if let Some(rtt) = rtt_ms {
+                r.rtt_ms = Some(
+                    r.rtt_ms
+                        .map_or(rtt as f64, |s| s * 0.875 + rtt as f64 * 0.125),
+                );
+            }
+            metrics::gauge!("connection_health_score", "connection" => client_id.to_string())
+                .set(f64::from(r.health.score()));
+        });
+    }
+
+    pub fn stale(&self, client_id: &str, connection: u64) {
+        self.with(client_id, connection, |r| r.state = SessionState::Stale);
+    }
+
+    pub fn disconnected(&self, client_id: &str, connection: u64, welcomed: bool, now: Millis) {
+        self.totals.live.fetch_sub(1, Ordering::Relaxed);
+        if welcomed {
+            metrics::gauge!("proxy_connections_active").decrement(1.0);
+        }
+        self.with(client_id, connection, |r| {
+            r.state = SessionState::Disconnected;
+            r.connected_since = None;
+            r.quality.on_disconnected(now);
+            r.last_seen = now;
+        });
+    }
+
+    pub fn live_connections(&self) -> u64 {
+        self.totals.live.load(Ordering::Relaxed)
+    }
+
+    /// Forgets clients that have been gone longer than the retention window.
+    pub fn sweep(&self, now: Millis) {
+        let forget = self.forget_after_ms;
+        self.lock().retain(|_, r| {
+            r.state != SessionState::Disconnected || now.saturating_sub(r.last_seen) < forget
+        });
+    }
+
+    pub fn sessions(&self, head: u64, now: Millis) -> Vec<SessionView> {
+        let mut records = self.lock();
+        let mut views: Vec<SessionView> = records
+            .iter_mut()
+            .map(|(id, r)| {
+                let quality = r.quality.report(now);
+                SessionView {
+                    client_id: id.clone(),
+                    state: r.state,
+                    role: r.role,
+                    remote: r.remote.clone(),
+                    connections: r.connections,
+                    reconnects: r.connections.saturating_sub(1),
+                    uptime_ms: r.connected_since.map_or(0, |t| now.saturating_sub(t)),
+                    last_seen_ms_ago: now.saturating_sub(r.last_seen),
+                    acked_upto: r.acked_upto,
+                    cursor: r.cursor,
+                    behind: head.saturating_sub(r.acked_upto),
+                    sent: r.sent,
+                    coalesced: r.coalesced,
+                    temperature: r.temperature,
+                    cooling_events: r.cooling_events,
+                    rtt_ms: r.rtt_ms,
+                    quality: quality.score,
+                    health: r.health.score(),
+                    health_band: r.health.band().as_str(),
+                }
+            })
+            .collect();
+        views.sort_by(|a, b| a.client_id.cmp(&b.client_id));
+        views
+    }
+}
+
+/// What a session reports after a batch of sends.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Progress {
+    pub sent: u64,
+    pub coalesced: u64,
+    pub cursor: u64,
+    pub temperature: f64,
+    pub cooled: bool,
+}

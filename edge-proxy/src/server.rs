@@ -1,0 +1,217 @@
+//! HTTP surface: the WebSocket endpoint (`/ws`), `/stats` (JSON), `/metrics`
+//! (Prometheus text), `/healthz`, and the dashboard's static files.
+
+use std::net::SocketAddr;
+use std::sync::atomic::Ordering;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use axum::extract::ws::WebSocketUpgrade;
+use axum::extract::{ConnectInfo, State};
+use axum::http::{header, HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use axum::{Json, Router};
+use metrics_exporter_prometheus::PrometheusHandle;
+use serde_json::json;
+use shared_protocol::frame::ErrorCode;
+use shared_protocol::Millis;
+use tokio::sync::watch;
+
+use crate::auth::origin_allowed;
+use crate::config::Config;
+use crate::eventlog::EventLog;
+use crate::policy::RateBucket;
+use crate::registry::{Registry, Totals};
+
+/// Milliseconds since the proxy started, on tokio's monotonic clock (which
+/// tests can pause); the sans-IO state machines take these as `now`.
+#[derive(Clone, Copy)]
+pub struct Clock {
+    start: tokio::time::Instant,
+}
+
+impl Clock {
+    pub fn new() -> Self {
+        Clock {
+            start: tokio::time::Instant::now(),
+        }
+    }
+
+    pub fn now(&self) -> Millis {
+        self.start.elapsed().as_millis() as Millis
+    }
+
+    pub fn instant_at(&self, at: Millis) -> tokio::time::Instant {
+        // Far-future wake-ups are capped so the addition cannot overflow.
+        self.start + Duration::from_millis(at.min(u64::MAX / 4).min(10 * 365 * 86_400_000))
+    }
+}
+
+pub struct AppState {
+    pub config: Arc<Config>,
+    pub log: EventLog,
+    pub registry: Registry,
+    pub clock: Clock,
+    /// Becomes true when the proxy begins a graceful shutdown.
+    pub shutdown: watch::Receiver<bool>,
+    pub prometheus: PrometheusHandle,
+    /// Distinguishes this process's session names from an earlier run's.
+    pub instance: String,
+    handshakes: Mutex<RateBucket>,
+}
+
+impl AppState {
+    pub fn new(
+        config: Arc<Config>,
+        log: EventLog,
+        shutdown: watch::Receiver<bool>,
+        prometheus: PrometheusHandle,
+    ) -> Self {
+        let clock = Clock::new();
+        let handshakes = Mutex::new(RateBucket::new(config.max_handshakes_per_sec, clock.now()));
+        AppState {
+            registry: Registry::new(config.retention_ms),
+            instance: format!("{:x}", fastrand::u32(..)),
+            config,
+            log,
+            clock,
+            shutdown,
+            prometheus,
+            handshakes,
+        }
+    }
+
+    pub fn totals(&self) -> &Totals {
+        &self.registry.totals
+    }
+
+    pub fn bad_input(&self, code: ErrorCode) {
+        self.totals().bad_input.fetch_add(1, Ordering::Relaxed);
+        let reason = match code {
+            ErrorCode::Malformed => "malformed",
+            ErrorCode::TooLarge => "too_large",
+            ErrorCode::UnsupportedVersion => "unsupported_version",
+            ErrorCode::ProtocolViolation => "protocol_violation",
+            ErrorCode::Unauthorized => "unauthorized",
+            ErrorCode::Stale => "stale",
+            ErrorCode::Replaced => "replaced",
+            ErrorCode::ShuttingDown => "shutting_down",
+            ErrorCode::Unavailable => "unavailable",
+        };
+        metrics::counter!("proxy_bad_input_total", "reason" => reason).increment(1);
+    }
+}
+
+pub fn router(state: Arc<AppState>) -> Router {
+    let mut router = Router::new()
+        .route("/ws", get(ws_upgrade))
+        .route("/stats", get(stats))
+        .route("/metrics", get(metrics_text))
+        .route("/healthz", get(|| async { "ok\n" }));
+    if let Some(www) = &state.config.www {
+        router = router.fallback_service(tower_http::services::ServeDir::new(www));
+    }
+    router.with_state(state)
+}
+
+async fn ws_upgrade(
+    State(state): State<Arc<AppState>>,
+    ConnectInfo(remote): ConnectInfo<SocketAddr>,
+    headers: HeaderMap,
+    upgrade: WebSocketUpgrade,
+) -> Response {
+    let origin = headers.get(header::ORIGIN).and_then(|v| v.to_str().ok());
+    let host = headers.get(header::HOST).and_then(|v| v.to_str().ok());
+    if !origin_allowed(origin, host, &state.config.allowed_origins) {
+        state.bad_input(ErrorCode::Unauthorized);
+        tracing::warn!(?origin, %remote, "EVENT_ORIGIN_REFUSED");
+        return (StatusCode::FORBIDDEN, "origin not allowed\n").into_response();
+    }
+    if *state.shutdown.borrow() {
+        return retry_later(2, "shutting down");
+    }
+    let admitted = state
+        .handshakes
+        .lock()
+        .map(|mut b| b.take(state.clock.now()))
+        .unwrap_or(Ok(()));
+    if let Err(wait_ms) = admitted {
+        metrics::counter!("proxy_handshakes_refused_total").increment(1);
+        // A client told to wait spreads itself over the next second or two.
+        return retry_later(wait_ms.div_ceil(1_000).max(1), "too many new connections");
+    }
+    let limit = state.config.max_frame_bytes as usize;
+    upgrade
+        // Over our own limit we still read the frame, so we can answer with
+        // a TooLarge error frame; far over it the socket is dropped.
+        .max_message_size(limit * 2)
+        .max_frame_size(limit * 2)
+        .on_upgrade(move |socket| crate::session::run(socket, state, remote))
+}
+
+fn retry_later(seconds: u64, why: &'static str) -> Response {
+    (
+        StatusCode::SERVICE_UNAVAILABLE,
+        [(header::RETRY_AFTER, seconds.to_string())],
+        format!("{why}; retry in {seconds} s\n"),
+    )
+        .into_response()
+}
+
+async fn stats(State(state): State<Arc<AppState>>) -> Json<serde_json::Value> {
+    let head = state.log.head();
+    let now = state.clock.now();
+    let sessions = state.registry.sessions(head, now);
+    let active = sessions
+        .iter()
+        .filter(|s| {
+            matches!(
+                s.state,
+                crate::registry::SessionState::Connected | crate::registry::SessionState::Stale
+            )
+        })
+        .count();
+    let buffered: u64 = sessions.iter().map(|s| s.behind).sum();
+    let average_quality = if sessions.is_empty() {
+        1.0
+    } else {
+        sessions.iter().map(|s| s.quality).sum::<f64>() / sessions.len() as f64
+    };
+    let t = state.totals();
+    Json(json!({
+        "epoch": state.log.epoch(),
+        "global_seq": head,
+        "uptime_ms": now,
+        "connections": {
+            "total": t.connections.load(Ordering::Relaxed),
+            "active": active,
+        },
+        "events": {
+            "sent": t.events_sent.load(Ordering::Relaxed),
+            "acknowledged": t.events_acked.load(Ordering::Relaxed),
+            "buffered": buffered,
+            "dropped": t.events_dropped.load(Ordering::Relaxed),
+            "retained": state.log.retained().unwrap_or(0),
+        },
+        "publishes": {
+            "applied": t.publishes_applied.load(Ordering::Relaxed),
+            "duplicate": t.publishes_duplicate.load(Ordering::Relaxed),
+            "rejected": t.publishes_rejected.load(Ordering::Relaxed),
+        },
+        "bad_input": t.bad_input.load(Ordering::Relaxed),
+        "average_quality": average_quality,
+        "sessions": sessions,
+    }))
+}
+
+async fn metrics_text(State(state): State<Arc<AppState>>) -> impl IntoResponse {
+    metrics::gauge!("proxy_global_seq").set(state.log.head() as f64);
+    (
+        [(
+            header::CONTENT_TYPE,
+            "text/plain; version=0.0.4; charset=utf-8",
+        )],
+        state.prometheus.render(),
+    )
+}

@@ -1,0 +1,197 @@
+//! A real edge-proxy process.
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+/// The binary under test: `EDGE_PROXY_BIN`, or the workspace's debug build.
+pub fn binary() -> PathBuf {
+    if let Ok(path) = std::env::var("EDGE_PROXY_BIN") {
+        return PathBuf::from(path);
+    }
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../target/debug/edge-proxy");
+    assert!(
+        path.exists(),
+        "{} is missing: run `cargo build -p edge-proxy` first (cargo xtask test does)",
+        path.display()
+    );
+    path
+}
+
+pub struct Proxy {
+    child: Option<Child>,
+    pub addr: String,
+    pub data_dir: PathBuf,
+    args: Vec<String>,
+    _tmp: Option<tempfile::TempDir>,
+}
+
+impl Proxy {
+    /// Starts a proxy with a fresh data directory and extra flags/config.
+    /// `config` is TOML written to a file passed with `--config`.
+    pub fn start(config: &str) -> Proxy {
+        let tmp = tempfile::tempdir().expect("tempdir");
+        let data_dir = tmp.path().join("data");
+        let config_path = tmp.path().join("proxy.toml");
+        std::fs::write(&config_path, config).expect("write config");
+        let args = vec!["--config".to_string(), config_path.display().to_string()];
+        let mut proxy = Proxy {
+            child: None,
+            addr: String::new(),
+            data_dir,
+            args,
+            _tmp: Some(tmp),
+        };
+        proxy.spawn();
+        proxy
+    }
+
+    fn spawn(&mut self) {
+        let port_file = self.data_dir.with_extension("port");
+        let _ = std::fs::remove_file(&port_file);
+        let child = Command::new(binary())
+            .args(&self.args)
+            .arg("--data-dir")
+            .arg(&self.data_dir)
+            .arg("--listen")
+            .arg(if self.addr.is_empty() {
+                "127.0.0.1:0"
+            } else {
+                &self.addr
+            })
+            .arg("--port-file")
+            .arg(&port_file)
+            .env(
+                "EDGE_PROXY_LOG",
+                std::env::var("EDGE_PROXY_LOG").unwrap_or_else(|_| "warn".into()),
+            )
+            .stdout(Stdio::null())
+            .spawn()
+            .expect("start edge-proxy");
+        self.child = Some(child);
+        let deadline = Instant::now() + Duration::from_secs(20);
+        loop {
+            if let Ok(addr) = std::fs::read_to_string(&port_file) {
+                if !addr.is_empty() {
+                    self.addr = addr;
+                    return;
+                }
+            }
+            if let Some(Some(status)) = self.child.as_mut().map(|c| c.try_wait().ok().flatten()) {
+                panic!("edge-proxy exited at start-up with {status}");
+            }
+            assert!(
+                Instant::now() < deadline,
+                "edge-proxy did not start within 20 s"
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    pub fn ws_url(&self) -> String {
+        format!("ws://{}/ws", self.addr)
+    }
+
+    pub fn http_url(&self, path: &str) -> String {
+        format!("http://{}{path}", self.addr)
+    }
+
+    /// `kill -9`: no chance to flush anything.
+    pub fn kill9(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+
+    /// SIGTERM and wait for a clean exit; returns whether it exited 0.
+    pub fn terminate(&mut self) -> bool {
+        let Some(mut child) = self.child.take() else {
+            return false;
+        };
+        let _ = Command::new("kill")
+            .arg("-TERM")
+            .arg(child.id().to_string())
+            .status();
+        let deadline = Instant::now() + Duration::from_secs(15);
+        loop {
+            if let Ok(Some(status)) = child.try_wait() {
+                return status.success();
+            }
+            if Instant::now() > deadline {
+                let _ = child.kill();
+                return false;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// Starts the process again on the same port and data directory.
+    pub fn restart(&mut self) {
+        self.kill9();
+        self.spawn();
+    }
+
+    pub fn is_running(&mut self) -> bool {
+        self.child
+            .as_mut()
+            .is_some_and(|c| matches!(c.try_wait(), Ok(None)))
+    }
+
+    /// Wipes the data directory (the log's history is lost: a new epoch).
+    pub fn wipe(&mut self) {
+        self.kill9();
+        let _ = std::fs::remove_dir_all(&self.data_dir);
+    }
+
+    /// Plain HTTP GET over a raw socket (keeps the harness dependency-free).
+    pub fn get(&self, path: &str) -> (u16, String) {
+        http_get(&self.addr, path, &[])
+    }
+}
+
+impl Drop for Proxy {
+    fn drop(&mut self) {
+        self.kill9();
+    }
+}
+
+pub fn http_get(addr: &str, path: &str, headers: &[(&str, &str)]) -> (u16, String) {
+    use std::io::{Read, Write};
+    let mut stream = std::net::TcpStream::connect(addr).expect("connect");
+    stream.set_read_timeout(Some(Duration::from_secs(10))).ok();
+    let mut request = format!("GET {path} HTTP/1.1\r\nHost: {addr}\r\n");
+    if !headers
+        .iter()
+        .any(|(k, _)| k.eq_ignore_ascii_case("connection"))
+    {
+        request.push_str("Connection: close\r\n");
+    }
+    for (k, v) in headers {
+        request.push_str(&format!("{k}: {v}\r\n"));
+    }
+    request.push_str("\r\n");
+    stream.write_all(request.as_bytes()).expect("write");
+    // Read to EOF, except for a 101 (the socket stays open): stop at the headers.
+    let mut raw = Vec::new();
+    let mut chunk = [0u8; 4096];
+    loop {
+        match stream.read(&mut chunk) {
+            Ok(0) | Err(_) => break,
+            Ok(n) => raw.extend_from_slice(&chunk[..n]),
+        }
+        if raw.starts_with(b"HTTP/1.1 101") && raw.windows(4).any(|w| w == b"\r\n\r\n") {
+            break;
+        }
+    }
+    let response = String::from_utf8_lossy(&raw).into_owned();
+    let status = response
+        .split_whitespace()
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(0);
+    let body = response
+        .split_once("\r\n\r\n")
+        .map_or(String::new(), |(_, b)| b.to_string());
+    (status, body)
+}
