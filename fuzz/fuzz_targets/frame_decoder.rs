@@ -1,0 +1,21 @@
+//! Feeds arbitrary bytes to both frame decoders. The decoder must return an
+//! error or a frame, never panic and never overflow the stack; a decoded
+//! frame must re-encode to bytes that decode and re-encode identically
+//! (bytes, not values, are compared: NaN payloads never equal themselves).
+#![no_main]
+
+use libfuzzer_sys::fuzz_target;
+use shared_protocol::frame::{ClientFrame, ServerFrame, MAX_FRAME_BYTES};
+
+fuzz_target!(|data: &[u8]| {
+    if let Ok(frame) = ClientFrame::decode(data, MAX_FRAME_BYTES) {
+        let once = frame.encode().expect("a decoded frame encodes");
+        let twice = ClientFrame::decode(&once, usize::MAX).expect("re-decodes").encode().expect("encodes");
+        assert_eq!(once, twice);
+    }
+    if let Ok(frame) = ServerFrame::decode(data, MAX_FRAME_BYTES) {
+        let once = frame.encode().expect("a decoded frame encodes");
+        let twice = ServerFrame::decode(&once, usize::MAX).expect("re-decodes").encode().expect("encodes");
+        assert_eq!(once, twice);
+    }
+});
