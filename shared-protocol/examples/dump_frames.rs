@@ -6,7 +6,11 @@
 use shared_protocol::frame::*;
 
 fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect::<Vec<_>>().join(" ")
+    bytes
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect::<Vec<_>>()
+        .join(" ")
 }
 
 fn main() {
@@ -14,7 +18,10 @@ fn main() {
         ClientFrame::Hello(Hello {
             client_id: "dash-7f3a".into(),
             token: None,
-            resume: Some(Resume { epoch: 42, last_seq: 17 }),
+            resume: Some(Resume {
+                epoch: 42,
+                last_seq: 17,
+            }),
         }),
         ClientFrame::Publish(Publish {
             client_seq: 3,
@@ -33,7 +40,11 @@ fn main() {
             ts_ms: 1_700_000_000_000,
             payload: Payload::Map(vec![("watts".into(), 5.into())]),
         }),
-        ServerFrame::Gap(Gap { from: 1, to: 9, reason: GapReason::Retention }),
+        ServerFrame::Gap(Gap {
+            from: 1,
+            to: 9,
+            reason: GapReason::Retention,
+        }),
         ServerFrame::Accepted { upto: 3 },
     ];
     for frame in &client {

@@ -147,7 +147,7 @@ impl Backoff {
     }
 
     /// Called after a failed attempt (or a lost connection): how long to wait.
-    pub fn next(&mut self) -> Retry {
+    pub fn next_retry(&mut self) -> Retry {
         if self.exhausted() {
             return Retry::GiveUp {
                 attempts: self.attempt,
@@ -217,18 +217,18 @@ mod tests {
     fn gives_up_after_max_then_resets() {
         let mut b = Backoff::new(BackoffConfig::HARDWARE, 1);
         for n in 1..=10 {
-            assert!(matches!(b.next(), Retry::After { attempt, .. } if attempt == n));
+            assert!(matches!(b.next_retry(), Retry::After { attempt, .. } if attempt == n));
         }
-        assert_eq!(b.next(), Retry::GiveUp { attempts: 10 });
+        assert_eq!(b.next_retry(), Retry::GiveUp { attempts: 10 });
         b.reset();
-        assert!(matches!(b.next(), Retry::After { attempt: 1, .. }));
+        assert!(matches!(b.next_retry(), Retry::After { attempt: 1, .. }));
     }
 
     #[test]
     fn network_up_retries_immediately() {
         let mut b = Backoff::new(BackoffConfig::DASHBOARD, 2);
         for _ in 0..5 {
-            b.next();
+            b.next_retry();
         }
         assert_eq!(
             b.network_up(),
@@ -238,7 +238,7 @@ mod tests {
             }
         );
         assert!(
-            matches!(b.next(), Retry::After { attempt: 2, delay_ms } if (1_400..=2_600).contains(&delay_ms))
+            matches!(b.next_retry(), Retry::After { attempt: 2, delay_ms } if (1_400..=2_600).contains(&delay_ms))
         );
     }
 

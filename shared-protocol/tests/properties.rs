@@ -227,7 +227,7 @@ proptest! {
     fn backoff_stays_in_band_and_under_max(config in backoff_config(), seed in any::<u64>(), steps in 1usize..60) {
         let mut b = Backoff::new(config, seed);
         for _ in 0..steps {
-            match b.next() {
+            match b.next_retry() {
                 Retry::After { delay_ms, attempt } => {
                     let nominal = config.nominal_ms(attempt) as f64;
                     prop_assert!(delay_ms <= config.max_ms);
@@ -250,7 +250,7 @@ proptest! {
         let mut a = Backoff::new(config, seed);
         let mut b = Backoff::new(config, seed);
         for _ in 0..20 {
-            prop_assert_eq!(a.next(), b.next());
+            prop_assert_eq!(a.next_retry(), b.next_retry());
         }
     }
 }
@@ -267,7 +267,7 @@ fn jitter_spreads_retries_at_the_cap() {
             let mut b = Backoff::new(config, seed);
             let mut last = 0;
             for _ in 0..10 {
-                if let Retry::After { delay_ms, .. } = b.next() {
+                if let Retry::After { delay_ms, .. } = b.next_retry() {
                     last = delay_ms;
                 }
             }
