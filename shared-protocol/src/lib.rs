@@ -10,6 +10,7 @@
 //! | module | job |
 //! |---|---|
 //! | [`frame`] | wire frames, the versioned envelope, the typed decoder |
+//! | [`client`] | the browser client's whole behaviour: one state machine |
 //! | [`backoff`] | exponential backoff with jitter, attempt limits, profiles |
 //! | [`heartbeat`] | ping schedule, pong timeout, staleness, RTT statistics |
 //! | [`quality`] | the 0..1 link quality score and its inputs |
@@ -18,6 +19,7 @@
 //! | [`outbox`] | send side: `client_seq`, the reliable outbox, acceptance |
 
 pub mod backoff;
+pub mod client;
 pub mod frame;
 pub mod health;
 pub mod heartbeat;
