@@ -1,8 +1,22 @@
 //! The browser client: a thin I/O shell around `shared-protocol`.
 //!
-//! This crate only moves bytes and fires timers; every decision lives in the
-//! sans-IO state machines of `shared-protocol`. [`codec`] exposes the frame
-//! codec to JavaScript (used by tests and by tools that speak the protocol
-//! from JS).
+//! Every decision (when to reconnect, what to resend, whether the link is
+//! stale, the quality score) is made by `shared_protocol::client::ClientSession`;
+//! this crate only moves bytes, fires one timer, persists to localStorage and
+//! calls JavaScript listeners.
+//!
+//! | module | job |
+//! |---|---|
+//! | [`link`] | the `Link` class: the JS API |
+//! | [`options`] | constructor options and their defaults |
+//! | [`storage`] | localStorage, used defensively |
+//! | [`console`] | the devtools console API |
+//! | [`codec`] | the frame codec for JavaScript tools and tests |
 
 pub mod codec;
+pub mod console;
+pub mod link;
+pub mod options;
+pub mod storage;
+
+pub use link::Link;

@@ -62,6 +62,20 @@ impl Tally {
         for line in BufReader::new(stdout).lines() {
             let line = line?;
             println!("{line}");
+            // node --test (TAP): "# pass N", "# fail N", "# skipped N".
+            if let Some(rest) = line.trim().strip_prefix("# ") {
+                let mut words = rest.split_whitespace();
+                if let (Some(label), Some(n), None) = (words.next(), words.next(), words.next()) {
+                    if let Ok(n) = n.parse::<u64>() {
+                        match label {
+                            "pass" => self.passed += n,
+                            "fail" => self.failed += n,
+                            "skipped" => self.ignored += n,
+                            _ => {}
+                        }
+                    }
+                }
+            }
             if let Some(rest) = line.trim().strip_prefix("test result: ") {
                 for part in rest.split([';', '.']) {
                     let mut words = part.split_whitespace();
@@ -148,6 +162,16 @@ pub fn test(lint: bool) -> Result<()> {
             .env("EDGE_PROXY_BIN", &proxy_bin),
     )?;
 
+    npm_install()?;
+    pkg()?;
+    tally.run(
+        "browser end-to-end tests: the npm package in Chromium against the real proxy",
+        Command::new("npm")
+            .current_dir(browser_tests_dir())
+            .args(["test", "--silent"])
+            .env("EDGE_PROXY_BIN", &proxy_bin),
+    )?;
+
     let minutes = started.elapsed().as_secs_f64() / 60.0;
     eprintln!("\nall test runs finished in {minutes:.1} min");
     if !tally.failures.is_empty() {
@@ -161,6 +185,25 @@ pub fn test(lint: bool) -> Result<()> {
         bail!("some tests failed");
     }
     Ok(())
+}
+
+pub fn browser_tests_dir() -> PathBuf {
+    root().join("tests/browser")
+}
+
+/// `npm ci` for the browser tests (playwright-core, binaryen), when needed.
+pub fn npm_install() -> Result<()> {
+    let dir = browser_tests_dir();
+    if dir.join("node_modules/playwright-core").exists()
+        && dir.join("node_modules/binaryen").exists()
+    {
+        return Ok(());
+    }
+    step("installing the browser tests' npm packages (playwright-core, binaryen)");
+    run(Command::new("npm")
+        .current_dir(&dir)
+        .args(["ci", "--no-audit", "--no-fund"]))
+    .context("npm ci failed in tests/browser")
 }
 
 /// Builds the browser client's npm package into `wasm-client/pkg`.
@@ -178,21 +221,45 @@ pub fn pkg() -> Result<PathBuf> {
         "wasm-release",
     ]))?;
     let out = root().join("wasm-client/pkg");
+    let _ = std::fs::remove_dir_all(&out);
     run(Command::new("wasm-bindgen")
         .current_dir(root())
+        .args(["--target", "web", "--out-name", "station_link"])
         .args([
-            "--target",
-            "web",
             "--remove-name-section",
             "--remove-producers-section",
             "--out-dir",
         ])
         .arg(&out)
         .arg("target/wasm32-unknown-unknown/wasm-release/wasm_client.wasm"))?;
+    // wasm-opt from npm's binaryen (Debian's 108 produces modules Chromium rejects).
+    let wasm_opt = browser_tests_dir().join("node_modules/.bin/wasm-opt");
+    let wasm = out.join("station_link_bg.wasm");
+    if wasm_opt.exists() {
+        run(Command::new(&wasm_opt)
+            .args([
+                "-Oz",
+                "--enable-bulk-memory",
+                "--enable-nontrapping-float-to-int",
+            ])
+            .args(["--enable-sign-ext", "--enable-mutable-globals", "-o"])
+            .arg(&wasm)
+            .arg(&wasm))?;
+    } else {
+        eprintln!(
+            "    (npm binaryen not installed: wasm-opt skipped; `cargo xtask test` installs it)"
+        );
+    }
+    for file in ["package.json", "README.md"] {
+        std::fs::copy(root().join("wasm-client/npm").join(file), out.join(file))?;
+    }
+    let size = std::fs::metadata(&wasm)?.len();
+    eprintln!("    package: {} ({} KiB wasm)", out.display(), size / 1024);
     Ok(out)
 }
 
 pub fn demo(port: u16) -> Result<()> {
+    npm_install()?;
     let pkg = pkg()?;
     // The dashboard imports the package from /pkg.
     let www_pkg = root().join("www/pkg");

@@ -1,0 +1,100 @@
+// Harness for the browser tests: a real edge-proxy process serving a fresh
+// project that installed the packed npm package, and Debian's Chromium
+// driven by playwright-core.
+import { spawn, execFileSync } from 'node:child_process';
+import { mkdtempSync, writeFileSync, readFileSync, existsSync, copyFileSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join, dirname } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { setTimeout as sleep } from 'node:timers/promises';
+import { chromium } from 'playwright-core';
+
+const here = dirname(fileURLToPath(import.meta.url));
+const root = join(here, '..', '..');
+
+export const CHROMIUM_ARGS = [
+  '--headless', '--no-sandbox', '--disable-gpu', '--disable-dev-shm-usage',
+  '--disable-background-networking', '--disable-component-update', '--disable-sync',
+  '--no-first-run', '--disable-quic',
+];
+
+/** `npm pack`s wasm-client/pkg and installs the tarball into a fresh ESM project. */
+export function installPackage() {
+  const pkg = process.env.STATION_LINK_PKG || join(root, 'wasm-client', 'pkg');
+  if (!existsSync(join(pkg, 'package.json'))) {
+    throw new Error(`${pkg} has no package.json: run \`cargo xtask pkg\` first`);
+  }
+  const work = mkdtempSync(join(tmpdir(), 'station-link-app-'));
+  const tarball = execFileSync('npm', ['pack', '--silent', '--pack-destination', work, pkg], { encoding: 'utf8' }).trim().split('\n').pop();
+  writeFileSync(join(work, 'package.json'), JSON.stringify({ name: 'fresh-app', private: true, type: 'module' }));
+  execFileSync('npm', ['install', '--no-audit', '--no-fund', '--offline', join(work, tarball)], { cwd: work, stdio: 'ignore' });
+  copyFileSync(join(here, 'fixture', 'index.html'), join(work, 'index.html'));
+  return work;
+}
+
+function proxyBinary() {
+  const bin = process.env.EDGE_PROXY_BIN || join(root, 'target', 'debug', 'edge-proxy');
+  if (!existsSync(bin)) throw new Error(`${bin} is missing: run \`cargo build -p edge-proxy\``);
+  return bin;
+}
+
+/** A real edge-proxy process; `kill9`, `stop` (SIGTERM) and `start` again on the same port. */
+export class Proxy {
+  constructor(www, config = '') {
+    this.dir = mkdtempSync(join(tmpdir(), 'station-link-proxy-'));
+    this.www = www;
+    this.addr = '127.0.0.1:0';
+    writeFileSync(join(this.dir, 'proxy.toml'), config);
+  }
+
+  async start() {
+    const portFile = join(this.dir, 'port');
+    rmSync(portFile, { force: true });
+    this.child = spawn(proxyBinary(), [
+      '--config', join(this.dir, 'proxy.toml'), '--data-dir', join(this.dir, 'data'),
+      '--listen', this.addr, '--www', this.www, '--port-file', portFile,
+    ], { stdio: ['ignore', 'ignore', 'inherit'], env: { ...process.env, EDGE_PROXY_LOG: process.env.EDGE_PROXY_LOG || 'warn' } });
+    const deadline = Date.now() + 20_000;
+    while (!existsSync(portFile) || readFileSync(portFile, 'utf8') === '') {
+      if (Date.now() > deadline) throw new Error('edge-proxy did not start');
+      await sleep(20);
+    }
+    this.addr = readFileSync(portFile, 'utf8');
+    return this;
+  }
+
+  get url() { return `http://${this.addr}`; }
+
+  async kill9() { await this.#signal('SIGKILL'); }
+  async stop() { await this.#signal('SIGTERM'); }
+
+  async #signal(sig) {
+    if (!this.child || this.child.exitCode !== null) return;
+    const exited = new Promise((resolve) => this.child.once('exit', resolve));
+    this.child.kill(sig);
+    await exited;
+  }
+
+  async stats() {
+    const res = await fetch(`${this.url}/stats`);
+    return res.json();
+  }
+}
+
+export async function launch() {
+  return chromium.launch({ executablePath: '/usr/bin/chromium', args: CHROMIUM_ARGS });
+}
+
+/** Waits until `fn()` (run in the page) is truthy. */
+export async function until(page, fn, arg, timeout = 20_000) {
+  try {
+    await page.waitForFunction(fn, arg, { timeout, polling: 50 });
+  } catch (e) {
+    // Say what the page saw, so a failure explains itself.
+    const seen = await page.evaluate(() => window.rec && JSON.stringify({
+      states: rec.states.slice(-6), events: rec.events.length, lastSeq: rec.events.at(-1)?.seq,
+      n: window.n, buffer: window.link?.buffer().length, errors: rec.errors.slice(-4), reconnected: rec.reconnected.length,
+    })).catch(() => 'page unavailable');
+    throw new Error(`${e.message}\n  waiting for: ${fn}\n  page: ${seen}`);
+  }
+}

@@ -1,0 +1,725 @@
+//! `Link`: the JS-facing class. It owns one `ClientSession` and does only
+//! what the session asks: open or close the one WebSocket, send bytes,
+//! persist, arm one timer, and tell listeners. Listeners are called with no
+//! borrow held, so they may call back into the link.
+
+use std::cell::RefCell;
+use std::collections::{HashMap, VecDeque};
+use std::rc::{Rc, Weak};
+
+use js_sys::{Array, Function, Object, Reflect, Uint8Array};
+use serde::Serialize;
+use shared_protocol::client::{ClientSession, Input, LinkState, Notice, Output};
+use shared_protocol::frame::{Delivery, Payload};
+use shared_protocol::receiver::Delivered;
+use shared_protocol::Millis;
+use wasm_bindgen::prelude::*;
+use wasm_bindgen::JsCast;
+use web_sys::{BinaryType, CloseEvent, MessageEvent, WebSocket};
+
+use crate::options::LinkOptions;
+use crate::storage::Store;
+
+/// Lines kept for `exportLogs()`.
+const LOG_LINES: usize = 500;
+
+fn now_ms() -> Millis {
+    web_sys::window()
+        .and_then(|w| w.performance())
+        .map_or(0, |p| p.now() as Millis)
+}
+
+fn to_js<T: Serialize>(value: &T) -> JsValue {
+    let serializer = serde_wasm_bindgen::Serializer::new().serialize_maps_as_objects(true);
+    value
+        .serialize(&serializer)
+        .or_else(|_| value.serialize(&serde_wasm_bindgen::Serializer::new()))
+        .unwrap_or(JsValue::NULL)
+}
+
+fn obj(pairs: &[(&str, JsValue)]) -> JsValue {
+    let o = Object::new();
+    for (k, v) in pairs {
+        let _ = Reflect::set(&o, &JsValue::from_str(k), v);
+    }
+    o.into()
+}
+
+struct Socket {
+    id: u32,
+    ws: WebSocket,
+    _on_open: Closure<dyn FnMut()>,
+    _on_message: Closure<dyn FnMut(MessageEvent)>,
+    _on_close: Closure<dyn FnMut(CloseEvent)>,
+}
+
+impl Socket {
+    fn close(self, code: u16, reason: &str) {
+        self.ws.set_onopen(None);
+        self.ws.set_onmessage(None);
+        self.ws.set_onclose(None);
+        let code = if code == 1000 || (3000..=4999).contains(&code) {
+            code
+        } else {
+            4000
+        };
+        let _ = self.ws.close_with_code_and_reason(code, reason);
+    }
+}
+
+#[derive(Serialize)]
+struct LogLine {
+    at_ms: u64,
+    level: &'static str,
+    message: String,
+}
+
+pub(crate) struct Inner {
+    session: ClientSession,
+    url: String,
+    options: LinkOptions,
+    store: Store,
+    socket: Option<Socket>,
+    timer: Option<(Millis, gloo_timers::callback::Timeout)>,
+    listeners: HashMap<String, Vec<Function>>,
+    latency_waiters: Vec<Function>,
+    log: VecDeque<LogLine>,
+    wall_offset: u64,
+    weak: Weak<RefCell<Inner>>,
+    _page_hooks: Vec<Closure<dyn FnMut()>>,
+}
+
+/// A resilient link to the edge proxy.
+#[wasm_bindgen]
+#[derive(Clone)]
+pub struct Link {
+    inner: Rc<RefCell<Inner>>,
+}
+
+/// Handles a session output that needs no JS callback; returns what to emit.
+fn perform(inner: &mut Inner, out: Output, emits: &mut Vec<(&'static str, JsValue)>) {
+    match out {
+        Output::OpenSocket { socket } => {
+            if let Some(old) = inner.socket.take() {
+                old.close(1000, "replaced by a new attempt");
+            }
+            match open_socket(&inner.url, socket, inner.weak.clone()) {
+                Ok(s) => inner.socket = Some(s),
+                Err(message) => {
+                    emits.push((
+                        "error",
+                        obj(&[("kind", "socket".into()), ("message", message.into())]),
+                    ));
+                    // Report it as a closed socket so the backoff takes over.
+                    let weak = inner.weak.clone();
+                    gloo_timers::callback::Timeout::new(0, move || {
+                        if let Some(rc) = weak.upgrade() {
+                            Link::feed(
+                                &rc,
+                                Input::SocketClosed {
+                                    socket,
+                                    code: 1006,
+                                    reason: "could not open".into(),
+                                },
+                            );
+                        }
+                    })
+                    .forget();
+                }
+            }
+        }
+        Output::CloseSocket {
+            socket,
+            code,
+            reason,
+        } => {
+            if inner.socket.as_ref().is_some_and(|s| s.id == socket) {
+                if let Some(s) = inner.socket.take() {
+                    s.close(code, &reason);
+                }
+            }
+        }
+        Output::Transmit { socket, bytes } => {
+            if let Some(s) = inner.socket.as_ref().filter(|s| s.id == socket) {
+                // A failed send means the socket is going; its close event follows.
+                let _ = s.ws.send_with_u8_array(&bytes);
+            }
+        }
+        Output::Deliver(d) => match d {
+            Delivered::Event(e) => emits.push((
+                "event",
+                obj(&[
+                    ("seq", (e.seq as f64).into()),
+                    ("kind", e.kind.as_str().into()),
+                    ("tsMs", (e.ts_ms as f64).into()),
+                    ("payload", to_js(&e.payload)),
+                ]),
+            )),
+            Delivered::Gap(g) => emits.push(("gap", to_js(&g))),
+            Delivered::Snapshot(s) => emits.push(("snapshot", to_js(&s))),
+        },
+        Output::PersistCursor { epoch, last_seq } => {
+            if let Err(e) = inner.store.save_cursor(epoch, last_seq) {
+                emits.push((
+                    "error",
+                    obj(&[("kind", "storage".into()), ("message", e.into())]),
+                ));
+            }
+        }
+        Output::PersistOutbox {
+            next_client_seq,
+            outbox,
+        } => {
+            if let Err(e) = inner.store.save_outbox(next_client_seq, &outbox) {
+                emits.push((
+                    "error",
+                    obj(&[("kind", "storage".into()), ("message", e.into())]),
+                ));
+            }
+        }
+        Output::Notify(notice) => notice_to_js(inner, notice, emits),
+    }
+}
+
+fn notice_to_js(inner: &mut Inner, notice: Notice, emits: &mut Vec<(&'static str, JsValue)>) {
+    let (level, message) = match &notice {
+        Notice::State { state, reason } => ("info", format!("state {state:?}: {reason}")),
+        Notice::Reconnected {
+            attempts,
+            downtime_ms,
+        } => (
+            "info",
+            format!("reconnected after {attempts} attempts, {downtime_ms} ms down"),
+        ),
+        Notice::MaxAttemptsReached { attempts } => {
+            ("error", format!("gave up after {attempts} attempts"))
+        }
+        Notice::Error { kind, message } => ("error", format!("{kind}: {message}")),
+        Notice::Rejected { client_seq, reason } => {
+            ("warn", format!("publish {client_seq} rejected: {reason:?}"))
+        }
+        Notice::OutboxOverflow { client_seq, kind } => (
+            "warn",
+            format!("outbox full: dropped publish {client_seq} ({kind})"),
+        ),
+        Notice::NotSent { kind, reason } => ("warn", format!("{kind} not sent: {reason}")),
+        Notice::Latency { .. } | Notice::Quality(_) | Notice::Accepted { .. } => {
+            ("debug", String::new())
+        }
+    };
+    if level != "debug" {
+        if inner.log.len() == LOG_LINES {
+            inner.log.pop_front();
+        }
+        inner.log.push_back(LogLine {
+            at_ms: now_ms() + inner.wall_offset,
+            level,
+            message,
+        });
+    }
+    match notice {
+        Notice::State { state, reason } => emits.push((
+            "state",
+            obj(&[("state", to_js(&state)), ("reason", reason.into())]),
+        )),
+        Notice::Reconnected {
+            attempts,
+            downtime_ms,
+        } => emits.push((
+            "reconnected",
+            obj(&[
+                ("attempts", attempts.into()),
+                ("downtimeMs", (downtime_ms as f64).into()),
+            ]),
+        )),
+        Notice::MaxAttemptsReached { attempts } => {
+            emits.push(("maxAttemptsReached", obj(&[("attempts", attempts.into())])))
+        }
+        Notice::Latency { rtt_ms, summary } => {
+            let value = obj(&[
+                ("rttMs", (rtt_ms as f64).into()),
+                (
+                    "smoothedMs",
+                    summary.smoothed_ms.map_or(JsValue::NULL, JsValue::from),
+                ),
+                (
+                    "p50Ms",
+                    summary.p50_ms.map_or(JsValue::NULL, |v| (v as f64).into()),
+                ),
+                (
+                    "p95Ms",
+                    summary.p95_ms.map_or(JsValue::NULL, |v| (v as f64).into()),
+                ),
+            ]);
+            for resolve in inner.latency_waiters.drain(..) {
+                let _ = resolve.call1(&JsValue::NULL, &(rtt_ms as f64).into());
+            }
+            emits.push(("latency", value));
+        }
+        Notice::Quality(q) => emits.push((
+            "quality",
+            obj(&[
+                ("score", q.score.into()),
+                ("stability", q.stability.into()),
+                ("ackRate", q.ack_rate.into()),
+                ("uptime", q.uptime.into()),
+                ("activity", q.activity.into()),
+            ]),
+        )),
+        Notice::Accepted { upto } => {
+            emits.push(("accepted", obj(&[("upto", (upto as f64).into())])))
+        }
+        Notice::Rejected { client_seq, reason } => emits.push((
+            "rejected",
+            obj(&[
+                ("clientSeq", (client_seq as f64).into()),
+                ("reason", to_js(&reason)),
+            ]),
+        )),
+        Notice::OutboxOverflow { client_seq, kind } => emits.push((
+            "error",
+            obj(&[
+                ("kind", "outboxOverflow".into()),
+                (
+                    "message",
+                    format!("outbox full: dropped publish {client_seq} ({kind})").into(),
+                ),
+            ]),
+        )),
+        Notice::NotSent { kind, reason } => emits.push((
+            "error",
+            obj(&[
+                ("kind", "notSent".into()),
+                ("message", format!("{kind}: {reason}").into()),
+            ]),
+        )),
+        Notice::Error { kind, message } => emits.push((
+            "error",
+            obj(&[("kind", kind.into()), ("message", message.into())]),
+        )),
+    }
+}
+
+fn open_socket(url: &str, id: u32, weak: Weak<RefCell<Inner>>) -> Result<Socket, String> {
+    let ws = WebSocket::new(url).map_err(|e| format!("cannot open {url}: {e:?}"))?;
+    ws.set_binary_type(BinaryType::Arraybuffer);
+    let w = weak.clone();
+    let on_open = Closure::<dyn FnMut()>::new(move || {
+        if let Some(rc) = w.upgrade() {
+            Link::feed(&rc, Input::SocketOpened { socket: id });
+        }
+    });
+    let w = weak.clone();
+    let on_message = Closure::<dyn FnMut(MessageEvent)>::new(move |e: MessageEvent| {
+        if let Some(rc) = w.upgrade() {
+            let bytes = Uint8Array::new(&e.data()).to_vec();
+            Link::feed(&rc, Input::Received { socket: id, bytes });
+        }
+    });
+    let w = weak;
+    let on_close = Closure::<dyn FnMut(CloseEvent)>::new(move |e: CloseEvent| {
+        if let Some(rc) = w.upgrade() {
+            Link::feed(
+                &rc,
+                Input::SocketClosed {
+                    socket: id,
+                    code: e.code(),
+                    reason: e.reason(),
+                },
+            );
+        }
+    });
+    ws.set_onopen(Some(on_open.as_ref().unchecked_ref()));
+    ws.set_onmessage(Some(on_message.as_ref().unchecked_ref()));
+    ws.set_onclose(Some(on_close.as_ref().unchecked_ref()));
+    Ok(Socket {
+        id,
+        ws,
+        _on_open: on_open,
+        _on_message: on_message,
+        _on_close: on_close,
+    })
+}
+
+impl Link {
+    /// Feeds one input and carries out everything that follows.
+    pub(crate) fn feed(rc: &Rc<RefCell<Inner>>, input: Input) {
+        if let Ok(mut inner) = rc.try_borrow_mut() {
+            inner.session.handle_input(input, now_ms());
+        } else {
+            // Re-entered from inside a perform step: retry on a clean stack.
+            let weak = Rc::downgrade(rc);
+            gloo_timers::callback::Timeout::new(0, move || {
+                if let Some(rc) = weak.upgrade() {
+                    Link::feed(&rc, input);
+                }
+            })
+            .forget();
+            return;
+        }
+        Link::pump(rc);
+    }
+
+    fn pump(rc: &Rc<RefCell<Inner>>) {
+        loop {
+            let mut emits = Vec::new();
+            let listeners = {
+                let Ok(mut inner) = rc.try_borrow_mut() else {
+                    return;
+                };
+                let inner = &mut *inner;
+                while let Some(out) = inner.session.poll_output() {
+                    perform(inner, out, &mut emits);
+                }
+                Link::arm_timer(inner);
+                inner.listeners.clone()
+            };
+            if emits.is_empty() {
+                return;
+            }
+            for (name, value) in emits {
+                if let Some(fns) = listeners.get(name) {
+                    for f in fns {
+                        if let Err(e) = f.call1(&JsValue::NULL, &value) {
+                            web_sys::console::error_2(
+                                &format!("station-link: a '{name}' listener threw").into(),
+                                &e,
+                            );
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    fn arm_timer(inner: &mut Inner) {
+        let Some(at) = inner.session.poll_timeout() else {
+            inner.timer = None;
+            return;
+        };
+        if inner.timer.as_ref().is_some_and(|(t, _)| *t == at) {
+            return;
+        }
+        let delay = at.saturating_sub(now_ms()).min(i32::MAX as u64) as u32;
+        let weak = inner.weak.clone();
+        let timeout = gloo_timers::callback::Timeout::new(delay, move || {
+            if let Some(rc) = weak.upgrade() {
+                if let Ok(mut inner) = rc.try_borrow_mut() {
+                    inner.timer = None;
+                    inner.session.handle_timeout(now_ms());
+                }
+                Link::pump(&rc);
+            }
+        });
+        inner.timer = Some((at, timeout));
+    }
+
+    fn install_page_hooks(rc: &Rc<RefCell<Inner>>) {
+        let Some(window) = web_sys::window() else {
+            return;
+        };
+        let mut hooks = Vec::new();
+        for (event, input) in [
+            ("online", Input::NetworkUp),
+            ("offline", Input::NetworkDown),
+        ] {
+            let weak = Rc::downgrade(rc);
+            let hook = Closure::<dyn FnMut()>::new(move || {
+                if let Some(rc) = weak.upgrade() {
+                    Link::feed(&rc, input.clone());
+                }
+            });
+            let _ = window.add_event_listener_with_callback(event, hook.as_ref().unchecked_ref());
+            hooks.push(hook);
+        }
+        if let Some(document) = window.document() {
+            let weak = Rc::downgrade(rc);
+            let doc = document.clone();
+            let hook = Closure::<dyn FnMut()>::new(move || {
+                if doc.visibility_state() == web_sys::VisibilityState::Visible {
+                    if let Some(rc) = weak.upgrade() {
+                        Link::feed(&rc, Input::Visible);
+                    }
+                }
+            });
+            let _ = document.add_event_listener_with_callback(
+                "visibilitychange",
+                hook.as_ref().unchecked_ref(),
+            );
+            hooks.push(hook);
+        }
+        if let Ok(mut inner) = rc.try_borrow_mut() {
+            inner._page_hooks = hooks;
+        }
+    }
+}
+
+#[wasm_bindgen]
+impl Link {
+    /// Creates a link to `url` (e.g. `ws://127.0.0.1:8080/ws`). See the
+    /// package README for every option and its default.
+    #[wasm_bindgen(constructor)]
+    pub fn new(url: String, options: JsValue) -> Result<Link, JsError> {
+        let options: LinkOptions = if options.is_undefined() || options.is_null() {
+            LinkOptions::default()
+        } else {
+            serde_wasm_bindgen::from_value(options)
+                .map_err(|e| JsError::new(&format!("bad option: {e}")))?
+        };
+        let config = options.client_config().map_err(|e| JsError::new(&e))?;
+        let (store, store_problem) = Store::open(&options.storage_prefix);
+        let (persisted, mut problems) = store.load(options.client_id.as_deref());
+        problems.extend(store_problem);
+        let now = now_ms();
+        let wall_offset = (js_sys::Date::now() as u64).saturating_sub(now);
+        let seed = (js_sys::Math::random() * 9_007_199_254_740_991.0) as u64;
+        let session = ClientSession::new(config, persisted, now, wall_offset, seed);
+        let inner = Rc::new_cyclic(|weak| {
+            RefCell::new(Inner {
+                session,
+                url,
+                options: options.clone(),
+                store,
+                socket: None,
+                timer: None,
+                listeners: HashMap::new(),
+                latency_waiters: Vec::new(),
+                log: VecDeque::new(),
+                wall_offset,
+                weak: weak.clone(),
+                _page_hooks: Vec::new(),
+            })
+        });
+        let link = Link { inner };
+        Link::install_page_hooks(&link.inner);
+        if let Some(name) = &options.console_name {
+            crate::console::install(name, link.clone());
+        }
+        if !problems.is_empty() {
+            // Reported after construction, so listeners added right away hear it.
+            let weak = Rc::downgrade(&link.inner);
+            gloo_timers::callback::Timeout::new(0, move || {
+                if let Some(rc) = weak.upgrade() {
+                    let listeners = rc
+                        .borrow()
+                        .listeners
+                        .get("error")
+                        .cloned()
+                        .unwrap_or_default();
+                    for message in &problems {
+                        web_sys::console::warn_1(&format!("station-link: {message}").into());
+                        let value = obj(&[
+                            ("kind", "storage".into()),
+                            ("message", message.as_str().into()),
+                        ]);
+                        for f in &listeners {
+                            let _ = f.call1(&JsValue::NULL, &value);
+                        }
+                    }
+                }
+            })
+            .forget();
+        }
+        if options.auto_connect {
+            let weak = Rc::downgrade(&link.inner);
+            gloo_timers::callback::Timeout::new(0, move || {
+                if let Some(rc) = weak.upgrade() {
+                    Link::feed(&rc, Input::Connect);
+                }
+            })
+            .forget();
+        }
+        Ok(link)
+    }
+
+    pub fn connect(&self) {
+        Link::feed(&self.inner, Input::Connect);
+    }
+
+    pub fn close(&self) {
+        Link::feed(&self.inner, Input::Close);
+    }
+
+    /// Publishes an event or command. `options`: `{ delivery: "reliable" |
+    /// "volatile", ttlMs }`. Reliable publishes wait in the outbox (and
+    /// localStorage) until the proxy accepts them; `radio.ptt` is never stored.
+    pub fn send(&self, kind: String, payload: JsValue, options: JsValue) -> Result<(), JsError> {
+        let payload: Payload = if payload.is_undefined() {
+            Payload::Nil
+        } else {
+            serde_wasm_bindgen::from_value(payload)
+                .map_err(|e| JsError::new(&format!("payload: {e}")))?
+        };
+        let get = |key: &str| {
+            Reflect::get(&options, &JsValue::from_str(key))
+                .ok()
+                .filter(|v| !v.is_undefined())
+        };
+        let delivery = match get("delivery").and_then(|v| v.as_string()).as_deref() {
+            None | Some("reliable") => Delivery::Reliable,
+            Some("volatile") => Delivery::Volatile,
+            Some(other) => {
+                return Err(JsError::new(&format!(
+                    "delivery must be 'reliable' or 'volatile', not {other:?}"
+                )))
+            }
+        };
+        let ttl_ms = get("ttlMs")
+            .and_then(|v| v.as_f64())
+            .map(|v| v.max(0.0) as u64);
+        Link::feed(
+            &self.inner,
+            Input::Publish {
+                kind,
+                payload,
+                delivery,
+                ttl_ms,
+            },
+        );
+        Ok(())
+    }
+
+    #[wasm_bindgen(js_name = forceReconnect)]
+    pub fn force_reconnect(&self) {
+        Link::feed(&self.inner, Input::ForceReconnect);
+    }
+
+    /// Drops the connection and stays away for `ms` milliseconds.
+    #[wasm_bindgen(js_name = simulateDisconnect)]
+    pub fn simulate_disconnect(&self, ms: f64) {
+        Link::feed(
+            &self.inner,
+            Input::SimulateDisconnect {
+                ms: ms.max(0.0) as u64,
+            },
+        );
+    }
+
+    /// Measures one round trip now; resolves with the RTT in ms, rejects
+    /// after 5 s or when not connected.
+    #[wasm_bindgen(js_name = testConnection)]
+    pub fn test_connection(&self) -> js_sys::Promise {
+        let inner = self.inner.clone();
+        js_sys::Promise::new(&mut |resolve: Function, reject: Function| {
+            let connected = inner.borrow().session.state() == LinkState::Connected;
+            if !connected {
+                let _ = reject.call1(&JsValue::NULL, &JsError::new("not connected").into());
+                return;
+            }
+            inner.borrow_mut().latency_waiters.push(resolve);
+            gloo_timers::callback::Timeout::new(5_000, move || {
+                let _ = reject.call1(&JsValue::NULL, &JsError::new("no pong within 5 s").into());
+            })
+            .forget();
+            Link::feed(&inner, Input::LatencyTest);
+        })
+    }
+
+    /// Counters, latency, quality and its inputs.
+    pub fn metrics(&self) -> JsValue {
+        let metrics = self.inner.borrow_mut().session.metrics(now_ms());
+        to_js(&metrics)
+    }
+
+    /// `{ state, url, clientId, lastSeq, outbox }`.
+    pub fn status(&self) -> JsValue {
+        let inner = self.inner.borrow();
+        let p = inner.session.persisted();
+        obj(&[
+            ("state", to_js(&inner.session.state())),
+            ("url", inner.url.as_str().into()),
+            ("clientId", p.client_id.as_str().into()),
+            ("lastSeq", (p.last_seq as f64).into()),
+            ("outbox", (p.outbox.len() as f64).into()),
+        ])
+    }
+
+    /// The bounded lifecycle history (JSON-serialisable).
+    pub fn history(&self) -> JsValue {
+        let inner = self.inner.borrow();
+        let entries: Vec<_> = inner.session.history().cloned().collect();
+        to_js(&entries)
+    }
+
+    /// Reliable publishes waiting for the proxy.
+    pub fn buffer(&self) -> JsValue {
+        let inner = self.inner.borrow();
+        let outbox: Vec<_> = inner.session.outbox().cloned().collect();
+        to_js(&outbox)
+    }
+
+    #[wasm_bindgen(js_name = clearBuffer)]
+    pub fn clear_buffer(&self) {
+        Link::feed(&self.inner, Input::ClearBuffer);
+    }
+
+    /// Everything useful for a bug report, as a downloadable JSON Blob.
+    #[wasm_bindgen(js_name = exportLogs)]
+    pub fn export_logs(&self) -> Result<web_sys::Blob, JsError> {
+        let report = {
+            let mut inner = self.inner.borrow_mut();
+            let now = now_ms();
+            let metrics = inner.session.metrics(now);
+            let history: Vec<_> = inner.session.history().cloned().collect();
+            let buffer: Vec<_> = inner.session.outbox().cloned().collect();
+            let serializer = serde_wasm_bindgen::Serializer::json_compatible();
+            let value = obj(&[
+                ("exportedAtMs", ((now + inner.wall_offset) as f64).into()),
+                ("url", inner.url.as_str().into()),
+                (
+                    "storagePrefix",
+                    inner.options.storage_prefix.as_str().into(),
+                ),
+                (
+                    "metrics",
+                    metrics.serialize(&serializer).unwrap_or(JsValue::NULL),
+                ),
+                (
+                    "history",
+                    history.serialize(&serializer).unwrap_or(JsValue::NULL),
+                ),
+                (
+                    "log",
+                    inner
+                        .log
+                        .iter()
+                        .collect::<Vec<_>>()
+                        .serialize(&serializer)
+                        .unwrap_or(JsValue::NULL),
+                ),
+                (
+                    "buffer",
+                    buffer.serialize(&serializer).unwrap_or(JsValue::NULL),
+                ),
+            ]);
+            js_sys::JSON::stringify_with_replacer_and_space(
+                &value,
+                &JsValue::NULL,
+                &JsValue::from(2),
+            )
+            .map_err(|_| JsError::new("could not serialise the report"))?
+        };
+        let parts = Array::of1(&report);
+        let options = web_sys::BlobPropertyBag::new();
+        options.set_type("application/json");
+        web_sys::Blob::new_with_str_sequence_and_options(&parts, &options)
+            .map_err(|_| JsError::new("could not create the Blob"))
+    }
+
+    /// Adds a listener: `state`, `event`, `reconnected`, `maxAttemptsReached`,
+    /// `gap`, `snapshot`, `quality`, `latency`, `accepted`, `rejected`, `error`.
+    pub fn on(&self, name: String, listener: Function) {
+        self.inner
+            .borrow_mut()
+            .listeners
+            .entry(name)
+            .or_default()
+            .push(listener);
+    }
+
+    pub fn off(&self, name: String, listener: Function) {
+        if let Some(fns) = self.inner.borrow_mut().listeners.get_mut(&name) {
+            fns.retain(|f| f != &listener);
+        }
+    }
+}
