@@ -63,6 +63,7 @@ link.on('state', ({ state: s, reason }) => {
   badge.className = `badge ${s}`;
   say(`Connection ${s}`);
   setControls();
+  if (s === 'connected') link.testConnection().catch(() => {});
   const li = document.createElement('li');
   li.textContent = `${new Date().toLocaleTimeString()} ${s}: ${reason}`;
   $('timeline').prepend(li);

@@ -474,6 +474,11 @@ impl ClientSession {
     pub fn handle_input(&mut self, input: Input, now: Millis) {
         match input {
             Input::Connect => {
+                if !self.ever_connected && self.user_closed {
+                    // Quality measures the link from the first attempt on,
+                    // not the time the page spent before asking for it.
+                    self.quality = QualityTracker::new(self.config.quality, now);
+                }
                 self.user_closed = false;
                 self.terminal = None;
                 if matches!(self.phase, Phase::Idle | Phase::Waiting(_)) {

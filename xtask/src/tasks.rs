@@ -268,11 +268,10 @@ pub fn demo(port: u16) -> Result<()> {
         let entry = entry?;
         std::fs::copy(entry.path(), www_pkg.join(entry.file_name()))?;
     }
-    step("starting the edge proxy with simulated hardware (Ctrl+C stops it)");
+    step("building and starting the edge proxy with simulated hardware (the first build takes a few minutes; Ctrl+C stops it)");
     run(cargo()
         .args([
             "run",
-            "--quiet",
             "--release",
             "-p",
             "edge-proxy",
