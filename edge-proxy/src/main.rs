@@ -111,6 +111,14 @@ async fn run(config: Config, port_file: Option<std::path::PathBuf>) -> Result<()
         tracing::info!("shutdown requested: closing sessions");
         shutdown_tx.send_replace(true);
     };
+    // Small frames must leave at once: Nagle's algorithm would hold them
+    // back for the peer's delayed ACK (tens of milliseconds).
+    use axum::serve::ListenerExt;
+    let listener = listener.tap_io(|tcp| {
+        if let Err(e) = tcp.set_nodelay(true) {
+            tracing::warn!(error = %e, "could not set TCP_NODELAY");
+        }
+    });
     axum::serve(listener, app)
         .with_graceful_shutdown(signal)
         .await?;

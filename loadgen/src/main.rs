@@ -1,0 +1,321 @@
+//! `loadgen`: drives a real edge proxy over loopback and reports what users
+//! care about: delivered events/s, end-to-end latency percentiles, the
+//! proxy's CPU and RSS, and the scenarios of docs/BENCHMARKS.md.
+//!
+//! It starts the proxy itself (a release build, fresh data directory) so one
+//! command gives a reproducible figure; results print as a table and,
+//! with `--json FILE`, as JSON.
+
+mod proc_stats;
+mod wire;
+
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Context, Result};
+use clap::{Parser, Subcommand};
+use hdrhistogram::Histogram;
+use serde_json::json;
+
+use crate::proc_stats::ProcStats;
+use crate::wire::{Publisher, Subscriber};
+
+#[derive(Parser)]
+#[command(about = "Load generator for edge-proxy (starts its own proxy on loopback)")]
+struct Cli {
+    /// The proxy binary to start (build it with `cargo build --release -p edge-proxy`).
+    #[arg(long, default_value = "target/release/edge-proxy")]
+    proxy_bin: PathBuf,
+    /// Also write the results as JSON to this file.
+    #[arg(long)]
+    json: Option<PathBuf>,
+    #[command(subcommand)]
+    scenario: Scenario,
+}
+
+#[derive(Subcommand)]
+enum Scenario {
+    /// N subscribers, one publisher: delivered events/s and end-to-end latency.
+    Throughput {
+        /// Subscriber counts to run, one after the other.
+        #[arg(long, value_delimiter = ',', default_value = "1,100,1000")]
+        clients: Vec<usize>,
+        /// Events per second published (0: as fast as the proxy accepts them).
+        #[arg(long, default_value_t = 1000)]
+        rate: u64,
+        #[arg(long, default_value_t = 10)]
+        seconds: u64,
+        /// Payload size in bytes (padding on top of the timestamp).
+        #[arg(long, default_value_t = 64)]
+        payload_bytes: usize,
+    },
+    /// 20 fast subscribers with and without one subscriber that never reads.
+    SlowConsumer {
+        #[arg(long, default_value_t = 20)]
+        fast: usize,
+        #[arg(long, default_value_t = 8)]
+        seconds: u64,
+    },
+    /// RSS per idle connection, and bytes per event on disk and in memory.
+    Footprint {
+        #[arg(long, default_value_t = 10_000)]
+        connections: usize,
+        #[arg(long, default_value_t = 20_000)]
+        events: u64,
+    },
+}
+
+struct Proxy {
+    child: Child,
+    addr: String,
+    dir: tempfile::TempDir,
+}
+
+impl Proxy {
+    fn start(bin: &PathBuf, config: &str) -> Result<Proxy> {
+        if !bin.exists() {
+            bail!("{} is missing: run `cargo build --release -p edge-proxy` first", bin.display());
+        }
+        let dir = tempfile::tempdir()?;
+        let port_file = dir.path().join("port");
+        std::fs::write(dir.path().join("proxy.toml"), config)?;
+        let child = Command::new(bin)
+            .arg("--config")
+            .arg(dir.path().join("proxy.toml"))
+            .arg("--data-dir")
+            .arg(dir.path().join("data"))
+            .args(["--listen", "127.0.0.1:0", "--port-file"])
+            .arg(&port_file)
+            .env("EDGE_PROXY_LOG", "error")
+            .stdout(Stdio::null())
+            .spawn()
+            .context("starting the proxy")?;
+        let deadline = Instant::now() + Duration::from_secs(20);
+        loop {
+            if let Ok(addr) = std::fs::read_to_string(&port_file) {
+                if !addr.is_empty() {
+                    return Ok(Proxy { child, addr, dir });
+                }
+            }
+            if Instant::now() > deadline {
+                bail!("the proxy did not start");
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    fn url(&self) -> String {
+        format!("ws://{}/ws", self.addr)
+    }
+
+    fn stats(&self) -> ProcStats {
+        ProcStats::of(self.child.id())
+    }
+
+    /// A quantile of a summary in the proxy's /metrics (seconds or count).
+    fn metric(&self, name: &str, quantile: &str) -> Option<f64> {
+        use std::io::{Read, Write};
+        let mut s = std::net::TcpStream::connect(&self.addr).ok()?;
+        write!(s, "GET /metrics HTTP/1.1\r\nHost: {}\r\nConnection: close\r\n\r\n", self.addr).ok()?;
+        let mut body = String::new();
+        s.read_to_string(&mut body).ok()?;
+        let key = format!("{name}{{quantile=\"{quantile}\"}} ");
+        body.lines().find_map(|l| l.strip_prefix(&key)).and_then(|v| v.trim().parse().ok())
+    }
+}
+
+impl Drop for Proxy {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Config for benchmark proxies: no publish rate limit in the way.
+const BENCH_CONFIG: &str = "max_publish_per_sec = 1000000\nmax_handshakes_per_sec = 100000\n";
+
+fn progress(label: &str, seconds: u64) -> indicatif::ProgressBar {
+    let bar = indicatif::ProgressBar::new(seconds);
+    bar.set_style(
+        indicatif::ProgressStyle::with_template("{prefix:>28} [{bar:30}] {pos}/{len}s {msg}")
+            .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
+    );
+    bar.set_prefix(label.to_string());
+    bar
+}
+
+struct RunResult {
+    delivered: u64,
+    seconds: f64,
+    latency: Histogram<u64>,
+    duplicates: u64,
+    cpu_percent: f64,
+    rss_kib: u64,
+    published: u64,
+}
+
+/// One publisher at `rate`/s and `clients` subscribers for `seconds`.
+async fn run_throughput(proxy: &Proxy, clients: usize, slow: usize, rate: u64, seconds: u64, payload: usize) -> Result<RunResult> {
+    let stop = Arc::new(AtomicBool::new(false));
+    let delivered = Arc::new(AtomicU64::new(0));
+    let latency = Arc::new(Mutex::new(Histogram::<u64>::new_with_bounds(1, 60_000_000, 3)?));
+    let mut tasks = Vec::new();
+    for i in 0..clients {
+        let mut sub = Subscriber::connect(&proxy.url(), &format!("sub-{i}")).await?;
+        let (stop, delivered, latency) = (stop.clone(), delivered.clone(), latency.clone());
+        tasks.push(tokio::spawn(async move { sub.run(stop, delivered, latency).await }));
+    }
+    // Subscribers that connect and then never read: their socket backs up.
+    let mut slow_sockets = Vec::new();
+    for i in 0..slow {
+        slow_sockets.push(Subscriber::connect(&proxy.url(), &format!("slow-{i}")).await?);
+    }
+    let mut publisher = Publisher::connect(&proxy.url(), "publisher").await?;
+    let before = proxy.stats();
+    let started = Instant::now();
+    let bar = progress(&format!("{clients} clients{}", if slow > 0 { " + slow" } else { "" }), seconds);
+    let deadline = started + Duration::from_secs(seconds);
+    let mut published = 0u64;
+    let mut next_tick = started;
+    while Instant::now() < deadline {
+        if rate == 0 {
+            publisher.publish_batch(64, payload).await?;
+            published += 64;
+            // Keep the publisher's in-flight window bounded by acceptances.
+            publisher.wait_accepted(published.saturating_sub(4_096)).await?;
+        } else {
+            next_tick += Duration::from_millis(10);
+            let per_tick = (rate / 100).max(1);
+            publisher.publish_batch(per_tick as usize, payload).await?;
+            published += per_tick;
+            tokio::time::sleep_until(next_tick.into()).await;
+        }
+        let elapsed = started.elapsed().as_secs();
+        if elapsed != bar.position() {
+            bar.set_position(elapsed);
+            bar.set_message(format!("{} delivered", delivered.load(Ordering::Relaxed)));
+        }
+    }
+    let seconds_run = started.elapsed().as_secs_f64();
+    let delivered_in_window = delivered.load(Ordering::Relaxed);
+    let after = proxy.stats();
+    stop.store(true, Ordering::Relaxed);
+    bar.finish_and_clear();
+    let mut duplicates = 0;
+    for t in tasks {
+        duplicates += t.await??;
+    }
+    drop(slow_sockets);
+    let latency = latency.lock().map_err(|_| anyhow::anyhow!("poisoned"))?.clone();
+    Ok(RunResult {
+        delivered: delivered_in_window,
+        seconds: seconds_run,
+        latency,
+        duplicates,
+        cpu_percent: after.cpu_percent_since(&before),
+        rss_kib: after.rss_kib,
+        published,
+    })
+}
+
+fn ms(us: u64) -> f64 {
+    us as f64 / 1_000.0
+}
+
+#[tokio::main]
+async fn main() -> Result<()> {
+    let cli = Cli::parse();
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let mut results = Vec::new();
+    match cli.scenario {
+        Scenario::Throughput { clients, rate, seconds, payload_bytes } => {
+            println!("throughput: 1 publisher at {} events/s, {seconds} s per run, {payload_bytes}-byte payloads, {cores} cores", if rate == 0 { "max".to_string() } else { rate.to_string() });
+            println!("{:>8} {:>12} {:>12} {:>9} {:>9} {:>9} {:>7} {:>9} {:>5}", "clients", "published/s", "delivered/s", "p50 ms", "p99 ms", "p999 ms", "cpu %", "rss MiB", "dups");
+            for n in clients {
+                let proxy = Proxy::start(&cli.proxy_bin, BENCH_CONFIG)?;
+                let r = run_throughput(&proxy, n, 0, rate, seconds, payload_bytes).await?;
+                let row = json!({
+                    "clients": n, "published_per_sec": r.published as f64 / r.seconds,
+                    "delivered_per_sec": r.delivered as f64 / r.seconds,
+                    "p50_ms": ms(r.latency.value_at_quantile(0.50)), "p99_ms": ms(r.latency.value_at_quantile(0.99)),
+                    "p999_ms": ms(r.latency.value_at_quantile(0.999)), "cpu_percent": r.cpu_percent,
+                    "rss_mib": r.rss_kib as f64 / 1024.0, "duplicates": r.duplicates,
+                });
+                println!(
+                    "{:>8} {:>12.0} {:>12.0} {:>9.2} {:>9.2} {:>9.2} {:>7.0} {:>9.1} {:>5}",
+                    n, r.published as f64 / r.seconds, r.delivered as f64 / r.seconds,
+                    ms(r.latency.value_at_quantile(0.50)), ms(r.latency.value_at_quantile(0.99)),
+                    ms(r.latency.value_at_quantile(0.999)), r.cpu_percent, r.rss_kib as f64 / 1024.0, r.duplicates
+                );
+                let commit_p50 = proxy.metric("proxy_log_commit_seconds", "0.5").unwrap_or(0.0) * 1e3;
+                let commit_p99 = proxy.metric("proxy_log_commit_seconds", "0.99").unwrap_or(0.0) * 1e3;
+                let batch = proxy.metric("proxy_log_batch_requests", "0.5").unwrap_or(0.0);
+                println!("{:>8} group commit p50 {commit_p50:.2} ms, p99 {commit_p99:.2} ms, {batch:.0} requests per commit (p50)", "");
+                let mut row = row;
+                row["commit_p50_ms"] = json!(commit_p50);
+                row["commit_p99_ms"] = json!(commit_p99);
+                results.push(row);
+            }
+        }
+        Scenario::SlowConsumer { fast, seconds } => {
+            println!("slow consumer: {fast} fast subscribers, publisher as fast as the proxy accepts, {seconds} s per phase");
+            let mut rates = Vec::new();
+            for slow in [0, 1] {
+                let proxy = Proxy::start(&cli.proxy_bin, BENCH_CONFIG)?;
+                let r = run_throughput(&proxy, fast, slow, 0, seconds, 64).await?;
+                let per_client = r.delivered as f64 / r.seconds / fast as f64;
+                println!("  {} slow: {:.0} events/s per fast client, p99 {:.2} ms", slow, per_client, ms(r.latency.value_at_quantile(0.99)));
+                rates.push(per_client);
+                results.push(json!({"slow": slow, "per_fast_client_per_sec": per_client, "p99_ms": ms(r.latency.value_at_quantile(0.99))}));
+            }
+            let ratio = rates[1] / rates[0];
+            println!("ratio (with slow / without): {ratio:.3}  (target >= 0.90)");
+            results.push(json!({"ratio": ratio}));
+        }
+        Scenario::Footprint { connections, events } => {
+            let proxy = Proxy::start(&cli.proxy_bin, &format!("{BENCH_CONFIG}max_events = {}\n", events * 2))?;
+            tokio::time::sleep(Duration::from_millis(300)).await;
+            let base = proxy.stats().rss_kib;
+            let bar = progress("idle connections", connections as u64);
+            let mut idle = Vec::with_capacity(connections);
+            for i in 0..connections {
+                idle.push(Subscriber::connect(&proxy.url(), &format!("idle-{i}")).await?);
+                if i % 100 == 0 {
+                    bar.set_position(i as u64);
+                }
+            }
+            bar.finish_and_clear();
+            tokio::time::sleep(Duration::from_millis(500)).await;
+            let with_idle = proxy.stats().rss_kib;
+            let per_conn = (with_idle.saturating_sub(base)) as f64 * 1024.0 / connections as f64;
+            drop(idle);
+            println!("idle connections: {connections}, proxy RSS {:.1} MiB -> {:.1} MiB: {:.1} KiB per connection", base as f64 / 1024.0, with_idle as f64 / 1024.0, per_conn / 1024.0);
+            tokio::time::sleep(Duration::from_millis(500)).await;
+            let before_events = proxy.stats().rss_kib;
+            let mut publisher = Publisher::connect(&proxy.url(), "filler").await?;
+            let mut sent = 0;
+            while sent < events {
+                publisher.publish_batch(256, 64).await?;
+                sent += 256;
+                publisher.wait_accepted(sent.saturating_sub(4_096)).await?;
+            }
+            publisher.wait_accepted(sent).await?;
+            let after_events = proxy.stats().rss_kib;
+            let db = proxy.dir.path().join("data/events.redb");
+            let disk = std::fs::metadata(&db).map(|m| m.len()).unwrap_or(0);
+            // The in-memory tail holds the newest 4096 events.
+            let tail = 4_096.min(sent) as f64;
+            let mem_per_event = after_events.saturating_sub(before_events) as f64 * 1024.0 / tail;
+            println!("events: {sent} of 64-byte payloads: {:.0} bytes per event on disk, about {:.0} bytes per event in the in-memory tail", disk as f64 / sent as f64, mem_per_event);
+            results.push(json!({"connections": connections, "rss_per_idle_connection_bytes": per_conn, "events": sent, "disk_bytes_per_event": disk as f64 / sent as f64, "memory_bytes_per_tail_event": mem_per_event}));
+        }
+    }
+    if let Some(path) = cli.json {
+        std::fs::write(&path, serde_json::to_string_pretty(&json!({"cores": cores, "results": results}))?)?;
+        println!("results written to {}", path.display());
+    }
+    Ok(())
+}
