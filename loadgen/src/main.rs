@@ -77,7 +77,10 @@ struct Proxy {
 impl Proxy {
     fn start(bin: &PathBuf, config: &str) -> Result<Proxy> {
         if !bin.exists() {
-            bail!("{} is missing: run `cargo build --release -p edge-proxy` first", bin.display());
+            bail!(
+                "{} is missing: run `cargo build --release -p edge-proxy` first",
+                bin.display()
+            );
         }
         let dir = tempfile::tempdir()?;
         let port_file = dir.path().join("port");
@@ -119,11 +122,18 @@ impl Proxy {
     fn metric(&self, name: &str, quantile: &str) -> Option<f64> {
         use std::io::{Read, Write};
         let mut s = std::net::TcpStream::connect(&self.addr).ok()?;
-        write!(s, "GET /metrics HTTP/1.1\r\nHost: {}\r\nConnection: close\r\n\r\n", self.addr).ok()?;
+        write!(
+            s,
+            "GET /metrics HTTP/1.1\r\nHost: {}\r\nConnection: close\r\n\r\n",
+            self.addr
+        )
+        .ok()?;
         let mut body = String::new();
         s.read_to_string(&mut body).ok()?;
         let key = format!("{name}{{quantile=\"{quantile}\"}} ");
-        body.lines().find_map(|l| l.strip_prefix(&key)).and_then(|v| v.trim().parse().ok())
+        body.lines()
+            .find_map(|l| l.strip_prefix(&key))
+            .and_then(|v| v.trim().parse().ok())
     }
 }
 
@@ -158,15 +168,26 @@ struct RunResult {
 }
 
 /// One publisher at `rate`/s and `clients` subscribers for `seconds`.
-async fn run_throughput(proxy: &Proxy, clients: usize, slow: usize, rate: u64, seconds: u64, payload: usize) -> Result<RunResult> {
+async fn run_throughput(
+    proxy: &Proxy,
+    clients: usize,
+    slow: usize,
+    rate: u64,
+    seconds: u64,
+    payload: usize,
+) -> Result<RunResult> {
     let stop = Arc::new(AtomicBool::new(false));
     let delivered = Arc::new(AtomicU64::new(0));
-    let latency = Arc::new(Mutex::new(Histogram::<u64>::new_with_bounds(1, 60_000_000, 3)?));
+    let latency = Arc::new(Mutex::new(Histogram::<u64>::new_with_bounds(
+        1, 60_000_000, 3,
+    )?));
     let mut tasks = Vec::new();
     for i in 0..clients {
         let mut sub = Subscriber::connect(&proxy.url(), &format!("sub-{i}")).await?;
         let (stop, delivered, latency) = (stop.clone(), delivered.clone(), latency.clone());
-        tasks.push(tokio::spawn(async move { sub.run(stop, delivered, latency).await }));
+        tasks.push(tokio::spawn(async move {
+            sub.run(stop, delivered, latency).await
+        }));
     }
     // Subscribers that connect and then never read: their socket backs up.
     let mut slow_sockets = Vec::new();
@@ -176,7 +197,10 @@ async fn run_throughput(proxy: &Proxy, clients: usize, slow: usize, rate: u64, s
     let mut publisher = Publisher::connect(&proxy.url(), "publisher").await?;
     let before = proxy.stats();
     let started = Instant::now();
-    let bar = progress(&format!("{clients} clients{}", if slow > 0 { " + slow" } else { "" }), seconds);
+    let bar = progress(
+        &format!("{clients} clients{}", if slow > 0 { " + slow" } else { "" }),
+        seconds,
+    );
     let deadline = started + Duration::from_secs(seconds);
     let mut published = 0u64;
     let mut next_tick = started;
@@ -185,7 +209,9 @@ async fn run_throughput(proxy: &Proxy, clients: usize, slow: usize, rate: u64, s
             publisher.publish_batch(64, payload).await?;
             published += 64;
             // Keep the publisher's in-flight window bounded by acceptances.
-            publisher.wait_accepted(published.saturating_sub(4_096)).await?;
+            publisher
+                .wait_accepted(published.saturating_sub(4_096))
+                .await?;
         } else {
             next_tick += Duration::from_millis(10);
             let per_tick = (rate / 100).max(1);
@@ -209,7 +235,10 @@ async fn run_throughput(proxy: &Proxy, clients: usize, slow: usize, rate: u64, s
         duplicates += t.await??;
     }
     drop(slow_sockets);
-    let latency = latency.lock().map_err(|_| anyhow::anyhow!("poisoned"))?.clone();
+    let latency = latency
+        .lock()
+        .map_err(|_| anyhow::anyhow!("poisoned"))?
+        .clone();
     Ok(RunResult {
         delivered: delivered_in_window,
         seconds: seconds_run,
@@ -231,9 +260,25 @@ async fn main() -> Result<()> {
     let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
     let mut results = Vec::new();
     match cli.scenario {
-        Scenario::Throughput { clients, rate, seconds, payload_bytes } => {
+        Scenario::Throughput {
+            clients,
+            rate,
+            seconds,
+            payload_bytes,
+        } => {
             println!("throughput: 1 publisher at {} events/s, {seconds} s per run, {payload_bytes}-byte payloads, {cores} cores", if rate == 0 { "max".to_string() } else { rate.to_string() });
-            println!("{:>8} {:>12} {:>12} {:>9} {:>9} {:>9} {:>7} {:>9} {:>5}", "clients", "published/s", "delivered/s", "p50 ms", "p99 ms", "p999 ms", "cpu %", "rss MiB", "dups");
+            println!(
+                "{:>8} {:>12} {:>12} {:>9} {:>9} {:>9} {:>7} {:>9} {:>5}",
+                "clients",
+                "published/s",
+                "delivered/s",
+                "p50 ms",
+                "p99 ms",
+                "p999 ms",
+                "cpu %",
+                "rss MiB",
+                "dups"
+            );
             for n in clients {
                 let proxy = Proxy::start(&cli.proxy_bin, BENCH_CONFIG)?;
                 let r = run_throughput(&proxy, n, 0, rate, seconds, payload_bytes).await?;
@@ -246,13 +291,27 @@ async fn main() -> Result<()> {
                 });
                 println!(
                     "{:>8} {:>12.0} {:>12.0} {:>9.2} {:>9.2} {:>9.2} {:>7.0} {:>9.1} {:>5}",
-                    n, r.published as f64 / r.seconds, r.delivered as f64 / r.seconds,
-                    ms(r.latency.value_at_quantile(0.50)), ms(r.latency.value_at_quantile(0.99)),
-                    ms(r.latency.value_at_quantile(0.999)), r.cpu_percent, r.rss_kib as f64 / 1024.0, r.duplicates
+                    n,
+                    r.published as f64 / r.seconds,
+                    r.delivered as f64 / r.seconds,
+                    ms(r.latency.value_at_quantile(0.50)),
+                    ms(r.latency.value_at_quantile(0.99)),
+                    ms(r.latency.value_at_quantile(0.999)),
+                    r.cpu_percent,
+                    r.rss_kib as f64 / 1024.0,
+                    r.duplicates
                 );
-                let commit_p50 = proxy.metric("proxy_log_commit_seconds", "0.5").unwrap_or(0.0) * 1e3;
-                let commit_p99 = proxy.metric("proxy_log_commit_seconds", "0.99").unwrap_or(0.0) * 1e3;
-                let batch = proxy.metric("proxy_log_batch_requests", "0.5").unwrap_or(0.0);
+                let commit_p50 = proxy
+                    .metric("proxy_log_commit_seconds", "0.5")
+                    .unwrap_or(0.0)
+                    * 1e3;
+                let commit_p99 = proxy
+                    .metric("proxy_log_commit_seconds", "0.99")
+                    .unwrap_or(0.0)
+                    * 1e3;
+                let batch = proxy
+                    .metric("proxy_log_batch_requests", "0.5")
+                    .unwrap_or(0.0);
                 println!("{:>8} group commit p50 {commit_p50:.2} ms, p99 {commit_p99:.2} ms, {batch:.0} requests per commit (p50)", "");
                 let mut row = row;
                 row["commit_p50_ms"] = json!(commit_p50);
@@ -267,7 +326,12 @@ async fn main() -> Result<()> {
                 let proxy = Proxy::start(&cli.proxy_bin, BENCH_CONFIG)?;
                 let r = run_throughput(&proxy, fast, slow, 0, seconds, 64).await?;
                 let per_client = r.delivered as f64 / r.seconds / fast as f64;
-                println!("  {} slow: {:.0} events/s per fast client, p99 {:.2} ms", slow, per_client, ms(r.latency.value_at_quantile(0.99)));
+                println!(
+                    "  {} slow: {:.0} events/s per fast client, p99 {:.2} ms",
+                    slow,
+                    per_client,
+                    ms(r.latency.value_at_quantile(0.99))
+                );
                 rates.push(per_client);
                 results.push(json!({"slow": slow, "per_fast_client_per_sec": per_client, "p99_ms": ms(r.latency.value_at_quantile(0.99))}));
             }
@@ -275,8 +339,14 @@ async fn main() -> Result<()> {
             println!("ratio (with slow / without): {ratio:.3}  (target >= 0.90)");
             results.push(json!({"ratio": ratio}));
         }
-        Scenario::Footprint { connections, events } => {
-            let proxy = Proxy::start(&cli.proxy_bin, &format!("{BENCH_CONFIG}max_events = {}\n", events * 2))?;
+        Scenario::Footprint {
+            connections,
+            events,
+        } => {
+            let proxy = Proxy::start(
+                &cli.proxy_bin,
+                &format!("{BENCH_CONFIG}max_events = {}\n", events * 2),
+            )?;
             tokio::time::sleep(Duration::from_millis(300)).await;
             let base = proxy.stats().rss_kib;
             let bar = progress("idle connections", connections as u64);
@@ -314,7 +384,10 @@ async fn main() -> Result<()> {
         }
     }
     if let Some(path) = cli.json {
-        std::fs::write(&path, serde_json::to_string_pretty(&json!({"cores": cores, "results": results}))?)?;
+        std::fs::write(
+            &path,
+            serde_json::to_string_pretty(&json!({"cores": cores, "results": results}))?,
+        )?;
         println!("results written to {}", path.display());
     }
     Ok(())

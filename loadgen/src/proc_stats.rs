@@ -20,12 +20,18 @@ impl ProcStats {
             .unwrap_or(0);
         let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
         // Fields after the command name (which may contain spaces).
-        let fields: Vec<&str> = stat.rsplit_once(')').map_or(vec![], |(_, rest)| rest.split_whitespace().collect());
+        let fields: Vec<&str> = stat
+            .rsplit_once(')')
+            .map_or(vec![], |(_, rest)| rest.split_whitespace().collect());
         let ticks = [11, 12]
             .iter()
             .filter_map(|i| fields.get(*i).and_then(|v| v.parse::<u64>().ok()))
             .sum();
-        ProcStats { rss_kib, ticks, at: Instant::now() }
+        ProcStats {
+            rss_kib,
+            ticks,
+            at: Instant::now(),
+        }
     }
 
     /// CPU use between two samples, in percent of one core (100 = one core busy).

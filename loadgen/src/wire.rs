@@ -17,12 +17,18 @@ use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
 type Ws = WebSocketStream<MaybeTlsStream<TcpStream>>;
 
 fn unix_us() -> u64 {
-    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_micros() as u64)
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_micros() as u64)
 }
 
 async fn hello(url: &str, client_id: &str) -> Result<(Ws, Welcome)> {
     let (mut ws, _) = tokio_tungstenite::connect_async_with_config(url, None, true).await?;
-    let hello = ClientFrame::Hello(Hello { client_id: client_id.into(), token: None, resume: None });
+    let hello = ClientFrame::Hello(Hello {
+        client_id: client_id.into(),
+        token: None,
+        resume: None,
+    });
     ws.send(Message::Binary(hello.encode()?.into())).await?;
     while let Some(msg) = ws.next().await {
         if let Message::Binary(b) = msg? {
@@ -43,7 +49,11 @@ pub struct Publisher {
 impl Publisher {
     pub async fn connect(url: &str, id: &str) -> Result<Publisher> {
         let (ws, _) = hello(url, id).await?;
-        Ok(Publisher { ws, next: 1, accepted: 0 })
+        Ok(Publisher {
+            ws,
+            next: 1,
+            accepted: 0,
+        })
     }
 
     /// Sends `n` reliable events carrying their send time; one flush.
@@ -61,7 +71,9 @@ impl Publisher {
                 expires_at_ms: None,
             });
             self.next += 1;
-            self.ws.feed(Message::Binary(frame.encode()?.into())).await?;
+            self.ws
+                .feed(Message::Binary(frame.encode()?.into()))
+                .await?;
         }
         self.ws.flush().await?;
         self.drain_ready().await
@@ -114,12 +126,18 @@ impl Subscriber {
 
     /// Reads until `stop`, counting deliveries and recording latency;
     /// returns the duplicates seen on the wire.
-    pub async fn run(&mut self, stop: Arc<AtomicBool>, delivered: Arc<AtomicU64>, latency: Arc<Mutex<Histogram<u64>>>) -> Result<u64> {
+    pub async fn run(
+        &mut self,
+        stop: Arc<AtomicBool>,
+        delivered: Arc<AtomicU64>,
+        latency: Arc<Mutex<Histogram<u64>>>,
+    ) -> Result<u64> {
         let mut out = Vec::new();
         let mut acked = 0;
         let mut local = Vec::with_capacity(1024);
         while !stop.load(Ordering::Relaxed) {
-            let Ok(msg) = tokio::time::timeout(Duration::from_millis(100), self.ws.next()).await else {
+            let Ok(msg) = tokio::time::timeout(Duration::from_millis(100), self.ws.next()).await
+            else {
                 flush(&local, &delivered, &latency);
                 local.clear();
                 continue;
@@ -133,7 +151,11 @@ impl Subscriber {
                 }
                 ServerFrame::Snapshot(s) => self.receiver.on_snapshot(s, &mut out),
                 ServerFrame::Gap(g) => self.receiver.on_gap(g, &mut out),
-                ServerFrame::Ping(p) => self.ws.send(Message::Binary(ClientFrame::Pong(p).encode()?.into())).await?,
+                ServerFrame::Ping(p) => {
+                    self.ws
+                        .send(Message::Binary(ClientFrame::Pong(p).encode()?.into()))
+                        .await?
+                }
                 _ => {}
             }
             let now = unix_us();
@@ -147,7 +169,11 @@ impl Subscriber {
             let last = self.receiver.last_seq();
             if last >= acked + 32 {
                 acked = last;
-                self.ws.send(Message::Binary(ClientFrame::Ack { upto: last }.encode()?.into())).await?;
+                self.ws
+                    .send(Message::Binary(
+                        ClientFrame::Ack { upto: last }.encode()?.into(),
+                    ))
+                    .await?;
             }
             if local.len() >= 64 {
                 flush(&local, &delivered, &latency);

@@ -2,16 +2,16 @@
 //!
 //! Every frame travels in a two-element envelope `[version, body]` so a peer
 //! speaking another protocol version is told apart before its body is read,
-//! on every frame and not only on the first. `body` is the frame encoded with
-//! `rmp_serde::to_vec_named`: an enum variant is a one-key map
-//! `{"Variant": {field: value, ...}}`. docs/PROTOCOL.md is the full reference.
+//! on every frame and not only on the first. `body` is what
+//! `rmp_serde::to_vec_named` writes for these types (an enum variant is a
+//! one-key map `{"Variant": {field: value, ...}}`), produced and read by the
+//! hand-written [`crate::codec`]. docs/PROTOCOL.md is the full reference.
 //!
 //! The decoder never panics: truncated, oversized, wrong-version, unknown-variant,
 //! too-deep and trailing-garbage input each give a distinct [`DecodeError`].
 
 use std::collections::BTreeMap;
 
-use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 
 /// The protocol version this crate speaks. Carried in every frame's envelope.
@@ -264,22 +264,17 @@ impl DecodeError {
     }
 }
 
-/// Encoding only fails for values serde cannot express in MessagePack, which
-/// the frame types never contain; it is still reported, not unwrapped.
+/// The hand-written encoder cannot fail; the type keeps `encode` fallible so
+/// that a future encoder may report problems without an API change.
 #[derive(Debug, thiserror::Error)]
 #[error("frame could not be encoded: {0}")]
-pub struct EncodeError(#[from] rmp_serde::encode::Error);
+pub struct EncodeError(String);
 
-fn encode<T: Serialize>(body: &T) -> Result<Vec<u8>, EncodeError> {
-    let mut out = Vec::with_capacity(64);
-    rmp::encode::write_array_len(&mut out, 2).map_err(|e| EncodeError(e.into()))?;
-    rmp::encode::write_uint(&mut out, u64::from(PROTOCOL_VERSION))
-        .map_err(|e| EncodeError(e.into()))?;
-    body.serialize(&mut rmp_serde::Serializer::new(&mut out).with_struct_map())?;
-    Ok(out)
-}
-
-fn decode<T: DeserializeOwned>(bytes: &[u8], max_len: usize) -> Result<T, DecodeError> {
+fn decode_with<T>(
+    bytes: &[u8],
+    max_len: usize,
+    body: impl FnOnce(&mut crate::codec::R<'_>) -> Result<T, DecodeError>,
+) -> Result<T, DecodeError> {
     if bytes.len() > max_len {
         return Err(DecodeError::TooLarge {
             len: bytes.len(),
@@ -316,28 +311,12 @@ fn decode<T: DeserializeOwned>(bytes: &[u8], max_len: usize) -> Result<T, Decode
     if depth_exceeds(rest, MAX_DEPTH) {
         return Err(DecodeError::TooDeep);
     }
-    // Reading from `&mut &[u8]` advances the slice, so what is left after the
-    // body is exactly the trailing garbage.
-    let value =
-        T::deserialize(&mut rmp_serde::Deserializer::new(&mut rest)).map_err(map_rmp_error)?;
-    if !rest.is_empty() {
-        return Err(DecodeError::TrailingBytes(rest.len()));
+    let mut reader = crate::codec::R::new(rest);
+    let value = body(&mut reader)?;
+    if reader.remaining() > 0 {
+        return Err(DecodeError::TrailingBytes(reader.remaining()));
     }
     Ok(value)
-}
-
-fn map_rmp_error(e: rmp_serde::decode::Error) -> DecodeError {
-    use rmp_serde::decode::Error as E;
-    match e {
-        E::InvalidMarkerRead(io) | E::InvalidDataRead(io)
-            if io.kind() == std::io::ErrorKind::UnexpectedEof =>
-        {
-            DecodeError::Truncated
-        }
-        E::DepthLimitExceeded => DecodeError::TooDeep,
-        E::Syntax(msg) if msg.contains("unknown variant") => DecodeError::UnknownVariant(msg),
-        other => DecodeError::Malformed(other.to_string()),
-    }
 }
 
 /// Walks MessagePack markers without allocating to check nesting depth before
@@ -431,23 +410,23 @@ fn len_prefixed(rest: &mut &[u8], width: usize) -> usize {
 
 impl ClientFrame {
     pub fn encode(&self) -> Result<Vec<u8>, EncodeError> {
-        encode(self)
+        Ok(crate::codec::encode_client(self))
     }
 
     /// Decodes one frame, rejecting anything larger than `max_len` bytes.
     pub fn decode(bytes: &[u8], max_len: usize) -> Result<Self, DecodeError> {
-        decode(bytes, max_len)
+        decode_with(bytes, max_len, crate::codec::decode_client)
     }
 }
 
 impl ServerFrame {
     pub fn encode(&self) -> Result<Vec<u8>, EncodeError> {
-        encode(self)
+        Ok(crate::codec::encode_server(self))
     }
 
     /// Decodes one frame, rejecting anything larger than `max_len` bytes.
     pub fn decode(bytes: &[u8], max_len: usize) -> Result<Self, DecodeError> {
-        decode(bytes, max_len)
+        decode_with(bytes, max_len, crate::codec::decode_server)
     }
 }
 

@@ -20,6 +20,7 @@
 
 pub mod backoff;
 pub mod client;
+mod codec;
 pub mod frame;
 pub mod health;
 pub mod heartbeat;

@@ -171,6 +171,22 @@ proptest! {
         prop_assert_eq!(ServerFrame::decode(&bytes, usize::MAX).unwrap(), frame);
     }
 
+    /// The hand-written codec writes exactly what rmp_serde writes for the
+    /// same types, and reads rmp_serde's bytes: the wire format in
+    /// docs/PROTOCOL.md is serde's, byte for byte.
+    #[test]
+    fn hand_codec_matches_rmp_serde(client in client_frame(), server in server_frame()) {
+        fn serde_bytes<T: serde::Serialize>(body: &T) -> Vec<u8> {
+            let mut out = vec![0x92, PROTOCOL_VERSION as u8];
+            body.serialize(&mut rmp_serde::Serializer::new(&mut out).with_struct_map()).unwrap();
+            out
+        }
+        prop_assert_eq!(client.encode().unwrap(), serde_bytes(&client));
+        prop_assert_eq!(server.encode().unwrap(), serde_bytes(&server));
+        prop_assert_eq!(ClientFrame::decode(&serde_bytes(&client), usize::MAX).unwrap(), client);
+        prop_assert_eq!(ServerFrame::decode(&serde_bytes(&server), usize::MAX).unwrap(), server);
+    }
+
     #[test]
     fn mutated_frames_never_panic(frame in server_frame(), edits in vec((any::<usize>(), any::<u8>()), 1..8)) {
         let mut bytes = frame.encode().unwrap();

@@ -17,6 +17,9 @@ use shared_protocol::frame::Payload;
 use super::record::{Logged, NewEvent};
 use super::LogError;
 
+/// Page cache for the log file.
+const CACHE_BYTES: usize = 32 * 1024 * 1024;
+
 const META: TableDefinition<&str, u64> = TableDefinition::new("meta");
 const EVENTS: TableDefinition<u64, &[u8]> = TableDefinition::new("events");
 const STATE: TableDefinition<&str, &[u8]> = TableDefinition::new("state");
@@ -45,7 +48,11 @@ pub struct Store {
 
 impl Store {
     pub fn open(path: &Path) -> Result<Self, LogError> {
-        let db = Database::create(path)?;
+        // redb's default page cache is sized for databases, not for a log
+        // whose hot part lives in the in-memory tail anyway.
+        let db = redb::Builder::new()
+            .set_cache_size(CACHE_BYTES)
+            .create(path)?;
         let txn = db.begin_write()?;
         let epoch = {
             let mut meta = txn.open_table(META)?;

@@ -1,0 +1,553 @@
+//! The frame codec, written by hand on top of `rmp`'s primitives.
+//!
+//! Why not `rmp_serde`: serde's derive instantiates a generic deserializer
+//! per frame type, which made up half of the browser module (about 225 KB of
+//! 475 KB) and sits on the proxy's hot path. The bytes are exactly what
+//! `rmp_serde::to_vec_named` writes for the same types (a property test
+//! compares the two), so the wire format in docs/PROTOCOL.md is unchanged:
+//! `[version, {"Variant": {"field": value, ...}}]`, optional fields omitted,
+//! unknown fields skipped.
+
+use std::collections::BTreeMap;
+
+use rmp::decode as d;
+use rmp::encode as e;
+
+use crate::frame::*;
+
+// ---------------------------------------------------------------- encoding
+
+struct W(Vec<u8>);
+
+impl W {
+    fn str(&mut self, s: &str) {
+        // Writing into a Vec cannot fail.
+        let _ = e::write_str(&mut self.0, s);
+    }
+    fn uint(&mut self, v: u64) {
+        let _ = e::write_uint(&mut self.0, v);
+    }
+    fn boolean(&mut self, v: bool) {
+        let _ = e::write_bool(&mut self.0, v);
+    }
+    fn map(&mut self, n: u32) {
+        let _ = e::write_map_len(&mut self.0, n);
+    }
+    fn payload(&mut self, v: &Payload) {
+        let _ = rmpv::encode::write_value(&mut self.0, v);
+    }
+    /// Starts `{"Variant": {` with `fields` fields.
+    fn variant(&mut self, name: &str, fields: u32) {
+        self.map(1);
+        self.str(name);
+        self.map(fields);
+    }
+    fn field_uint(&mut self, name: &str, v: u64) {
+        self.str(name);
+        self.uint(v);
+    }
+    fn field_str(&mut self, name: &str, v: &str) {
+        self.str(name);
+        self.str(v);
+    }
+    fn ping(&mut self, name: &str, p: &Ping) {
+        self.variant(name, 2);
+        self.field_uint("nonce", u64::from(p.nonce));
+        self.field_uint("t", p.t);
+    }
+}
+
+fn envelope() -> W {
+    let mut w = W(Vec::with_capacity(64));
+    let _ = e::write_array_len(&mut w.0, 2);
+    w.uint(u64::from(PROTOCOL_VERSION));
+    w
+}
+
+pub fn encode_client(frame: &ClientFrame) -> Vec<u8> {
+    let mut w = envelope();
+    match frame {
+        ClientFrame::Hello(h) => {
+            w.variant(
+                "Hello",
+                1 + u32::from(h.token.is_some()) + u32::from(h.resume.is_some()),
+            );
+            w.field_str("client_id", &h.client_id);
+            if let Some(token) = &h.token {
+                w.field_str("token", token);
+            }
+            if let Some(r) = &h.resume {
+                w.str("resume");
+                w.map(2);
+                w.field_uint("epoch", r.epoch);
+                w.field_uint("last_seq", r.last_seq);
+            }
+        }
+        ClientFrame::Publish(p) => {
+            w.variant("Publish", 4 + u32::from(p.expires_at_ms.is_some()));
+            w.field_uint("client_seq", p.client_seq);
+            w.field_str("kind", &p.kind);
+            w.str("payload");
+            w.payload(&p.payload);
+            w.field_str("delivery", delivery_name(p.delivery));
+            if let Some(t) = p.expires_at_ms {
+                w.field_uint("expires_at_ms", t);
+            }
+        }
+        ClientFrame::Ack { upto } => {
+            w.variant("Ack", 1);
+            w.field_uint("upto", *upto);
+        }
+        ClientFrame::Ping(p) => w.ping("Ping", p),
+        ClientFrame::Pong(p) => w.ping("Pong", p),
+    }
+    w.0
+}
+
+pub fn encode_server(frame: &ServerFrame) -> Vec<u8> {
+    let mut w = envelope();
+    match frame {
+        ServerFrame::Welcome(x) => {
+            w.variant("Welcome", 6);
+            w.field_str("session", &x.session);
+            w.field_uint("epoch", x.epoch);
+            w.field_uint("head_seq", x.head_seq);
+            w.str("resumed");
+            w.boolean(x.resumed);
+            w.field_uint("heartbeat_ms", u64::from(x.heartbeat_ms));
+            w.str("limits");
+            w.map(4);
+            w.field_uint("max_frame_bytes", u64::from(x.limits.max_frame_bytes));
+            w.field_uint(
+                "max_publish_per_sec",
+                u64::from(x.limits.max_publish_per_sec),
+            );
+            w.field_uint("max_behind", u64::from(x.limits.max_behind));
+            w.field_uint("retention_ms", x.limits.retention_ms);
+        }
+        ServerFrame::Event(x) => {
+            w.variant("Event", 4);
+            w.field_uint("seq", x.seq);
+            w.field_str("kind", &x.kind);
+            w.field_uint("ts_ms", x.ts_ms);
+            w.str("payload");
+            w.payload(&x.payload);
+        }
+        ServerFrame::Snapshot(x) => {
+            w.variant("Snapshot", 2);
+            w.field_uint("upto", x.upto);
+            w.str("state");
+            w.map(x.state.len() as u32);
+            for (k, v) in &x.state {
+                w.str(k);
+                w.payload(v);
+            }
+        }
+        ServerFrame::Gap(x) => {
+            w.variant("Gap", 3);
+            w.field_uint("from", x.from);
+            w.field_uint("to", x.to);
+            w.field_str("reason", gap_reason_name(x.reason));
+        }
+        ServerFrame::Accepted { upto } => {
+            w.variant("Accepted", 1);
+            w.field_uint("upto", *upto);
+        }
+        ServerFrame::Rejected(x) => {
+            w.variant("Rejected", 2);
+            w.field_uint("client_seq", x.client_seq);
+            w.field_str("reason", reject_name(x.reason));
+        }
+        ServerFrame::Ping(p) => w.ping("Ping", p),
+        ServerFrame::Pong(p) => w.ping("Pong", p),
+        ServerFrame::Error(x) => {
+            w.variant("Error", 2);
+            w.field_str("code", error_code_name(x.code));
+            w.field_str("message", &x.message);
+        }
+    }
+    w.0
+}
+
+// ---------------------------------------------------------------- names
+
+macro_rules! names {
+    ($to:ident, $from:ident, $ty:ty, { $($variant:ident => $name:literal),* $(,)? }) => {
+        fn $to(v: $ty) -> &'static str {
+            match v { $(<$ty>::$variant => $name),* }
+        }
+        fn $from(s: &str) -> Result<$ty, DecodeError> {
+            match s {
+                $($name => Ok(<$ty>::$variant),)*
+                other => Err(DecodeError::UnknownVariant(format!("{} {other:?}", stringify!($ty)))),
+            }
+        }
+    };
+}
+
+names!(delivery_name, delivery_from, Delivery, { Reliable => "reliable", Volatile => "volatile" });
+names!(gap_reason_name, gap_reason_from, GapReason, {
+    Retention => "retention", EpochChanged => "epoch_changed", TooFarBehind => "too_far_behind", Coalesced => "coalesced",
+});
+names!(reject_name, reject_from, RejectReason, {
+    Expired => "expired", Forbidden => "forbidden", RateLimited => "rate_limited", Invalid => "invalid", Unavailable => "unavailable",
+});
+names!(error_code_name, error_code_from, ErrorCode, {
+    Malformed => "malformed", TooLarge => "too_large", UnsupportedVersion => "unsupported_version",
+    ProtocolViolation => "protocol_violation", Unauthorized => "unauthorized", Stale => "stale",
+    Replaced => "replaced", ShuttingDown => "shutting_down", Unavailable => "unavailable",
+});
+
+// ---------------------------------------------------------------- decoding
+
+/// A cursor over the frame body: reading advances the slice.
+pub(crate) struct R<'a>(&'a [u8]);
+
+/// Running out of bytes is `Truncated`; anything else is `Malformed`. The
+/// error's `Debug` names the I/O error kind for every reader error type.
+fn truncated_or(what: &str) -> impl Fn(String) -> DecodeError + '_ {
+    move |e: String| {
+        if e.contains("UnexpectedEof") {
+            DecodeError::Truncated
+        } else {
+            DecodeError::Malformed(format!("{what}: {e}"))
+        }
+    }
+}
+
+impl<'a> R<'a> {
+    pub(crate) fn new(bytes: &'a [u8]) -> Self {
+        R(bytes)
+    }
+
+    pub(crate) fn remaining(&self) -> usize {
+        self.0.len()
+    }
+
+    fn map_len(&mut self, what: &str) -> Result<u32, DecodeError> {
+        d::read_map_len(&mut self.0).map_err(|e| truncated_or(what)(format!("{e:?}")))
+    }
+
+    fn str(&mut self, what: &str) -> Result<&'a str, DecodeError> {
+        let len = d::read_str_len(&mut self.0).map_err(|e| truncated_or(what)(format!("{e:?}")))?
+            as usize;
+        if self.0.len() < len {
+            return Err(DecodeError::Truncated);
+        }
+        let (s, rest) = self.0.split_at(len);
+        self.0 = rest;
+        std::str::from_utf8(s).map_err(|_| DecodeError::Malformed(format!("{what}: not UTF-8")))
+    }
+
+    fn uint(&mut self, what: &str) -> Result<u64, DecodeError> {
+        d::read_int(&mut self.0).map_err(|e| truncated_or(what)(format!("{e:?}")))
+    }
+
+    fn boolean(&mut self, what: &str) -> Result<bool, DecodeError> {
+        d::read_bool(&mut self.0).map_err(|e| truncated_or(what)(format!("{e:?}")))
+    }
+
+    fn payload(&mut self) -> Result<Payload, DecodeError> {
+        rmpv::decode::read_value(&mut self.0).map_err(|e| truncated_or("payload")(format!("{e:?}")))
+    }
+
+    /// `nil` reads as `None` (serde's reading of an `Option`).
+    fn is_nil(&mut self) -> bool {
+        if let Some((&0xc0, rest)) = self.0.split_first() {
+            self.0 = rest;
+            return true;
+        }
+        false
+    }
+
+    /// Skips one value of any type (an unknown field's).
+    fn skip(&mut self) -> Result<(), DecodeError> {
+        self.payload().map(drop)
+    }
+
+    fn opt_uint(&mut self, what: &str) -> Result<Option<u64>, DecodeError> {
+        if self.is_nil() {
+            return Ok(None);
+        }
+        self.uint(what).map(Some)
+    }
+
+    fn opt_str(&mut self, what: &str) -> Result<Option<String>, DecodeError> {
+        if self.is_nil() {
+            return Ok(None);
+        }
+        self.str(what).map(|s| Some(s.to_string()))
+    }
+
+    fn u32(&mut self, what: &str) -> Result<u32, DecodeError> {
+        let v = self.uint(what)?;
+        u32::try_from(v)
+            .map_err(|_| DecodeError::Malformed(format!("{what}: {v} does not fit 32 bits")))
+    }
+
+    /// Reads `{"Variant": {...}}` up to the field map; returns the name and
+    /// field count. An unknown name is reported before its body is read.
+    fn variant(&mut self, known: &[&str], side: &str) -> Result<(&'a str, u32), DecodeError> {
+        let n = self.map_len("frame")?;
+        if n != 1 {
+            return Err(DecodeError::Malformed(format!(
+                "frame is a map of {n} entries, not 1"
+            )));
+        }
+        let name = self.str("frame name")?;
+        if !known.contains(&name) {
+            return Err(DecodeError::UnknownVariant(format!(
+                "{side} frame {name:?}"
+            )));
+        }
+        let fields = self.map_len(name)?;
+        Ok((name, fields))
+    }
+
+    fn ping(&mut self, fields: u32) -> Result<Ping, DecodeError> {
+        let (mut nonce, mut t) = (None, None);
+        for _ in 0..fields {
+            match self.str("field")? {
+                "nonce" => nonce = Some(self.u32("nonce")?),
+                "t" => t = Some(self.uint("t")?),
+                _ => self.skip()?,
+            }
+        }
+        Ok(Ping {
+            nonce: need(nonce, "nonce")?,
+            t: need(t, "t")?,
+        })
+    }
+}
+
+fn need<T>(v: Option<T>, field: &str) -> Result<T, DecodeError> {
+    v.ok_or_else(|| DecodeError::Malformed(format!("missing field `{field}`")))
+}
+
+pub(crate) fn decode_client(r: &mut R<'_>) -> Result<ClientFrame, DecodeError> {
+    let (name, fields) = r.variant(&["Hello", "Publish", "Ack", "Ping", "Pong"], "client")?;
+    Ok(match name {
+        "Hello" => {
+            let (mut client_id, mut token, mut resume) = (None, None, None);
+            for _ in 0..fields {
+                match r.str("field")? {
+                    "client_id" => client_id = Some(r.str("client_id")?.to_string()),
+                    "token" => token = r.opt_str("token")?,
+                    "resume" => {
+                        if !r.is_nil() {
+                            let (mut epoch, mut last_seq) = (None, None);
+                            for _ in 0..r.map_len("resume")? {
+                                match r.str("field")? {
+                                    "epoch" => epoch = Some(r.uint("epoch")?),
+                                    "last_seq" => last_seq = Some(r.uint("last_seq")?),
+                                    _ => r.skip()?,
+                                }
+                            }
+                            resume = Some(Resume {
+                                epoch: need(epoch, "epoch")?,
+                                last_seq: need(last_seq, "last_seq")?,
+                            });
+                        }
+                    }
+                    _ => r.skip()?,
+                }
+            }
+            ClientFrame::Hello(Hello {
+                client_id: need(client_id, "client_id")?,
+                token,
+                resume,
+            })
+        }
+        "Publish" => {
+            let (mut client_seq, mut kind, mut payload, mut delivery, mut expires_at_ms) =
+                (None, None, None, None, None);
+            for _ in 0..fields {
+                match r.str("field")? {
+                    "client_seq" => client_seq = Some(r.uint("client_seq")?),
+                    "kind" => kind = Some(r.str("kind")?.to_string()),
+                    "payload" => payload = Some(r.payload()?),
+                    "delivery" => delivery = Some(delivery_from(r.str("delivery")?)?),
+                    "expires_at_ms" => expires_at_ms = r.opt_uint("expires_at_ms")?,
+                    _ => r.skip()?,
+                }
+            }
+            ClientFrame::Publish(Publish {
+                client_seq: need(client_seq, "client_seq")?,
+                kind: need(kind, "kind")?,
+                payload: need(payload, "payload")?,
+                delivery: need(delivery, "delivery")?,
+                expires_at_ms,
+            })
+        }
+        "Ack" => {
+            let mut upto = None;
+            for _ in 0..fields {
+                match r.str("field")? {
+                    "upto" => upto = Some(r.uint("upto")?),
+                    _ => r.skip()?,
+                }
+            }
+            ClientFrame::Ack {
+                upto: need(upto, "upto")?,
+            }
+        }
+        "Ping" => ClientFrame::Ping(r.ping(fields)?),
+        "Pong" => ClientFrame::Pong(r.ping(fields)?),
+        other => {
+            return Err(DecodeError::UnknownVariant(format!(
+                "client frame {other:?}"
+            )))
+        }
+    })
+}
+
+pub(crate) fn decode_server(r: &mut R<'_>) -> Result<ServerFrame, DecodeError> {
+    let known = [
+        "Welcome", "Event", "Snapshot", "Gap", "Accepted", "Rejected", "Ping", "Pong", "Error",
+    ];
+    let (name, fields) = r.variant(&known, "server")?;
+    Ok(match name {
+        "Welcome" => {
+            let (mut session, mut epoch, mut head_seq, mut resumed, mut heartbeat_ms, mut limits) =
+                (None, None, None, None, None, None);
+            for _ in 0..fields {
+                match r.str("field")? {
+                    "session" => session = Some(r.str("session")?.to_string()),
+                    "epoch" => epoch = Some(r.uint("epoch")?),
+                    "head_seq" => head_seq = Some(r.uint("head_seq")?),
+                    "resumed" => resumed = Some(r.boolean("resumed")?),
+                    "heartbeat_ms" => heartbeat_ms = Some(r.u32("heartbeat_ms")?),
+                    "limits" => {
+                        let (mut a, mut b, mut c, mut dd) = (None, None, None, None);
+                        for _ in 0..r.map_len("limits")? {
+                            match r.str("field")? {
+                                "max_frame_bytes" => a = Some(r.u32("max_frame_bytes")?),
+                                "max_publish_per_sec" => b = Some(r.u32("max_publish_per_sec")?),
+                                "max_behind" => c = Some(r.u32("max_behind")?),
+                                "retention_ms" => dd = Some(r.uint("retention_ms")?),
+                                _ => r.skip()?,
+                            }
+                        }
+                        limits = Some(Limits {
+                            max_frame_bytes: need(a, "max_frame_bytes")?,
+                            max_publish_per_sec: need(b, "max_publish_per_sec")?,
+                            max_behind: need(c, "max_behind")?,
+                            retention_ms: need(dd, "retention_ms")?,
+                        });
+                    }
+                    _ => r.skip()?,
+                }
+            }
+            ServerFrame::Welcome(Welcome {
+                session: need(session, "session")?,
+                epoch: need(epoch, "epoch")?,
+                head_seq: need(head_seq, "head_seq")?,
+                resumed: need(resumed, "resumed")?,
+                heartbeat_ms: need(heartbeat_ms, "heartbeat_ms")?,
+                limits: need(limits, "limits")?,
+            })
+        }
+        "Event" => {
+            let (mut seq, mut kind, mut ts_ms, mut payload) = (None, None, None, None);
+            for _ in 0..fields {
+                match r.str("field")? {
+                    "seq" => seq = Some(r.uint("seq")?),
+                    "kind" => kind = Some(r.str("kind")?.to_string()),
+                    "ts_ms" => ts_ms = Some(r.uint("ts_ms")?),
+                    "payload" => payload = Some(r.payload()?),
+                    _ => r.skip()?,
+                }
+            }
+            ServerFrame::Event(Event {
+                seq: need(seq, "seq")?,
+                kind: need(kind, "kind")?,
+                ts_ms: need(ts_ms, "ts_ms")?,
+                payload: need(payload, "payload")?,
+            })
+        }
+        "Snapshot" => {
+            let (mut upto, mut state) = (None, None);
+            for _ in 0..fields {
+                match r.str("field")? {
+                    "upto" => upto = Some(r.uint("upto")?),
+                    "state" => {
+                        let mut map = BTreeMap::new();
+                        for _ in 0..r.map_len("state")? {
+                            let k = r.str("state key")?.to_string();
+                            map.insert(k, r.payload()?);
+                        }
+                        state = Some(map);
+                    }
+                    _ => r.skip()?,
+                }
+            }
+            ServerFrame::Snapshot(Snapshot {
+                upto: need(upto, "upto")?,
+                state: need(state, "state")?,
+            })
+        }
+        "Gap" => {
+            let (mut from, mut to, mut reason) = (None, None, None);
+            for _ in 0..fields {
+                match r.str("field")? {
+                    "from" => from = Some(r.uint("from")?),
+                    "to" => to = Some(r.uint("to")?),
+                    "reason" => reason = Some(gap_reason_from(r.str("reason")?)?),
+                    _ => r.skip()?,
+                }
+            }
+            ServerFrame::Gap(Gap {
+                from: need(from, "from")?,
+                to: need(to, "to")?,
+                reason: need(reason, "reason")?,
+            })
+        }
+        "Accepted" => {
+            let mut upto = None;
+            for _ in 0..fields {
+                match r.str("field")? {
+                    "upto" => upto = Some(r.uint("upto")?),
+                    _ => r.skip()?,
+                }
+            }
+            ServerFrame::Accepted {
+                upto: need(upto, "upto")?,
+            }
+        }
+        "Rejected" => {
+            let (mut client_seq, mut reason) = (None, None);
+            for _ in 0..fields {
+                match r.str("field")? {
+                    "client_seq" => client_seq = Some(r.uint("client_seq")?),
+                    "reason" => reason = Some(reject_from(r.str("reason")?)?),
+                    _ => r.skip()?,
+                }
+            }
+            ServerFrame::Rejected(Rejected {
+                client_seq: need(client_seq, "client_seq")?,
+                reason: need(reason, "reason")?,
+            })
+        }
+        "Ping" => ServerFrame::Ping(r.ping(fields)?),
+        "Pong" => ServerFrame::Pong(r.ping(fields)?),
+        "Error" => {
+            let (mut code, mut message) = (None, None);
+            for _ in 0..fields {
+                match r.str("field")? {
+                    "code" => code = Some(error_code_from(r.str("code")?)?),
+                    "message" => message = Some(r.str("message")?.to_string()),
+                    _ => r.skip()?,
+                }
+            }
+            ServerFrame::Error(ErrorFrame {
+                code: need(code, "code")?,
+                message: need(message, "message")?,
+            })
+        }
+        other => {
+            return Err(DecodeError::UnknownVariant(format!(
+                "server frame {other:?}"
+            )))
+        }
+    })
+}
