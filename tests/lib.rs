@@ -4,6 +4,7 @@
 
 pub mod client;
 pub mod proxy;
+pub mod relay;
 
 pub use client::TestClient;
 pub use proxy::Proxy;

@@ -63,7 +63,7 @@ impl Proxy {
             .arg(&port_file)
             .env(
                 "EDGE_PROXY_LOG",
-                std::env::var("EDGE_PROXY_LOG").unwrap_or_else(|_| "warn".into()),
+                std::env::var("EDGE_PROXY_LOG").unwrap_or_else(|_| "error".into()),
             )
             .stdout(Stdio::null())
             .spawn()

@@ -53,7 +53,7 @@ export class Proxy {
     this.child = spawn(proxyBinary(), [
       '--config', join(this.dir, 'proxy.toml'), '--data-dir', join(this.dir, 'data'),
       '--listen', this.addr, '--www', this.www, '--port-file', portFile,
-    ], { stdio: ['ignore', 'ignore', 'inherit'], env: { ...process.env, EDGE_PROXY_LOG: process.env.EDGE_PROXY_LOG || 'warn' } });
+    ], { stdio: ['ignore', 'ignore', 'inherit'], env: { ...process.env, EDGE_PROXY_LOG: process.env.EDGE_PROXY_LOG || 'error' } });
     const deadline = Date.now() + 20_000;
     while (!existsSync(portFile) || readFileSync(portFile, 'utf8') === '') {
       if (Date.now() > deadline) throw new Error('edge-proxy did not start');
