@@ -294,3 +294,10 @@ pub fn n_of(event: &Event) -> Option<u64> {
 pub fn numbered(n: u64) -> Payload {
     Payload::Map(vec![(Payload::from("n"), Payload::from(n))])
 }
+
+/// Wall-clock Unix ms (for `expires_at_ms`).
+pub fn now_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64)
+}

@@ -80,6 +80,9 @@ link.on('snapshot', ({ state: s }) => {
 link.on('gap', (g) => toast(`Missed events ${g.from}–${g.to} (${g.reason})`, 'warn'));
 link.on('reconnected', (r) => toast(`Reconnected after ${(r.downtimeMs / 1000).toFixed(1)} s`));
 link.on('maxAttemptsReached', (m) => toast(`Gave up after ${m.attempts} attempts; reload or press Force reconnect`, 'error'));
+link.on('event', (e) => {
+  if (e.kind === 'watchdog.unkeyed') toast(`TX watchdog unkeyed the radio (${e.payload.reason})`, 'warn');
+});
 link.on('rejected', (r) => toast(`Command ${r.clientSeq} rejected: ${r.reason}`, 'warn'));
 link.on('error', (e) => { if (e.kind !== 'notSent') toast(`${e.kind}: ${e.message}`, 'error'); });
 link.on('quality', (q) => {
@@ -99,9 +102,22 @@ $('freq-form').addEventListener('submit', (ev) => {
 $('mode-in').addEventListener('change', () => link.send('radio.set_mode', { mode: $('mode-in').value }));
 // PTT: volatile with a 2 s deadline; never queued, never replayed.
 const key = (on) => link.send('radio.ptt', { on }, { delivery: 'volatile', ttlMs: 2000 });
+// While held, PTT-on is repeated every second: the proxy's TX watchdog
+// unkeys a transmitter whose client stops repeating it (a frozen tab, a
+// dropped network), so a lost "off" can never leave the radio keyed.
 const btn = $('ptt-btn');
-btn.addEventListener('pointerdown', () => { btn.setAttribute('aria-pressed', 'true'); key(true); });
-for (const ev of ['pointerup', 'pointerleave']) btn.addEventListener(ev, () => { if (btn.getAttribute('aria-pressed') === 'true') { btn.setAttribute('aria-pressed', 'false'); key(false); } });
+let keepalive = null;
+btn.addEventListener('pointerdown', () => {
+  btn.setAttribute('aria-pressed', 'true');
+  key(true);
+  keepalive = setInterval(() => key(true), 1000);
+});
+for (const ev of ['pointerup', 'pointerleave']) btn.addEventListener(ev, () => {
+  if (btn.getAttribute('aria-pressed') !== 'true') return;
+  btn.setAttribute('aria-pressed', 'false');
+  clearInterval(keepalive);
+  key(false);
+});
 
 document.addEventListener('keydown', (ev) => {
   if (ev.ctrlKey && ev.shiftKey && ev.key.toLowerCase() === 'd') {

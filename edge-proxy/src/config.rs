@@ -87,6 +87,10 @@ pub struct Config {
     pub tokens: Vec<TokenConfig>,
     /// Most new connections accepted per second (excess get HTTP 503 with Retry-After).
     pub max_handshakes_per_sec: u32,
+    /// TX watchdog: unkey when the keying client has not repeated PTT-on for this long.
+    pub tx_keepalive_ms: u64,
+    /// TX watchdog: unkey after this long on the air, whatever the client does.
+    pub tx_max_ms: u64,
 }
 
 impl Default for Config {
@@ -108,6 +112,8 @@ impl Default for Config {
             allowed_origins: Vec::new(),
             tokens: Vec::new(),
             max_handshakes_per_sec: 500,
+            tx_keepalive_ms: 3_000,
+            tx_max_ms: 180_000,
         }
     }
 }

@@ -15,6 +15,7 @@ mod server;
 mod session;
 mod sim;
 mod telemetry;
+mod watchdog;
 
 use std::sync::Arc;
 use std::time::Duration;

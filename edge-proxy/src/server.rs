@@ -58,6 +58,7 @@ pub struct AppState {
     pub prometheus: PrometheusHandle,
     /// Distinguishes this process's session names from an earlier run's.
     pub instance: String,
+    pub watchdog: crate::watchdog::Watchdog,
     handshakes: Mutex<RateBucket>,
 }
 
@@ -70,7 +71,17 @@ impl AppState {
     ) -> Self {
         let clock = Clock::new();
         let handshakes = Mutex::new(RateBucket::new(config.max_handshakes_per_sec, clock.now()));
+        let watchdog = crate::watchdog::Watchdog::start(
+            shared_protocol::txwatchdog::TxWatchdogConfig {
+                keepalive_ms: config.tx_keepalive_ms,
+                max_tx_ms: config.tx_max_ms,
+            },
+            log.clone(),
+            clock,
+            shutdown.clone(),
+        );
         AppState {
+            watchdog,
             registry: Registry::new(config.retention_ms),
             instance: format!("{:x}", fastrand::u32(..)),
             config,

@@ -225,6 +225,9 @@ impl Session {
         self.state
             .registry
             .disconnected(&self.client_id, self.connection, self.welcomed, now);
+        self.state
+            .watchdog
+            .report(crate::watchdog::Input::SessionEnded(self.client_id.clone()));
         tracing::info!(client_id = %self.client_id, connection = self.connection, cursor = self.cursor, "EVENT_CLIENT_DISCONNECTED");
     }
 
@@ -465,6 +468,9 @@ impl Session {
         let log = self.state.log.clone();
         let client_id = self.client_id.clone();
         let state = self.state.clone();
+        // A PTT command that gets applied feeds the TX watchdog.
+        let ptt =
+            (publish.kind == "radio.ptt").then(|| publish.payload["on"].as_bool() == Some(true));
         let event = NewEvent {
             kind: publish.kind,
             payload: publish.payload,
@@ -474,6 +480,12 @@ impl Session {
             async move {
                 match log.publish(&client_id, client_seq, event).await {
                     Ok(Published::Applied(_)) => {
+                        use crate::watchdog::Input;
+                        match ptt {
+                            Some(true) => state.watchdog.report(Input::PttOn(client_id.clone())),
+                            Some(false) => state.watchdog.report(Input::PttOff),
+                            None => {}
+                        }
                         state
                             .totals()
                             .publishes_applied

@@ -8,14 +8,13 @@
 use rmpv::Value;
 use tokio::sync::watch;
 
-use crate::eventlog::{now_ms, EventLog, NewEvent};
+use crate::eventlog::{EventLog, NewEvent};
 
 #[derive(Debug, Clone, PartialEq)]
 struct Radio {
     freq_hz: u64,
     mode: String,
     ptt: bool,
-    ptt_until_ms: u64,
 }
 
 impl Radio {
@@ -47,12 +46,9 @@ impl Radio {
                     self.mode = mode.to_uppercase();
                 }
             }
-            "radio.ptt" => {
-                let on = payload["on"].as_bool().unwrap_or(false);
-                self.ptt = on;
-                // Never transmit longer than 3 minutes without a fresh command.
-                self.ptt_until_ms = if on { now_ms() + 180_000 } else { 0 };
-            }
+            // The proxy's TX watchdog sends `{on: false}` when the keying
+            // client goes silent; here it is applied like any command.
+            "radio.ptt" => self.ptt = payload["on"].as_bool().unwrap_or(false),
             _ => {}
         }
         *self != before
@@ -64,7 +60,6 @@ pub async fn run(log: EventLog, mut shutdown: watch::Receiver<bool>) {
         freq_hz: 14_074_000,
         mode: "USB".into(),
         ptt: false,
-        ptt_until_ms: 0,
     };
     let mut cursor = log.head() + 1;
     let mut head = log.subscribe();
@@ -94,10 +89,6 @@ pub async fn run(log: EventLog, mut shutdown: watch::Receiver<bool>) {
                 }
             }
             _ = tick.tick() => {
-                if radio.ptt && now_ms() > radio.ptt_until_ms {
-                    radio.ptt = false;
-                    let _ = log.append(vec![radio.state()]).await;
-                }
                 let watts = if radio.ptt { 95.0 + rng.f64() * 10.0 } else { 0.0 };
                 let reading = Value::Map(vec![("watts".into(), ((watts * 10.0f64).round() / 10.0).into())]);
                 let _ = log.append(vec![NewEvent::volatile("meter.power", reading)]).await;

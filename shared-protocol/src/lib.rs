@@ -16,6 +16,7 @@
 //! | [`quality`] | the 0..1 link quality score and its inputs |
 //! | [`health`] | the 0..100 health score with colour bands |
 //! | [`receiver`] | receive side: exactly-once, in-order delivery by `seq`, gaps |
+//! | [`txwatchdog`] | the dead-man switch that unkeys a transmitter nobody is holding |
 //! | [`outbox`] | send side: `client_seq`, the reliable outbox, acceptance |
 
 pub mod backoff;
@@ -27,6 +28,7 @@ pub mod heartbeat;
 pub mod outbox;
 pub mod quality;
 pub mod receiver;
+pub mod txwatchdog;
 
 pub use frame::{ClientFrame, DecodeError, ServerFrame, MAX_FRAME_BYTES, PROTOCOL_VERSION};
 

@@ -540,3 +540,47 @@ proptest! {
         }
     }
 }
+
+// ------------------------------------------------------------------ TX watchdog
+
+proptest! {
+    /// Whatever the clients do, a transmitter is never keyed longer than
+    /// max_tx_ms, nor longer than keepalive_ms after its keyer's last refresh,
+    /// when the shell wakes the watchdog when it asks to be woken.
+    #[test]
+    fn tx_is_never_left_keyed(steps in vec((0u8..4, 0u8..3, 1u64..5_000), 1..200)) {
+        use shared_protocol::txwatchdog::{TxWatchdog, TxWatchdogConfig};
+        let config = TxWatchdogConfig { keepalive_ms: 3_000, max_tx_ms: 20_000 };
+        let mut w = TxWatchdog::new(config);
+        let mut now = 0u64;
+        // (keyer, keyed since, last refresh) as the test sees it.
+        let mut keyed: Option<(u8, u64, u64)> = None;
+        for (action, client, dt) in steps {
+            let target = now + dt;
+            while let Some(at) = w.poll_timeout() {
+                if at > target { break; }
+                now = at.max(now);
+                if w.handle_timeout(now).is_some() { keyed = None; }
+            }
+            now = target;
+            if let Some((_, since, refreshed)) = keyed {
+                prop_assert!(now < since + config.max_tx_ms || w.keyed_by().is_none());
+                prop_assert!(now < refreshed + config.keepalive_ms || w.keyed_by().is_none());
+            }
+            let id = format!("c{client}");
+            match action {
+                0 => {
+                    w.on_ptt_on(&id, now);
+                    keyed = match keyed {
+                        Some((k, since, _)) if k == client => Some((k, since, now)),
+                        _ => Some((client, now, now)),
+                    };
+                }
+                1 => { w.on_ptt_off(); keyed = None; }
+                2 if w.on_session_ended(&id, now).is_some() => keyed = None,
+                _ => {}
+            }
+            prop_assert_eq!(w.keyed_by().map(str::to_string), keyed.map(|(k, _, _)| format!("c{k}")));
+        }
+    }
+}

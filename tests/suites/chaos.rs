@@ -19,12 +19,21 @@ use shared_protocol::frame::{Delivery, Resume};
 use shared_protocol::receiver::Delivered;
 
 fn env_u64(name: &str, default: u64) -> u64 {
-    std::env::var(name).ok().and_then(|v| v.parse().ok()).unwrap_or(default)
+    std::env::var(name)
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
 }
 
 /// A subscriber that keeps reconnecting through the relay until it has
 /// everything up to the final head (once that is known).
-async fn subscriber(id: usize, url: String, target: Arc<AtomicU64>, deadline: Instant, seed: u64) -> TestClient {
+async fn subscriber(
+    id: usize,
+    url: String,
+    target: Arc<AtomicU64>,
+    deadline: Instant,
+    seed: u64,
+) -> TestClient {
     let mut rng = fastrand::Rng::with_seed(seed);
     let mut c = TestClient::new(&format!("chaos-{id}"));
     loop {
@@ -32,14 +41,15 @@ async fn subscriber(id: usize, url: String, target: Arc<AtomicU64>, deadline: In
         if (goal > 0 && c.receiver.last_seq() >= goal) || Instant::now() > deadline {
             return c;
         }
-        if !c.is_connected() {
-            if c.connect(&url).await.is_err() {
-                c.cut();
-                tokio::time::sleep(Duration::from_millis(rng.u64(20..200))).await;
-                continue;
-            }
+        if !c.is_connected() && c.connect(&url).await.is_err() {
+            c.cut();
+            tokio::time::sleep(Duration::from_millis(rng.u64(20..200))).await;
+            continue;
         }
-        if c.pump_until(Duration::from_millis(200), |_| false).await.is_err() {
+        if c.pump_until(Duration::from_millis(200), |_| false)
+            .await
+            .is_err()
+        {
             c.cut();
         }
     }
@@ -56,7 +66,10 @@ fn check(c: &TestClient, head: u64) -> Result<(u64, u64), String> {
             Delivered::Snapshot(s) => {
                 if let Some(at) = cursor {
                     if s.upto + 1 < at {
-                        return Err(format!("{}: snapshot {} behind cursor {at}", c.client_id, s.upto));
+                        return Err(format!(
+                            "{}: snapshot {} behind cursor {at}",
+                            c.client_id, s.upto
+                        ));
                     }
                 }
                 cursor = Some(s.upto + 1);
@@ -64,7 +77,10 @@ fn check(c: &TestClient, head: u64) -> Result<(u64, u64), String> {
             Delivered::Gap(g) => {
                 let at = cursor.ok_or(format!("{}: gap before any snapshot", c.client_id))?;
                 if g.from != at {
-                    return Err(format!("{}: gap {}..{} does not start at {at}", c.client_id, g.from, g.to));
+                    return Err(format!(
+                        "{}: gap {}..{} does not start at {at}",
+                        c.client_id, g.from, g.to
+                    ));
                 }
                 gapped += g.to - g.from + 1;
                 cursor = Some(g.to + 1);
@@ -72,7 +88,10 @@ fn check(c: &TestClient, head: u64) -> Result<(u64, u64), String> {
             Delivered::Event(e) => {
                 let at = cursor.ok_or(format!("{}: event before any snapshot", c.client_id))?;
                 if e.seq != at {
-                    return Err(format!("{}: event {} where {at} was due (loss, duplicate or reordering)", c.client_id, e.seq));
+                    return Err(format!(
+                        "{}: event {} where {at} was due (loss, duplicate or reordering)",
+                        c.client_id, e.seq
+                    ));
                 }
                 if let Some(n) = n_of(e) {
                     if n <= last_n {
@@ -86,14 +105,22 @@ fn check(c: &TestClient, head: u64) -> Result<(u64, u64), String> {
         }
     }
     if cursor != Some(head + 1) {
-        return Err(format!("{}: ended at {cursor:?}, head is {head}", c.client_id));
+        return Err(format!(
+            "{}: ended at {cursor:?}, head is {head}",
+            c.client_id
+        ));
     }
     Ok((events, gapped))
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn nothing_is_lost_duplicated_or_reordered_under_chaos() {
-    let seed = env_u64("CHAOS_SEED", std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(1, |d| d.as_nanos() as u64));
+    let seed = env_u64(
+        "CHAOS_SEED",
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(1, |d| d.as_nanos() as u64),
+    );
     let events = env_u64("CHAOS_EVENTS", 2_000);
     let rate = env_u64("CHAOS_RATE", 100).max(1);
     let clients = env_u64("CHAOS_CLIENTS", 50) as usize;
@@ -101,21 +128,37 @@ async fn nothing_is_lost_duplicated_or_reordered_under_chaos() {
     let mut rng = fastrand::Rng::with_seed(seed);
 
     // max_behind is raised so the final check can replay the whole log.
-    let mut proxy = Proxy::start("max_publish_per_sec = 100000\nmax_handshakes_per_sec = 100000\nmax_behind = 1000000\n");
-    let faults = Faults { delay: 0.05, stall: 0.005, cut: 0.003 };
-    let relay = Relay::start(proxy.addr.clone(), seed, faults).await.unwrap();
+    let mut proxy = Proxy::start(
+        "max_publish_per_sec = 100000\nmax_handshakes_per_sec = 100000\nmax_behind = 1000000\n",
+    );
+    let faults = Faults {
+        delay: 0.05,
+        stall: 0.005,
+        cut: 0.003,
+    };
+    let relay = Relay::start(proxy.addr.clone(), seed, faults)
+        .await
+        .unwrap();
 
     let publish_secs = events / rate;
     let deadline = Instant::now() + Duration::from_secs(publish_secs + 120);
     let target = Arc::new(AtomicU64::new(0));
     let mut subs = Vec::new();
     for id in 0..clients {
-        subs.push(tokio::spawn(subscriber(id, relay.ws_url(), target.clone(), deadline, seed.wrapping_add(id as u64))));
+        subs.push(tokio::spawn(subscriber(
+            id,
+            relay.ws_url(),
+            target.clone(),
+            deadline,
+            seed.wrapping_add(id as u64),
+        )));
     }
 
     // The proxy is killed three times at random moments while publishing.
     let kills: Vec<Duration> = (1..=3)
-        .map(|k| Duration::from_millis(publish_secs * 1000 * k / 4 + rng.u64(0..publish_secs * 150 + 1)))
+        .map(|k| {
+            Duration::from_millis(publish_secs * 1000 * k / 4 + rng.u64(0..publish_secs * 150 + 1))
+        })
         .collect();
     let publishing_done = Arc::new(AtomicBool::new(false));
     let (killer_done, done) = (publishing_done.clone(), Instant::now());
@@ -152,21 +195,41 @@ async fn nothing_is_lost_duplicated_or_reordered_under_chaos() {
         let due = (started.elapsed().as_millis() as u64 * rate / 1000).clamp(1, events);
         let mut failed = false;
         while resend_from < next && !failed {
-            failed = publisher.publish_as(resend_from, "note", numbered(resend_from), Delivery::Reliable, None).await.is_err();
+            failed = publisher
+                .publish_as(
+                    resend_from,
+                    "note",
+                    numbered(resend_from),
+                    Delivery::Reliable,
+                    None,
+                )
+                .await
+                .is_err();
             resend_from += 1;
         }
         while next <= due && !failed {
-            failed = publisher.publish_as(next, "note", numbered(next), Delivery::Reliable, None).await.is_err();
+            failed = publisher
+                .publish_as(next, "note", numbered(next), Delivery::Reliable, None)
+                .await
+                .is_err();
             next += 1;
             resend_from = next;
         }
-        if failed || publisher.pump_until(Duration::from_millis(20), |_| false).await.is_err() {
+        if failed
+            || publisher
+                .pump_until(Duration::from_millis(20), |_| false)
+                .await
+                .is_err()
+        {
             publisher.cut();
         }
     }
     publishing_done.store(true, Ordering::Relaxed);
     let (proxy, kills) = killer.await.unwrap();
-    assert_eq!(publisher.accepted_upto, events, "the publisher's stream was not fully accepted in time");
+    assert_eq!(
+        publisher.accepted_upto, events,
+        "the publisher's stream was not fully accepted in time"
+    );
 
     // The final head, read directly (not through the relay).
     let mut reader = TestClient::new("chaos-reader");
@@ -176,7 +239,8 @@ async fn nothing_is_lost_duplicated_or_reordered_under_chaos() {
     // The log holds every number exactly once, in order (no publish applied twice).
     let epoch = reader.welcome.as_ref().unwrap().epoch;
     reader.cut();
-    reader.receiver = shared_protocol::receiver::Receiver::new(Some(Resume { epoch, last_seq: 0 }), 1_000_000);
+    reader.receiver =
+        shared_protocol::receiver::Receiver::new(Some(Resume { epoch, last_seq: 0 }), 1_000_000);
     reader.connect(&proxy.ws_url()).await.unwrap();
     assert!(reader.pump_to(head, Duration::from_secs(60)).await.unwrap());
     let logged: Vec<u64> = reader.events().iter().filter_map(|e| n_of(e)).collect();
@@ -211,7 +275,15 @@ async fn nothing_is_lost_duplicated_or_reordered_under_chaos() {
         counts.stalls.load(Ordering::Relaxed),
         counts.delays.load(Ordering::Relaxed),
     );
-    assert!(failures.is_empty(), "{} clients saw loss, duplicates or reordering:\n{}", failures.len(), failures.join("\n"));
+    assert!(
+        failures.is_empty(),
+        "{} clients saw loss, duplicates or reordering:\n{}",
+        failures.len(),
+        failures.join("\n")
+    );
     assert_eq!(kills, 3);
-    assert!(counts.cuts.load(Ordering::Relaxed) > 0, "the relay must actually cut connections");
+    assert!(
+        counts.cuts.load(Ordering::Relaxed) > 0,
+        "the relay must actually cut connections"
+    );
 }

@@ -714,3 +714,83 @@ async fn over_the_rate_volatile_publishes_are_refused_and_reliable_ones_wait() {
         .unwrap());
     assert_eq!(numbers(&client), (1..=60).collect::<Vec<_>>());
 }
+
+#[tokio::test]
+async fn the_tx_watchdog_unkeys_a_silent_or_vanished_keyer() {
+    let proxy = Proxy::start("tx_keepalive_ms = 600\ntx_max_ms = 60000\n");
+    let mut watcher = TestClient::new("watcher");
+    watcher.connect(&proxy.ws_url()).await.unwrap();
+    let unkeys = |c: &TestClient| -> Vec<String> {
+        c.events()
+            .iter()
+            .filter(|e| e.kind == "watchdog.unkeyed")
+            .map(|e| e.payload["reason"].as_str().unwrap_or_default().to_string())
+            .collect()
+    };
+    let deadline = || Some(e2e::client::now_ms() + 2_000);
+    let on = || Payload::Map(vec![(Payload::from("on"), Payload::from(true))]);
+
+    // 1. A keyer that keeps refreshing stays on the air...
+    let mut op = TestClient::new("operator");
+    op.connect(&proxy.ws_url()).await.unwrap();
+    let keyed_at = std::time::Instant::now();
+    let mut last_refresh = keyed_at;
+    for _ in 0..6 {
+        op.publish("radio.ptt", on(), Delivery::Volatile, deadline())
+            .await
+            .unwrap();
+        last_refresh = std::time::Instant::now();
+        op.pump_until(Duration::from_millis(200), |_| false)
+            .await
+            .unwrap();
+    }
+    assert!(
+        keyed_at.elapsed() > Duration::from_millis(1_000),
+        "refreshed past the keep-alive"
+    );
+    watcher
+        .pump_until(Duration::from_millis(50), |_| false)
+        .await
+        .unwrap();
+    assert!(
+        unkeys(&watcher).is_empty(),
+        "refreshed for {:?}: must stay keyed",
+        keyed_at.elapsed()
+    );
+    // ...then goes silent (still connected): unkeyed after the keep-alive.
+    assert!(watcher
+        .pump_until(SECS, |c| !unkeys(c).is_empty())
+        .await
+        .unwrap());
+    let waited = last_refresh.elapsed();
+    assert_eq!(unkeys(&watcher), ["silent"]);
+    assert!(
+        waited >= Duration::from_millis(550) && waited < Duration::from_secs(3),
+        "unkeyed {waited:?} after the last refresh"
+    );
+    let off = watcher
+        .events()
+        .iter()
+        .rev()
+        .find(|e| e.kind == "radio.ptt")
+        .map(|e| e.payload.clone());
+    assert_eq!(
+        off.as_ref().and_then(|p| p["on"].as_bool()),
+        Some(false),
+        "an unkey command was logged"
+    );
+
+    // 2. A keyer whose connection drops is unkeyed at once.
+    op.publish("radio.ptt", on(), Delivery::Volatile, deadline())
+        .await
+        .unwrap();
+    op.pump_until(Duration::from_millis(200), |_| false)
+        .await
+        .unwrap();
+    op.cut();
+    assert!(watcher
+        .pump_until(SECS, |c| unkeys(c).len() == 2)
+        .await
+        .unwrap());
+    assert_eq!(unkeys(&watcher)[1], "session_ended");
+}
