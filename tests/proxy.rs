@@ -30,8 +30,14 @@ impl Proxy {
     /// Starts a proxy with a fresh data directory and extra flags/config.
     /// `config` is TOML written to a file passed with `--config`.
     pub fn start(config: &str) -> Proxy {
+        Proxy::start_in(config, None)
+    }
+
+    /// Like [`Proxy::start`], with the log in `data_dir` (e.g. on a small
+    /// filesystem) instead of a fresh temporary directory.
+    pub fn start_in(config: &str, data_dir: Option<PathBuf>) -> Proxy {
         let tmp = tempfile::tempdir().expect("tempdir");
-        let data_dir = tmp.path().join("data");
+        let data_dir = data_dir.unwrap_or_else(|| tmp.path().join("data"));
         let config_path = tmp.path().join("proxy.toml");
         std::fs::write(&config_path, config).expect("write config");
         let args = vec!["--config".to_string(), config_path.display().to_string()];

@@ -89,6 +89,10 @@ const PACKAGES: &[(&str, &str)] = &[
     ("/usr/bin/promtool", "prometheus"),
 ];
 
+pub fn is_root() -> bool {
+    output("id", &["-u"]).is_some_and(|u| u.trim() == "0")
+}
+
 pub fn system_packages() -> Result<()> {
     let missing: Vec<&str> = PACKAGES
         .iter()
@@ -98,8 +102,7 @@ pub fn system_packages() -> Result<()> {
     if missing.is_empty() {
         return Ok(());
     }
-    let is_root = output("id", &["-u"]).is_some_and(|u| u.trim() == "0");
-    if !is_root {
+    if !is_root() {
         bail!(
             "missing Debian packages: {0}. Install them with\n    sudo apt-get install -y {0}\nand run the command again.",
             missing.join(" ")
