@@ -21,7 +21,7 @@ use hdrhistogram::Histogram;
 use serde_json::json;
 
 use crate::proc_stats::ProcStats;
-use crate::wire::{Publisher, Subscriber};
+use crate::wire::{Publisher, Resilient, Subscriber};
 
 #[derive(Parser)]
 #[command(about = "Load generator for edge-proxy (starts its own proxy on loopback)")]
@@ -59,6 +59,18 @@ enum Scenario {
         #[arg(long, default_value_t = 8)]
         seconds: u64,
     },
+    /// N clients connected, the proxy killed (-9) and restarted: time until all
+    /// have resumed, peak connection attempts per second, events lost.
+    Storm {
+        #[arg(long, default_value_t = 1_000)]
+        clients: usize,
+        /// Events per second published during the run.
+        #[arg(long, default_value_t = 200)]
+        rate: u64,
+        /// How long the proxy stays down.
+        #[arg(long, default_value_t = 1_000)]
+        down_ms: u64,
+    },
     /// RSS per idle connection, and bytes per event on disk and in memory.
     Footprint {
         #[arg(long, default_value_t = 10_000)]
@@ -72,6 +84,7 @@ struct Proxy {
     child: Child,
     addr: String,
     dir: tempfile::TempDir,
+    bin: PathBuf,
 }
 
 impl Proxy {
@@ -83,14 +96,38 @@ impl Proxy {
             );
         }
         let dir = tempfile::tempdir()?;
-        let port_file = dir.path().join("port");
         std::fs::write(dir.path().join("proxy.toml"), config)?;
-        let child = Command::new(bin)
+        let (child, addr) = Proxy::spawn(bin, &dir, "127.0.0.1:0")?;
+        Ok(Proxy {
+            child,
+            addr,
+            dir,
+            bin: bin.clone(),
+        })
+    }
+
+    /// `kill -9`: nothing is flushed.
+    fn kill9(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+
+    /// The same binary again, on the same port and data directory.
+    fn restart(&mut self) -> Result<()> {
+        let (child, _) = Proxy::spawn(&self.bin, &self.dir, &self.addr)?;
+        self.child = child;
+        Ok(())
+    }
+
+    fn spawn(bin: &PathBuf, dir: &tempfile::TempDir, listen: &str) -> Result<(Child, String)> {
+        let port_file = dir.path().join("port");
+        let _ = std::fs::remove_file(&port_file);
+        let mut child = Command::new(bin)
             .arg("--config")
             .arg(dir.path().join("proxy.toml"))
             .arg("--data-dir")
             .arg(dir.path().join("data"))
-            .args(["--listen", "127.0.0.1:0", "--port-file"])
+            .args(["--listen", listen, "--port-file"])
             .arg(&port_file)
             .env("EDGE_PROXY_LOG", "error")
             .stdout(Stdio::null())
@@ -100,10 +137,10 @@ impl Proxy {
         loop {
             if let Ok(addr) = std::fs::read_to_string(&port_file) {
                 if !addr.is_empty() {
-                    return Ok(Proxy { child, addr, dir });
+                    return Ok((child, addr));
                 }
             }
-            if Instant::now() > deadline {
+            if Instant::now() > deadline || child.try_wait().ok().flatten().is_some() {
                 bail!("the proxy did not start");
             }
             std::thread::sleep(Duration::from_millis(20));
@@ -338,6 +375,114 @@ async fn main() -> Result<()> {
             let ratio = rates[1] / rates[0];
             println!("ratio (with slow / without): {ratio:.3}  (target >= 0.90)");
             results.push(json!({"ratio": ratio}));
+        }
+        Scenario::Storm {
+            clients,
+            rate,
+            down_ms,
+        } => {
+            // Default admission control (500 handshakes/s) and backoff: the real thing.
+            let mut proxy = Proxy::start(&cli.proxy_bin, "max_publish_per_sec = 1000000\n")?;
+            let url = proxy.url();
+            let stop = Arc::new(AtomicBool::new(false));
+            let target = Arc::new(AtomicU64::new(0));
+            let bar = progress("connecting", clients as u64);
+            let mut tasks = Vec::new();
+            for i in 0..clients {
+                let sub = Resilient::new(format!("storm-{i}"));
+                tasks.push(tokio::spawn(sub.run(
+                    url.clone(),
+                    target.clone(),
+                    stop.clone(),
+                    i as u64 + 1,
+                )));
+                if i % 50 == 0 {
+                    bar.set_position(i as u64);
+                    tokio::time::sleep(Duration::from_millis(20)).await;
+                }
+            }
+            bar.finish_and_clear();
+            // A publisher with an outbox: unaccepted numbers are resent after the restart.
+            let published = Arc::new(AtomicU64::new(0));
+            let publisher_stop = Arc::new(AtomicBool::new(false));
+            let (p_url, p_stop, p_count) = (url.clone(), publisher_stop.clone(), published.clone());
+            let publisher =
+                tokio::spawn(
+                    async move { wire::publish_resilient(p_url, rate, p_stop, p_count).await },
+                );
+            tokio::time::sleep(Duration::from_secs(3)).await;
+            println!(
+                "storm: {clients} clients connected; kill -9 the proxy, down for {down_ms} ms"
+            );
+            proxy.kill9();
+            let killed = Instant::now();
+            tokio::time::sleep(Duration::from_millis(down_ms)).await;
+            // Clients may get in while restart() still waits for the port file:
+            // time from the moment the new process is started.
+            let restarted = Instant::now();
+            proxy.restart()?;
+            tokio::time::sleep(Duration::from_secs(15)).await;
+            // Stop publishing, then everyone must reach the final head.
+            publisher_stop.store(true, Ordering::Relaxed);
+            let _ = publisher.await;
+            let sent = published.load(Ordering::Relaxed);
+            let reader = Subscriber::connect(&proxy.url(), "storm-reader").await?;
+            let head = reader.head();
+            target.store(head, Ordering::Relaxed);
+            let mut subs = Vec::new();
+            let wait_until = Instant::now() + Duration::from_secs(60);
+            for t in tasks {
+                let left = wait_until.saturating_duration_since(Instant::now());
+                match tokio::time::timeout(left, t).await {
+                    Ok(Ok(s)) => subs.push(s),
+                    _ => bail!("a client did not catch up within 60 s"),
+                }
+            }
+            // Attempts after the kill, in 100 ms buckets.
+            let mut buckets = std::collections::BTreeMap::<u64, u64>::new();
+            let mut resumed_at = Vec::new();
+            let (mut lost, mut behind) = (0, 0);
+            for s in &subs {
+                for a in s.attempts.iter().filter(|a| **a >= killed) {
+                    *buckets
+                        .entry(a.duration_since(killed).as_millis() as u64 / 100)
+                        .or_default() += 1;
+                }
+                if let Some(w) = s.welcomes.iter().find(|w| **w >= restarted) {
+                    resumed_at.push(w.duration_since(restarted));
+                }
+                lost += s.gaps;
+                behind += u64::from(s.receiver.last_seq() < head);
+            }
+            resumed_at.sort();
+            let all = resumed_at.last().copied().unwrap_or_default();
+            let median = resumed_at
+                .get(resumed_at.len() / 2)
+                .copied()
+                .unwrap_or_default();
+            let peak_100ms = buckets.values().copied().max().unwrap_or(0);
+            let peak_1s = buckets
+                .keys()
+                .map(|k| (*k..*k + 10).filter_map(|b| buckets.get(&b)).sum::<u64>())
+                .max()
+                .unwrap_or(0);
+            let attempts: u64 = buckets.values().sum();
+            println!(
+                "resumed after the restart: {} of {clients}; all within {:.2} s (median {:.2} s)",
+                resumed_at.len(),
+                all.as_secs_f64(),
+                median.as_secs_f64()
+            );
+            println!("connection attempts after the kill: {attempts}; peak {peak_1s} in any 1 s window, {peak_100ms} in any 100 ms");
+            println!("events: {sent} accepted, head {head}; lost (gaps) {lost}; clients not at the head {behind}");
+            results.push(json!({
+                "clients": clients, "resumed": resumed_at.len(), "all_resumed_s": all.as_secs_f64(),
+                "median_resumed_s": median.as_secs_f64(), "attempts": attempts, "peak_attempts_1s": peak_1s,
+                "peak_attempts_100ms": peak_100ms, "accepted": sent, "head": head, "lost": lost, "not_at_head": behind,
+            }));
+            if lost > 0 || behind > 0 || resumed_at.len() < clients {
+                bail!("the storm lost events or left clients behind");
+            }
         }
         Scenario::Footprint {
             connections,

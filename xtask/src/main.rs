@@ -6,6 +6,7 @@
 //!   test (format, clippy, native, property, end-to-end, browser) and prints
 //!   one summary line.
 
+mod bench;
 mod setup;
 mod tasks;
 
@@ -36,6 +37,12 @@ enum Task {
     Setup,
     /// Build the npm package of the browser client into wasm-client/pkg.
     Pkg,
+    /// Benchmark the edge proxy against Socket.IO 4, same workloads, same run.
+    Bench {
+        /// Seconds per run.
+        #[arg(long, default_value_t = 10)]
+        seconds: u64,
+    },
 }
 
 fn main() -> anyhow::Result<()> {
@@ -44,5 +51,6 @@ fn main() -> anyhow::Result<()> {
         Task::Test { no_lint } => tasks::test(!no_lint),
         Task::Setup => setup::all(),
         Task::Pkg => tasks::pkg().map(|_| ()),
+        Task::Bench { seconds } => bench::bench(seconds),
     }
 }
