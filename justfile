@@ -23,3 +23,7 @@ fuzz:
 # Build the npm package of the browser client into wasm-client/pkg.
 pkg:
     cargo xtask pkg
+
+# Benchmarks: the edge proxy against Socket.IO 4, same workloads, one run.
+bench:
+    cargo xtask bench
