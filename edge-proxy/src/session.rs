@@ -583,37 +583,32 @@ impl Session {
                 HashSet::new()
             };
             progress.cooled = hot && !skip.is_empty();
+            // Frames are built first, then fed: one flush for the batch.
+            let mut out = Vec::with_capacity(events.len() + 1);
             let mut run: Option<(u64, u64)> = None;
-            for event in &events {
-                if skip.contains(&event.seq) {
-                    run = Some(run.map_or((event.seq, event.seq), |(from, _)| (from, event.seq)));
-                    progress.coalesced += 1;
-                    continue;
-                }
+            let end_run = |run: &mut Option<(u64, u64)>, out: &mut Vec<Message>| {
                 if let Some((from, to)) = run.take() {
                     let gap = Gap {
                         from,
                         to,
                         reason: GapReason::Coalesced,
                     };
-                    sink.feed(encode(&ServerFrame::Gap(gap)))
-                        .await
-                        .map_err(write_err)?;
+                    out.push(encode(&ServerFrame::Gap(gap)));
                 }
-                sink.feed(Message::Binary(event.frame.clone()))
-                    .await
-                    .map_err(write_err)?;
+            };
+            for event in &events {
+                if skip.contains(&event.seq) {
+                    run = Some(run.map_or((event.seq, event.seq), |(from, _)| (from, event.seq)));
+                    progress.coalesced += 1;
+                    continue;
+                }
+                end_run(&mut run, &mut out);
+                out.push(Message::Binary(event.frame.clone()));
                 progress.sent += 1;
             }
-            if let Some((from, to)) = run {
-                let gap = Gap {
-                    from,
-                    to,
-                    reason: GapReason::Coalesced,
-                };
-                sink.feed(encode(&ServerFrame::Gap(gap)))
-                    .await
-                    .map_err(write_err)?;
+            end_run(&mut run, &mut out);
+            for message in out {
+                sink.feed(message).await.map_err(write_err)?;
             }
             if let Some(last) = events.last() {
                 self.cursor = last.seq + 1;

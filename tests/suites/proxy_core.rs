@@ -105,6 +105,21 @@ async fn a_reload_resumes_with_a_new_connection_and_the_old_one_is_replaced() {
     assert_eq!(tab.close_code, Some(4009));
 }
 
+/// Sends notes 1..=n (again), as an outbox does after a reconnect, and
+/// waits until the proxy has accepted them all.
+async fn resend_all(publisher: &mut TestClient, n: u64) {
+    for k in 1..=n {
+        publisher
+            .publish_as(k, "note", numbered(k), Delivery::Reliable, None)
+            .await
+            .unwrap();
+    }
+    assert!(publisher
+        .pump_until(SECS, |c| c.accepted_upto >= n)
+        .await
+        .unwrap());
+}
+
 #[tokio::test]
 async fn publishes_resent_after_cuts_and_restarts_apply_once() {
     let mut proxy = Proxy::start("");
@@ -119,30 +134,12 @@ async fn publishes_resent_after_cuts_and_restarts_apply_once() {
     // Cut before reading any Accepted, then resend everything (the outbox does).
     publisher.cut();
     publisher.connect(&proxy.ws_url()).await.unwrap();
-    for n in 1..=20 {
-        publisher
-            .publish_as(n, "note", numbered(n), Delivery::Reliable, None)
-            .await
-            .unwrap();
-    }
-    assert!(publisher
-        .pump_until(SECS, |c| c.accepted_upto >= 20)
-        .await
-        .unwrap());
+    resend_all(&mut publisher, 20).await;
     // And again after a kill -9 and restart.
     proxy.restart();
     publisher.cut();
     publisher.connect(&proxy.ws_url()).await.unwrap();
-    for n in 1..=20 {
-        publisher
-            .publish_as(n, "note", numbered(n), Delivery::Reliable, None)
-            .await
-            .unwrap();
-    }
-    assert!(publisher
-        .pump_until(SECS, |c| c.accepted_upto >= 20)
-        .await
-        .unwrap());
+    resend_all(&mut publisher, 20).await;
 
     let mut watcher = TestClient::new("watcher");
     watcher.receiver = shared_protocol::receiver::Receiver::new(

@@ -48,6 +48,37 @@ struct Tally {
 }
 
 impl Tally {
+    /// Adds up a closing line: cargo's `test result: ok. N passed; N failed;
+    /// N ignored; ...` or node's TAP `# pass N` / `# fail N` / `# skipped N`.
+    fn count(&mut self, line: &str) {
+        let line = line.trim();
+        let pairs: Vec<(&str, &str)> = if let Some(rest) = line.strip_prefix("test result: ") {
+            rest.split([';', '.'])
+                .filter_map(|part| {
+                    let mut w = part.split_whitespace();
+                    Some((w.next()?, w.next()?)).map(|(n, label)| (label, n))
+                })
+                .collect()
+        } else if let Some(rest) = line.strip_prefix("# ") {
+            let w: Vec<&str> = rest.split_whitespace().collect();
+            match w.as_slice() {
+                [label, n] => vec![(*label, *n)],
+                _ => vec![],
+            }
+        } else {
+            vec![]
+        };
+        for (label, n) in pairs {
+            let Ok(n) = n.parse::<u64>() else { continue };
+            match label {
+                "passed" | "pass" => self.passed += n,
+                "failed" | "fail" => self.failed += n,
+                "ignored" | "skipped" => self.ignored += n,
+                _ => {}
+            }
+        }
+    }
+
     /// Runs a test command, echoing its output and adding up its
     /// `test result:` lines. A failing run is recorded, not fatal, so the
     /// summary covers everything.
@@ -62,35 +93,7 @@ impl Tally {
         for line in BufReader::new(stdout).lines() {
             let line = line?;
             println!("{line}");
-            // node --test (TAP): "# pass N", "# fail N", "# skipped N".
-            if let Some(rest) = line.trim().strip_prefix("# ") {
-                let mut words = rest.split_whitespace();
-                if let (Some(label), Some(n), None) = (words.next(), words.next(), words.next()) {
-                    if let Ok(n) = n.parse::<u64>() {
-                        match label {
-                            "pass" => self.passed += n,
-                            "fail" => self.failed += n,
-                            "skipped" => self.ignored += n,
-                            _ => {}
-                        }
-                    }
-                }
-            }
-            if let Some(rest) = line.trim().strip_prefix("test result: ") {
-                for part in rest.split([';', '.']) {
-                    let mut words = part.split_whitespace();
-                    if let (Some(n), Some(label)) = (words.next(), words.next()) {
-                        if let Ok(n) = n.parse::<u64>() {
-                            match label {
-                                "passed" => self.passed += n,
-                                "failed" => self.failed += n,
-                                "ignored" => self.ignored += n,
-                                _ => {}
-                            }
-                        }
-                    }
-                }
-            }
+            self.count(&line);
         }
         let status = child.wait()?;
         eprintln!(
