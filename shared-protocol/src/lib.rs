@@ -17,6 +17,8 @@
 //! | [`health`] | the 0..100 health score with colour bands |
 //! | [`receiver`] | receive side: exactly-once, in-order delivery by `seq`, gaps |
 //! | [`txwatchdog`] | the dead-man switch that unkeys a transmitter nobody is holding |
+//! | [`link`] | the hardware link manager: states, backoff, TX-drop fast path, `EVENT_*` |
+//! | [`power`] | the RF power monitor: zero-power warning and critical, trend |
 //! | [`outbox`] | send side: `client_seq`, the reliable outbox, acceptance |
 
 pub mod backoff;
@@ -25,7 +27,9 @@ mod codec;
 pub mod frame;
 pub mod health;
 pub mod heartbeat;
+pub mod link;
 pub mod outbox;
+pub mod power;
 pub mod quality;
 pub mod receiver;
 pub mod txwatchdog;
