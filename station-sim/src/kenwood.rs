@@ -1,0 +1,231 @@
+//! Kenwood-style ASCII CAT (TS-2000 / TS-590 family): commands are ASCII,
+//! terminated by `;`. A query is the bare command and is answered with the
+//! command and its value; a set carries parameters and gets no answer; an
+//! unknown or malformed command is answered with `?;`.
+//!
+//! [`Framer`] cuts a byte stream into commands and resynchronises after
+//! garbage (non-printable bytes, over-long commands); [`Radio`] holds the
+//! state and answers. Checked against Hamlib's own TS-2000 driver
+//! (`rigctl -m 2014`) in `tests/hamlib.rs`.
+
+/// Longest command accepted before the framer gives up on it.
+const MAX_COMMAND: usize = 64;
+
+/// Cuts bytes into `;`-terminated commands.
+#[derive(Debug, Default)]
+pub struct Framer {
+    buf: Vec<u8>,
+    /// The current command grew past `MAX_COMMAND`: skip it up to its `;`.
+    overlong: bool,
+    /// Bytes thrown away while resynchronising.
+    pub discarded: u64,
+}
+
+impl Framer {
+    /// Feeds bytes; returns the complete commands (without the `;`).
+    pub fn push(&mut self, bytes: &[u8]) -> Vec<String> {
+        let mut out = Vec::new();
+        for &b in bytes {
+            match b {
+                b';' => {
+                    if !self.buf.is_empty() && !self.overlong {
+                        // Only printable ASCII reaches here (see below).
+                        out.push(String::from_utf8_lossy(&self.buf).into_owned());
+                    }
+                    self.buf.clear();
+                    self.overlong = false;
+                }
+                b'\r' | b'\n' => {}
+                0x20..=0x7e if self.overlong => self.discarded += 1,
+                0x20..=0x7e if self.buf.len() < MAX_COMMAND => self.buf.push(b),
+                0x20..=0x7e => {
+                    self.discarded += self.buf.len() as u64 + 1;
+                    self.buf.clear();
+                    self.overlong = true;
+                }
+                _ => {
+                    // Line noise: drop the partial command; what follows the
+                    // noise may still be a whole command.
+                    self.discarded += self.buf.len() as u64 + 1;
+                    self.buf.clear();
+                }
+            }
+        }
+        out
+    }
+}
+
+/// The simulated radio's state.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Radio {
+    pub vfo_a_hz: u64,
+    pub vfo_b_hz: u64,
+    /// 1 LSB, 2 USB, 3 CW, 4 FM, 5 AM, 6 FSK, 7 CW-R, 9 FSK-R.
+    pub mode: u8,
+    pub tx: bool,
+    pub power_w: u32,
+    /// S-meter, 0..=30 on a TS-2000.
+    pub smeter: u32,
+    pub ai: u8,
+    /// The `ID` answer: 019 is a TS-2000.
+    pub id: u16,
+}
+
+impl Default for Radio {
+    fn default() -> Self {
+        Radio {
+            vfo_a_hz: 14_074_000,
+            vfo_b_hz: 7_074_000,
+            mode: 2,
+            tx: false,
+            power_w: 100,
+            smeter: 15,
+            ai: 0,
+            id: 19,
+        }
+    }
+}
+
+fn digits(s: &str) -> Option<u64> {
+    (!s.is_empty() && s.bytes().all(|b| b.is_ascii_digit()))
+        .then(|| s.parse().ok())
+        .flatten()
+}
+
+impl Radio {
+    /// Answers one command; `None` for a set (no answer).
+    pub fn handle(&mut self, cmd: &str) -> Option<String> {
+        let (name, arg) = cmd.split_at(cmd.len().min(2));
+        let bad = || Some("?;".to_string());
+        match (name, arg) {
+            ("FA", "") => Some(format!("FA{:011};", self.vfo_a_hz)),
+            ("FB", "") => Some(format!("FB{:011};", self.vfo_b_hz)),
+            ("FA", hz) => match digits(hz) {
+                Some(hz) if hz <= 99_999_999_999 => {
+                    self.vfo_a_hz = hz;
+                    None
+                }
+                _ => bad(),
+            },
+            ("FB", hz) => match digits(hz) {
+                Some(hz) if hz <= 99_999_999_999 => {
+                    self.vfo_b_hz = hz;
+                    None
+                }
+                _ => bad(),
+            },
+            ("MD", "") => Some(format!("MD{};", self.mode)),
+            ("MD", m) => match digits(m) {
+                Some(m @ 1..=9) if m != 8 => {
+                    self.mode = m as u8;
+                    None
+                }
+                _ => bad(),
+            },
+            ("TX", "" | "0" | "1" | "2") => {
+                self.tx = true;
+                None
+            }
+            ("RX", "") => {
+                self.tx = false;
+                None
+            }
+            ("IF", "") => Some(self.if_status()),
+            ("PC", "") => Some(format!("PC{:03};", self.power_w)),
+            ("PC", w) => match digits(w) {
+                Some(w @ 5..=100) => {
+                    self.power_w = w as u32;
+                    None
+                }
+                _ => bad(),
+            },
+            ("SM", "0" | "") => Some(format!("SM0{:04};", if self.tx { 0 } else { self.smeter })),
+            ("RM", "") => Some(format!("RM1{:04};", if self.tx { 5 } else { 0 })),
+            ("ID", "") => Some(format!("ID{:03};", self.id)),
+            ("PS", "") => Some("PS1;".into()),
+            ("PS", "1") => None,
+            ("AI", "") => Some(format!("AI{};", self.ai)),
+            ("AI", a) => match digits(a) {
+                Some(a @ 0..=4) => {
+                    self.ai = a as u8;
+                    None
+                }
+                _ => bad(),
+            },
+            ("FR", "") => Some("FR0;".into()),
+            ("FT", "") => Some("FT0;".into()),
+            ("FR" | "FT", "0" | "1") => None,
+            ("SP", "") => Some("SP0;".into()),
+            _ => bad(),
+        }
+    }
+
+    /// `IF;`: 38 characters, the TX/RX flag at index 28 (1 = TX). The layout
+    /// is the one Hamlib's Kenwood backend parses:
+    /// `IF` freq(11) step(4) rit(+5) rit_on xit_on 0 mem(2) tx mode vfo scan split tone tone_no(2) 0 `;`
+    pub fn if_status(&self) -> String {
+        format!(
+            "IF{:011}{:04}+{:05}{}{}{}{:02}{}{}{}{}{}{}{:02}{};",
+            self.vfo_a_hz,
+            0,
+            0,
+            0,
+            0,
+            0,
+            0,
+            u8::from(self.tx),
+            self.mode,
+            0,
+            0,
+            0,
+            0,
+            0,
+            0
+        )
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn queries_and_sets() {
+        let mut r = Radio::default();
+        assert_eq!(r.handle("FA").as_deref(), Some("FA00014074000;"));
+        assert_eq!(r.handle("FA00007074000"), None);
+        assert_eq!(r.vfo_a_hz, 7_074_000);
+        assert_eq!(r.handle("MD3"), None);
+        assert_eq!(r.handle("MD").as_deref(), Some("MD3;"));
+        assert_eq!(r.handle("ID").as_deref(), Some("ID019;"));
+        assert_eq!(r.handle("TX"), None);
+        let status = r.handle("IF").unwrap();
+        assert_eq!(status.len(), 38);
+        assert_eq!(&status[28..29], "1", "TX flag at index 28: {status}");
+        assert_eq!(r.handle("RX"), None);
+        assert_eq!(&r.handle("IF").unwrap()[28..29], "0");
+        assert_eq!(r.handle("ZZ").as_deref(), Some("?;"));
+        assert_eq!(r.handle("FAabc").as_deref(), Some("?;"));
+        assert_eq!(r.handle("MD8").as_deref(), Some("?;"));
+    }
+
+    #[test]
+    fn framer_resynchronises_after_garbage() {
+        let mut f = Framer::default();
+        assert_eq!(f.push(b"FA;F"), ["FA"]);
+        assert_eq!(f.push(b"B;\x00\xffMD;"), ["FB", "MD"]);
+        assert_eq!(
+            f.push(b"IF\xfe\x01;ID;"),
+            ["ID"],
+            "a command cut by noise is dropped, the next one read"
+        );
+        assert!(f.discarded > 0);
+        let long = [b'A'; 200];
+        assert!(f.push(&long).is_empty());
+        assert_eq!(
+            f.push(b"AAA;PS;"),
+            ["PS"],
+            "an over-long command is skipped whole"
+        );
+    }
+}
