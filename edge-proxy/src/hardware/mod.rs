@@ -1,0 +1,9 @@
+//! Hardware backends: how the proxy talks to a radio. Each backend is a thin
+//! I/O client; the decisions (when to reconnect, what a TX drop is) live in
+//! `shared_protocol::link` and `shared_protocol::power`.
+//!
+//! | backend | protocol |
+//! |---|---|
+//! | [`rigctld`] | Hamlib's `rigctld` over TCP, extended response protocol (covers hundreds of radios) |
+
+pub mod rigctld;
