@@ -17,11 +17,13 @@
 //! | [`health`] | the 0..100 health score with colour bands |
 //! | [`receiver`] | receive side: exactly-once, in-order delivery by `seq`, gaps |
 //! | [`txwatchdog`] | the dead-man switch that unkeys a transmitter nobody is holding |
+//! | [`cat`] | Kenwood-style CAT framing with resync, `IF;` parsing (radio side) |
 //! | [`link`] | the hardware link manager: states, backoff, TX-drop fast path, `EVENT_*` |
 //! | [`power`] | the RF power monitor: zero-power warning and critical, trend |
 //! | [`outbox`] | send side: `client_seq`, the reliable outbox, acceptance |
 
 pub mod backoff;
+pub mod cat;
 pub mod client;
 mod codec;
 pub mod frame;

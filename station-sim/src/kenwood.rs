@@ -3,57 +3,9 @@
 //! command and its value; a set carries parameters and gets no answer; an
 //! unknown or malformed command is answered with `?;`.
 //!
-//! [`Framer`] cuts a byte stream into commands and resynchronises after
-//! garbage (non-printable bytes, over-long commands); [`Radio`] holds the
-//! state and answers. Checked against Hamlib's own TS-2000 driver
+//! Framing is `shared_protocol::cat::Framer` (shared with the proxy's
+//! serial backend); [`Radio`] holds the state and answers. Checked against Hamlib's own TS-2000 driver
 //! (`rigctl -m 2014`) in `tests/hamlib.rs`.
-
-/// Longest command accepted before the framer gives up on it.
-const MAX_COMMAND: usize = 64;
-
-/// Cuts bytes into `;`-terminated commands.
-#[derive(Debug, Default)]
-pub struct Framer {
-    buf: Vec<u8>,
-    /// The current command grew past `MAX_COMMAND`: skip it up to its `;`.
-    overlong: bool,
-    /// Bytes thrown away while resynchronising.
-    pub discarded: u64,
-}
-
-impl Framer {
-    /// Feeds bytes; returns the complete commands (without the `;`).
-    pub fn push(&mut self, bytes: &[u8]) -> Vec<String> {
-        let mut out = Vec::new();
-        for &b in bytes {
-            match b {
-                b';' => {
-                    if !self.buf.is_empty() && !self.overlong {
-                        // Only printable ASCII reaches here (see below).
-                        out.push(String::from_utf8_lossy(&self.buf).into_owned());
-                    }
-                    self.buf.clear();
-                    self.overlong = false;
-                }
-                b'\r' | b'\n' => {}
-                0x20..=0x7e if self.overlong => self.discarded += 1,
-                0x20..=0x7e if self.buf.len() < MAX_COMMAND => self.buf.push(b),
-                0x20..=0x7e => {
-                    self.discarded += self.buf.len() as u64 + 1;
-                    self.buf.clear();
-                    self.overlong = true;
-                }
-                _ => {
-                    // Line noise: drop the partial command; what follows the
-                    // noise may still be a whole command.
-                    self.discarded += self.buf.len() as u64 + 1;
-                    self.buf.clear();
-                }
-            }
-        }
-        out
-    }
-}
 
 /// The simulated radio's state.
 #[derive(Debug, Clone, PartialEq)]
@@ -207,25 +159,5 @@ mod tests {
         assert_eq!(r.handle("ZZ").as_deref(), Some("?;"));
         assert_eq!(r.handle("FAabc").as_deref(), Some("?;"));
         assert_eq!(r.handle("MD8").as_deref(), Some("?;"));
-    }
-
-    #[test]
-    fn framer_resynchronises_after_garbage() {
-        let mut f = Framer::default();
-        assert_eq!(f.push(b"FA;F"), ["FA"]);
-        assert_eq!(f.push(b"B;\x00\xffMD;"), ["FB", "MD"]);
-        assert_eq!(
-            f.push(b"IF\xfe\x01;ID;"),
-            ["ID"],
-            "a command cut by noise is dropped, the next one read"
-        );
-        assert!(f.discarded > 0);
-        let long = [b'A'; 200];
-        assert!(f.push(&long).is_empty());
-        assert_eq!(
-            f.push(b"AAA;PS;"),
-            ["PS"],
-            "an over-long command is skipped whole"
-        );
     }
 }

@@ -13,7 +13,9 @@ use anyhow::{Context, Result};
 use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
 use nix::sys::termios;
 
-use crate::kenwood::{Framer, Radio};
+use shared_protocol::cat::Framer;
+
+use crate::kenwood::Radio;
 
 /// Faults to inject, shared with the serving thread.
 #[derive(Debug, Default)]

@@ -4,6 +4,8 @@
 //!
 //! | backend | protocol |
 //! |---|---|
+//! | [`kenwood`] | Kenwood-style ASCII CAT over a serial port (`tokio-serial`) |
 //! | [`rigctld`] | Hamlib's `rigctld` over TCP, extended response protocol (covers hundreds of radios) |
 
+pub mod kenwood;
 pub mod rigctld;

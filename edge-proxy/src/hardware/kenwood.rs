@@ -1,0 +1,234 @@
+//! Kenwood-style CAT over a serial port (TS-2000, TS-590, Elecraft K3 and
+//! kin): `;`-terminated ASCII, a query answered with the command and its
+//! value, a set answered with nothing. Framing and resynchronisation after
+//! line noise are `shared_protocol::cat::Framer`'s.
+//!
+//! The client is generic over the byte stream, so it runs on a real serial
+//! port (`tokio-serial`, [`open_serial`]) or on anything else that reads and
+//! writes; the tests drive `station-sim`'s simulator on a pseudo-terminal.
+
+use std::time::Duration;
+
+use shared_protocol::cat::{mode_digit, mode_name, parse_if, Framer};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+
+#[derive(Debug, thiserror::Error)]
+pub enum CatError {
+    #[error("serial I/O: {0}")]
+    Io(#[from] std::io::Error),
+    #[error("serial port: {0}")]
+    Port(#[from] tokio_serial::Error),
+    #[error("the radio did not answer {0:?} within {1:?}")]
+    Timeout(String, Duration),
+    #[error("the radio refused {0:?} (answered ?;)")]
+    Refused(String),
+    #[error("unexpected answer to {command:?}: {answer:?}")]
+    Unexpected { command: String, answer: String },
+    #[error("the line closed (unplugged?)")]
+    Closed,
+}
+
+/// Opens a serial port (8N1) for CAT. Not exclusive, so a pseudo-terminal
+/// can be shared with a monitor in tests.
+pub fn open_serial(path: &str, baud: u32) -> Result<tokio_serial::SerialStream, CatError> {
+    use tokio_serial::SerialPortBuilderExt;
+    let mut port = tokio_serial::new(path, baud).open_native_async()?;
+    #[cfg(unix)]
+    port.set_exclusive(false)?;
+    Ok(port)
+}
+
+/// Whether an answer has the exact shape its command's answers have, so a
+/// frame torn by line noise (`FA0001;`) is never taken for a reading.
+fn well_formed(frame: &str) -> bool {
+    let body = frame.get(2..).unwrap_or("");
+    let digits = |n: usize| body.len() == n && body.bytes().all(|b| b.is_ascii_digit());
+    match &frame[..frame.len().min(2)] {
+        "FA" | "FB" => digits(11),
+        "MD" => digits(1),
+        "ID" | "PC" => digits(3),
+        "IF" => body.len() == 35 && parse_if(frame).is_some(),
+        _ => true,
+    }
+}
+
+pub struct Kenwood<S> {
+    io: S,
+    framer: Framer,
+    pending: std::collections::VecDeque<String>,
+    timeout: Duration,
+}
+
+impl<S: AsyncRead + AsyncWrite + Unpin> Kenwood<S> {
+    pub fn new(io: S, timeout: Duration) -> Self {
+        Kenwood {
+            io,
+            framer: Framer::default(),
+            pending: Default::default(),
+            timeout,
+        }
+    }
+
+    /// Bytes of line noise skipped so far.
+    pub fn discarded(&self) -> u64 {
+        self.framer.discarded
+    }
+
+    async fn send(&mut self, command: &str) -> Result<(), CatError> {
+        self.io.write_all(format!("{command};").as_bytes()).await?;
+        self.io.flush().await?;
+        Ok(())
+    }
+
+    /// Sends a query and returns the answer that starts with the same two
+    /// letters (stale answers from before are skipped).
+    pub async fn query(&mut self, command: &str) -> Result<String, CatError> {
+        self.pending.clear();
+        self.send(command).await?;
+        let prefix = &command[..command.len().min(2)];
+        let deadline = tokio::time::Instant::now() + self.timeout;
+        loop {
+            while let Some(frame) = self.pending.pop_front() {
+                if frame == "?" {
+                    return Err(CatError::Refused(command.into()));
+                }
+                if frame.starts_with(prefix) && well_formed(&frame) {
+                    return Ok(frame);
+                }
+                // A torn or foreign frame that merely starts like the answer.
+                self.framer.discarded += frame.len() as u64;
+            }
+            let mut buf = [0u8; 256];
+            let n = tokio::time::timeout_at(deadline, self.io.read(&mut buf))
+                .await
+                .map_err(|_| CatError::Timeout(command.into(), self.timeout))??;
+            if n == 0 {
+                return Err(CatError::Closed);
+            }
+            self.pending.extend(self.framer.push(&buf[..n]));
+        }
+    }
+
+    /// Identifies the radio (`ID;` -> `ID019;` on a TS-2000): a warm link
+    /// has answered this before it reports connected.
+    pub async fn identify(&mut self) -> Result<u16, CatError> {
+        let answer = self.query("ID").await?;
+        answer[2..].parse().map_err(|_| CatError::Unexpected {
+            command: "ID".into(),
+            answer,
+        })
+    }
+
+    pub async fn frequency(&mut self) -> Result<u64, CatError> {
+        let answer = self.query("FA").await?;
+        answer[2..].parse().map_err(|_| CatError::Unexpected {
+            command: "FA".into(),
+            answer,
+        })
+    }
+
+    pub async fn set_frequency(&mut self, hz: u64) -> Result<(), CatError> {
+        if hz > 99_999_999_999 {
+            return Err(CatError::Refused(format!("FA{hz}")));
+        }
+        self.send(&format!("FA{hz:011}")).await
+    }
+
+    pub async fn mode(&mut self) -> Result<&'static str, CatError> {
+        let answer = self.query("MD").await?;
+        let digit: u8 = answer[2..].parse().map_err(|_| CatError::Unexpected {
+            command: "MD".into(),
+            answer: answer.clone(),
+        })?;
+        Ok(mode_name(digit))
+    }
+
+    pub async fn set_mode(&mut self, name: &str) -> Result<(), CatError> {
+        let digit = mode_digit(name).ok_or_else(|| CatError::Refused(format!("MD {name}")))?;
+        self.send(&format!("MD{digit}")).await
+    }
+
+    /// `(frequency, transmitting, mode)` in one round trip.
+    pub async fn status(&mut self) -> Result<(u64, bool, &'static str), CatError> {
+        let answer = self.query("IF").await?;
+        let (hz, tx, mode) = parse_if(&answer).ok_or_else(|| CatError::Unexpected {
+            command: "IF".into(),
+            answer,
+        })?;
+        Ok((hz, tx, mode_name(mode)))
+    }
+
+    pub async fn set_ptt(&mut self, on: bool) -> Result<(), CatError> {
+        self.send(if on { "TX" } else { "RX" }).await
+    }
+
+    /// The output power setting in watts (`PC;`).
+    pub async fn power_setting(&mut self) -> Result<u32, CatError> {
+        let answer = self.query("PC").await?;
+        answer[2..].parse().map_err(|_| CatError::Unexpected {
+            command: "PC".into(),
+            answer,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use station_sim::kenwood::Radio;
+    use station_sim::pty::PtyRadio;
+
+    async fn open(sim: &PtyRadio) -> Kenwood<tokio_serial::SerialStream> {
+        let port = open_serial(sim.path.to_str().unwrap(), 38_400).unwrap();
+        Kenwood::new(port, Duration::from_millis(500))
+    }
+
+    #[tokio::test]
+    async fn drives_the_simulated_radio_over_a_pty() {
+        let sim = PtyRadio::start(Radio::default()).unwrap();
+        let mut cat = open(&sim).await;
+        assert_eq!(cat.identify().await.unwrap(), 19);
+        assert_eq!(cat.frequency().await.unwrap(), 14_074_000);
+        cat.set_frequency(7_074_000).await.unwrap();
+        cat.set_mode("CW").await.unwrap();
+        cat.set_ptt(true).await.unwrap();
+        assert_eq!(cat.status().await.unwrap(), (7_074_000, true, "CW"));
+        cat.set_ptt(false).await.unwrap();
+        assert_eq!(cat.mode().await.unwrap(), "CW");
+        assert_eq!(cat.power_setting().await.unwrap(), 100);
+        assert!(!sim.radio.lock().unwrap().tx);
+    }
+
+    #[tokio::test]
+    async fn resynchronises_after_noise_and_reports_silence_and_refusals() {
+        let sim = PtyRadio::start(Radio::default()).unwrap();
+        let mut cat = open(&sim).await;
+        sim.faults
+            .garbage
+            .lock()
+            .unwrap()
+            .extend_from_slice(b"\x00\xffFA0001;\x13");
+        assert_eq!(
+            cat.frequency().await.unwrap(),
+            14_074_000,
+            "noise and a torn frame before the answer"
+        );
+        assert!(cat.discarded() > 0);
+        assert!(matches!(cat.query("ZZ").await, Err(CatError::Refused(_))));
+        sim.faults
+            .silent
+            .store(true, std::sync::atomic::Ordering::Relaxed);
+        assert!(
+            matches!(cat.frequency().await, Err(CatError::Timeout(..))),
+            "silence is a timeout, not a hang"
+        );
+        sim.faults
+            .silent
+            .store(false, std::sync::atomic::Ordering::Relaxed);
+        assert_eq!(
+            cat.frequency().await.unwrap(),
+            14_074_000,
+            "and it recovers"
+        );
+    }
+}
