@@ -81,6 +81,12 @@ link.on('gap', (g) => toast(`Missed events ${g.from}–${g.to} (${g.reason})`, '
 link.on('reconnected', (r) => toast(`Reconnected after ${(r.downtimeMs / 1000).toFixed(1)} s`));
 link.on('maxAttemptsReached', (m) => toast(`Gave up after ${m.attempts} attempts; reload or press Force reconnect`, 'error'));
 link.on('event', (e) => {
+  if (e.kind === 'link.radio') {
+    $('link-state').textContent = e.payload.state;
+    $('link-health').textContent = e.payload.health;
+    if (e.payload.type === 'EVENT_MAX_RETRIES_EXCEEDED') toast('Radio link: gave up reconnecting', 'error');
+    if (e.payload.type === 'EVENT_TX_DROP_DETECTED') toast('TX dropped: reconnecting the radio (fast path)', 'warn');
+  }
   if (e.kind === 'watchdog.unkeyed') toast(`TX watchdog unkeyed the radio (${e.payload.reason})`, 'warn');
 });
 link.on('rejected', (r) => toast(`Command ${r.clientSeq} rejected: ${r.reason}`, 'warn'));

@@ -41,6 +41,9 @@ pub struct Cli {
     /// Run with simulated hardware (radio and power meter), for the demo.
     #[arg(long, env = "EDGE_PROXY_DEMO")]
     pub demo: bool,
+    /// Serial port of a Kenwood-style CAT radio (e.g. /dev/ttyUSB0).
+    #[arg(long, env = "EDGE_PROXY_RADIO_PORT")]
+    pub radio_port: Option<String>,
     /// Print the effective configuration as TOML and exit.
     #[arg(long)]
     pub print_config: bool,
@@ -91,6 +94,12 @@ pub struct Config {
     pub tx_keepalive_ms: u64,
     /// TX watchdog: unkey after this long on the air, whatever the client does.
     pub tx_max_ms: u64,
+    /// Serial port of a Kenwood-style CAT radio; none: no radio bridge
+    /// (with `demo`, a simulated radio on a pseudo-terminal).
+    pub radio_port: Option<String>,
+    pub radio_baud: u32,
+    /// How often the radio's state is polled.
+    pub radio_poll_ms: u64,
 }
 
 impl Default for Config {
@@ -114,6 +123,9 @@ impl Default for Config {
             max_handshakes_per_sec: 500,
             tx_keepalive_ms: 3_000,
             tx_max_ms: 180_000,
+            radio_port: None,
+            radio_baud: 38_400,
+            radio_poll_ms: 500,
         }
     }
 }
@@ -142,6 +154,9 @@ impl Config {
             config.log_format = format;
         }
         config.demo |= cli.demo;
+        if let Some(port) = &cli.radio_port {
+            config.radio_port = Some(port.clone());
+        }
         config.validate()?;
         Ok(config)
     }

@@ -59,6 +59,8 @@ pub struct AppState {
     /// Distinguishes this process's session names from an earlier run's.
     pub instance: String,
     pub watchdog: crate::watchdog::Watchdog,
+    /// The radio bridge's status, once it runs.
+    pub radio: std::sync::OnceLock<crate::bridge::SharedStatus>,
     handshakes: Mutex<RateBucket>,
 }
 
@@ -81,6 +83,7 @@ impl AppState {
             shutdown.clone(),
         );
         AppState {
+            radio: std::sync::OnceLock::new(),
             watchdog,
             registry: Registry::new(config.retention_ms),
             instance: format!("{:x}", fastrand::u32(..)),
@@ -216,6 +219,9 @@ async fn stats(State(state): State<Arc<AppState>>) -> Json<serde_json::Value> {
         },
         "bad_input": t.bad_input.load(Ordering::Relaxed),
         "average_quality": average_quality,
+        "links": {
+            "radio": state.radio.get().and_then(|s| s.lock().ok().map(|s| serde_json::to_value(&*s).ok())).flatten(),
+        },
         "sessions": sessions,
     }))
 }
