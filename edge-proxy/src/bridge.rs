@@ -78,6 +78,8 @@ async fn run(
     let mut link = LinkManager::new(LinkConfig::default(), fastrand::u64(..));
     let mut cat: Option<Kenwood<tokio_serial::SerialStream>> = None;
     let mut last: Option<RadioState> = None;
+    // A transmission the bridge keyed and nobody has released yet.
+    let mut keyed = false;
     let mut cursor = log.head() + 1;
     let mut head = log.subscribe();
     let mut poll_tick = tokio::time::interval(poll);
@@ -122,6 +124,16 @@ async fn run(
             _ = poll_tick.tick(), if cat.is_some() => {
                 let Some(k) = cat.as_mut() else { continue };
                 match poll_state(k).await {
+                    Ok(state) if keyed && !state.ptt => {
+                        // The radio reports RX in the middle of a transmission:
+                        // a TX drop. Fast-path reconnect; never re-key by itself.
+                        keyed = false;
+                        link.tx_drop(clock.now(), "the radio reports RX while keyed");
+                        if log.append(vec![state.event()]).await.is_err() {
+                            tracing::warn!("could not log radio.state");
+                        }
+                        last = Some(state);
+                    }
                     Ok(state) => {
                         link.data(clock.now());
                         if last.as_ref() != Some(&state) {
@@ -146,6 +158,9 @@ async fn run(
                         tracing::warn!(kind = %e.kind, "radio command while the radio link is down: not applied");
                         continue;
                     };
+                    if e.kind == "radio.ptt" {
+                        keyed = e.payload["on"].as_bool() == Some(true);
+                    }
                     if let Err(err) = apply(k, &e.kind, &e.payload).await {
                         tracing::warn!(kind = %e.kind, error = %err, "radio command failed");
                         if matches!(err, CatError::Io(_) | CatError::Closed | CatError::Timeout(..)) {

@@ -140,3 +140,53 @@ async fn the_bridge_drives_a_real_pty_radio_and_survives_an_unplug() {
     assert!(stats["links"]["radio"]["reconnects"].as_u64().unwrap() >= 1);
     drop(sim);
 }
+
+#[tokio::test]
+async fn a_tx_drop_is_detected_and_takes_the_fast_path() {
+    let dir = tempfile::tempdir().unwrap();
+    let link = dir.path().join("radio");
+    let sim = plug(&link);
+    let proxy = Proxy::start(&format!(
+        "radio_port = \"{}\"\nradio_poll_ms = 50\n",
+        link.display()
+    ));
+    let mut op = TestClient::new("operator");
+    op.connect(&proxy.ws_url()).await.unwrap();
+    let ptt = |c: &TestClient| radio_state(c).and_then(|s| s["ptt"].as_bool());
+    op.publish(
+        "radio.ptt",
+        map(&[("on", Payload::from(true))]),
+        Delivery::Volatile,
+        Some(now_ms() + 2_000),
+    )
+    .await
+    .unwrap();
+    assert!(op.pump_until(SECS, |c| ptt(c) == Some(true)).await.unwrap());
+    // The transmitter drops out on its own (the radio falls back to RX).
+    sim.radio.lock().unwrap().tx = false;
+    let dropped = std::time::Instant::now();
+    assert!(op
+        .pump_until(SECS, |c| link_events(c)
+            .iter()
+            .any(|e| e == "EVENT_RECONNECT_OK"))
+        .await
+        .unwrap());
+    let events = link_events(&op);
+    let at = |name: &str| {
+        events
+            .iter()
+            .position(|e| e == name)
+            .unwrap_or_else(|| panic!("no {name} in {events:?}"))
+    };
+    assert!(at("EVENT_TX_DROP_DETECTED") < at("EVENT_FAST_PATH_ACTIVE"));
+    assert!(at("EVENT_FAST_PATH_ACTIVE") < at("EVENT_RECONNECT_OK"));
+    assert!(
+        dropped.elapsed() < Duration::from_secs(2),
+        "fast path took {:?}",
+        dropped.elapsed()
+    );
+    assert!(
+        !sim.radio.lock().unwrap().tx,
+        "the bridge never re-keys on its own"
+    );
+}
