@@ -14,13 +14,19 @@ function toast(text, kind = 'info') {
 }
 
 await init();
-const link = new Link(`${location.protocol === 'https:' ? 'wss' : 'ws'}://${location.host}/ws`, { storagePrefix: 'dashboard' });
+const params = new URLSearchParams(location.search);
+const options = { storagePrefix: 'dashboard' };
+if (params.get('token')) options.token = params.get('token');
+const link = new Link(`${location.protocol === 'https:' ? 'wss' : 'ws'}://${location.host}/ws`, options);
+let readOnly = false;
 let state = 'disconnected';
 let ptt = false;
 const power = [];
 
 function setControls() {
-  const why = state === 'connected' ? '' : 'Controls are disabled while the link is not connected.';
+  const why = readOnly
+    ? 'Controls are disabled: this dashboard\'s token is read-only (commands need the control role).'
+    : state === 'connected' ? '' : 'Controls are disabled while the link is not connected.';
   for (const el of document.querySelectorAll('#freq-form input, #freq-form button, #mode-in, #ptt-btn')) el.disabled = !!why;
   $('controls-why').textContent = why;
 }
@@ -52,7 +58,10 @@ function showPower(w) {
 
 function logEvent(e) {
   const li = document.createElement('li');
+  li.dataset.kind = e.kind;
+  li.dataset.seq = e.seq;
   li.textContent = `#${e.seq} ${e.kind} ${JSON.stringify(e.payload)}`;
+  li.hidden = !matchesFilter(e.kind);
   $('events').prepend(li);
   while ($('events').children.length > 200) $('events').lastChild.remove();
 }
@@ -73,8 +82,15 @@ link.on('event', (e) => {
   if (e.kind === 'meter.power') showPower(e.payload.watts);
   if (e.kind !== 'meter.power') logEvent(e);
 });
+function showLink(l) {
+  if (!l) return;
+  $('link-state').textContent = l.state;
+  $('link-health').textContent = l.health;
+}
+
 link.on('snapshot', ({ state: s }) => {
   showRadio(s['radio.state']);
+  showLink(s['link.radio']);
   if (s['meter.power']) showPower(s['meter.power'].watts);
 });
 link.on('gap', (g) => toast(`Missed events ${g.from}–${g.to} (${g.reason})`, 'warn'));
@@ -82,14 +98,21 @@ link.on('reconnected', (r) => toast(`Reconnected after ${(r.downtimeMs / 1000).t
 link.on('maxAttemptsReached', (m) => toast(`Gave up after ${m.attempts} attempts; reload or press Force reconnect`, 'error'));
 link.on('event', (e) => {
   if (e.kind === 'link.radio') {
-    $('link-state').textContent = e.payload.state;
-    $('link-health').textContent = e.payload.health;
+    showLink(e.payload);
     if (e.payload.type === 'EVENT_MAX_RETRIES_EXCEEDED') toast('Radio link: gave up reconnecting', 'error');
     if (e.payload.type === 'EVENT_TX_DROP_DETECTED') toast('TX dropped: reconnecting the radio (fast path)', 'warn');
   }
   if (e.kind === 'watchdog.unkeyed') toast(`TX watchdog unkeyed the radio (${e.payload.reason})`, 'warn');
 });
-link.on('rejected', (r) => toast(`Command ${r.clientSeq} rejected: ${r.reason}`, 'warn'));
+const matchesFilter = (kind) => kind.includes($('filter').value.trim());
+$('filter').addEventListener('input', () => {
+  for (const li of $('events').children) li.hidden = !matchesFilter(li.dataset.kind);
+});
+link.on('rejected', (r) => {
+  // A read-only token: say so and disable the controls instead of failing on.
+  if (r.reason === 'forbidden') { readOnly = true; setControls(); }
+  toast(`Command ${r.clientSeq} rejected: ${r.reason}`, 'warn');
+});
 link.on('error', (e) => { if (e.kind !== 'notSent') toast(`${e.kind}: ${e.message}`, 'error'); });
 link.on('quality', (q) => {
   $('quality').style.width = `${Math.round(q.score * 100)}%`;
@@ -131,12 +154,50 @@ document.addEventListener('keydown', (ev) => {
     $('debug').hidden = !$('debug').hidden;
   }
 });
+// Network tests, each with a progress bar and a summary.
+const progress = $('test-progress');
+function report(text) { $('test-result').textContent = text; }
+
+async function throughputTest(n = 200) {
+  const id = Math.random().toString(36).slice(2);
+  let got = 0;
+  const seen = (e) => { if (e.kind === 'bench.throughput' && e.payload.id === id) { got++; progress.value = got / n; } };
+  link.on('event', seen);
+  progress.hidden = false;
+  const t0 = performance.now();
+  for (let i = 0; i < n; i++) link.send('bench.throughput', { id, i }, { delivery: 'volatile' });
+  while (got < n && performance.now() - t0 < 10_000) await new Promise((r) => setTimeout(r, 20));
+  const ms = performance.now() - t0;
+  link.off('event', seen);
+  progress.hidden = true;
+  report(`Throughput: ${got} of ${n} events round-tripped in ${ms.toFixed(0)} ms (${(got / (ms / 1000)).toFixed(0)} events/s)`);
+}
+
+async function stabilityTest(durationMs = Number(params.get('stabilityMs') || 30_000)) {
+  const rtts = [];
+  let failed = 0;
+  const reconnectsBefore = link.metrics().reconnects;
+  progress.hidden = false;
+  const t0 = performance.now();
+  while (performance.now() - t0 < durationMs) {
+    try { rtts.push(await link.testConnection()); } catch { failed++; }
+    progress.value = Math.min(1, (performance.now() - t0) / durationMs);
+    report(`Stability test running: ${rtts.length} pings, ${failed} failed`);
+    await new Promise((r) => setTimeout(r, 1000));
+  }
+  progress.hidden = true;
+  const avg = rtts.length ? rtts.reduce((a, b) => a + b, 0) / rtts.length : NaN;
+  report(`Stability (${(durationMs / 1000).toFixed(0)} s): ${rtts.length} pings ok, ${failed} failed, RTT min ${Math.min(...rtts)} / avg ${avg.toFixed(1)} / max ${Math.max(...rtts)} ms, ${link.metrics().reconnects - reconnectsBefore} reconnects`);
+}
+
 $('debug').addEventListener('click', async (ev) => {
   const act = ev.target.dataset?.act;
+  if (act === 'throughput') throughputTest();
+  if (act === 'stability') stabilityTest();
   if (act === 'reconnect') link.forceReconnect();
   if (act === 'disconnect') link.simulateDisconnect(5000);
   if (act === 'clear') link.clearBuffer();
-  if (act === 'latency') link.testConnection().then((ms) => toast(`Round trip ${ms} ms`), (e) => toast(String(e), 'error'));
+  if (act === 'latency') link.testConnection().then((ms) => { report(`Latency: ${ms} ms round trip`); toast(`Round trip ${ms} ms`); }, (e) => toast(String(e), 'error'));
   if (act === 'export') {
     const a = document.createElement('a');
     a.href = URL.createObjectURL(link.exportLogs());

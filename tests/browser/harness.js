@@ -2,7 +2,7 @@
 // project that installed the packed npm package, and Debian's Chromium
 // driven by playwright-core.
 import { spawn, execFileSync } from 'node:child_process';
-import { mkdtempSync, writeFileSync, readFileSync, existsSync, copyFileSync, rmSync } from 'node:fs';
+import { mkdtempSync, writeFileSync, readFileSync, existsSync, copyFileSync, rmSync, cpSync, mkdirSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, dirname } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -40,9 +40,10 @@ function proxyBinary() {
 
 /** A real edge-proxy process; `kill9`, `stop` (SIGTERM) and `start` again on the same port. */
 export class Proxy {
-  constructor(www, config = '') {
+  constructor(www, config = '', extraArgs = []) {
     this.dir = mkdtempSync(join(tmpdir(), 'station-link-proxy-'));
     this.www = www;
+    this.extraArgs = extraArgs;
     this.addr = '127.0.0.1:0';
     writeFileSync(join(this.dir, 'proxy.toml'), config);
   }
@@ -52,7 +53,7 @@ export class Proxy {
     rmSync(portFile, { force: true });
     this.child = spawn(proxyBinary(), [
       '--config', join(this.dir, 'proxy.toml'), '--data-dir', join(this.dir, 'data'),
-      '--listen', this.addr, '--www', this.www, '--port-file', portFile,
+      '--listen', this.addr, '--www', this.www, '--port-file', portFile, ...this.extraArgs,
     ], { stdio: ['ignore', 'ignore', 'inherit'], env: { ...process.env, EDGE_PROXY_LOG: process.env.EDGE_PROXY_LOG || 'error' } });
     const deadline = Date.now() + 20_000;
     while (!existsSync(portFile) || readFileSync(portFile, 'utf8') === '') {
@@ -98,3 +99,19 @@ export async function until(page, fn, arg, timeout = 20_000) {
     throw new Error(`${e.message}\n  waiting for: ${fn}\n  page: ${seen}`);
   }
 }
+
+/** The dashboard (www/) with the freshly built package in www/pkg, as `cargo xtask demo` serves it. */
+export function dashboardDir() {
+  const dir = mkdtempSync(join(tmpdir(), 'station-dashboard-'));
+  cpSync(join(root, 'www'), dir, { recursive: true });
+  const pkg = process.env.STATION_LINK_PKG || join(root, 'wasm-client', 'pkg');
+  mkdirSync(join(dir, 'pkg'), { recursive: true });
+  cpSync(pkg, join(dir, 'pkg'), { recursive: true });
+  return dir;
+}
+
+export const artifactsDir = () => {
+  const dir = join(root, 'target', 'test-artifacts');
+  mkdirSync(dir, { recursive: true });
+  return dir;
+};
