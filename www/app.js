@@ -1,6 +1,9 @@
 // The station dashboard: the first user of the station-link npm package.
 import init, { Link } from './pkg/station_link.js';
 
+// Offline-first: a service worker keeps the page loadable while the proxy is down.
+if ('serviceWorker' in navigator) navigator.serviceWorker.register('./sw.js').catch(() => {});
+
 const $ = (id) => document.getElementById(id);
 const badge = $('badge');
 const say = (text) => { $('live').textContent = text; };

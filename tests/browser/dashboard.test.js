@@ -69,6 +69,20 @@ test('stopping the proxy shows reconnecting, restarting it recovers with a toast
   assert.equal(live, 'Connection connected', 'the ARIA live region announces state changes');
 });
 
+test('offline-first: with the proxy down the page still loads, says so, and recovers', async () => {
+  await page.evaluate(async () => { await navigator.serviceWorker.ready; });
+  await page.waitForFunction(() => !!navigator.serviceWorker.controller, null, { timeout: 10_000 }).catch(async () => {
+    await page.reload();
+  });
+  await page.waitForFunction(() => !!navigator.serviceWorker.controller, null, { timeout: 10_000 });
+  await proxy.stop();
+  await page.reload();
+  await page.waitForFunction(() => ['connecting', 'reconnecting', 'disconnected'].includes(document.getElementById('badge').textContent), null, { timeout: 20_000 });
+  assert.notEqual(await badge(), 'connected');
+  await proxy.start();
+  await waitBadge('connected', 30_000);
+});
+
 test('the debug panel: Ctrl+Shift+D, simulate disconnect, latency, throughput and stability tests, export', async () => {
   await page.keyboard.press('Control+Shift+D');
   assert.equal(await page.isVisible('#debug'), true);

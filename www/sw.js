@@ -1,0 +1,29 @@
+// Offline-first: the dashboard loads even when the proxy (which serves it)
+// is down, shows the link as not connected, and recovers by itself.
+// Network first, so a running proxy always serves the current dashboard;
+// the cache answers only when the network cannot.
+const CACHE = 'station-dashboard-v1';
+const ASSETS = ['./', './index.html', './app.js', './style.css', './pkg/station_link.js', './pkg/station_link_bg.wasm'];
+
+self.addEventListener('install', (event) => {
+  event.waitUntil(caches.open(CACHE).then((cache) => cache.addAll(ASSETS)).then(() => self.skipWaiting()));
+});
+
+self.addEventListener('activate', (event) => event.waitUntil(self.clients.claim()));
+
+self.addEventListener('fetch', (event) => {
+  const url = new URL(event.request.url);
+  const live = ['/ws', '/stats', '/metrics', '/healthz'].includes(url.pathname);
+  if (event.request.method !== 'GET' || url.origin !== location.origin || live) return;
+  event.respondWith(
+    fetch(event.request)
+      .then((response) => {
+        if (response.ok) {
+          const copy = response.clone();
+          caches.open(CACHE).then((cache) => cache.put(event.request, copy));
+        }
+        return response;
+      })
+      .catch(() => caches.match(event.request, { ignoreSearch: true })),
+  );
+});
