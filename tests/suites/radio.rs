@@ -54,17 +54,41 @@ fn plug(link: &std::path::Path) -> PtyRadio {
     radio
 }
 
-#[tokio::test]
-async fn the_bridge_drives_a_real_pty_radio_and_survives_an_unplug() {
+/// A simulated radio behind a stable path, a proxy bridging to it with
+/// `config` added, and a connected operator.
+struct Station {
+    _dir: tempfile::TempDir,
+    link: std::path::PathBuf,
+    sim: PtyRadio,
+    proxy: Proxy,
+    op: TestClient,
+}
+
+async fn station(config: &str) -> Station {
     let dir = tempfile::tempdir().unwrap();
     let link = dir.path().join("radio");
     let sim = plug(&link);
-    let proxy = Proxy::start(&format!(
-        "radio_port = \"{}\"\nradio_poll_ms = 100\ntx_keepalive_ms = 800\n",
-        link.display()
-    ));
+    let proxy = Proxy::start(&format!("radio_port = \"{}\"\n{config}", link.display()));
     let mut op = TestClient::new("operator");
     op.connect(&proxy.ws_url()).await.unwrap();
+    Station {
+        _dir: dir,
+        link,
+        sim,
+        proxy,
+        op,
+    }
+}
+
+#[tokio::test]
+async fn the_bridge_drives_a_real_pty_radio_and_survives_an_unplug() {
+    let Station {
+        _dir,
+        link,
+        sim,
+        proxy,
+        mut op,
+    } = station("radio_poll_ms = 100\ntx_keepalive_ms = 800\n").await;
 
     // The radio's state reaches the dashboard.
     let freq = |c: &TestClient| radio_state(c).and_then(|s| s["freq_hz"].as_u64());
@@ -143,15 +167,9 @@ async fn the_bridge_drives_a_real_pty_radio_and_survives_an_unplug() {
 
 #[tokio::test]
 async fn a_tx_drop_is_detected_and_takes_the_fast_path() {
-    let dir = tempfile::tempdir().unwrap();
-    let link = dir.path().join("radio");
-    let sim = plug(&link);
-    let proxy = Proxy::start(&format!(
-        "radio_port = \"{}\"\nradio_poll_ms = 50\n",
-        link.display()
-    ));
-    let mut op = TestClient::new("operator");
-    op.connect(&proxy.ws_url()).await.unwrap();
+    // Bound whole: the proxy and the temp dir must live to the end.
+    let mut station = station("radio_poll_ms = 50\n").await;
+    let (sim, op) = (&station.sim, &mut station.op);
     let ptt = |c: &TestClient| radio_state(c).and_then(|s| s["ptt"].as_bool());
     op.publish(
         "radio.ptt",
@@ -171,7 +189,7 @@ async fn a_tx_drop_is_detected_and_takes_the_fast_path() {
             .any(|e| e == "EVENT_RECONNECT_OK"))
         .await
         .unwrap());
-    let events = link_events(&op);
+    let events = link_events(op);
     let at = |name: &str| {
         events
             .iter()
