@@ -25,6 +25,13 @@ pub fn is_command_kind(kind: &str) -> bool {
     kind.starts_with("radio.") || kind.starts_with("link.")
 }
 
+/// Kinds only the proxy writes: what the hardware reported. A client
+/// publishing one would be forging the station's state.
+pub fn is_reserved_kind(kind: &str) -> bool {
+    matches!(kind, "radio.state" | "meter.power" | "watchdog.unkeyed")
+        || (kind.starts_with("link.") && kind != "link.reconnect")
+}
+
 /// Resolves a client's token to a role; `None` means refuse the client.
 pub fn role_for(tokens: &[TokenConfig], presented: Option<&str>) -> Option<Role> {
     if tokens.is_empty() {

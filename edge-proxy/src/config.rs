@@ -10,6 +10,8 @@ use clap::Parser;
 use serde::{Deserialize, Serialize};
 
 use crate::auth::TokenConfig;
+use crate::hooks::HookConfig;
+use edge_proxy::hardware::RadioBackend;
 
 /// Command line. Every flag also reads an `EDGE_PROXY_*` environment variable.
 #[derive(Debug, Parser)]
@@ -41,15 +43,36 @@ pub struct Cli {
     /// Run with simulated hardware (radio and power meter), for the demo.
     #[arg(long, env = "EDGE_PROXY_DEMO")]
     pub demo: bool,
-    /// Serial port of a Kenwood-style CAT radio (e.g. /dev/ttyUSB0).
+    /// The radio: a serial port for a Kenwood-style CAT radio (e.g. /dev/ttyUSB0),
+    /// or host:port of Hamlib's rigctld with --radio-backend rigctld.
     #[arg(long, env = "EDGE_PROXY_RADIO_PORT")]
     pub radio_port: Option<String>,
+    /// How the radio is reached: kenwood (CAT on a serial port) or rigctld (Hamlib, TCP).
+    #[arg(long, env = "EDGE_PROXY_RADIO_BACKEND")]
+    pub radio_backend: Option<RadioBackend>,
+    /// Where forward power comes from: radio (its own meter), lp100 (a Telepost LP-100A on --meter-port) or none.
+    #[arg(long, env = "EDGE_PROXY_METER")]
+    pub meter: Option<MeterSource>,
+    /// Serial port of the LP-100A wattmeter (with --meter lp100).
+    #[arg(long, env = "EDGE_PROXY_METER_PORT")]
+    pub meter_port: Option<String>,
     /// Print the effective configuration as TOML and exit.
     #[arg(long)]
     pub print_config: bool,
     /// Write the bound address to this file once listening (for scripts and tests).
     #[arg(long, env = "EDGE_PROXY_PORT_FILE")]
     pub port_file: Option<PathBuf>,
+}
+
+/// Where forward power readings come from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "snake_case")]
+pub enum MeterSource {
+    /// The radio's own meter, through its backend.
+    Radio,
+    /// A Telepost LP-100A wattmeter on `meter_port`.
+    Lp100,
+    None,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
@@ -94,12 +117,24 @@ pub struct Config {
     pub tx_keepalive_ms: u64,
     /// TX watchdog: unkey after this long on the air, whatever the client does.
     pub tx_max_ms: u64,
-    /// Serial port of a Kenwood-style CAT radio; none: no radio bridge
-    /// (with `demo`, a simulated radio on a pseudo-terminal).
+    /// How the radio is reached.
+    pub radio_backend: RadioBackend,
+    /// The radio's serial port (kenwood) or rigctld's host:port; none: no
+    /// radio bridge (with `demo`, a simulated radio on a pseudo-terminal).
     pub radio_port: Option<String>,
     pub radio_baud: u32,
     /// How often the radio's state is polled.
     pub radio_poll_ms: u64,
+    /// Where forward power comes from.
+    pub meter: MeterSource,
+    /// The LP-100A's serial port (with `meter = "lp100"`).
+    pub meter_port: Option<String>,
+    /// How often the power meter is read.
+    pub meter_poll_ms: u64,
+    /// Below this, a reading while transmitting counts as no power.
+    pub power_zero_threshold_w: f64,
+    /// Commands run on hardware link events (see `hooks.rs`).
+    pub hooks: Vec<HookConfig>,
 }
 
 impl Default for Config {
@@ -123,9 +158,15 @@ impl Default for Config {
             max_handshakes_per_sec: 500,
             tx_keepalive_ms: 3_000,
             tx_max_ms: 180_000,
+            radio_backend: RadioBackend::Kenwood,
             radio_port: None,
             radio_baud: 38_400,
             radio_poll_ms: 500,
+            meter: MeterSource::Radio,
+            meter_port: None,
+            meter_poll_ms: 1_000,
+            power_zero_threshold_w: 0.1,
+            hooks: Vec::new(),
         }
     }
 }
@@ -157,6 +198,15 @@ impl Config {
         if let Some(port) = &cli.radio_port {
             config.radio_port = Some(port.clone());
         }
+        if let Some(backend) = cli.radio_backend {
+            config.radio_backend = backend;
+        }
+        if let Some(meter) = cli.meter {
+            config.meter = meter;
+        }
+        if let Some(port) = &cli.meter_port {
+            config.meter_port = Some(port.clone());
+        }
         config.validate()?;
         Ok(config)
     }
@@ -174,6 +224,24 @@ impl Config {
             "max_frame_bytes must be at least 256"
         );
         anyhow::ensure!(self.max_behind > 0, "max_behind must be positive");
+        anyhow::ensure!(
+            self.meter != MeterSource::Lp100 || self.meter_port.is_some() || self.demo,
+            "meter = \"lp100\" needs meter_port (the LP-100A's serial port)"
+        );
+        anyhow::ensure!(
+            self.radio_poll_ms >= 20 && self.meter_poll_ms >= 20,
+            "radio_poll_ms and meter_poll_ms must be at least 20"
+        );
+        anyhow::ensure!(
+            self.power_zero_threshold_w >= 0.0,
+            "power_zero_threshold_w must not be negative"
+        );
+        for hook in &self.hooks {
+            anyhow::ensure!(
+                !hook.on.is_empty() && !hook.command.trim().is_empty(),
+                "each [[hooks]] needs `on` (event types) and `command`"
+            );
+        }
         for token in &self.tokens {
             anyhow::ensure!(
                 token.secret.len() >= 8,

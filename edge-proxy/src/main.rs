@@ -10,11 +10,11 @@ mod auth;
 mod bridge;
 mod config;
 mod eventlog;
+mod hooks;
 mod policy;
 mod registry;
 mod server;
 mod session;
-mod sim;
 mod telemetry;
 mod watchdog;
 
@@ -87,34 +87,8 @@ async fn run(config: Config, port_file: Option<std::path::PathBuf>) -> Result<()
     ));
 
     tokio::spawn(maintenance(state.clone()));
-    // The demo's radio: a simulated TS-2000 on a real pseudo-terminal, driven
-    // through the same CAT backend as a real radio.
-    let mut _demo_radio = None;
-    let mut radio_port = config.radio_port.clone();
-    if config.demo {
-        if radio_port.is_none() {
-            let radio = station_sim::pty::PtyRadio::start(station_sim::kenwood::Radio::default())
-                .context("starting the simulated radio")?;
-            println!(
-                "simulated radio (Kenwood TS-2000 CAT) on {}",
-                radio.path.display()
-            );
-            radio_port = Some(radio.path.display().to_string());
-            _demo_radio = Some(radio);
-        }
-        tokio::spawn(sim::run(log.clone(), shutdown_rx.clone()));
-    }
-    if let Some(port) = radio_port {
-        let status = bridge::start(
-            port,
-            config.radio_baud,
-            Duration::from_millis(config.radio_poll_ms.max(50)),
-            log.clone(),
-            state.clock,
-            shutdown_rx.clone(),
-        );
-        let _ = state.radio.set(status);
-    }
+    let (links, _demo_hardware) = bridge::start(&config, &log, state.clock, &shutdown_rx)?;
+    let _ = state.links.set(links);
     if let Some(path) = port_file {
         std::fs::write(&path, addr.to_string())
             .with_context(|| format!("writing the port file {}", path.display()))?;

@@ -5,7 +5,7 @@
 use shared_protocol::frame::{Gap, GapReason, Publish, RejectReason, Resume};
 use shared_protocol::{is_transmit_kind, Millis};
 
-use crate::auth::{is_command_kind, Role};
+use crate::auth::{is_command_kind, is_reserved_kind, Role};
 
 /// Where a client's stream starts after the welcome.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -66,6 +66,9 @@ pub fn plan_start(
 pub fn admit(publish: &Publish, role: Role, now_wall_ms: u64) -> Result<(), RejectReason> {
     if publish.kind.is_empty() || publish.kind.len() > 128 {
         return Err(RejectReason::Invalid);
+    }
+    if is_reserved_kind(&publish.kind) {
+        return Err(RejectReason::Forbidden);
     }
     if is_command_kind(&publish.kind) && role != Role::Control {
         return Err(RejectReason::Forbidden);
@@ -246,6 +249,22 @@ mod tests {
         );
         assert_eq!(
             admit(&publish("radio.set_freq", None), Role::Control, 0),
+            Ok(())
+        );
+        for forged in [
+            "radio.state",
+            "meter.power",
+            "link.radio",
+            "watchdog.unkeyed",
+        ] {
+            assert_eq!(
+                admit(&publish(forged, None), Role::Control, 0),
+                Err(RejectReason::Forbidden),
+                "{forged} is the proxy's to write"
+            );
+        }
+        assert_eq!(
+            admit(&publish("link.reconnect", None), Role::Control, 0),
             Ok(())
         );
         assert_eq!(

@@ -59,8 +59,8 @@ pub struct AppState {
     /// Distinguishes this process's session names from an earlier run's.
     pub instance: String,
     pub watchdog: crate::watchdog::Watchdog,
-    /// The radio bridge's status, once it runs.
-    pub radio: std::sync::OnceLock<crate::bridge::SharedStatus>,
+    /// The hardware links' status, once they run.
+    pub links: std::sync::OnceLock<crate::bridge::Links>,
     handshakes: Mutex<RateBucket>,
 }
 
@@ -83,7 +83,7 @@ impl AppState {
             shutdown.clone(),
         );
         AppState {
-            radio: std::sync::OnceLock::new(),
+            links: std::sync::OnceLock::new(),
             watchdog,
             registry: Registry::new(config.retention_ms),
             instance: format!("{:x}", fastrand::u32(..)),
@@ -177,7 +177,14 @@ fn retry_later(seconds: u64, why: &'static str) -> Response {
         .into_response()
 }
 
+/// A shared status as JSON (`null` when absent).
+fn shown<T: serde::Serialize>(status: &Option<Arc<Mutex<T>>>) -> Option<serde_json::Value> {
+    let status = status.as_ref()?.lock().ok()?;
+    serde_json::to_value(&*status).ok()
+}
+
 async fn stats(State(state): State<Arc<AppState>>) -> Json<serde_json::Value> {
+    let links = state.links.get();
     let head = state.log.head();
     let now = state.clock.now();
     let sessions = state.registry.sessions(head, now);
@@ -220,8 +227,10 @@ async fn stats(State(state): State<Arc<AppState>>) -> Json<serde_json::Value> {
         "bad_input": t.bad_input.load(Ordering::Relaxed),
         "average_quality": average_quality,
         "links": {
-            "radio": state.radio.get().and_then(|s| s.lock().ok().map(|s| serde_json::to_value(&*s).ok())).flatten(),
+            "radio": links.and_then(|l| shown(&l.radio)),
+            "meter": links.and_then(|l| shown(&l.meter)),
         },
+        "power": links.and_then(|l| shown(&l.power)),
         "sessions": sessions,
     }))
 }

@@ -20,6 +20,19 @@ pub struct Framer {
 }
 
 impl Framer {
+    /// A frame has started and not ended: if the line now stays quiet, it
+    /// was torn.
+    pub fn partial(&self) -> bool {
+        !self.buf.is_empty() && !self.overlong
+    }
+
+    /// Forgets a partial frame (after a timeout).
+    pub fn reset(&mut self) {
+        self.discarded += self.buf.len() as u64;
+        self.buf.clear();
+        self.overlong = false;
+    }
+
     /// Feeds bytes; returns the complete commands (without the `;`).
     pub fn push(&mut self, bytes: &[u8]) -> Vec<String> {
         let mut out = Vec::new();

@@ -19,6 +19,7 @@
 //! | [`txwatchdog`] | the dead-man switch that unkeys a transmitter nobody is holding |
 //! | [`cat`] | Kenwood-style CAT framing with resync, `IF;` parsing (radio side) |
 //! | [`link`] | the hardware link manager: states, backoff, TX-drop fast path, `EVENT_*` |
+//! | [`meter`] | the Telepost LP-100A wattmeter protocol: poll, reply framing, parsing |
 //! | [`power`] | the RF power monitor: zero-power warning and critical, trend |
 //! | [`outbox`] | send side: `client_seq`, the reliable outbox, acceptance |
 
@@ -30,6 +31,7 @@ pub mod frame;
 pub mod health;
 pub mod heartbeat;
 pub mod link;
+pub mod meter;
 pub mod outbox;
 pub mod power;
 pub mod quality;

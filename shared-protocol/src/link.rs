@@ -93,6 +93,9 @@ pub enum LinkEventType {
     FastPathActive,
     ConnectionStable,
     MaxRetriesExceeded,
+    /// Recorded through [`LinkManager::note`]: the power monitor's alarms.
+    PowerWarning,
+    PowerCritical,
 }
 
 impl LinkEventType {
@@ -106,6 +109,8 @@ impl LinkEventType {
             LinkEventType::FastPathActive => "EVENT_FAST_PATH_ACTIVE",
             LinkEventType::ConnectionStable => "EVENT_CONNECTION_STABLE",
             LinkEventType::MaxRetriesExceeded => "EVENT_MAX_RETRIES_EXCEEDED",
+            LinkEventType::PowerWarning => "EVENT_POWER_WARNING",
+            LinkEventType::PowerCritical => "EVENT_POWER_CRITICAL",
         }
     }
 }
@@ -333,6 +338,13 @@ impl LinkManager {
             LinkState::Reconnecting,
             self.config.fast_path_timeout_ms,
         );
+    }
+
+    /// Records an observation about the device that is not a change of the
+    /// link's state (a power alarm), with the same shape and history as the
+    /// link's own events.
+    pub fn note(&mut self, kind: LinkEventType, now: Millis, context: String) {
+        self.emit(kind, now, context);
     }
 
     /// The operator asked for a reconnect.

@@ -7,6 +7,44 @@
 //! serial backend); [`Radio`] holds the state and answers. Checked against Hamlib's own TS-2000 driver
 //! (`rigctl -m 2014`) in `tests/hamlib.rs`.
 
+use std::sync::{Arc, Mutex};
+
+use shared_protocol::cat::Framer;
+
+use crate::pty::Device;
+
+/// The radio on a serial line: CAT framing in front of a shared [`Radio`].
+pub struct Cat {
+    framer: Framer,
+    radio: Arc<Mutex<Radio>>,
+}
+
+impl Cat {
+    pub fn new(radio: Arc<Mutex<Radio>>) -> Self {
+        Cat {
+            framer: Framer::default(),
+            radio,
+        }
+    }
+}
+
+impl Device for Cat {
+    fn input(&mut self, bytes: &[u8]) -> Vec<Vec<u8>> {
+        self.framer
+            .push(bytes)
+            .iter()
+            .map(|cmd| {
+                self.radio
+                    .lock()
+                    .ok()
+                    .and_then(|mut r| r.handle(cmd))
+                    .unwrap_or_default()
+                    .into_bytes()
+            })
+            .collect()
+    }
+}
+
 /// The simulated radio's state.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Radio {
@@ -21,6 +59,9 @@ pub struct Radio {
     pub ai: u8,
     /// The `ID` answer: 019 is a TS-2000.
     pub id: u16,
+    /// Fault: keyed but no RF comes out (a failed amplifier, an open feed
+    /// line). The power meter then reads zero while the radio says TX.
+    pub pa_failed: bool,
 }
 
 impl Default for Radio {
@@ -34,6 +75,7 @@ impl Default for Radio {
             smeter: 15,
             ai: 0,
             id: 19,
+            pa_failed: false,
         }
     }
 }
@@ -91,7 +133,15 @@ impl Radio {
                 }
                 _ => bad(),
             },
-            ("SM", "0" | "") => Some(format!("SM0{:04};", if self.tx { 0 } else { self.smeter })),
+            // While transmitting the main meter shows RF output (0..30 for 0..100 W).
+            ("SM", "0" | "") => Some(format!(
+                "SM0{:04};",
+                if self.tx {
+                    (self.rf_out_w() * 30.0 / 100.0).round() as u32
+                } else {
+                    self.smeter
+                }
+            )),
             ("RM", "") => Some(format!("RM1{:04};", if self.tx { 5 } else { 0 })),
             ("ID", "") => Some(format!("ID{:03};", self.id)),
             ("PS", "") => Some("PS1;".into()),
@@ -109,6 +159,16 @@ impl Radio {
             ("FR" | "FT", "0" | "1") => None,
             ("SP", "") => Some("SP0;".into()),
             _ => bad(),
+        }
+    }
+
+    /// Forward power leaving the radio, in watts: the power setting while
+    /// keyed, nothing otherwise or with a failed amplifier.
+    pub fn rf_out_w(&self) -> f64 {
+        if self.tx && !self.pa_failed {
+            f64::from(self.power_w)
+        } else {
+            0.0
         }
     }
 

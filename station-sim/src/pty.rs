@@ -1,8 +1,13 @@
-//! Serves a simulated radio on a real pseudo-terminal (`openpty`), so the
+//! Serves a simulated device on a real pseudo-terminal (`openpty`), so the
 //! code under test opens a `/dev/pts/N` path exactly as it would a USB
 //! serial adapter. Faults can be injected while it runs.
+//!
+//! [`PtyRadio`] is the TS-2000 ([`crate::kenwood`]); [`PtyMeter`] is an
+//! LP-100A wattmeter ([`crate::lp100`]) that reads the RF output of a radio
+//! it shares state with, so keying the radio moves the meter.
 
 use std::io::{Read, Write};
+use std::ops::Deref;
 use std::os::fd::{AsFd, OwnedFd};
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -13,26 +18,37 @@ use anyhow::{Context, Result};
 use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
 use nix::sys::termios;
 
-use shared_protocol::cat::Framer;
+use crate::kenwood::{Cat, Radio};
+use crate::lp100::Lp100;
 
-use crate::kenwood::Radio;
+/// A simulated device: what it answers to the bytes it receives.
+pub trait Device: Send + 'static {
+    /// Feeds bytes from the line; returns one entry per complete command,
+    /// the bytes to answer with (empty for a set, which gets no answer).
+    fn input(&mut self, bytes: &[u8]) -> Vec<Vec<u8>>;
+}
 
 /// Faults to inject, shared with the serving thread.
 #[derive(Debug, Default)]
 pub struct Faults {
-    /// Stop answering (the radio is powered but mute).
+    /// Stop answering (the device is powered but mute).
     pub silent: AtomicBool,
     /// Bytes of noise to send before the next answer.
     pub garbage: Mutex<Vec<u8>>,
+    /// Send only the first half of the next answer, then carry on normally:
+    /// a frame torn mid-way, as when a transmitter trips and the radio's
+    /// CPU resets.
+    pub tear_next: AtomicBool,
     /// Close the line: the other side sees EOF/EIO, like a pulled cable.
     pub unplugged: AtomicBool,
 }
 
-pub struct PtyRadio {
+/// A device served on a pseudo-terminal by a thread of its own.
+pub struct PtyDevice {
     /// The path to open, e.g. `/dev/pts/7`.
     pub path: PathBuf,
-    pub radio: Arc<Mutex<Radio>>,
     pub faults: Arc<Faults>,
+    /// Commands received so far.
     pub commands: Arc<AtomicU64>,
     stop: Arc<AtomicBool>,
     thread: Option<JoinHandle<()>>,
@@ -40,32 +56,25 @@ pub struct PtyRadio {
     _slave: OwnedFd,
 }
 
-impl PtyRadio {
-    pub fn start(radio: Radio) -> Result<PtyRadio> {
+impl PtyDevice {
+    pub fn start(name: &str, device: impl Device) -> Result<PtyDevice> {
         let pty = nix::pty::openpty(None, None).context("openpty")?;
         let mut attrs = termios::tcgetattr(pty.slave.as_fd()).context("tcgetattr")?;
         termios::cfmakeraw(&mut attrs);
         termios::tcsetattr(pty.slave.as_fd(), termios::SetArg::TCSANOW, &attrs)
             .context("tcsetattr")?;
         let path = nix::unistd::ttyname(pty.slave.as_fd()).context("ttyname")?;
-        let radio = Arc::new(Mutex::new(radio));
         let faults = Arc::new(Faults::default());
         let commands = Arc::new(AtomicU64::new(0));
         let stop = Arc::new(AtomicBool::new(false));
-        let (r, f, c, s) = (
-            radio.clone(),
-            faults.clone(),
-            commands.clone(),
-            stop.clone(),
-        );
+        let (f, c, s) = (faults.clone(), commands.clone(), stop.clone());
         let master = pty.master;
         let thread = std::thread::Builder::new()
-            .name("pty-radio".into())
-            .spawn(move || serve(master, r, f, c, s))
+            .name(format!("pty-{name}"))
+            .spawn(move || serve(master, device, f, c, s))
             .context("starting the pty thread")?;
-        Ok(PtyRadio {
+        Ok(PtyDevice {
             path,
-            radio,
             faults,
             commands,
             stop,
@@ -73,9 +82,16 @@ impl PtyRadio {
             _slave: pty.slave,
         })
     }
+
+    /// Makes `link` a symlink to this device, as udev does for a USB adapter.
+    pub fn symlink(&self, link: &std::path::Path) -> Result<()> {
+        let _ = std::fs::remove_file(link);
+        std::os::unix::fs::symlink(&self.path, link)
+            .with_context(|| format!("linking {} to {}", link.display(), self.path.display()))
+    }
 }
 
-impl Drop for PtyRadio {
+impl Drop for PtyDevice {
     fn drop(&mut self) {
         self.stop.store(true, Ordering::Relaxed);
         if let Some(t) = self.thread.take() {
@@ -84,15 +100,65 @@ impl Drop for PtyRadio {
     }
 }
 
+/// A simulated TS-2000 on a pseudo-terminal.
+pub struct PtyRadio {
+    pub radio: Arc<Mutex<Radio>>,
+    line: PtyDevice,
+}
+
+impl PtyRadio {
+    pub fn start(radio: Radio) -> Result<PtyRadio> {
+        let radio = Arc::new(Mutex::new(radio));
+        let line = PtyDevice::start("radio", Cat::new(radio.clone()))?;
+        Ok(PtyRadio { radio, line })
+    }
+
+    /// A TX drop mid-frame: the transmitter trips (the radio falls back to
+    /// receive) and the answer on the wire is cut in half.
+    pub fn drop_tx_mid_frame(&self) {
+        if let Ok(mut r) = self.radio.lock() {
+            r.tx = false;
+        }
+        self.faults.tear_next.store(true, Ordering::Relaxed);
+    }
+}
+
+impl Deref for PtyRadio {
+    type Target = PtyDevice;
+    fn deref(&self) -> &PtyDevice {
+        &self.line
+    }
+}
+
+/// A simulated LP-100A wattmeter on a pseudo-terminal, reading `radio`'s
+/// RF output.
+pub struct PtyMeter {
+    line: PtyDevice,
+}
+
+impl PtyMeter {
+    pub fn start(radio: Arc<Mutex<Radio>>) -> Result<PtyMeter> {
+        Ok(PtyMeter {
+            line: PtyDevice::start("meter", Lp100::new(radio))?,
+        })
+    }
+}
+
+impl Deref for PtyMeter {
+    type Target = PtyDevice;
+    fn deref(&self) -> &PtyDevice {
+        &self.line
+    }
+}
+
 fn serve(
     master: OwnedFd,
-    radio: Arc<Mutex<Radio>>,
+    mut device: impl Device,
     faults: Arc<Faults>,
     commands: Arc<AtomicU64>,
     stop: Arc<AtomicBool>,
 ) {
     let mut file = std::fs::File::from(master);
-    let mut framer = Framer::default();
     let mut buf = [0u8; 512];
     while !stop.load(Ordering::Relaxed) && !faults.unplugged.load(Ordering::Relaxed) {
         let ready = {
@@ -111,9 +177,8 @@ fn serve(
                 continue;
             }
         };
-        for cmd in framer.push(&buf[..n]) {
+        for answer in device.input(&buf[..n]) {
             commands.fetch_add(1, Ordering::Relaxed);
-            let answer = radio.lock().map(|mut r| r.handle(&cmd)).unwrap_or(None);
             if faults.silent.load(Ordering::Relaxed) {
                 continue;
             }
@@ -125,8 +190,13 @@ fn serve(
             if !noise.is_empty() {
                 let _ = file.write_all(&noise);
             }
-            if let Some(answer) = answer {
-                let _ = file.write_all(answer.as_bytes());
+            if answer.is_empty() {
+                continue;
+            }
+            if faults.tear_next.swap(false, Ordering::Relaxed) {
+                let _ = file.write_all(&answer[..answer.len() / 2]);
+            } else {
+                let _ = file.write_all(&answer);
             }
         }
     }

@@ -161,7 +161,7 @@ test('transmit commands are never stored; storage trouble is reported and the li
       link.send('radio.ptt', { on: true }, { delivery: 'volatile', ttlMs: 2000 });
       link.send('radio.ptt', { on: true }, { ttlMs: 2000 }); // even asked as reliable
       link.send('note', { n: 1 });
-      link.send('meter.power', { watts: 5 }, { delivery: 'volatile' });
+      link.send('sensor.reading', { watts: 5 }, { delivery: 'volatile' });
     });
     const stored = await page.evaluate(() => JSON.parse(localStorage.getItem('bad:outbox')).outbox.map((p) => p.kind));
     assert.deepEqual(stored, ['note'], 'only the reliable note is in storage');

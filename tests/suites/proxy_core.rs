@@ -308,7 +308,7 @@ async fn a_hot_client_gets_coalesced_volatile_events_and_every_reliable_one() {
     slow.cut();
     for n in 1..=200 {
         publisher
-            .publish("meter.power", numbered(n), Delivery::Volatile, None)
+            .publish("sensor.reading", numbered(n), Delivery::Volatile, None)
             .await
             .unwrap();
         if n % 10 == 0 {
@@ -332,7 +332,7 @@ async fn a_hot_client_gets_coalesced_volatile_events_and_every_reliable_one() {
     let meter: Vec<u64> = slow
         .events()
         .iter()
-        .filter(|e| e.kind == "meter.power")
+        .filter(|e| e.kind == "sensor.reading")
         .filter_map(|e| n_of(e))
         .collect();
     assert!(
@@ -693,7 +693,7 @@ async fn over_the_rate_volatile_publishes_are_refused_and_reliable_ones_wait() {
     );
     for n in 61..=120 {
         client
-            .publish("meter.power", numbered(n), Delivery::Volatile, None)
+            .publish("sensor.reading", numbered(n), Delivery::Volatile, None)
             .await
             .unwrap();
     }

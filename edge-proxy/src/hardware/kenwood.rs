@@ -4,7 +4,7 @@
 //! line noise are `shared_protocol::cat::Framer`'s.
 //!
 //! The client is generic over the byte stream, so it runs on a real serial
-//! port (`tokio-serial`, [`open_serial`]) or on anything else that reads and
+//! port (`tokio-serial`, [`super::open_serial`]) or on anything else that reads and
 //! writes; the tests drive `station-sim`'s simulator on a pseudo-terminal.
 
 use std::time::Duration;
@@ -24,19 +24,32 @@ pub enum CatError {
     Refused(String),
     #[error("unexpected answer to {command:?}: {answer:?}")]
     Unexpected { command: String, answer: String },
+    #[error("the radio's answer to {0:?} stopped half-way (torn frame)")]
+    Torn(String),
     #[error("the line closed (unplugged?)")]
     Closed,
 }
 
-/// Opens a serial port (8N1) for CAT. Not exclusive, so a pseudo-terminal
-/// can be shared with a monitor in tests.
-pub fn open_serial(path: &str, baud: u32) -> Result<tokio_serial::SerialStream, CatError> {
-    use tokio_serial::SerialPortBuilderExt;
-    let mut port = tokio_serial::new(path, baud).open_native_async()?;
-    #[cfg(unix)]
-    port.set_exclusive(false)?;
-    Ok(port)
+impl CatError {
+    /// Whether the line itself is in doubt (as opposed to one refused or
+    /// malformed answer): the link should be reopened.
+    pub fn link_down(&self) -> bool {
+        matches!(
+            self,
+            CatError::Io(_)
+                | CatError::Port(_)
+                | CatError::Timeout(..)
+                | CatError::Torn(_)
+                | CatError::Closed
+        )
+    }
 }
+
+/// A radio sends an answer in one burst; once one has started, a silence
+/// this long means it was cut off. Modbus RTU uses the same idea (an
+/// inter-character timeout); 20 ms is 77 characters at 38400 baud and still
+/// 10 at 4800.
+const TORN_AFTER: Duration = Duration::from_millis(20);
 
 /// Whether an answer has the exact shape its command's answers have, so a
 /// frame torn by line noise (`FA0001;`) is never taken for a reading.
@@ -47,6 +60,7 @@ fn well_formed(frame: &str) -> bool {
         "FA" | "FB" => digits(11),
         "MD" => digits(1),
         "ID" | "PC" => digits(3),
+        "SM" => digits(5),
         "IF" => body.len() == 35 && parse_if(frame).is_some(),
         _ => true,
     }
@@ -99,9 +113,23 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Kenwood<S> {
                 self.framer.discarded += frame.len() as u64;
             }
             let mut buf = [0u8; 256];
-            let n = tokio::time::timeout_at(deadline, self.io.read(&mut buf))
-                .await
-                .map_err(|_| CatError::Timeout(command.into(), self.timeout))??;
+            let started = self.framer.partial();
+            let wait = if started {
+                deadline.min(tokio::time::Instant::now() + TORN_AFTER)
+            } else {
+                deadline
+            };
+            let n = match tokio::time::timeout_at(wait, self.io.read(&mut buf)).await {
+                Ok(read) => read?,
+                Err(_) => {
+                    self.framer.reset();
+                    return Err(if started {
+                        CatError::Torn(command.into())
+                    } else {
+                        CatError::Timeout(command.into(), self.timeout)
+                    });
+                }
+            };
             if n == 0 {
                 return Err(CatError::Closed);
             }
@@ -162,6 +190,22 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Kenwood<S> {
         self.send(if on { "TX" } else { "RX" }).await
     }
 
+    /// Forward power from the radio's own meter: while transmitting, the
+    /// main meter (`SM0;`) shows RF output on its 0..30 bar graph, full
+    /// scale 100 W on a TS-2000. Bar-graph resolution (about 3 W): good for
+    /// "is anything coming out", not for fine readings; an LP-100A is.
+    pub async fn power_watts(&mut self) -> Result<f64, CatError> {
+        let answer = self.query("SM0").await?;
+        let bars: f64 = answer
+            .get(3..)
+            .and_then(|v| v.parse().ok())
+            .ok_or_else(|| CatError::Unexpected {
+                command: "SM0".into(),
+                answer: answer.clone(),
+            })?;
+        Ok(bars * 100.0 / 30.0)
+    }
+
     /// The output power setting in watts (`PC;`).
     pub async fn power_setting(&mut self) -> Result<u32, CatError> {
         let answer = self.query("PC").await?;
@@ -175,6 +219,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Kenwood<S> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::hardware::open_serial;
     use station_sim::kenwood::Radio;
     use station_sim::pty::PtyRadio;
 
@@ -229,6 +274,24 @@ mod tests {
             cat.frequency().await.unwrap(),
             14_074_000,
             "and it recovers"
+        );
+    }
+
+    #[tokio::test]
+    async fn a_torn_answer_is_reported_at_once_and_the_next_one_is_read() {
+        let sim = PtyRadio::start(Radio::default()).unwrap();
+        let mut cat = open(&sim).await;
+        cat.set_ptt(true).await.unwrap();
+        assert!(cat.power_watts().await.unwrap() > 90.0, "keyed: RF out");
+        sim.drop_tx_mid_frame();
+        assert!(
+            matches!(cat.status().await, Err(CatError::Torn(_))),
+            "torn, told apart from a silent radio"
+        );
+        assert_eq!(
+            cat.status().await.unwrap(),
+            (14_074_000, false, "USB"),
+            "the radio fell back to receive"
         );
     }
 }

@@ -1,11 +1,195 @@
-//! Hardware backends: how the proxy talks to a radio. Each backend is a thin
-//! I/O client; the decisions (when to reconnect, what a TX drop is) live in
-//! `shared_protocol::link` and `shared_protocol::power`.
+//! Hardware backends: how the proxy talks to a radio and a power meter. Each
+//! backend is a thin I/O client; the decisions (when to reconnect, what a TX
+//! drop is, when power is critical) live in `shared_protocol::link` and
+//! `shared_protocol::power`.
 //!
 //! | backend | protocol |
 //! |---|---|
 //! | [`kenwood`] | Kenwood-style ASCII CAT over a serial port (`tokio-serial`) |
 //! | [`rigctld`] | Hamlib's `rigctld` over TCP, extended response protocol (covers hundreds of radios) |
+//! | [`lp100`] | the Telepost LP-100A wattmeter over a serial port |
+//!
+//! [`Radio`] puts the two radio backends behind one interface for the bridge.
 
 pub mod kenwood;
+pub mod lp100;
 pub mod rigctld;
+
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+
+use kenwood::{CatError, Kenwood};
+use rigctld::{RigError, Rigctld};
+
+/// Opens a serial port (8N1). Not exclusive, so a pseudo-terminal can be
+/// shared with a monitor in tests.
+pub fn open_serial(
+    path: &str,
+    baud: u32,
+) -> Result<tokio_serial::SerialStream, tokio_serial::Error> {
+    use tokio_serial::SerialPortBuilderExt;
+    let mut port = tokio_serial::new(path, baud).open_native_async()?;
+    #[cfg(unix)]
+    port.set_exclusive(false)?;
+    Ok(port)
+}
+
+/// Which protocol `radio_port` speaks.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "snake_case")]
+pub enum RadioBackend {
+    /// Kenwood-style CAT on a serial port (`radio_port` is its path).
+    Kenwood,
+    /// Hamlib's rigctld (`radio_port` is host:port, e.g. 127.0.0.1:4532).
+    Rigctld,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum RadioError {
+    #[error(transparent)]
+    Cat(#[from] CatError),
+    #[error(transparent)]
+    Rig(#[from] RigError),
+    #[error("{0}")]
+    BadCommand(String),
+}
+
+impl RadioError {
+    /// Whether the line itself is in doubt (reopen the link), as opposed to
+    /// one refused or malformed exchange.
+    pub fn link_down(&self) -> bool {
+        match self {
+            RadioError::Cat(e) => e.link_down(),
+            RadioError::Rig(e) => {
+                matches!(e, RigError::Io(_) | RigError::Timeout(_) | RigError::Closed)
+            }
+            RadioError::BadCommand(_) => false,
+        }
+    }
+}
+
+/// What the bridge polls.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RadioStatus {
+    pub freq_hz: u64,
+    pub mode: String,
+    pub ptt: bool,
+}
+
+/// One radio, whichever backend reaches it.
+pub enum Radio {
+    Kenwood(Kenwood<tokio_serial::SerialStream>),
+    Rigctld(Rigctld),
+}
+
+impl Radio {
+    /// Opens the link and identifies the radio: a warm link has answered
+    /// before it reports connected.
+    pub async fn open(
+        backend: RadioBackend,
+        port: &str,
+        baud: u32,
+        timeout: Duration,
+    ) -> Result<Radio, RadioError> {
+        match backend {
+            RadioBackend::Kenwood => {
+                let serial = open_serial(port, baud).map_err(CatError::from)?;
+                let mut k = Kenwood::new(serial, timeout);
+                k.identify().await?;
+                Ok(Radio::Kenwood(k))
+            }
+            RadioBackend::Rigctld => {
+                let mut r = Rigctld::connect(port, timeout).await?;
+                r.frequency().await?;
+                Ok(Radio::Rigctld(r))
+            }
+        }
+    }
+
+    pub async fn status(&mut self) -> Result<RadioStatus, RadioError> {
+        match self {
+            Radio::Kenwood(k) => {
+                let (freq_hz, ptt, mode) = k.status().await?;
+                Ok(RadioStatus {
+                    freq_hz,
+                    mode: mode.to_string(),
+                    ptt,
+                })
+            }
+            Radio::Rigctld(r) => Ok(RadioStatus {
+                freq_hz: r.frequency().await?,
+                mode: hamlib_to_kenwood_mode(&r.mode().await?.0).to_string(),
+                ptt: r.ptt().await?,
+            }),
+        }
+    }
+
+    pub async fn set_frequency(&mut self, hz: u64) -> Result<(), RadioError> {
+        match self {
+            Radio::Kenwood(k) => Ok(k.set_frequency(hz).await?),
+            Radio::Rigctld(r) => Ok(r.set_frequency(hz).await?),
+        }
+    }
+
+    /// `mode` in the dashboards' vocabulary (the Kenwood names: USB, CW-R, FSK ...).
+    pub async fn set_mode(&mut self, mode: &str) -> Result<(), RadioError> {
+        match self {
+            Radio::Kenwood(k) => Ok(k.set_mode(mode).await?),
+            Radio::Rigctld(r) => Ok(r.set_mode(&kenwood_to_hamlib_mode(mode), 0).await?),
+        }
+    }
+
+    pub async fn set_ptt(&mut self, on: bool) -> Result<(), RadioError> {
+        match self {
+            Radio::Kenwood(k) => Ok(k.set_ptt(on).await?),
+            Radio::Rigctld(r) => Ok(r.set_ptt(on).await?),
+        }
+    }
+
+    /// Forward power from the radio's own meter, in watts.
+    pub async fn power_watts(&mut self) -> Result<f64, RadioError> {
+        match self {
+            Radio::Kenwood(k) => Ok(k.power_watts().await?),
+            Radio::Rigctld(r) => Ok(r.power_watts().await?),
+        }
+    }
+}
+
+/// Hamlib's mode names in the Kenwood vocabulary the dashboards use.
+fn hamlib_to_kenwood_mode(mode: &str) -> &str {
+    match mode {
+        "CWR" => "CW-R",
+        "RTTY" => "FSK",
+        "RTTYR" => "FSK-R",
+        other => other,
+    }
+}
+
+fn kenwood_to_hamlib_mode(mode: &str) -> String {
+    let mode = mode.to_ascii_uppercase();
+    match mode.as_str() {
+        "CW-R" => "CWR".into(),
+        "FSK" => "RTTY".into(),
+        "FSK-R" => "RTTYR".into(),
+        _ => mode,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn mode_names_map_both_ways() {
+        for (hamlib, kenwood) in [
+            ("CWR", "CW-R"),
+            ("RTTY", "FSK"),
+            ("RTTYR", "FSK-R"),
+            ("USB", "USB"),
+        ] {
+            assert_eq!(hamlib_to_kenwood_mode(hamlib), kenwood);
+            assert_eq!(kenwood_to_hamlib_mode(kenwood), hamlib);
+        }
+    }
+}

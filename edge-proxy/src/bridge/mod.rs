@@ -1,0 +1,223 @@
+//! The hardware bridge: the one place the proxy talks to the station's
+//! hardware. Everything it learns becomes an event in the log; every command
+//! it carries out was read from the log first (so it is logged before it
+//! acts, and sessions never touch hardware).
+//!
+//! | module | job |
+//! |---|---|
+//! | [`radio`] | the radio link: warm open, state polling, commands, TX-drop detection |
+//! | [`meter`] | the power-meter link (a Telepost LP-100A on a serial port) |
+//! | [`power`] | readings into `shared_protocol::power::PowerMonitor`: `meter.power`, alarms |
+//!
+//! Each link runs `shared_protocol::link::LinkManager` for its decisions and
+//! logs every `EVENT_*` as a `link.<name>` event. Power alarms are noted on
+//! the link whose meter produced the reading; a critical alarm while the radio
+//! is on the air is a TX drop, and the radio link takes its fast path.
+
+pub mod meter;
+pub mod power;
+pub mod radio;
+
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use anyhow::Context;
+use rmpv::Value;
+use serde::Serialize;
+use shared_protocol::link::{LinkEvent, LinkManager};
+use shared_protocol::power::PowerConfig;
+use shared_protocol::ServerFrame;
+use station_sim::pty::{PtyMeter, PtyRadio};
+use tokio::sync::watch;
+
+use crate::config::{Config, MeterSource};
+use crate::eventlog::{EventLog, Logged, NewEvent};
+use crate::hooks::Hooks;
+use crate::server::Clock;
+use edge_proxy::hardware::RadioBackend;
+
+/// What `/stats` shows of a link.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct LinkStatus {
+    pub backend: String,
+    pub port: String,
+    pub state: String,
+    pub health: u8,
+    pub reconnects: u64,
+    pub last_event: Option<String>,
+}
+
+pub type SharedStatus = Arc<Mutex<LinkStatus>>;
+
+/// The links the bridge runs, for `/stats`.
+#[derive(Default)]
+pub struct Links {
+    pub radio: Option<SharedStatus>,
+    pub meter: Option<SharedStatus>,
+    pub power: Option<power::SharedPower>,
+}
+
+fn new_status(backend: &str, port: &str) -> SharedStatus {
+    Arc::new(Mutex::new(LinkStatus {
+        backend: backend.to_string(),
+        port: port.to_string(),
+        ..Default::default()
+    }))
+}
+
+/// Mirrors the link manager into the status and the per-link gauges.
+fn publish_status(name: &'static str, status: &SharedStatus, link: &LinkManager) {
+    let state = link.state().as_str();
+    if let Ok(mut s) = status.lock() {
+        if s.state != state {
+            if !s.state.is_empty() {
+                metrics::gauge!("link_state", "link" => name, "state" => s.state.clone()).set(0.0);
+            }
+            s.state = state.to_string();
+        }
+        s.health = link.health_score();
+        s.reconnects = link.reconnects();
+    }
+    metrics::gauge!("link_state", "link" => name, "state" => state).set(1.0);
+    metrics::gauge!("link_health_score", "link" => name).set(f64::from(link.health_score()));
+    metrics::counter!("link_reconnects_total", "link" => name).absolute(link.reconnects());
+}
+
+/// Logs one link event as a reliable `link.<name>` event, runs the
+/// operator's hooks for it, and keeps it in the status.
+async fn record(
+    log: &EventLog,
+    hooks: &Hooks,
+    name: &'static str,
+    status: &SharedStatus,
+    link: &LinkManager,
+    event: LinkEvent,
+) {
+    let kind = event.kind.as_str();
+    tracing::info!(link = name, state = event.state.as_str(), reconnects = event.reconnects, context = %event.context, "{kind}");
+    metrics::counter!("link_events_total", "link" => name, "type" => kind).increment(1);
+    if let Ok(mut s) = status.lock() {
+        s.last_event = Some(format!("{kind}: {}", event.context));
+    }
+    hooks.run(name, &event);
+    let payload = Value::Map(vec![
+        ("type".into(), kind.into()),
+        ("link".into(), name.into()),
+        ("at_ms".into(), event.at.into()),
+        ("state".into(), event.state.as_str().into()),
+        ("reconnects".into(), event.reconnects.into()),
+        ("health".into(), u64::from(link.health_score()).into()),
+        ("context".into(), event.context.as_str().into()),
+    ]);
+    let kind = format!("link.{name}");
+    if log
+        .append(vec![NewEvent::reliable(kind, payload)])
+        .await
+        .is_err()
+    {
+        tracing::warn!(link = name, "could not log a link event");
+    }
+}
+
+/// The payload of a logged event, for the commands the bridge reads back.
+fn payload_of(event: &Logged) -> Option<(String, Value)> {
+    match ServerFrame::decode(&event.frame, usize::MAX) {
+        Ok(ServerFrame::Event(e)) => Some((e.kind, e.payload)),
+        _ => None,
+    }
+}
+
+/// Whether `kind`/`payload` is the operator's "reconnect this link" command.
+fn is_reconnect(kind: &str, payload: &Value, name: &str) -> bool {
+    kind == "link.reconnect" && payload["link"].as_str() == Some(name)
+}
+
+/// The demo's simulated hardware, kept alive while the proxy runs.
+#[derive(Default)]
+pub struct DemoHardware {
+    _radio: Option<station_sim::pty::PtyRadio>,
+    _meter: Option<station_sim::pty::PtyMeter>,
+}
+
+/// Starts the links the configuration asks for. With `demo` and no radio
+/// configured, a simulated TS-2000 and LP-100A on pseudo-terminals stand in,
+/// driven through the same backends as real hardware.
+pub fn start(
+    config: &Config,
+    log: &EventLog,
+    clock: Clock,
+    shutdown: &watch::Receiver<bool>,
+) -> anyhow::Result<(Links, DemoHardware)> {
+    let hooks = Hooks::new(config.hooks.clone());
+    let power = PowerConfig {
+        poll_ms: config.meter_poll_ms,
+        zero_threshold_w: config.power_zero_threshold_w,
+        ..PowerConfig::default()
+    };
+    let mut demo = DemoHardware::default();
+    let (mut backend, mut radio_port) = (config.radio_backend, config.radio_port.clone());
+    let (mut meter, mut meter_port) = (config.meter, config.meter_port.clone());
+    if config.demo && radio_port.is_none() {
+        let radio = PtyRadio::start(station_sim::kenwood::Radio::default())
+            .context("starting the simulated radio")?;
+        println!(
+            "simulated radio (Kenwood TS-2000 CAT) on {}",
+            radio.path.display()
+        );
+        (backend, radio_port) = (
+            RadioBackend::Kenwood,
+            Some(radio.path.display().to_string()),
+        );
+        if meter != MeterSource::None && meter_port.is_none() {
+            let sim =
+                PtyMeter::start(radio.radio.clone()).context("starting the simulated meter")?;
+            println!(
+                "simulated power meter (Telepost LP-100A) on {}",
+                sim.path.display()
+            );
+            (meter, meter_port) = (MeterSource::Lp100, Some(sim.path.display().to_string()));
+            demo._meter = Some(sim);
+        }
+        demo._radio = Some(radio);
+    }
+    let meter_poll = Duration::from_millis(config.meter_poll_ms);
+    let mut links = Links::default();
+    let radio = radio_port.map(|port| {
+        radio::start(
+            radio::RadioSettings {
+                backend,
+                port,
+                baud: config.radio_baud,
+                poll: Duration::from_millis(config.radio_poll_ms),
+                meter_poll: (meter == MeterSource::Radio).then_some(meter_poll),
+                power,
+            },
+            log.clone(),
+            clock,
+            hooks.clone(),
+            shutdown.clone(),
+        )
+    });
+    if let Some(r) = &radio {
+        links.radio = Some(r.status.clone());
+        links.power = r.power.clone();
+    }
+    if let (MeterSource::Lp100, Some(port)) = (meter, meter_port) {
+        let m = meter::start(
+            meter::MeterSettings {
+                port,
+                poll: meter_poll,
+                power,
+            },
+            radio.as_ref().map(|r| r.on_air.clone()),
+            radio.as_ref().map(|r| r.tx_drop.clone()),
+            log.clone(),
+            clock,
+            hooks,
+            shutdown.clone(),
+        );
+        links.meter = Some(m.status);
+        links.power = Some(m.power);
+    }
+    Ok((links, demo))
+}

@@ -1,0 +1,307 @@
+//! The radio link. `LinkManager` decides when to open, retry and give up;
+//! this task carries it out with the configured backend (Kenwood CAT on a
+//! serial port, or Hamlib's rigctld), polls the radio's state into
+//! `radio.state` events (on change; the last one is in every snapshot),
+//! applies `radio.*` commands read from the log, and, with `meter = "radio"`,
+//! reads forward power from the radio's own meter.
+//!
+//! A TX drop is declared, and the fast path taken, when the radio reports
+//! receive while a transmission the bridge keyed is in progress, when its
+//! answer stops half-way (or never comes) while keyed, or when the power
+//! meter goes critical on the air. The bridge never re-keys by itself.
+
+use std::time::Duration;
+
+use rmpv::Value;
+use shared_protocol::link::{LinkConfig, LinkEventType, LinkManager, LinkOutput};
+use shared_protocol::power::PowerConfig;
+use tokio::sync::{mpsc, watch};
+
+use super::power::{alert_event, PowerWatch, SharedPower};
+use super::{is_reconnect, new_status, payload_of, publish_status, record, SharedStatus};
+use crate::eventlog::{EventLog, NewEvent};
+use crate::hooks::Hooks;
+use crate::server::Clock;
+use edge_proxy::hardware::{Radio, RadioBackend, RadioError, RadioStatus};
+
+const NAME: &str = "radio";
+
+/// How long one CAT or rigctld exchange may take.
+const ANSWER_TIMEOUT: Duration = Duration::from_millis(500);
+
+pub struct RadioSettings {
+    pub backend: RadioBackend,
+    pub port: String,
+    pub baud: u32,
+    pub poll: Duration,
+    /// Read forward power from the radio's own meter this often.
+    pub meter_poll: Option<Duration>,
+    pub power: PowerConfig,
+}
+
+/// What the rest of the proxy holds of the running radio link.
+pub struct RadioHandle {
+    pub status: SharedStatus,
+    pub power: Option<SharedPower>,
+    /// Whether the radio reports transmitting (from the last poll).
+    pub on_air: watch::Receiver<bool>,
+    /// Tells the radio link about a TX drop seen elsewhere (the power meter).
+    pub tx_drop: mpsc::Sender<String>,
+}
+
+pub fn start(
+    settings: RadioSettings,
+    log: EventLog,
+    clock: Clock,
+    hooks: Hooks,
+    shutdown: watch::Receiver<bool>,
+) -> RadioHandle {
+    let backend = format!("{:?}", settings.backend).to_lowercase();
+    let status = new_status(&backend, &settings.port);
+    let power = settings
+        .meter_poll
+        .map(|_| PowerWatch::new("radio", settings.power, log.clone()));
+    let (on_air_tx, on_air) = watch::channel(false);
+    let (tx_drop, tx_drop_rx) = mpsc::channel(8);
+    let handle = RadioHandle {
+        status: status.clone(),
+        power: power.as_ref().map(PowerWatch::status),
+        on_air,
+        tx_drop,
+    };
+    let task = RadioTask {
+        settings,
+        log,
+        clock,
+        hooks,
+        status,
+        power,
+        on_air: on_air_tx,
+        link: LinkManager::new(LinkConfig::default(), fastrand::u64(..)),
+        radio: None,
+        last: None,
+        keyed: false,
+    };
+    tokio::spawn(task.run(shutdown, tx_drop_rx));
+    handle
+}
+
+struct RadioTask {
+    settings: RadioSettings,
+    log: EventLog,
+    clock: Clock,
+    hooks: Hooks,
+    status: SharedStatus,
+    power: Option<PowerWatch>,
+    on_air: watch::Sender<bool>,
+    link: LinkManager,
+    radio: Option<Radio>,
+    last: Option<RadioStatus>,
+    /// A transmission the bridge keyed and nobody has released yet.
+    keyed: bool,
+}
+
+impl RadioTask {
+    async fn run(
+        mut self,
+        mut shutdown: watch::Receiver<bool>,
+        mut tx_drops: mpsc::Receiver<String>,
+    ) {
+        let mut cursor = self.log.head() + 1;
+        let mut head = self.log.subscribe();
+        let mut poll_tick = tokio::time::interval(self.settings.poll);
+        poll_tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let mut meter_tick = tokio::time::interval(
+            self.settings
+                .meter_poll
+                .unwrap_or(Duration::from_secs(3600)),
+        );
+        meter_tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        self.link.start(self.clock.now());
+        loop {
+            self.carry_out().await;
+            let wake = self.link.poll_timeout().map(|at| self.clock.instant_at(at));
+            let connected = self.radio.is_some();
+            tokio::select! {
+                _ = shutdown.changed() => return,
+                _ = async { tokio::time::sleep_until(wake.unwrap_or_else(tokio::time::Instant::now)).await }, if wake.is_some() => {
+                    self.link.handle_timeout(self.clock.now());
+                }
+                _ = poll_tick.tick(), if connected => self.poll().await,
+                _ = meter_tick.tick(), if connected && self.power.is_some() => self.read_power().await,
+                Some(context) = tx_drops.recv() => self.tx_drop(&context),
+                _ = head.changed() => {
+                    cursor = self.commands(cursor).await;
+                    // Show the effect at once rather than at the next poll.
+                    poll_tick.reset_immediately();
+                }
+            }
+        }
+    }
+
+    /// Carries out what the link manager decided.
+    async fn carry_out(&mut self) {
+        while let Some(out) = self.link.poll_output() {
+            match out {
+                LinkOutput::Open { timeout_ms, .. } => {
+                    self.radio = None;
+                    let s = &self.settings;
+                    let opened = tokio::time::timeout(
+                        Duration::from_millis(timeout_ms),
+                        Radio::open(s.backend, &s.port, s.baud, ANSWER_TIMEOUT),
+                    )
+                    .await;
+                    let now = self.clock.now();
+                    match opened {
+                        Ok(Ok(radio)) => {
+                            self.radio = Some(radio);
+                            self.last = None;
+                            self.link.opened(now);
+                        }
+                        Ok(Err(e)) => self.link.failed(now, &e.to_string()),
+                        Err(_) => self
+                            .link
+                            .failed(now, &format!("no answer within {timeout_ms} ms")),
+                    }
+                }
+                LinkOutput::Close => self.radio = None,
+                LinkOutput::Event(event) => {
+                    record(
+                        &self.log,
+                        &self.hooks,
+                        NAME,
+                        &self.status,
+                        &self.link,
+                        event,
+                    )
+                    .await
+                }
+            }
+        }
+        publish_status(NAME, &self.status, &self.link);
+    }
+
+    fn tx_drop(&mut self, context: &str) {
+        self.keyed = false;
+        self.link.tx_drop(self.clock.now(), context);
+    }
+
+    async fn poll(&mut self) {
+        let Some(radio) = self.radio.as_mut() else {
+            return;
+        };
+        match radio.status().await {
+            Ok(state) => {
+                self.link.data(self.clock.now());
+                self.on_air
+                    .send_if_modified(|on| std::mem::replace(on, state.ptt) != state.ptt);
+                let dropped = self.keyed && !state.ptt;
+                if self.last.as_ref() != Some(&state) {
+                    let event = NewEvent::reliable(
+                        "radio.state",
+                        Value::Map(vec![
+                            ("freq_hz".into(), state.freq_hz.into()),
+                            ("mode".into(), state.mode.as_str().into()),
+                            ("ptt".into(), state.ptt.into()),
+                        ]),
+                    );
+                    if self.log.append(vec![event]).await.is_err() {
+                        tracing::warn!("could not log radio.state");
+                    }
+                    self.last = Some(state);
+                }
+                if dropped {
+                    self.tx_drop("the radio reports RX while keyed");
+                }
+            }
+            Err(e) if self.keyed && e.link_down() => {
+                self.tx_drop(&format!("{e}, while transmitting"))
+            }
+            Err(e) if e.link_down() => self.link.lost(self.clock.now(), &e.to_string()),
+            // One malformed answer: skip this poll; persistent trouble shows
+            // in the link's health (no data).
+            Err(e) => tracing::warn!(error = %e, "radio poll"),
+        }
+    }
+
+    /// The radio's own meter (`meter = "radio"`).
+    async fn read_power(&mut self) {
+        let (Some(radio), Some(power)) = (self.radio.as_mut(), self.power.as_mut()) else {
+            return;
+        };
+        let on_air = self.last.as_ref().is_some_and(|s| s.ptt);
+        // Receiving, the meter shows the S-meter, not power.
+        let watts = if on_air {
+            match radio.power_watts().await {
+                Ok(w) => w,
+                Err(e) if e.link_down() => {
+                    self.link.lost(self.clock.now(), &e.to_string());
+                    return;
+                }
+                Err(_) => f64::NAN,
+            }
+        } else {
+            0.0
+        };
+        let now = self.clock.now();
+        let Some(alert) = power.reading(now, watts, None, on_air).await else {
+            return;
+        };
+        if let Some((kind, context)) = alert_event(&alert, self.settings.power.zero_threshold_w) {
+            self.link.note(kind, now, context.clone());
+            if kind == LinkEventType::PowerCritical {
+                self.tx_drop(&format!("power collapsed: {context}"));
+            }
+        }
+    }
+
+    /// Applies the commands logged since `cursor`; returns the new cursor.
+    async fn commands(&mut self, mut cursor: u64) -> u64 {
+        let Ok(events) = self.log.read(cursor, 256) else {
+            return cursor;
+        };
+        for event in &events {
+            cursor = event.seq + 1;
+            let relevant = (event.kind.starts_with("radio.") && &*event.kind != "radio.state")
+                || &*event.kind == "link.reconnect";
+            let Some((kind, payload)) = relevant.then(|| payload_of(event)).flatten() else {
+                continue;
+            };
+            if is_reconnect(&kind, &payload, NAME) {
+                tracing::info!("operator asked to reconnect the radio");
+                self.keyed = false;
+                self.link.force_reconnect(self.clock.now());
+                continue;
+            }
+            let Some(radio) = self.radio.as_mut() else {
+                tracing::warn!(%kind, "radio command while the radio link is down: not applied");
+                continue;
+            };
+            if kind == "radio.ptt" {
+                self.keyed = payload["on"].as_bool() == Some(true);
+            }
+            if let Err(err) = apply(radio, &kind, &payload).await {
+                tracing::warn!(%kind, error = %err, "radio command failed");
+                if err.link_down() {
+                    self.link.lost(self.clock.now(), &err.to_string());
+                }
+            }
+        }
+        cursor
+    }
+}
+
+async fn apply(radio: &mut Radio, kind: &str, payload: &Value) -> Result<(), RadioError> {
+    match kind {
+        "radio.set_freq" => match payload["hz"].as_u64() {
+            Some(hz) => radio.set_frequency(hz).await,
+            None => Err(RadioError::BadCommand("radio.set_freq without hz".into())),
+        },
+        "radio.set_mode" => match payload["mode"].as_str() {
+            Some(mode) => radio.set_mode(mode).await,
+            None => Err(RadioError::BadCommand("radio.set_mode without mode".into())),
+        },
+        "radio.ptt" => radio.set_ptt(payload["on"].as_bool() == Some(true)).await,
+        _ => Ok(()),
+    }
+}
