@@ -125,6 +125,8 @@ pub struct Config {
     pub radio_baud: u32,
     /// How often the radio's state is polled.
     pub radio_poll_ms: u64,
+    /// How often while a transmission keyed through the proxy is on (TX-drop detection).
+    pub radio_poll_tx_ms: u64,
     /// Where forward power comes from.
     pub meter: MeterSource,
     /// The LP-100A's serial port (with `meter = "lp100"`).
@@ -162,6 +164,7 @@ impl Default for Config {
             radio_port: None,
             radio_baud: 38_400,
             radio_poll_ms: 500,
+            radio_poll_tx_ms: 50,
             meter: MeterSource::Radio,
             meter_port: None,
             meter_poll_ms: 1_000,
@@ -229,8 +232,8 @@ impl Config {
             "meter = \"lp100\" needs meter_port (the LP-100A's serial port)"
         );
         anyhow::ensure!(
-            self.radio_poll_ms >= 20 && self.meter_poll_ms >= 20,
-            "radio_poll_ms and meter_poll_ms must be at least 20"
+            self.radio_poll_ms >= 20 && self.radio_poll_tx_ms >= 20 && self.meter_poll_ms >= 20,
+            "radio_poll_ms, radio_poll_tx_ms and meter_poll_ms must be at least 20"
         );
         anyhow::ensure!(
             self.power_zero_threshold_w >= 0.0,

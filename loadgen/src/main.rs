@@ -7,6 +7,7 @@
 //! with `--json FILE`, as JSON.
 
 mod proc_stats;
+mod txdrop;
 mod wire;
 
 use std::path::PathBuf;
@@ -70,6 +71,12 @@ enum Scenario {
         /// How long the proxy stays down.
         #[arg(long, default_value_t = 1_000)]
         down_ms: u64,
+    },
+    /// A simulated radio on a pty: time from a TX drop mid-frame to the
+    /// dashboard hearing the radio link is back (median of the runs).
+    TxDrop {
+        #[arg(long, default_value_t = 20)]
+        runs: usize,
     },
     /// RSS per idle connection, and bytes per event on disk and in memory.
     Footprint {
@@ -355,6 +362,30 @@ async fn main() -> Result<()> {
                 row["commit_p99_ms"] = json!(commit_p99);
                 results.push(row);
             }
+        }
+        Scenario::TxDrop { runs } => {
+            let sim = station_sim::pty::PtyRadio::start(station_sim::kenwood::Radio::default())?;
+            // Defaults otherwise (radio_poll_ms 500, radio_poll_tx_ms 50): the real thing.
+            let config = format!(
+                "radio_port = \"{}\"\nmeter = \"none\"\ntx_keepalive_ms = 60000\n",
+                sim.path.display()
+            );
+            let proxy = Proxy::start(&cli.proxy_bin, &config)?;
+            println!(
+                "tx drop: TS-2000 simulator on {}, {runs} runs",
+                sim.path.display()
+            );
+            let mut runs = txdrop::run(&proxy.url(), &sim, runs).await?;
+            runs.sort();
+            let heard: Vec<f64> = runs.iter().map(|r| r.0.as_secs_f64() * 1e3).collect();
+            let mut proxy_side: Vec<u64> = runs.iter().map(|r| r.1).collect();
+            proxy_side.sort_unstable();
+            let pick = |v: &[f64], q: f64| v[((v.len() - 1) as f64 * q).round() as usize];
+            let (median, p90, max) = (pick(&heard, 0.5), pick(&heard, 0.9), pick(&heard, 1.0));
+            let detect_to_ok = proxy_side[proxy_side.len() / 2];
+            println!("  fault -> dashboard hears EVENT_RECONNECT_OK: median {median:.1} ms, p90 {p90:.1} ms, max {max:.1} ms (target < 200 ms)");
+            println!("  detection -> reconnected, on the proxy's clock: median {detect_to_ok} ms");
+            results.push(json!({"runs": heard.len(), "median_ms": median, "p90_ms": p90, "max_ms": max, "detect_to_reconnected_median_ms": detect_to_ok}));
         }
         Scenario::SlowConsumer { fast, seconds } => {
             println!("slow consumer: {fast} fast subscribers, publisher as fast as the proxy accepts, {seconds} s per phase");

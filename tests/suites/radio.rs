@@ -342,3 +342,155 @@ async fn zero_power_on_the_air_warns_goes_critical_drops_tx_and_clears() {
     .await
     .unwrap();
 }
+
+/// A real `rigctld` with Hamlib's dummy rig (`-P RIG` enables its PTT).
+struct Rigctld(std::process::Child, u16);
+
+impl Rigctld {
+    fn start() -> Rigctld {
+        assert!(
+            std::path::Path::new("/usr/bin/rigctld").exists(),
+            "rigctld is missing: `cargo xtask setup` installs it (Debian package libhamlib-utils)"
+        );
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let child = std::process::Command::new("rigctld")
+            .args([
+                "-m",
+                "1",
+                "-T",
+                "127.0.0.1",
+                "-t",
+                &port.to_string(),
+                "-P",
+                "RIG",
+            ])
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap();
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "rigctld did not start"
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        Rigctld(child, port)
+    }
+}
+
+impl Drop for Rigctld {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+#[tokio::test]
+async fn the_bridge_drives_a_real_rigctld_and_reconnects_on_request() {
+    let rig = Rigctld::start();
+    let dir = tempfile::tempdir().unwrap();
+    let hook_out = dir.path().join("hook.txt");
+    let proxy = Proxy::start(&format!(
+        "radio_backend = \"rigctld\"\nradio_port = \"127.0.0.1:{}\"\nradio_poll_ms = 100\n\
+         meter = \"radio\"\nmeter_poll_ms = 200\ntx_keepalive_ms = 20000\n\
+         [[hooks]]\non = [\"EVENT_RECONNECT_OK\"]\ncommand = \"echo \\\"$STATION_LINK $STATION_EVENT\\\" >> {}\"\n",
+        rig.1,
+        hook_out.display()
+    ));
+    let mut op = TestClient::new("operator");
+    op.connect(&proxy.ws_url()).await.unwrap();
+    let field = |c: &TestClient, f: &str| radio_state(c).map(|s| s[f].clone());
+    assert!(
+        op.pump_until(SECS, |c| field(c, "freq_hz").is_some())
+            .await
+            .unwrap(),
+        "no radio.state from rigctld"
+    );
+
+    op.publish(
+        "radio.set_freq",
+        map(&[("hz", Payload::from(14_074_000))]),
+        Delivery::Reliable,
+        None,
+    )
+    .await
+    .unwrap();
+    op.publish(
+        "radio.set_mode",
+        map(&[("mode", Payload::from("CW"))]),
+        Delivery::Reliable,
+        None,
+    )
+    .await
+    .unwrap();
+    assert!(op
+        .pump_until(SECS, |c| field(c, "freq_hz").and_then(|f| f.as_u64())
+            == Some(14_074_000)
+            && field(c, "mode").as_ref().and_then(|m| m.as_str()) == Some("CW"))
+        .await
+        .unwrap());
+
+    // PTT through Hamlib, and the radio's own meter read while on the air.
+    op.publish(
+        "radio.ptt",
+        key(true),
+        Delivery::Volatile,
+        Some(now_ms() + 2_000),
+    )
+    .await
+    .unwrap();
+    assert!(op
+        .pump_until(SECS, |c| events_of(c, "meter.power").iter().any(|p| p
+            ["transmitting"]
+            .as_bool()
+            == Some(true)
+            && p["watts"].as_f64().is_some()))
+        .await
+        .unwrap());
+    op.publish(
+        "radio.ptt",
+        key(false),
+        Delivery::Volatile,
+        Some(now_ms() + 2_000),
+    )
+    .await
+    .unwrap();
+    assert!(op
+        .pump_until(SECS, |c| field(c, "ptt").and_then(|p| p.as_bool())
+            == Some(false))
+        .await
+        .unwrap());
+
+    // The operator's forced reconnect, with a hook on its success.
+    let before = link_events(&op).len();
+    op.publish(
+        "link.reconnect",
+        map(&[("link", Payload::from("radio"))]),
+        Delivery::Reliable,
+        None,
+    )
+    .await
+    .unwrap();
+    assert!(op
+        .pump_until(SECS, |c| link_events(c)[before..]
+            .iter()
+            .any(|e| e == "EVENT_RECONNECT_OK"))
+        .await
+        .unwrap());
+    let deadline = std::time::Instant::now() + SECS;
+    while !std::fs::read_to_string(&hook_out).is_ok_and(|s| s.contains("radio EVENT_RECONNECT_OK"))
+    {
+        assert!(std::time::Instant::now() < deadline, "the hook did not run");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let (_, stats) = proxy.get("/stats");
+    let stats: serde_json::Value = serde_json::from_str(&stats).unwrap();
+    assert_eq!(stats["links"]["radio"]["backend"], "rigctld", "{stats}");
+    assert_eq!(stats["power"]["source"], "radio");
+}

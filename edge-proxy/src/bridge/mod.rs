@@ -189,6 +189,7 @@ pub fn start(
                 port,
                 baud: config.radio_baud,
                 poll: Duration::from_millis(config.radio_poll_ms),
+                poll_on_air: Duration::from_millis(config.radio_poll_tx_ms),
                 meter_poll: (meter == MeterSource::Radio).then_some(meter_poll),
                 power,
             },

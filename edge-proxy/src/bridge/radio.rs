@@ -34,6 +34,9 @@ pub struct RadioSettings {
     pub port: String,
     pub baud: u32,
     pub poll: Duration,
+    /// Poll this often while a transmission the bridge keyed is on, so a TX
+    /// drop is seen within it.
+    pub poll_on_air: Duration,
     /// Read forward power from the radio's own meter this often.
     pub meter_poll: Option<Duration>,
     pub power: PowerConfig,
@@ -109,8 +112,7 @@ impl RadioTask {
     ) {
         let mut cursor = self.log.head() + 1;
         let mut head = self.log.subscribe();
-        let mut poll_tick = tokio::time::interval(self.settings.poll);
-        poll_tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let mut next_poll = tokio::time::Instant::now();
         let mut meter_tick = tokio::time::interval(
             self.settings
                 .meter_poll
@@ -127,13 +129,17 @@ impl RadioTask {
                 _ = async { tokio::time::sleep_until(wake.unwrap_or_else(tokio::time::Instant::now)).await }, if wake.is_some() => {
                     self.link.handle_timeout(self.clock.now());
                 }
-                _ = poll_tick.tick(), if connected => self.poll().await,
+                _ = tokio::time::sleep_until(next_poll), if connected => {
+                    self.poll().await;
+                    let period = if self.keyed { self.settings.poll_on_air.min(self.settings.poll) } else { self.settings.poll };
+                    next_poll = tokio::time::Instant::now() + period;
+                }
                 _ = meter_tick.tick(), if connected && self.power.is_some() => self.read_power().await,
                 Some(context) = tx_drops.recv() => self.tx_drop(&context),
                 _ = head.changed() => {
                     cursor = self.commands(cursor).await;
                     // Show the effect at once rather than at the next poll.
-                    poll_tick.reset_immediately();
+                    next_poll = tokio::time::Instant::now();
                 }
             }
         }
