@@ -30,7 +30,7 @@ function setControls() {
   const why = readOnly
     ? 'Controls are disabled: this dashboard\'s token is read-only (commands need the control role).'
     : state === 'connected' ? '' : 'Controls are disabled while the link is not connected.';
-  for (const el of document.querySelectorAll('#freq-form input, #freq-form button, #mode-in, #ptt-btn')) el.disabled = !!why;
+  for (const el of document.querySelectorAll('#freq-form input, #freq-form button, #mode-in, #ptt-btn, .relink')) el.disabled = !!why;
   $('controls-why').textContent = why;
 }
 
@@ -44,8 +44,13 @@ function showRadio(r) {
   $('ptt').className = `ptt ${ptt ? 'on' : 'off'}`;
 }
 
-function showPower(w) {
+function showPower(p) {
+  const w = p.watts;
   $('watts').textContent = Number(w).toFixed(1);
+  $('swr').textContent = p.swr ? Number(p.swr).toFixed(2) : '–';
+  const level = p.level || 'normal';
+  $('power-level').textContent = p.seconds_to_zero ? `${level}, falling: ~${p.seconds_to_zero} s to zero` : level;
+  $('power-level').className = `level ${level}`;
   power.push(Number(w));
   if (power.length > 60) power.shift();
   const c = $('spark').getContext('2d');
@@ -82,28 +87,37 @@ link.on('state', ({ state: s, reason }) => {
 });
 link.on('event', (e) => {
   if (e.kind === 'radio.state') showRadio(e.payload);
-  if (e.kind === 'meter.power') showPower(e.payload.watts);
+  if (e.kind === 'meter.power') showPower(e.payload);
   if (e.kind !== 'meter.power') logEvent(e);
 });
-function showLink(l) {
-  if (!l) return;
-  $('link-state').textContent = l.state;
-  $('link-health').textContent = l.health;
+// Hardware links by name: where their state and health are shown.
+const linkCells = { radio: ['link-state', 'link-health'], meter: ['meter-state', 'meter-health'] };
+function showLink(name, l) {
+  if (!l || !linkCells[name]) return;
+  const [stateCell, healthCell] = linkCells[name];
+  $(stateCell).textContent = l.state;
+  $(healthCell).textContent = l.health;
 }
 
 link.on('snapshot', ({ state: s }) => {
   showRadio(s['radio.state']);
-  showLink(s['link.radio']);
-  if (s['meter.power']) showPower(s['meter.power'].watts);
+  showLink('radio', s['link.radio']);
+  showLink('meter', s['link.meter']);
+  if (s['meter.power']) showPower(s['meter.power']);
 });
 link.on('gap', (g) => toast(`Missed events ${g.from}–${g.to} (${g.reason})`, 'warn'));
 link.on('reconnected', (r) => toast(`Reconnected after ${(r.downtimeMs / 1000).toFixed(1)} s`));
 link.on('maxAttemptsReached', (m) => toast(`Gave up after ${m.attempts} attempts; reload or press Force reconnect`, 'error'));
 link.on('event', (e) => {
-  if (e.kind === 'link.radio') {
-    showLink(e.payload);
-    if (e.payload.type === 'EVENT_MAX_RETRIES_EXCEEDED') toast('Radio link: gave up reconnecting', 'error');
-    if (e.payload.type === 'EVENT_TX_DROP_DETECTED') toast('TX dropped: reconnecting the radio (fast path)', 'warn');
+  if (e.kind === 'link.radio' || e.kind === 'link.meter') {
+    const name = e.kind.slice(5);
+    const label = name === 'radio' ? 'Radio link' : 'Power meter';
+    showLink(name, e.payload);
+    const t = e.payload.type;
+    if (t === 'EVENT_MAX_RETRIES_EXCEEDED') toast(`${label}: gave up reconnecting; press Reconnect`, 'error');
+    if (t === 'EVENT_TX_DROP_DETECTED') toast(`TX dropped (${e.payload.context}): reconnecting the radio (fast path)`, 'warn');
+    if (t === 'EVENT_POWER_WARNING') toast(`Power warning: ${e.payload.context}`, 'warn');
+    if (t === 'EVENT_POWER_CRITICAL') toast(`Power critical: ${e.payload.context}`, 'error');
   }
   if (e.kind === 'watchdog.unkeyed') toast(`TX watchdog unkeyed the radio (${e.payload.reason})`, 'warn');
 });
@@ -127,6 +141,9 @@ link.on('latency', (l) => {
   $('latency').className = `latency ${l.rttMs < 100 ? 'good' : l.rttMs < 300 ? 'fair' : 'poor'}`;
 });
 
+for (const b of document.querySelectorAll('.relink')) {
+  b.addEventListener('click', () => link.send('link.reconnect', { link: b.dataset.link }));
+}
 $('freq-form').addEventListener('submit', (ev) => {
   ev.preventDefault();
   link.send('radio.set_freq', { hz: Math.round(Number($('freq-in').value) * 1000) });

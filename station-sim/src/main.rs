@@ -1,11 +1,21 @@
-//! `station-sim radio`: a simulated Kenwood TS-2000 on a pseudo-terminal.
-//! Point Hamlib (`rigctl -m 2014 -r PATH`) or the edge proxy at the path it prints.
+//! `station-sim`: simulated station hardware on pseudo-terminals.
+//!
+//! `station-sim radio` serves a Kenwood TS-2000; `station-sim station` adds a
+//! Telepost LP-100A wattmeter reading the radio's output. Point Hamlib
+//! (`rigctl -m 2014 -r PATH`) or the edge proxy at the paths it prints.
+//! Faults are injected by typing commands on standard input (`help` lists
+//! them), so a demo or a test can trip the transmitter on cue.
+
+use std::io::BufRead;
+use std::sync::atomic::Ordering;
 
 use anyhow::Result;
 use clap::{Parser, Subcommand};
+use station_sim::kenwood::Radio;
+use station_sim::pty::{PtyMeter, PtyRadio};
 
 #[derive(Parser)]
-#[command(about = "Simulated station hardware on pseudo-terminals")]
+#[command(about = "Simulated station hardware on pseudo-terminals, with fault injection on stdin")]
 struct Cli {
     #[command(subcommand)]
     device: Device,
@@ -15,31 +25,98 @@ struct Cli {
 enum Device {
     /// A Kenwood TS-2000 style CAT radio.
     Radio {
-        /// Also make this symlink to the pty (e.g. /tmp/radio).
+        /// Also make this symlink to the radio's pty (e.g. /tmp/radio).
         #[arg(long)]
         link: Option<std::path::PathBuf>,
     },
+    /// The radio and an LP-100A wattmeter that reads its RF output.
+    Station {
+        /// Also make this symlink to the radio's pty.
+        #[arg(long)]
+        link: Option<std::path::PathBuf>,
+        /// Also make this symlink to the meter's pty.
+        #[arg(long)]
+        meter_link: Option<std::path::PathBuf>,
+    },
 }
 
+const HELP: &str = "commands: pa-fail (keyed, no RF out), pa-ok, tx-drop (trip the transmitter mid-frame), \
+                    silent (radio stops answering), answer (it answers again), noise (garbage on the radio's line), \
+                    status, help";
+
 fn main() -> Result<()> {
-    match Cli::parse().device {
-        Device::Radio { link } => {
-            let radio = station_sim::pty::PtyRadio::start(station_sim::kenwood::Radio::default())?;
-            if let Some(link) = &link {
-                let _ = std::fs::remove_file(link);
-                std::os::unix::fs::symlink(&radio.path, link)?;
+    let (link, meter_link, with_meter) = match Cli::parse().device {
+        Device::Radio { link } => (link, None, false),
+        Device::Station { link, meter_link } => (link, meter_link, true),
+    };
+    let radio = PtyRadio::start(Radio::default())?;
+    if let Some(link) = &link {
+        radio.symlink(link)?;
+    }
+    println!("radio: TS-2000 on {}", radio.path.display());
+    println!(
+        "  try: rigctl -m 2014 -r {} -s 38400 f F 7074000 f t T 1 t",
+        radio.path.display()
+    );
+    let meter = if with_meter {
+        let meter = PtyMeter::start(radio.radio.clone())?;
+        if let Some(link) = &meter_link {
+            meter.symlink(link)?;
+        }
+        println!("meter: LP-100A on {}", meter.path.display());
+        Some(meter)
+    } else {
+        None
+    };
+    println!("{HELP}");
+    for line in std::io::stdin().lock().lines() {
+        let line = line?;
+        let command = line.trim();
+        match command {
+            "" => continue,
+            "help" => {
+                println!("{HELP}");
+                continue;
             }
-            println!(
-                "TS-2000 simulator on {} (Ctrl+C stops it)",
-                radio.path.display()
-            );
-            println!(
-                "try: rigctl -m 2014 -r {} -s 38400 f F 7074000 f t T 1 t",
-                radio.path.display()
-            );
-            loop {
-                std::thread::park();
+            "pa-fail" | "pa-ok" => {
+                if let Ok(mut r) = radio.radio.lock() {
+                    r.pa_failed = command == "pa-fail";
+                }
+            }
+            "tx-drop" => radio.drop_tx_mid_frame(),
+            "silent" | "answer" => radio
+                .faults
+                .silent
+                .store(command == "silent", Ordering::Relaxed),
+            "noise" => {
+                if let Ok(mut g) = radio.faults.garbage.lock() {
+                    g.extend_from_slice(b"\x00\xff\x13FA00;");
+                }
+            }
+            "status" => {}
+            _ => {
+                println!("unknown command {command:?}; {HELP}");
+                continue;
             }
         }
+        if let Ok(r) = radio.radio.lock() {
+            println!(
+                "ok: {} Hz, mode {}, {}, RF out {:.0} W{}",
+                r.vfo_a_hz,
+                r.mode,
+                if r.tx { "TX" } else { "RX" },
+                r.rf_out_w(),
+                if r.pa_failed {
+                    " (amplifier failed)"
+                } else {
+                    ""
+                }
+            );
+        }
+    }
+    // Standard input closed: keep serving until killed.
+    let _keep = meter;
+    loop {
+        std::thread::park();
     }
 }

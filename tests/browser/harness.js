@@ -38,6 +38,43 @@ function proxyBinary() {
   return bin;
 }
 
+/**
+ * `station-sim station`: a simulated TS-2000 and LP-100A on real
+ * pseudo-terminals, in their own process; faults are typed on its stdin
+ * (`pa-fail`, `pa-ok`, `tx-drop` ...).
+ */
+export class StationSim {
+  static async start() {
+    const bin = join(dirname(proxyBinary()), 'station-sim');
+    if (!existsSync(bin)) throw new Error(`${bin} is missing: run \`cargo build -p station-sim\``);
+    const sim = new StationSim();
+    sim.child = spawn(bin, ['station'], { stdio: ['pipe', 'pipe', 'inherit'] });
+    sim.output = '';
+    sim.child.stdout.on('data', (d) => { sim.output += d; });
+    const deadline = Date.now() + 10_000;
+    while (!/meter: LP-100A on \S+/.test(sim.output)) {
+      if (Date.now() > deadline) throw new Error(`station-sim did not start: ${sim.output}`);
+      await sleep(20);
+    }
+    sim.radio = sim.output.match(/radio: TS-2000 on (\S+)/)[1];
+    sim.meter = sim.output.match(/meter: LP-100A on (\S+)/)[1];
+    return sim;
+  }
+
+  /** Types a fault command and waits for the simulator's `ok:`. */
+  async send(command) {
+    const before = this.output.length;
+    this.child.stdin.write(`${command}\n`);
+    const deadline = Date.now() + 5_000;
+    while (!this.output.slice(before).includes('ok:')) {
+      if (Date.now() > deadline) throw new Error(`station-sim did not take ${command}: ${this.output.slice(before)}`);
+      await sleep(10);
+    }
+  }
+
+  kill() { this.child?.kill('SIGKILL'); }
+}
+
 /** A real edge-proxy process; `kill9`, `stop` (SIGTERM) and `start` again on the same port. */
 export class Proxy {
   constructor(www, config = '', extraArgs = []) {

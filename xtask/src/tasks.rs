@@ -138,8 +138,8 @@ pub fn test(lint: bool) -> Result<()> {
             "warnings",
         ]))?;
     }
-    step("building the edge proxy for the end-to-end tests");
-    run(cargo().args(["build", "-p", "edge-proxy"]))?;
+    step("building the edge proxy and the station simulator for the end-to-end tests");
+    run(cargo().args(["build", "-p", "edge-proxy", "-p", "station-sim"]))?;
     let proxy_bin = root().join("target/debug/edge-proxy");
 
     let mut tally = Tally::default();
