@@ -32,10 +32,8 @@ pub async fn run(url: &str, sim: &PtyRadio, runs: usize) -> Result<Vec<Run>> {
         }),
     )
     .await?;
-    let mut client_seq = 0;
     let mut results = Vec::new();
-    for _ in 0..runs {
-        client_seq += 1;
+    for client_seq in 1..=runs as u64 {
         let expires = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)?
             .as_millis() as u64
