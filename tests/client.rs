@@ -27,6 +27,8 @@ pub struct TestClient {
     pub accepted_upto: u64,
     pub rejected: Vec<Rejected>,
     pub errors: Vec<ErrorFrame>,
+    /// `Drain` frames: when the proxy asked this client to come back.
+    pub drains: Vec<Drain>,
     pub close_code: Option<u16>,
     next_client_seq: u64,
     acked: u64,
@@ -45,6 +47,7 @@ impl TestClient {
             accepted_upto: 0,
             rejected: Vec::new(),
             errors: Vec::new(),
+            drains: Vec::new(),
             close_code: None,
             next_client_seq: 1,
             acked: 0,
@@ -185,6 +188,7 @@ impl TestClient {
             ServerFrame::Accepted { upto } => self.accepted_upto = self.accepted_upto.max(upto),
             ServerFrame::Rejected(r) => self.rejected.push(r),
             ServerFrame::Error(e) => self.errors.push(e),
+            ServerFrame::Drain(d) => self.drains.push(d),
             ServerFrame::Welcome(_) | ServerFrame::Pong(_) => {}
         }
         self.delivered.extend(out);

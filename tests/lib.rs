@@ -5,6 +5,7 @@
 pub mod client;
 pub mod proxy;
 pub mod relay;
+pub mod session_client;
 
 pub use client::TestClient;
 pub use proxy::Proxy;

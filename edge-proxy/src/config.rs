@@ -111,8 +111,12 @@ pub struct Config {
     pub allowed_origins: Vec<String>,
     /// Shared-secret tokens; when none are set, every client has the control role.
     pub tokens: Vec<TokenConfig>,
-    /// Most new connections accepted per second (excess get HTTP 503 with Retry-After).
+    /// Most new connections accepted per second; the excess get a `Drain`
+    /// frame saying when to come back.
     pub max_handshakes_per_sec: u32,
+    /// On a graceful shutdown, clients are told to come back after this long
+    /// (plus a spread that keeps them under `max_handshakes_per_sec`).
+    pub drain_retry_after_ms: u64,
     /// TX watchdog: unkey when the keying client has not repeated PTT-on for this long.
     pub tx_keepalive_ms: u64,
     /// TX watchdog: unkey after this long on the air, whatever the client does.
@@ -158,6 +162,7 @@ impl Default for Config {
             allowed_origins: Vec::new(),
             tokens: Vec::new(),
             max_handshakes_per_sec: 500,
+            drain_retry_after_ms: 1_000,
             tx_keepalive_ms: 3_000,
             tx_max_ms: 180_000,
             radio_backend: RadioBackend::Kenwood,

@@ -107,10 +107,14 @@ async fn run(config: Config, port_file: Option<std::path::PathBuf>) -> Result<()
 
     let app =
         server::router(state.clone()).into_make_service_with_connect_info::<std::net::SocketAddr>();
+    let signal_state = state.clone();
     let signal = async move {
         shutdown_signal().await;
-        tracing::info!("shutdown requested: closing sessions");
-        shutdown_tx.send_replace(true);
+        tracing::info!(
+            sessions = signal_state.registry.live_connections(),
+            "shutdown requested: telling sessions when to come back, then closing them"
+        );
+        signal_state.begin_shutdown(&shutdown_tx);
     };
     // Small frames must leave at once: Nagle's algorithm would hold them
     // back for the peer's delayed ACK (tens of milliseconds).

@@ -86,6 +86,16 @@ pub fn admit(publish: &Publish, role: Role, now_wall_ms: u64) -> Result<(), Reje
     Ok(())
 }
 
+/// How widely to spread the return of `clients` (plus one) so that, each
+/// picking a uniform moment in the window, they arrive at about two thirds of
+/// the `per_sec` handshake budget: random arrivals bunch, and the margin
+/// keeps the busiest second under the bound. Never under a second.
+pub fn drain_spread_ms(clients: u64, per_sec: u32) -> u64 {
+    ((clients + 1) * 1_500)
+        .div_ceil(u64::from(per_sec.max(1)))
+        .max(1_000)
+}
+
 /// A token bucket: `rate` tokens a second, holding at most `rate`.
 #[derive(Debug, Clone)]
 pub struct RateBucket {
@@ -294,5 +304,20 @@ mod tests {
         assert_eq!(b.take(0), Err(100));
         assert_eq!(b.take(100), Ok(()));
         assert!(b.take(100).is_err());
+    }
+
+    #[test]
+    fn the_drain_window_keeps_the_crowd_under_the_budget() {
+        assert_eq!(drain_spread_ms(0, 500), 1_000, "never under a second");
+        assert_eq!(drain_spread_ms(999, 500), 3_000);
+        // On average, the crowd returns at two thirds of the budget.
+        for (crowd, budget) in [(1_000u64, 400u32), (10_000, 500), (50, 10)] {
+            let window_s = drain_spread_ms(crowd, budget) as f64 / 1_000.0;
+            let rate = (crowd + 1) as f64 / window_s;
+            assert!(
+                rate <= f64::from(budget) * 0.67,
+                "{crowd} over {window_s} s"
+            );
+        }
     }
 }

@@ -14,7 +14,7 @@ use axum::routing::get;
 use axum::{Json, Router};
 use metrics_exporter_prometheus::PrometheusHandle;
 use serde_json::json;
-use shared_protocol::frame::ErrorCode;
+use shared_protocol::frame::{Drain, DrainReason, ErrorCode};
 use shared_protocol::Millis;
 use tokio::sync::watch;
 
@@ -62,6 +62,7 @@ pub struct AppState {
     /// The hardware links' status, once they run.
     pub links: std::sync::OnceLock<crate::bridge::Links>,
     handshakes: Mutex<RateBucket>,
+    crowd_at_shutdown: std::sync::atomic::AtomicU64,
 }
 
 impl AppState {
@@ -93,7 +94,32 @@ impl AppState {
             shutdown,
             prometheus,
             handshakes,
+            crowd_at_shutdown: Default::default(),
         }
+    }
+
+    /// A `Drain` for everyone connected now: come back after
+    /// `drain_retry_after_ms` (at least `wait_ms`), spread so that the crowd
+    /// returns under the handshake budget.
+    pub fn drain(&self, reason: DrainReason, wait_ms: u64) -> Drain {
+        // Sessions close one by one during a shutdown: size the window by
+        // the crowd as it was when the shutdown began, not what is left.
+        let crowd = self
+            .registry
+            .live_connections()
+            .max(self.crowd_at_shutdown.load(Ordering::Relaxed));
+        Drain {
+            retry_after_ms: self.config.drain_retry_after_ms.max(wait_ms),
+            jitter_ms: crate::policy::drain_spread_ms(crowd, self.config.max_handshakes_per_sec),
+            reason,
+        }
+    }
+
+    /// Begins a graceful shutdown: every session sends its `Drain` and closes.
+    pub fn begin_shutdown(&self, shutdown: &watch::Sender<bool>) {
+        self.crowd_at_shutdown
+            .store(self.registry.live_connections(), Ordering::Relaxed);
+        shutdown.send_replace(true);
     }
 
     pub fn totals(&self) -> &Totals {
@@ -150,12 +176,17 @@ async fn ws_upgrade(
         .lock()
         .map(|mut b| b.take(state.clock.now()))
         .unwrap_or(Ok(()));
+    let limit = state.config.max_frame_bytes as usize;
     if let Err(wait_ms) = admitted {
         metrics::counter!("proxy_handshakes_refused_total").increment(1);
-        // A client told to wait spreads itself over the next second or two.
-        return retry_later(wait_ms.div_ceil(1_000).max(1), "too many new connections");
+        // A retry hint instead of work. Over WebSocket, not HTTP 503: a
+        // browser cannot read the status or Retry-After of a failed upgrade.
+        let drain = state.drain(DrainReason::Overload, wait_ms);
+        return upgrade
+            .read_buffer_size(1024)
+            .write_buffer_size(1024)
+            .on_upgrade(move |socket| crate::session::turn_away(socket, drain));
     }
-    let limit = state.config.max_frame_bytes as usize;
     upgrade
         // Over our own limit we still read the frame, so we can answer with
         // a TooLarge error frame; far over it the socket is dropped.

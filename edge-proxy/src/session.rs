@@ -16,8 +16,8 @@ use futures_util::future::BoxFuture;
 use futures_util::stream::{FuturesOrdered, SplitSink, SplitStream};
 use futures_util::{FutureExt, SinkExt, StreamExt};
 use shared_protocol::frame::{
-    ClientFrame, DecodeError, Delivery, ErrorCode, ErrorFrame, Gap, GapReason, Hello, Limits, Ping,
-    Publish, RejectReason, Rejected, ServerFrame, Snapshot, Welcome,
+    ClientFrame, DecodeError, Delivery, Drain, DrainReason, ErrorCode, ErrorFrame, Gap, GapReason,
+    Hello, Limits, Ping, Publish, RejectReason, Rejected, ServerFrame, Snapshot, Welcome,
 };
 use shared_protocol::heartbeat::{Heartbeat, HeartbeatAction, HeartbeatConfig};
 use shared_protocol::Millis;
@@ -158,6 +158,20 @@ fn close_code(code: ErrorCode) -> u16 {
     }
 }
 
+/// Over the handshake budget: no session, just a `Drain` saying when to come
+/// back, and close code 1013 (try again later).
+pub async fn turn_away(socket: WebSocket, drain: Drain) {
+    let (mut sink, _stream) = socket.split();
+    let _ = sink.feed(encode(&ServerFrame::Drain(drain))).await;
+    let _ = sink
+        .feed(Message::Close(Some(CloseFrame {
+            code: 1013,
+            reason: "too many new connections; come back as the Drain frame says".into(),
+        })))
+        .await;
+    let _ = timeout(Duration::from_secs(2), sink.flush()).await;
+}
+
 /// Sends an `Error` frame and a close frame with the matching code.
 async fn close(sink: &mut Sink, code: ErrorCode, message: &str) {
     let frame = ServerFrame::Error(ErrorFrame {
@@ -219,6 +233,12 @@ impl Session {
             Err(e) => Err((ErrorCode::Unavailable, e)),
         };
         if let Err((code, message)) = ended {
+            if code == ErrorCode::ShuttingDown {
+                // Tell the client when to come back, spread so the whole
+                // crowd returns under the admission bound.
+                let drain = self.state.drain(DrainReason::Shutdown, 0);
+                let _ = sink.feed(encode(&ServerFrame::Drain(drain))).await;
+            }
             close(&mut sink, code, &message).await;
         }
         let now = self.state.clock.now();

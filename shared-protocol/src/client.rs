@@ -264,6 +264,9 @@ pub struct ClientSession {
     terminal: Option<ErrorCode>,
     next_socket: u32,
     backoff: Backoff,
+    /// The proxy's `Drain`: come back after this long instead of backing off.
+    drain_delay_ms: Option<u64>,
+    rng: fastrand::Rng,
     heartbeat: Heartbeat,
     quality: QualityTracker,
     receiver: Receiver,
@@ -308,6 +311,8 @@ impl ClientSession {
         );
         ClientSession {
             backoff: Backoff::new(config.backoff, seed),
+            drain_delay_ms: None,
+            rng: fastrand::Rng::with_seed(seed ^ 0x9e37_79b9_7f4a_7c15),
             heartbeat: Heartbeat::new(config.heartbeat, now),
             quality: QualityTracker::new(config.quality, now),
             receiver: Receiver::new(resume, config.max_pending),
@@ -715,6 +720,21 @@ impl ClientSession {
             );
             return;
         }
+        if let Some(delay_ms) = self.drain_delay_ms.take() {
+            // The proxy chose when: its spread keeps the return under its
+            // admission bound. Not a failure, so no backoff attempt is used.
+            self.phase = Phase::Waiting(now + delay_ms);
+            self.record(
+                now,
+                "reconnecting",
+                format!("in {delay_ms} ms, as the proxy asked ({why})"),
+            );
+            self.set_state(
+                LinkState::Reconnecting,
+                format!("the proxy asked to come back in {delay_ms} ms ({why})"),
+            );
+            return;
+        }
         match self.backoff.next_retry() {
             Retry::After { delay_ms, attempt } => {
                 self.phase = Phase::Waiting(now + delay_ms);
@@ -820,6 +840,20 @@ impl ClientSession {
                     let q = self.quality.report(now);
                     self.notify(Notice::Quality(q));
                 }
+            }
+            ServerFrame::Drain(d) => {
+                let share = if d.jitter_ms == 0 {
+                    0
+                } else {
+                    self.rng.u64(0..=d.jitter_ms)
+                };
+                let delay = d.retry_after_ms.saturating_add(share);
+                self.drain_delay_ms = Some(delay);
+                self.record(
+                    now,
+                    "drain",
+                    format!("{:?}: come back in {delay} ms", d.reason),
+                );
             }
             ServerFrame::Error(e) => {
                 self.last_error = Some(e.code);

@@ -165,6 +165,12 @@ pub fn encode_server(frame: &ServerFrame) -> Vec<u8> {
             w.field_str("code", error_code_name(x.code));
             w.field_str("message", &x.message);
         }
+        ServerFrame::Drain(x) => {
+            w.variant("Drain", 3);
+            w.field_uint("retry_after_ms", x.retry_after_ms);
+            w.field_uint("jitter_ms", x.jitter_ms);
+            w.field_str("reason", drain_reason_name(x.reason));
+        }
     }
     w.0
 }
@@ -186,6 +192,7 @@ macro_rules! names {
 }
 
 names!(delivery_name, delivery_from, Delivery, { Reliable => "reliable", Volatile => "volatile" });
+names!(drain_reason_name, drain_reason_from, DrainReason, { Shutdown => "shutdown", Overload => "overload" });
 names!(gap_reason_name, gap_reason_from, GapReason, {
     Retention => "retention", EpochChanged => "epoch_changed", TooFarBehind => "too_far_behind", Coalesced => "coalesced",
 });
@@ -404,6 +411,7 @@ pub(crate) fn decode_client(r: &mut R<'_>) -> Result<ClientFrame, DecodeError> {
 pub(crate) fn decode_server(r: &mut R<'_>) -> Result<ServerFrame, DecodeError> {
     let known = [
         "Welcome", "Event", "Snapshot", "Gap", "Accepted", "Rejected", "Ping", "Pong", "Error",
+        "Drain",
     ];
     let (name, fields) = r.variant(&known, "server")?;
     Ok(match name {
@@ -542,6 +550,22 @@ pub(crate) fn decode_server(r: &mut R<'_>) -> Result<ServerFrame, DecodeError> {
             ServerFrame::Error(ErrorFrame {
                 code: need(code, "code")?,
                 message: need(message, "message")?,
+            })
+        }
+        "Drain" => {
+            let (mut retry_after_ms, mut jitter_ms, mut reason) = (None, None, None);
+            for _ in 0..fields {
+                match r.str("field")? {
+                    "retry_after_ms" => retry_after_ms = Some(r.uint("retry_after_ms")?),
+                    "jitter_ms" => jitter_ms = Some(r.uint("jitter_ms")?),
+                    "reason" => reason = Some(drain_reason_from(r.str("reason")?)?),
+                    _ => r.skip()?,
+                }
+            }
+            ServerFrame::Drain(Drain {
+                retry_after_ms: need(retry_after_ms, "retry_after_ms")?,
+                jitter_ms: need(jitter_ms, "jitter_ms")?,
+                reason: need(reason, "reason")?,
             })
         }
         other => {

@@ -114,6 +114,28 @@ pub enum ServerFrame {
     Pong(Ping),
     /// Sent just before the proxy closes the connection.
     Error(ErrorFrame),
+    /// Come back later, not at once: sent before the proxy closes for a
+    /// restart, or instead of a session when it is over its handshake
+    /// budget. The client waits `retry_after_ms` plus a uniformly random
+    /// share of `jitter_ms` instead of its own backoff, so a restart of a
+    /// proxy with a thousand dashboards does not become a reconnect storm.
+    Drain(Drain),
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Drain {
+    pub retry_after_ms: u64,
+    pub jitter_ms: u64,
+    pub reason: DrainReason,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum DrainReason {
+    /// The proxy is stopping or restarting.
+    Shutdown,
+    /// Too many handshakes this second (admission control).
+    Overload,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

@@ -21,8 +21,12 @@ struct Harness {
 
 impl Harness {
     fn new(config: ClientConfig, restored: Persisted) -> Self {
+        Self::with_seed(config, restored, 7)
+    }
+
+    fn with_seed(config: ClientConfig, restored: Persisted, seed: u64) -> Self {
         Harness {
-            session: ClientSession::new(config, restored, 0, 1_700_000_000_000, 7),
+            session: ClientSession::new(config, restored, 0, 1_700_000_000_000, seed),
             now: 0,
             socket: None,
             sent: Vec::new(),
@@ -435,6 +439,51 @@ fn replaced_and_unauthorized_stop_reconnecting() {
     });
     assert_eq!(h.session.state(), LinkState::Failed);
     assert_eq!(h.session.poll_timeout(), None);
+}
+
+#[test]
+fn a_drain_replaces_the_backoff_with_the_proxys_spread() {
+    // Many clients with different seeds: each waits retry_after plus its own
+    // share of the jitter, so together they spread over the whole window.
+    let mut delays = Vec::new();
+    for seed in 0..200 {
+        let restored = Persisted {
+            client_id: format!("dash-{seed}"),
+            ..Default::default()
+        };
+        let mut h = Harness::with_seed(ClientConfig::default(), restored, seed);
+        h.input(Input::Connect);
+        h.open_and_welcome(9, 0);
+        h.server(ServerFrame::Drain(Drain {
+            retry_after_ms: 1_000,
+            jitter_ms: 4_000,
+            reason: DrainReason::Shutdown,
+        }));
+        let socket = h.socket.unwrap();
+        h.input(Input::SocketClosed {
+            socket,
+            code: 1012,
+            reason: String::new(),
+        });
+        assert_eq!(h.session.state(), LinkState::Reconnecting);
+        let at = h.session.poll_timeout().expect("a retry is planned");
+        assert!((1_000..=5_000).contains(&at), "retry at {at}");
+        h.advance_to(at);
+        assert_eq!(h.opened.len(), 2, "reconnects at the chosen time");
+        h.open_and_welcome(9, 0);
+        assert_eq!(
+            h.session.metrics(at).attempt,
+            0,
+            "a drain uses no backoff attempt"
+        );
+        delays.push(at);
+    }
+    delays.sort_unstable();
+    let (low, high) = (delays[20], delays[180]);
+    assert!(
+        low < 1_800 && high > 4_200,
+        "spread over the window: 10th {low}, 90th {high}"
+    );
 }
 
 #[test]

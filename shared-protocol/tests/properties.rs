@@ -153,6 +153,18 @@ fn server_frame() -> impl Strategy<Value = ServerFrame> {
             ".{0,30}"
         )
             .prop_map(|(code, message)| ServerFrame::Error(ErrorFrame { code, message })),
+        (
+            any::<u64>(),
+            any::<u64>(),
+            prop_oneof![Just(DrainReason::Shutdown), Just(DrainReason::Overload)]
+        )
+            .prop_map(
+                |(retry_after_ms, jitter_ms, reason)| ServerFrame::Drain(Drain {
+                    retry_after_ms,
+                    jitter_ms,
+                    reason
+                })
+            ),
     ]
 }
 
