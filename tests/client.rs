@@ -30,6 +30,9 @@ pub struct TestClient {
     /// `Drain` frames: when the proxy asked this client to come back.
     pub drains: Vec<Drain>,
     pub close_code: Option<u16>,
+    /// Ack as an application would (every 32 events, and when idle). Off:
+    /// only `ack_upto` acks, to watch the proxy's flow control.
+    pub auto_ack: bool,
     next_client_seq: u64,
     acked: u64,
 }
@@ -49,6 +52,7 @@ impl TestClient {
             errors: Vec::new(),
             drains: Vec::new(),
             close_code: None,
+            auto_ack: true,
             next_client_seq: 1,
             acked: 0,
         }
@@ -198,8 +202,17 @@ impl TestClient {
         Ok(())
     }
 
+    /// Acks what the application has, if `auto_ack` is on.
     pub async fn ack(&mut self) -> Result<()> {
-        let upto = self.receiver.last_seq();
+        if self.auto_ack {
+            self.ack_upto(self.receiver.last_seq()).await?;
+        }
+        Ok(())
+    }
+
+    /// Acks up to `upto` (at most what the application has).
+    pub async fn ack_upto(&mut self, upto: u64) -> Result<()> {
+        let upto = upto.min(self.receiver.last_seq());
         if upto > self.acked && self.ws.is_some() {
             self.acked = upto;
             self.send(&ClientFrame::Ack { upto }).await?;

@@ -100,6 +100,9 @@ pub struct Config {
     pub max_publish_per_sec: u32,
     /// A client further behind than this gets a Gap and a Snapshot.
     pub max_behind: u32,
+    /// Events per replay page: a client gets the next page only when it has
+    /// acknowledged the one before (at most two pages unacknowledged).
+    pub replay_page: u32,
     /// A client this far behind is "hot": superseded volatile events are
     /// coalesced for it.
     pub cool_above_lag: u32,
@@ -156,6 +159,7 @@ impl Default for Config {
             max_frame_bytes: shared_protocol::MAX_FRAME_BYTES as u32,
             max_publish_per_sec: 50,
             max_behind: 1_000,
+            replay_page: 256,
             cool_above_lag: 256,
             retention_ms: 5 * 60_000,
             max_events: 100_000,
@@ -232,6 +236,7 @@ impl Config {
             "max_frame_bytes must be at least 256"
         );
         anyhow::ensure!(self.max_behind > 0, "max_behind must be positive");
+        anyhow::ensure!(self.replay_page > 0, "replay_page must be positive");
         anyhow::ensure!(
             self.meter != MeterSource::Lp100 || self.meter_port.is_some() || self.demo,
             "meter = \"lp100\" needs meter_port (the LP-100A's serial port)"

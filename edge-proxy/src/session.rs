@@ -31,8 +31,6 @@ use crate::server::AppState;
 
 /// A client must say `Hello` within this long of connecting.
 const HELLO_TIMEOUT: Duration = Duration::from_secs(10);
-/// Events read from the log per batch (one socket flush per batch).
-const BATCH: usize = 256;
 /// Publishes in flight per session before the session stops reading.
 const MAX_PENDING_PUBLISHES: usize = 256;
 
@@ -335,7 +333,11 @@ impl Session {
         // A reliable publish over the rate waits here (and the session stops
         // reading) instead of being refused: backpressure, not loss.
         let mut throttled: Option<(Publish, tokio::time::Instant)> = None;
-        let window = u64::from(self.state.config.max_behind);
+        // At most two pages unacknowledged: the next page goes out only once
+        // the client has acknowledged the one before, so a client far
+        // behind is replayed at the pace it confirms, in bounded memory.
+        let page = u64::from(self.state.config.replay_page.max(1));
+        let window = u64::from(self.state.config.max_behind).min(2 * page);
         let max = self.state.config.max_frame_bytes as usize;
         loop {
             let head = self.state.log.head();
@@ -568,10 +570,14 @@ impl Session {
             self.acked = self.acked.max(from.saturating_sub(1));
             progress.cooled = true;
         } else {
+            let page = self.state.config.replay_page.max(1) as usize;
+            let in_flight = self.cursor.saturating_sub(1 + self.acked) as usize;
+            let window = (self.state.config.max_behind as usize).min(2 * page);
+            let room = page.min(window.saturating_sub(in_flight)).max(1);
             let events = self
                 .state
                 .log
-                .read(self.cursor, BATCH)
+                .read(self.cursor, room)
                 .map_err(|e| (ErrorCode::Unavailable, e.to_string()))?;
             if let Some(first) = events.first() {
                 if first.seq > self.cursor {

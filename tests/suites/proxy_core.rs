@@ -791,3 +791,51 @@ async fn the_tx_watchdog_unkeys_a_silent_or_vanished_keyer() {
         .unwrap());
     assert_eq!(unkeys(&watcher)[1], "session_ended");
 }
+
+#[tokio::test]
+async fn a_client_far_behind_is_replayed_in_pages_it_acknowledges() {
+    let proxy = Proxy::start(
+        "max_behind = 100000\nreplay_page = 100\nmax_publish_per_sec = 100000\n",
+    );
+    // A brand-new session: welcomed, never received an event.
+    let mut late = TestClient::new("late");
+    late.connect(&proxy.ws_url()).await.unwrap();
+    assert_eq!(late.receiver.last_seq(), 0);
+    late.cut();
+    let mut publisher = TestClient::new("publisher");
+    publisher.connect(&proxy.ws_url()).await.unwrap();
+    for n in 1..=3_000 {
+        publisher
+            .publish("note", numbered(n), Delivery::Reliable, None)
+            .await
+            .unwrap();
+    }
+    assert!(publisher
+        .pump_until(SECS, |c| c.accepted_upto >= 3_000)
+        .await
+        .unwrap());
+
+    // It resumes from last_seq = 0 and, acking nothing, gets two pages.
+    late.auto_ack = false;
+    let welcome = late.connect(&proxy.ws_url()).await.unwrap();
+    assert!(welcome.resumed, "a replay from 1, not a snapshot");
+    late.pump_until(Duration::from_millis(800), |c| c.wire_seqs.len() > 200)
+        .await
+        .unwrap();
+    assert_eq!(
+        late.wire_seqs,
+        (1..=200).collect::<Vec<u64>>(),
+        "two pages unacknowledged, no more"
+    );
+    // Acknowledging the first page releases exactly one more.
+    late.ack_upto(100).await.unwrap();
+    late.pump_until(Duration::from_millis(800), |c| c.wire_seqs.len() > 300)
+        .await
+        .unwrap();
+    assert_eq!(late.wire_seqs.len(), 300);
+    // Acking as it goes, it catches up: every event once, in order, no gap.
+    late.auto_ack = true;
+    assert!(late.pump_to(3_000, SECS).await.unwrap());
+    assert_eq!(numbers(&late), (1..=3_000).collect::<Vec<_>>());
+    assert!(late.gaps().is_empty());
+}
