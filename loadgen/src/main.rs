@@ -6,6 +6,7 @@
 //! command gives a reproducible figure; results print as a table and,
 //! with `--json FILE`, as JSON.
 
+mod catchup;
 mod proc_stats;
 mod txdrop;
 mod wire;
@@ -71,6 +72,19 @@ enum Scenario {
         /// How long the proxy stays down.
         #[arg(long, default_value_t = 1_000)]
         down_ms: u64,
+    },
+    /// One client comes back far behind while live clients stream: its paged
+    /// replay, the proxy's RSS growth, the live clients' p99 before and during.
+    CatchUp {
+        #[arg(long, default_value_t = 50_000)]
+        backlog: u64,
+        #[arg(long, default_value_t = 20)]
+        live: usize,
+        /// Live events per second.
+        #[arg(long, default_value_t = 200)]
+        rate: u64,
+        #[arg(long, default_value_t = 6)]
+        seconds: u64,
     },
     /// A simulated radio on a pty: time from a TX drop mid-frame to the
     /// dashboard hearing the radio link is back (median of the runs).
@@ -220,6 +234,10 @@ async fn run_throughput(
     seconds: u64,
     payload: usize,
 ) -> Result<RunResult> {
+    // Each run has its own client ids (a reused publisher id would have its
+    // client_seqs taken for resends and deduplicated).
+    static RUNS: AtomicU64 = AtomicU64::new(0);
+    let run = RUNS.fetch_add(1, Ordering::Relaxed);
     let stop = Arc::new(AtomicBool::new(false));
     let delivered = Arc::new(AtomicU64::new(0));
     let latency = Arc::new(Mutex::new(Histogram::<u64>::new_with_bounds(
@@ -227,7 +245,7 @@ async fn run_throughput(
     )?));
     let mut tasks = Vec::new();
     for i in 0..clients {
-        let mut sub = Subscriber::connect(&proxy.url(), &format!("sub-{i}")).await?;
+        let mut sub = Subscriber::connect(&proxy.url(), &format!("sub-{run}-{i}")).await?;
         let (stop, delivered, latency) = (stop.clone(), delivered.clone(), latency.clone());
         tasks.push(tokio::spawn(async move {
             sub.run(stop, delivered, latency).await
@@ -238,7 +256,7 @@ async fn run_throughput(
     for i in 0..slow {
         slow_sockets.push(Subscriber::connect(&proxy.url(), &format!("slow-{i}")).await?);
     }
-    let mut publisher = Publisher::connect(&proxy.url(), "publisher").await?;
+    let mut publisher = Publisher::connect(&proxy.url(), &format!("publisher-{run}")).await?;
     let before = proxy.stats();
     let started = Instant::now();
     let bar = progress(
@@ -362,6 +380,73 @@ async fn main() -> Result<()> {
                 row["commit_p99_ms"] = json!(commit_p99);
                 results.push(row);
             }
+        }
+        Scenario::CatchUp {
+            backlog,
+            live,
+            rate,
+            seconds,
+        } => {
+            let config = format!(
+                "{BENCH_CONFIG}max_behind = {}\nmax_events = {}\nretention_ms = 3600000\n",
+                backlog * 2,
+                backlog * 4
+            );
+            let proxy = Proxy::start(&cli.proxy_bin, &config)?;
+            let epoch = catchup::register(&proxy.url()).await?;
+            let mut filler = Publisher::connect(&proxy.url(), "filler").await?;
+            let bar = progress("writing the backlog", backlog / 1_000);
+            let mut written = 0;
+            while written < backlog {
+                let n = 500.min(backlog - written);
+                filler.publish_batch(n as usize, 64).await?;
+                written += n;
+                filler.wait_accepted(written.saturating_sub(4_096)).await?;
+                bar.set_position(written / 1_000);
+            }
+            filler.wait_accepted(backlog).await?;
+            bar.finish_and_clear();
+            println!("catch-up: {backlog} events behind, {live} live clients at {rate} events/s, {seconds} s per phase, {cores} cores");
+            let quiet = run_throughput(&proxy, live, 0, rate, seconds, 64).await?;
+            let rss_before = proxy.stats().rss_kib;
+            // The late client and the second live phase, at the same time;
+            // the proxy's RSS sampled throughout.
+            let url = proxy.url();
+            let late = tokio::spawn(async move {
+                // Midway through the live phase.
+                tokio::time::sleep(Duration::from_millis(seconds * 500)).await;
+                catchup::catch_up(&url, epoch, backlog).await
+            });
+            let pid = proxy.child.id();
+            let sampling = Arc::new(AtomicBool::new(true));
+            let peak = Arc::new(AtomicU64::new(0));
+            let (s, p) = (sampling.clone(), peak.clone());
+            let sampler = tokio::spawn(async move {
+                while s.load(Ordering::Relaxed) {
+                    p.fetch_max(ProcStats::of(pid).rss_kib, Ordering::Relaxed);
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                }
+            });
+            let busy = run_throughput(&proxy, live, 0, rate, seconds, 64).await?;
+            let took = late.await??;
+            sampling.store(false, Ordering::Relaxed);
+            sampler.await?;
+            let growth_mib =
+                peak.load(Ordering::Relaxed).saturating_sub(rss_before) as f64 / 1024.0;
+            let (p99_quiet, p99_busy) = (
+                ms(quiet.latency.value_at_quantile(0.99)),
+                ms(busy.latency.value_at_quantile(0.99)),
+            );
+            let (max_quiet, max_busy) = (ms(quiet.latency.max()), ms(busy.latency.max()));
+            println!("  live p99: {p99_quiet:.2} ms before, {p99_busy:.2} ms during the catch-up ({:.2}x); max {max_quiet:.2} ms before, {max_busy:.2} ms during", p99_busy / p99_quiet.max(0.001));
+            println!(
+                "  the late client caught up {backlog} events in {:.2} s ({:.0} events/s), every one once and in order",
+                took.as_secs_f64(),
+                backlog as f64 / took.as_secs_f64()
+            );
+            println!("  proxy RSS: {:.1} MiB before, peak growth {growth_mib:.1} MiB during (the backlog is {:.1} MiB on the wire)", rss_before as f64 / 1024.0, backlog as f64 * 110.0 / 1_048_576.0);
+            results.push(json!({"backlog": backlog, "live": live, "rate": rate, "p99_before_ms": p99_quiet, "p99_during_ms": p99_busy, "max_before_ms": max_quiet, "max_during_ms": max_busy,
+                "catch_up_seconds": took.as_secs_f64(), "rss_before_mib": rss_before as f64 / 1024.0, "rss_growth_mib": growth_mib}));
         }
         Scenario::TxDrop { runs } => {
             let sim = station_sim::pty::PtyRadio::start(station_sim::kenwood::Radio::default())?;

@@ -794,9 +794,8 @@ async fn the_tx_watchdog_unkeys_a_silent_or_vanished_keyer() {
 
 #[tokio::test]
 async fn a_client_far_behind_is_replayed_in_pages_it_acknowledges() {
-    let proxy = Proxy::start(
-        "max_behind = 100000\nreplay_page = 100\nmax_publish_per_sec = 100000\n",
-    );
+    let proxy =
+        Proxy::start("max_behind = 100000\nreplay_page = 100\nmax_publish_per_sec = 100000\n");
     // A brand-new session: welcomed, never received an event.
     let mut late = TestClient::new("late");
     late.connect(&proxy.ws_url()).await.unwrap();
