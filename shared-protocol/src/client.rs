@@ -357,6 +357,11 @@ impl ClientSession {
         self.outbox.pending()
     }
 
+    /// The proxy's epoch, once welcomed (or restored).
+    pub fn epoch(&self) -> Option<u64> {
+        self.receiver.epoch()
+    }
+
     pub fn persisted(&self) -> Persisted {
         Persisted {
             client_id: self.client_id.clone(),

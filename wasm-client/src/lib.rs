@@ -12,11 +12,13 @@
 //! | [`storage`] | localStorage, used defensively |
 //! | [`console`] | the devtools console API |
 //! | [`codec`] | the frame codec for JavaScript tools and tests |
+//! | `tabs` | one connection for all tabs: leader election, relay, handover |
 
 pub mod codec;
 pub mod console;
 pub mod link;
 pub mod options;
 pub mod storage;
+mod tabs;
 
 pub use link::Link;

@@ -19,6 +19,7 @@ use web_sys::{BinaryType, CloseEvent, MessageEvent, WebSocket};
 
 use crate::options::LinkOptions;
 use crate::storage::Store;
+use crate::tabs::{get, message, Role, Tabs};
 
 /// Lines kept for `exportLogs()`.
 const LOG_LINES: usize = 500;
@@ -87,6 +88,61 @@ pub(crate) struct Inner {
     wall_offset: u64,
     weak: Weak<RefCell<Inner>>,
     _page_hooks: Vec<Closure<dyn FnMut()>>,
+    /// Tab sharing (`shareTabs`), where the browser supports it.
+    tabs: Option<Tabs>,
+    /// Items delivered in this pump, for the leader to relay.
+    relay: Vec<Delivered>,
+    /// The application wants the link connected (applied on promotion).
+    want_connect: bool,
+}
+
+impl Inner {
+    fn role(&self) -> Role {
+        self.tabs.as_ref().map_or(Role::Leader, |t| t.role)
+    }
+}
+
+/// Emits that followers also get (the leader relays them).
+const RELAYED: &[&str] = &[
+    "state",
+    "reconnected",
+    "maxAttemptsReached",
+    "latency",
+    "quality",
+    "rejected",
+];
+
+/// Calls the listeners for each emit, with no borrow held.
+fn emit_all(listeners: &HashMap<String, Vec<Function>>, emits: Vec<(&str, JsValue)>) {
+    for (name, value) in emits {
+        if let Some(fns) = listeners.get(name) {
+            for f in fns {
+                if let Err(e) = f.call1(&JsValue::NULL, &value) {
+                    web_sys::console::error_2(
+                        &format!("station-link: a '{name}' listener threw").into(),
+                        &e,
+                    );
+                }
+            }
+        }
+    }
+}
+
+/// An event, gap or snapshot as its JS listener gets it.
+fn delivered_to_js(d: Delivered, emits: &mut Vec<(&'static str, JsValue)>) {
+    match d {
+        Delivered::Event(e) => emits.push((
+            "event",
+            obj(&[
+                ("seq", (e.seq as f64).into()),
+                ("kind", e.kind.as_str().into()),
+                ("tsMs", (e.ts_ms as f64).into()),
+                ("payload", to_js(&e.payload)),
+            ]),
+        )),
+        Delivered::Gap(g) => emits.push(("gap", to_js(&g))),
+        Delivered::Snapshot(s) => emits.push(("snapshot", to_js(&s))),
+    }
 }
 
 /// A resilient link to the edge proxy.
@@ -145,19 +201,13 @@ fn perform(inner: &mut Inner, out: Output, emits: &mut Vec<(&'static str, JsValu
                 let _ = s.ws.send_with_u8_array(&bytes);
             }
         }
-        Output::Deliver(d) => match d {
-            Delivered::Event(e) => emits.push((
-                "event",
-                obj(&[
-                    ("seq", (e.seq as f64).into()),
-                    ("kind", e.kind.as_str().into()),
-                    ("tsMs", (e.ts_ms as f64).into()),
-                    ("payload", to_js(&e.payload)),
-                ]),
-            )),
-            Delivered::Gap(g) => emits.push(("gap", to_js(&g))),
-            Delivered::Snapshot(s) => emits.push(("snapshot", to_js(&s))),
-        },
+        Output::Deliver(d) => {
+            if let Some(tabs) = inner.tabs.as_mut() {
+                tabs.folded.observe(&d);
+                inner.relay.push(d.clone());
+            }
+            delivered_to_js(d, emits);
+        }
         Output::PersistCursor { epoch, last_seq } => {
             if let Err(e) = inner.store.save_cursor(epoch, last_seq) {
                 emits.push((
@@ -300,6 +350,28 @@ fn notice_to_js(inner: &mut Inner, notice: Notice, emits: &mut Vec<(&'static str
     }
 }
 
+/// A follower's relayed send as a session input.
+fn publish_input(msg: &JsValue) -> Option<Input> {
+    let kind = get(msg, "kind").as_string()?;
+    let payload = get(msg, "payload");
+    let payload: Payload = if payload.is_undefined() {
+        Payload::Nil
+    } else {
+        serde_wasm_bindgen::from_value(payload).ok()?
+    };
+    let delivery = match get(msg, "delivery").as_string().as_deref() {
+        Some("volatile") => Delivery::Volatile,
+        _ => Delivery::Reliable,
+    };
+    let ttl_ms = get(msg, "ttlMs").as_f64().map(|v| v.max(0.0) as u64);
+    Some(Input::Publish {
+        kind,
+        payload,
+        delivery,
+        ttl_ms,
+    })
+}
+
 fn open_socket(url: &str, id: u32, weak: Weak<RefCell<Inner>>) -> Result<Socket, String> {
     let ws = WebSocket::new(url).map_err(|e| format!("cannot open {url}: {e:?}"))?;
     ws.set_binary_type(BinaryType::Arraybuffer);
@@ -342,9 +414,13 @@ fn open_socket(url: &str, id: u32, weak: Weak<RefCell<Inner>>) -> Result<Socket,
 }
 
 impl Link {
-    /// Feeds one input and carries out everything that follows.
+    /// Feeds one input and carries out everything that follows. A follower
+    /// tab's session stays idle: the leader's carries the link.
     pub(crate) fn feed(rc: &Rc<RefCell<Inner>>, input: Input) {
         if let Ok(mut inner) = rc.try_borrow_mut() {
+            if inner.role() == Role::Follower {
+                return;
+            }
             inner.session.handle_input(input, now_ms());
         } else {
             // Re-entered from inside a perform step: retry on a clean stack.
@@ -372,23 +448,182 @@ impl Link {
                     perform(inner, out, &mut emits);
                 }
                 Link::arm_timer(inner);
+                if let Some(tabs) = inner.tabs.as_mut().filter(|t| t.role == Role::Leader) {
+                    tabs.relay(inner.session.epoch(), &inner.relay);
+                    for (name, value) in emits.iter().filter(|(n, _)| RELAYED.contains(n)) {
+                        if *name == "state" {
+                            tabs.last_state = value.clone();
+                        }
+                        tabs.post(&message(&[
+                            ("t", "emit".into()),
+                            ("name", (*name).into()),
+                            ("value", value.clone()),
+                        ]));
+                    }
+                }
+                inner.relay.clear();
                 inner.listeners.clone()
             };
             if emits.is_empty() {
                 return;
             }
-            for (name, value) in emits {
-                if let Some(fns) = listeners.get(name) {
-                    for f in fns {
-                        if let Err(e) = f.call1(&JsValue::NULL, &value) {
-                            web_sys::console::error_2(
-                                &format!("station-link: a '{name}' listener threw").into(),
-                                &e,
-                            );
-                        }
-                    }
+            emit_all(&listeners, emits);
+        }
+    }
+
+    /// This tab got the leadership lock: it builds its session from where
+    /// it stands (if it followed a leader) and connects.
+    fn become_leader(rc: &Rc<RefCell<Inner>>, release: Function) {
+        let connect = {
+            let Ok(mut inner) = rc.try_borrow_mut() else {
+                // Not re-entrant in practice; give the lock back to be safe.
+                let _ = release.call0(&JsValue::NULL);
+                return;
+            };
+            let inner = &mut *inner;
+            let Some(tabs) = inner.tabs.as_mut() else {
+                return;
+            };
+            tabs.role = Role::Leader;
+            tabs.release = Some(release);
+            if tabs.followed {
+                let (mut persisted, _) = inner.store.load(inner.options.client_id.as_deref());
+                persisted.epoch = tabs.receiver.epoch();
+                persisted.last_seq = tabs.receiver.last_seq();
+                if let Ok(config) = inner.options.client_config() {
+                    let now = now_ms();
+                    let seed = (js_sys::Math::random() * 9_007_199_254_740_991.0) as u64;
+                    inner.session =
+                        ClientSession::new(config, persisted, now, inner.wall_offset, seed);
                 }
             }
+            // Sends the old leader never confirmed go through our outbox.
+            let pending: Vec<JsValue> = tabs.pending.drain(..).map(|(_, m)| m).collect();
+            for msg in pending {
+                if let Some(input) = publish_input(&msg) {
+                    inner.session.handle_input(input, now_ms());
+                }
+            }
+            inner.want_connect
+        };
+        if connect {
+            Link::feed(rc, Input::Connect);
+        } else {
+            Link::pump(rc);
+        }
+    }
+
+    /// A message from another tab of this dashboard.
+    fn on_tab_message(rc: &Rc<RefCell<Inner>>, msg: JsValue) {
+        let kind = get(&msg, "t").as_string().unwrap_or_default();
+        let mut emits: Vec<(&'static str, JsValue)> = Vec::new();
+        let mut feed = None;
+        let listeners = {
+            let Ok(mut inner) = rc.try_borrow_mut() else {
+                // Busy: handle it on a clean stack.
+                let weak = Rc::downgrade(rc);
+                gloo_timers::callback::Timeout::new(0, move || {
+                    if let Some(rc) = weak.upgrade() {
+                        Link::on_tab_message(&rc, msg);
+                    }
+                })
+                .forget();
+                return;
+            };
+            let inner = &mut *inner;
+            let epoch = inner.session.epoch();
+            let Some(tabs) = inner.tabs.as_mut() else {
+                return;
+            };
+            let mine = get(&msg, "to").as_string().as_deref() == Some(tabs.tab_id.as_str());
+            match (tabs.role, kind.as_str()) {
+                (Role::Leader, "join") => {
+                    if let Some(sync) = tabs.sync_for(&get(&msg, "from"), epoch) {
+                        tabs.post(&sync);
+                    }
+                }
+                (Role::Leader, "send") => {
+                    feed = publish_input(&msg);
+                    tabs.post(&message(&[
+                        ("t", "took".into()),
+                        ("to", get(&msg, "from")),
+                        ("id", get(&msg, "id")),
+                    ]));
+                }
+                (Role::Leader, "cmd") => {
+                    feed = match get(&msg, "name").as_string().as_deref() {
+                        Some("forceReconnect") => Some(Input::ForceReconnect),
+                        Some("latency") => Some(Input::LatencyTest),
+                        Some("simulateDisconnect") => Some(Input::SimulateDisconnect {
+                            ms: get(&msg, "ms").as_f64().unwrap_or(0.0).max(0.0) as u64,
+                        }),
+                        _ => None,
+                    };
+                }
+                (Role::Follower, "sync") if mine => {
+                    tabs.synced();
+                    let frames = vec![Uint8Array::new(&get(&msg, "frame")).to_vec()];
+                    let epoch = get(&msg, "epoch").as_f64().unwrap_or(0.0) as u64;
+                    for d in tabs.receive(epoch, &frames) {
+                        delivered_to_js(d, &mut emits);
+                    }
+                    let state = get(&msg, "state");
+                    if !state.is_undefined() {
+                        emits.push(("state", state));
+                    }
+                }
+                (Role::Follower, "frames") => {
+                    let frames: Vec<Vec<u8>> = Array::from(&get(&msg, "frames"))
+                        .iter()
+                        .map(|f| Uint8Array::new(&f).to_vec())
+                        .collect();
+                    let epoch = get(&msg, "epoch").as_f64().unwrap_or(0.0) as u64;
+                    for d in tabs.receive(epoch, &frames) {
+                        delivered_to_js(d, &mut emits);
+                    }
+                }
+                (Role::Follower, "emit") => {
+                    if let Some(name) = RELAYED
+                        .iter()
+                        .find(|n| get(&msg, "name").as_string().as_deref() == Some(**n))
+                    {
+                        let value = get(&msg, "value");
+                        if *name == "latency" {
+                            let rtt = get(&value, "rttMs");
+                            for resolve in inner.latency_waiters.drain(..) {
+                                let _ = resolve.call1(&JsValue::NULL, &rtt);
+                            }
+                        }
+                        emits.push((name, value));
+                    }
+                }
+                (Role::Follower, "took") if mine => {
+                    let id = get(&msg, "id").as_f64();
+                    tabs.pending.retain(|(p, _)| Some(*p) != id);
+                }
+                _ => {}
+            }
+            inner.listeners.clone()
+        };
+        emit_all(&listeners, emits);
+        if let Some(input) = feed {
+            Link::feed(rc, input);
+        }
+    }
+
+    /// Hands a command to the leader tab, if this tab is a follower.
+    fn forward(&self, name: &str, ms: f64) -> bool {
+        let inner = self.inner.borrow();
+        match inner.tabs.as_ref().filter(|t| t.role == Role::Follower) {
+            Some(tabs) => {
+                tabs.post(&message(&[
+                    ("t", "cmd".into()),
+                    ("name", name.into()),
+                    ("ms", ms.into()),
+                ]));
+                true
+            }
+            None => false,
         }
     }
 
@@ -488,10 +723,34 @@ impl Link {
                 wall_offset,
                 weak: weak.clone(),
                 _page_hooks: Vec::new(),
+                tabs: None,
+                relay: Vec::new(),
+                want_connect: options.auto_connect,
             })
         });
         let link = Link { inner };
         Link::install_page_hooks(&link.inner);
+        if options.share_tabs {
+            let (on_message, on_leader) = (Rc::downgrade(&link.inner), Rc::downgrade(&link.inner));
+            let tabs = Tabs::start(
+                &options.storage_prefix,
+                move |msg| {
+                    if let Some(rc) = on_message.upgrade() {
+                        Link::on_tab_message(&rc, msg);
+                    }
+                },
+                move |release| match on_leader.upgrade() {
+                    Some(rc) => Link::become_leader(&rc, release),
+                    None => {
+                        let _ = release.call0(&JsValue::NULL);
+                    }
+                },
+            );
+            if let Some(mut tabs) = tabs {
+                tabs.join();
+                link.inner.borrow_mut().tabs = Some(tabs);
+            }
+        }
         if let Some(name) = &options.console_name {
             crate::console::install(name, link.clone());
         }
@@ -533,11 +792,24 @@ impl Link {
     }
 
     pub fn connect(&self) {
+        self.inner.borrow_mut().want_connect = true;
         Link::feed(&self.inner, Input::Connect);
     }
 
+    /// Closes the link. A leader tab also gives up the leadership, so
+    /// another tab takes the connection over.
     pub fn close(&self) {
+        self.inner.borrow_mut().want_connect = false;
         Link::feed(&self.inner, Input::Close);
+        let release = self
+            .inner
+            .borrow_mut()
+            .tabs
+            .as_mut()
+            .and_then(|t| t.release.take());
+        if let Some(release) = release {
+            let _ = release.call0(&JsValue::NULL);
+        }
     }
 
     /// Publishes an event or command. `options`: `{ delivery: "reliable" |
@@ -567,6 +839,26 @@ impl Link {
         let ttl_ms = get("ttlMs")
             .and_then(|v| v.as_f64())
             .map(|v| v.max(0.0) as u64);
+        if let Some(tabs) = self
+            .inner
+            .borrow_mut()
+            .tabs
+            .as_mut()
+            .filter(|t| t.role == Role::Follower)
+        {
+            let delivery = if delivery == Delivery::Volatile {
+                "volatile"
+            } else {
+                "reliable"
+            };
+            tabs.send(
+                &kind,
+                to_js(&payload),
+                delivery,
+                ttl_ms.map_or(JsValue::UNDEFINED, |v| (v as f64).into()),
+            );
+            return Ok(());
+        }
         Link::feed(
             &self.inner,
             Input::Publish {
@@ -581,12 +873,18 @@ impl Link {
 
     #[wasm_bindgen(js_name = forceReconnect)]
     pub fn force_reconnect(&self) {
+        if self.forward("forceReconnect", 0.0) {
+            return;
+        }
         Link::feed(&self.inner, Input::ForceReconnect);
     }
 
     /// Drops the connection and stays away for `ms` milliseconds.
     #[wasm_bindgen(js_name = simulateDisconnect)]
     pub fn simulate_disconnect(&self, ms: f64) {
+        if self.forward("simulateDisconnect", ms) {
+            return;
+        }
         Link::feed(
             &self.inner,
             Input::SimulateDisconnect {
@@ -601,6 +899,21 @@ impl Link {
     pub fn test_connection(&self) -> js_sys::Promise {
         let inner = self.inner.clone();
         js_sys::Promise::new(&mut |resolve: Function, reject: Function| {
+            if inner.borrow().role() == Role::Follower {
+                // The leader measures; its relayed latency resolves this.
+                inner.borrow_mut().latency_waiters.push(resolve);
+                let reject = reject.clone();
+                gloo_timers::callback::Timeout::new(5_000, move || {
+                    let _ =
+                        reject.call1(&JsValue::NULL, &JsError::new("no pong within 5 s").into());
+                })
+                .forget();
+                Link {
+                    inner: inner.clone(),
+                }
+                .forward("latency", 0.0);
+                return;
+            }
             let connected = inner.borrow().session.state() == LinkState::Connected;
             if !connected {
                 let _ = reject.call1(&JsValue::NULL, &JsError::new("not connected").into());
@@ -631,6 +944,8 @@ impl Link {
             ("clientId", p.client_id.as_str().into()),
             ("lastSeq", (p.last_seq as f64).into()),
             ("outbox", (p.outbox.len() as f64).into()),
+            ("role", inner.role().as_str().into()),
+            ("shared", inner.tabs.is_some().into()),
         ])
     }
 

@@ -30,6 +30,9 @@ pub struct LinkOptions {
     pub console_name: Option<String>,
     /// Connect as soon as the link is constructed.
     pub auto_connect: bool,
+    /// Tabs of the same origin and storage prefix share one connection (a
+    /// leader elected with Web Locks relays through a BroadcastChannel).
+    pub share_tabs: bool,
 }
 
 impl Default for LinkOptions {
@@ -48,6 +51,7 @@ impl Default for LinkOptions {
             connect_timeout_ms: 15_000,
             console_name: Some("stationLink".into()),
             auto_connect: true,
+            share_tabs: true,
         }
     }
 }
