@@ -134,6 +134,11 @@ pub struct Config {
     pub radio_poll_ms: u64,
     /// How often while a transmission keyed through the proxy is on (TX-drop detection).
     pub radio_poll_tx_ms: u64,
+    /// Hardware links (radio, meter): reconnect backoff and attempts
+    /// before a link is `failed`.
+    pub link_backoff_base_ms: u64,
+    pub link_backoff_max_ms: u64,
+    pub link_retries: u32,
     /// Where forward power comes from.
     pub meter: MeterSource,
     /// The LP-100A's serial port (with `meter = "lp100"`).
@@ -174,6 +179,9 @@ impl Default for Config {
             radio_baud: 38_400,
             radio_poll_ms: 500,
             radio_poll_tx_ms: 50,
+            link_backoff_base_ms: 100,
+            link_backoff_max_ms: 10_000,
+            link_retries: 10,
             meter: MeterSource::Radio,
             meter_port: None,
             meter_poll_ms: 1_000,
@@ -244,6 +252,10 @@ impl Config {
         anyhow::ensure!(
             self.radio_poll_ms >= 20 && self.radio_poll_tx_ms >= 20 && self.meter_poll_ms >= 20,
             "radio_poll_ms, radio_poll_tx_ms and meter_poll_ms must be at least 20"
+        );
+        anyhow::ensure!(
+            self.link_backoff_base_ms > 0 && self.link_backoff_max_ms >= self.link_backoff_base_ms,
+            "link_backoff_base_ms must be positive and at most link_backoff_max_ms"
         );
         anyhow::ensure!(
             self.power_zero_threshold_w >= 0.0,

@@ -494,3 +494,56 @@ async fn the_bridge_drives_a_real_rigctld_and_reconnects_on_request() {
     assert_eq!(stats["links"]["radio"]["backend"], "rigctld", "{stats}");
     assert_eq!(stats["power"]["source"], "radio");
 }
+
+#[tokio::test]
+async fn after_max_retries_the_link_fails_and_recovers_when_the_radio_is_plugged_back_in() {
+    let Station {
+        _dir,
+        link,
+        sim,
+        proxy,
+        mut op,
+        ..
+    } = station("radio_poll_ms = 100\nlink_retries = 3\nlink_backoff_base_ms = 50\nlink_backoff_max_ms = 200\n")
+        .await;
+    let link_state = |c: &TestClient| {
+        events_of(c, "link.radio")
+            .last()
+            .and_then(|p| p["state"].as_str().map(str::to_string))
+    };
+    // Unplugged: the line goes dead and udev removes the device's link.
+    sim.faults.unplugged.store(true, Ordering::Relaxed);
+    drop(sim);
+    std::fs::remove_file(&link).unwrap();
+    assert!(
+        op.pump_until(SECS, |c| link_events(c)
+            .iter()
+            .any(|e| e == "EVENT_MAX_RETRIES_EXCEEDED"))
+            .await
+            .unwrap(),
+        "gives up after 3 retries: {:?}",
+        link_events(&op)
+    );
+    assert_eq!(link_state(&op).as_deref(), Some("failed"));
+    let failures = link_events(&op)
+        .iter()
+        .filter(|e| *e == "EVENT_RECONNECT_FAILED")
+        .count();
+    assert!(failures >= 3, "{:?}", link_events(&op));
+
+    // The cable goes back in (the udev path comes back): it recovers by itself.
+    let _sim = plug(&link);
+    assert!(
+        op.pump_until(SECS, |c| link_state(c).as_deref() == Some("connected"))
+            .await
+            .unwrap(),
+        "{:?}",
+        events_of(&op, "link.radio")
+            .iter()
+            .map(|p| format!("{} {}", p["type"], p["context"]))
+            .collect::<Vec<_>>()
+    );
+    let (_, stats) = proxy.get("/stats");
+    let stats: serde_json::Value = serde_json::from_str(&stats).unwrap();
+    assert_eq!(stats["links"]["radio"]["state"], "connected", "{stats}");
+}

@@ -6,12 +6,12 @@
 
 use std::time::Duration;
 
-use shared_protocol::link::{LinkConfig, LinkEventType, LinkManager, LinkOutput};
+use shared_protocol::link::{LinkConfig, LinkEventType, LinkManager, LinkOutput, LinkState};
 use shared_protocol::power::PowerConfig;
 use tokio::sync::{mpsc, watch};
 
 use super::power::{alert_event, PowerWatch, SharedPower};
-use super::{is_reconnect, new_status, payload_of, publish_status, record, SharedStatus};
+use super::{is_reconnect, new_status, payload_of, publish_status, record, Reappear, SharedStatus};
 use crate::eventlog::EventLog;
 use crate::hooks::Hooks;
 use crate::server::Clock;
@@ -27,6 +27,7 @@ pub struct MeterSettings {
     pub port: String,
     pub poll: Duration,
     pub power: PowerConfig,
+    pub link: LinkConfig,
 }
 
 pub struct MeterHandle {
@@ -68,7 +69,9 @@ async fn run(
     status: SharedStatus,
     mut power: PowerWatch,
 ) {
-    let mut link = LinkManager::new(LinkConfig::default(), fastrand::u64(..));
+    let mut link = LinkManager::new(settings.link.clone(), fastrand::u64(..));
+    let mut reappear = Reappear::new(Some(settings.port.as_str()));
+    let mut failed_tick = tokio::time::interval(Duration::from_secs(1));
     let mut meter: Option<Lp100<tokio_serial::SerialStream>> = None;
     let mut cursor = log.head() + 1;
     let mut head = log.subscribe();
@@ -90,7 +93,10 @@ async fn run(
                             meter = Some(m);
                             link.opened(clock.now());
                         }
-                        Ok(Err(e)) => link.failed(clock.now(), &e.to_string()),
+                        Ok(Err(e)) => {
+                            reappear.observe();
+                            link.failed(clock.now(), &e.to_string())
+                        }
                         Err(_) => {
                             link.failed(clock.now(), &format!("no answer within {timeout_ms} ms"))
                         }
@@ -135,6 +141,12 @@ async fn run(
                             let _ = tx_drop.send(format!("power collapsed: {context}")).await;
                         }
                     }
+                }
+            }
+            _ = failed_tick.tick(), if link.state() == LinkState::Failed => {
+                if reappear.came_back() {
+                    tracing::info!(port = %settings.port, "the meter's port reappeared: reconnecting");
+                    link.start(clock.now());
                 }
             }
             _ = head.changed() => {

@@ -24,7 +24,8 @@ use std::time::Duration;
 use anyhow::Context;
 use rmpv::Value;
 use serde::Serialize;
-use shared_protocol::link::{LinkEvent, LinkManager};
+use shared_protocol::backoff::BackoffConfig;
+use shared_protocol::link::{LinkConfig, LinkEvent, LinkManager};
 use shared_protocol::power::PowerConfig;
 use shared_protocol::ServerFrame;
 use station_sim::pty::{PtyMeter, PtyRadio};
@@ -99,6 +100,8 @@ async fn record(
     if let Ok(mut s) = status.lock() {
         s.last_event = Some(format!("{kind}: {}", event.context));
     }
+    // `/stats` agrees with the event before anyone can have seen it.
+    publish_status(name, status, link);
     hooks.run(name, &event);
     let payload = Value::Map(vec![
         ("type".into(), kind.into()),
@@ -130,6 +133,53 @@ fn payload_of(event: &Logged) -> Option<(String, Value)> {
 /// Whether `kind`/`payload` is the operator's "reconnect this link" command.
 fn is_reconnect(kind: &str, payload: &Value, name: &str) -> bool {
     kind == "link.reconnect" && payload["link"].as_str() == Some(name)
+}
+
+/// The link manager's configuration from the proxy's.
+fn link_config(config: &Config) -> LinkConfig {
+    LinkConfig {
+        backoff: BackoffConfig {
+            base_ms: config.link_backoff_base_ms,
+            max_ms: config.link_backoff_max_ms,
+            max_attempts: Some(config.link_retries),
+            ..BackoffConfig::HARDWARE
+        },
+        ..LinkConfig::default()
+    }
+}
+
+/// Watches a failed serial link's device path: when it comes back after
+/// being gone (udev recreates `/dev/ttyUSB0` when the cable is plugged in
+/// again), the link is restarted without waiting for an operator.
+pub(crate) struct Reappear {
+    path: Option<std::path::PathBuf>,
+    gone: bool,
+}
+
+impl Reappear {
+    /// `None` for links that are not a device path (rigctld over TCP).
+    pub fn new(path: Option<&str>) -> Self {
+        Reappear {
+            path: path.map(std::path::PathBuf::from),
+            gone: false,
+        }
+    }
+
+    /// Notes whether the device is there (after each failed attempt).
+    pub fn observe(&mut self) {
+        // `exists` follows symlinks: a dangling udev link counts as gone.
+        if self.path.as_ref().is_some_and(|p| !p.exists()) {
+            self.gone = true;
+        }
+    }
+
+    /// Call about once a second while the link is failed; true when the
+    /// device has come back since it was seen gone.
+    pub fn came_back(&mut self) -> bool {
+        self.observe();
+        let present = self.path.as_ref().is_some_and(|p| p.exists());
+        present && std::mem::take(&mut self.gone)
+    }
 }
 
 /// The demo's simulated hardware, kept alive while the proxy runs.
@@ -192,6 +242,7 @@ pub fn start(
                 poll_on_air: Duration::from_millis(config.radio_poll_tx_ms),
                 meter_poll: (meter == MeterSource::Radio).then_some(meter_poll),
                 power,
+                link: link_config(config),
             },
             log.clone(),
             clock,
@@ -209,6 +260,7 @@ pub fn start(
                 port,
                 poll: meter_poll,
                 power,
+                link: link_config(config),
             },
             radio.as_ref().map(|r| r.on_air.clone()),
             radio.as_ref().map(|r| r.tx_drop.clone()),

@@ -13,12 +13,12 @@
 use std::time::Duration;
 
 use rmpv::Value;
-use shared_protocol::link::{LinkConfig, LinkEventType, LinkManager, LinkOutput};
+use shared_protocol::link::{LinkConfig, LinkEventType, LinkManager, LinkOutput, LinkState};
 use shared_protocol::power::PowerConfig;
 use tokio::sync::{mpsc, watch};
 
 use super::power::{alert_event, PowerWatch, SharedPower};
-use super::{is_reconnect, new_status, payload_of, publish_status, record, SharedStatus};
+use super::{is_reconnect, new_status, payload_of, publish_status, record, Reappear, SharedStatus};
 use crate::eventlog::{EventLog, NewEvent};
 use crate::hooks::Hooks;
 use crate::server::Clock;
@@ -40,6 +40,7 @@ pub struct RadioSettings {
     /// Read forward power from the radio's own meter this often.
     pub meter_poll: Option<Duration>,
     pub power: PowerConfig,
+    pub link: LinkConfig,
 }
 
 /// What the rest of the proxy holds of the running radio link.
@@ -72,6 +73,8 @@ pub fn start(
         on_air,
         tx_drop,
     };
+    let link = LinkManager::new(settings.link.clone(), fastrand::u64(..));
+    let (settings_backend, settings_port) = (settings.backend, settings.port.clone());
     let task = RadioTask {
         settings,
         log,
@@ -80,10 +83,13 @@ pub fn start(
         status,
         power,
         on_air: on_air_tx,
-        link: LinkManager::new(LinkConfig::default(), fastrand::u64(..)),
+        link,
         radio: None,
         last: None,
         keyed: false,
+        reappear: Reappear::new(
+            (settings_backend == RadioBackend::Kenwood).then_some(settings_port.as_str()),
+        ),
     };
     tokio::spawn(task.run(shutdown, tx_drop_rx));
     handle
@@ -102,6 +108,7 @@ struct RadioTask {
     last: Option<RadioStatus>,
     /// A transmission the bridge keyed and nobody has released yet.
     keyed: bool,
+    reappear: Reappear,
 }
 
 impl RadioTask {
@@ -113,6 +120,7 @@ impl RadioTask {
         let mut cursor = self.log.head() + 1;
         let mut head = self.log.subscribe();
         let mut next_poll = tokio::time::Instant::now();
+        let mut failed_tick = tokio::time::interval(Duration::from_secs(1));
         let mut meter_tick = tokio::time::interval(
             self.settings
                 .meter_poll
@@ -136,6 +144,12 @@ impl RadioTask {
                 }
                 _ = meter_tick.tick(), if connected && self.power.is_some() => self.read_power().await,
                 Some(context) = tx_drops.recv() => self.tx_drop(&context),
+                _ = failed_tick.tick(), if self.link.state() == LinkState::Failed => {
+                    if self.reappear.came_back() {
+                        tracing::info!(port = %self.settings.port, "the radio's port reappeared: reconnecting");
+                        self.link.start(self.clock.now());
+                    }
+                }
                 _ = head.changed() => {
                     cursor = self.commands(cursor).await;
                     // Show the effect at once rather than at the next poll.
@@ -164,7 +178,10 @@ impl RadioTask {
                             self.last = None;
                             self.link.opened(now);
                         }
-                        Ok(Err(e)) => self.link.failed(now, &e.to_string()),
+                        Ok(Err(e)) => {
+                            self.reappear.observe();
+                            self.link.failed(now, &e.to_string())
+                        }
                         Err(_) => self
                             .link
                             .failed(now, &format!("no answer within {timeout_ms} ms")),

@@ -60,7 +60,7 @@ fn well_formed(frame: &str) -> bool {
         "FA" | "FB" => digits(11),
         "MD" => digits(1),
         "ID" | "PC" => digits(3),
-        "SM" => digits(5),
+        "SM" | "RM" => digits(5),
         "IF" => body.len() == 35 && parse_if(frame).is_some(),
         _ => true,
     }
@@ -155,6 +155,29 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Kenwood<S> {
         })
     }
 
+    /// VFO B (`FB;`), the split or second receiver's frequency.
+    pub async fn frequency_b(&mut self) -> Result<u64, CatError> {
+        let answer = self.query("FB").await?;
+        answer[2..].parse().map_err(|_| CatError::Unexpected {
+            command: "FB".into(),
+            answer,
+        })
+    }
+
+    /// The TX meter (`RM;` -> `RM` type digit and four-digit reading; type 1
+    /// is SWR, 2 compression, 3 ALC on a TS-2000): `(type, reading)`.
+    pub async fn tx_meter(&mut self) -> Result<(u8, u16), CatError> {
+        let answer = self.query("RM").await?;
+        let parsed = (answer[2..3].parse(), answer[3..].parse());
+        match parsed {
+            (Ok(kind), Ok(value)) => Ok((kind, value)),
+            _ => Err(CatError::Unexpected {
+                command: "RM".into(),
+                answer,
+            }),
+        }
+    }
+
     pub async fn set_frequency(&mut self, hz: u64) -> Result<(), CatError> {
         if hz > 99_999_999_999 {
             return Err(CatError::Refused(format!("FA{hz}")));
@@ -234,10 +257,17 @@ mod tests {
         let mut cat = open(&sim).await;
         assert_eq!(cat.identify().await.unwrap(), 19);
         assert_eq!(cat.frequency().await.unwrap(), 14_074_000);
+        assert_eq!(cat.frequency_b().await.unwrap(), 7_074_000);
+        assert_eq!(
+            cat.tx_meter().await.unwrap(),
+            (1, 0),
+            "SWR meter, receiving"
+        );
         cat.set_frequency(7_074_000).await.unwrap();
         cat.set_mode("CW").await.unwrap();
         cat.set_ptt(true).await.unwrap();
         assert_eq!(cat.status().await.unwrap(), (7_074_000, true, "CW"));
+        assert_eq!(cat.tx_meter().await.unwrap(), (1, 5), "SWR meter, keyed");
         cat.set_ptt(false).await.unwrap();
         assert_eq!(cat.mode().await.unwrap(), "CW");
         assert_eq!(cat.power_setting().await.unwrap(), 100);
