@@ -24,14 +24,19 @@ const link = new Link(`${location.protocol === 'https:' ? 'wss' : 'ws'}://${loca
 let readOnly = false;
 let state = 'disconnected';
 let ptt = false;
+let radioLink = null;
 const power = [];
 
 function setControls() {
   const why = readOnly
     ? 'Controls are disabled: this dashboard\'s token is read-only (commands need the control role).'
     : state === 'connected' ? '' : 'Controls are disabled while the link is not connected.';
-  for (const el of document.querySelectorAll('#freq-form input, #freq-form button, #mode-in, #ptt-btn, .relink')) el.disabled = !!why;
-  $('controls-why').textContent = why;
+  // The radio's own controls also need the radio link; Reconnect does not.
+  const radioWhy = why || (radioLink && radioLink !== 'connected'
+    ? `Radio controls are disabled: the radio link is ${radioLink.replace('_', ' ')}.` : '');
+  for (const el of document.querySelectorAll('#freq-form input, #freq-form button, #mode-in, #ptt-btn')) el.disabled = !!radioWhy;
+  for (const el of document.querySelectorAll('.relink')) el.disabled = !!why;
+  $('controls-why').textContent = radioWhy;
 }
 
 function showRadio(r) {
@@ -74,8 +79,11 @@ function logEvent(e) {
   while ($('events').children.length > 200) $('events').lastChild.remove();
 }
 
-link.on('state', ({ state: s, reason }) => {
+link.on('state', ({ state: s, reason, access }) => {
   state = s;
+  // The proxy says what this dashboard's token allows: no need to learn it
+  // from a refused command.
+  if (access) readOnly = access === 'read';
   badge.textContent = s;
   badge.className = `badge ${s}`;
   say(`Connection ${s}`);
@@ -97,6 +105,7 @@ function showLink(name, l) {
   const [stateCell, healthCell] = linkCells[name];
   $(stateCell).textContent = l.state;
   $(healthCell).textContent = l.health;
+  if (name === 'radio') { radioLink = l.state; setControls(); }
 }
 
 link.on('snapshot', ({ state: s }) => {

@@ -16,8 +16,9 @@ use futures_util::future::BoxFuture;
 use futures_util::stream::{FuturesOrdered, SplitSink, SplitStream};
 use futures_util::{FutureExt, SinkExt, StreamExt};
 use shared_protocol::frame::{
-    ClientFrame, DecodeError, Delivery, Drain, DrainReason, ErrorCode, ErrorFrame, Gap, GapReason,
-    Hello, Limits, Ping, Publish, RejectReason, Rejected, ServerFrame, Snapshot, Welcome,
+    Access, ClientFrame, DecodeError, Delivery, Drain, DrainReason, ErrorCode, ErrorFrame, Gap,
+    GapReason, Hello, Limits, Ping, Publish, RejectReason, Rejected, ServerFrame, Snapshot,
+    Welcome,
 };
 use shared_protocol::heartbeat::{Heartbeat, HeartbeatAction, HeartbeatConfig};
 use shared_protocol::Millis;
@@ -275,6 +276,10 @@ impl Session {
                 max_behind: config.max_behind,
                 retention_ms: config.retention_ms,
             },
+            access: Some(match self.role {
+                Role::Read => Access::Read,
+                Role::Control => Access::Control,
+            }),
         });
         sink.feed(encode(&welcome))
             .await

@@ -14,7 +14,7 @@ use std::collections::VecDeque;
 
 use crate::backoff::{Backoff, BackoffConfig, Retry};
 use crate::frame::{
-    ClientFrame, Delivery, ErrorCode, Hello, Payload, Publish, RejectReason, ServerFrame,
+    Access, ClientFrame, Delivery, ErrorCode, Hello, Payload, Publish, RejectReason, ServerFrame,
     MAX_FRAME_BYTES,
 };
 use crate::heartbeat::{Heartbeat, HeartbeatAction, HeartbeatConfig, HeartbeatStats, RttSummary};
@@ -264,6 +264,8 @@ pub struct ClientSession {
     terminal: Option<ErrorCode>,
     next_socket: u32,
     backoff: Backoff,
+    /// What the proxy said this client's token allows.
+    access: Option<Access>,
     /// The proxy's `Drain`: come back after this long instead of backing off.
     drain_delay_ms: Option<u64>,
     rng: fastrand::Rng,
@@ -312,6 +314,7 @@ impl ClientSession {
         ClientSession {
             backoff: Backoff::new(config.backoff, seed),
             drain_delay_ms: None,
+            access: None,
             rng: fastrand::Rng::with_seed(seed ^ 0x9e37_79b9_7f4a_7c15),
             heartbeat: Heartbeat::new(config.heartbeat, now),
             quality: QualityTracker::new(config.quality, now),
@@ -355,6 +358,11 @@ impl ClientSession {
 
     pub fn outbox(&self) -> impl Iterator<Item = &Publish> {
         self.outbox.pending()
+    }
+
+    /// What the token allows, as the last `Welcome` said.
+    pub fn access(&self) -> Option<Access> {
+        self.access
     }
 
     /// The proxy's epoch, once welcomed (or restored).
@@ -770,6 +778,7 @@ impl ClientSession {
         let mut delivered = Vec::new();
         match frame {
             ServerFrame::Welcome(welcome) => {
+                self.access = welcome.access;
                 self.receiver.on_welcome(&welcome);
                 self.cursor_dirty = true;
                 self.phase = Phase::Open { socket };

@@ -24,6 +24,9 @@ impl W {
         // Writing into a Vec cannot fail.
         let _ = e::write_str(&mut self.0, s);
     }
+    fn nil(&mut self) {
+        let _ = e::write_nil(&mut self.0);
+    }
     fn uint(&mut self, v: u64) {
         let _ = e::write_uint(&mut self.0, v);
     }
@@ -108,7 +111,7 @@ pub fn encode_server(frame: &ServerFrame) -> Vec<u8> {
     let mut w = envelope();
     match frame {
         ServerFrame::Welcome(x) => {
-            w.variant("Welcome", 6);
+            w.variant("Welcome", 7);
             w.field_str("session", &x.session);
             w.field_uint("epoch", x.epoch);
             w.field_uint("head_seq", x.head_seq);
@@ -124,6 +127,11 @@ pub fn encode_server(frame: &ServerFrame) -> Vec<u8> {
             );
             w.field_uint("max_behind", u64::from(x.limits.max_behind));
             w.field_uint("retention_ms", x.limits.retention_ms);
+            w.str("access");
+            match x.access {
+                Some(a) => w.str(access_name(a)),
+                None => w.nil(),
+            }
         }
         ServerFrame::Event(x) => {
             w.variant("Event", 4);
@@ -192,6 +200,7 @@ macro_rules! names {
 }
 
 names!(delivery_name, delivery_from, Delivery, { Reliable => "reliable", Volatile => "volatile" });
+names!(access_name, access_from, Access, { Read => "read", Control => "control" });
 names!(drain_reason_name, drain_reason_from, DrainReason, { Shutdown => "shutdown", Overload => "overload" });
 names!(gap_reason_name, gap_reason_from, GapReason, {
     Retention => "retention", EpochChanged => "epoch_changed", TooFarBehind => "too_far_behind", Coalesced => "coalesced",
@@ -418,6 +427,7 @@ pub(crate) fn decode_server(r: &mut R<'_>) -> Result<ServerFrame, DecodeError> {
         "Welcome" => {
             let (mut session, mut epoch, mut head_seq, mut resumed, mut heartbeat_ms, mut limits) =
                 (None, None, None, None, None, None);
+            let mut access = None;
             for _ in 0..fields {
                 match r.str("field")? {
                     "session" => session = Some(r.str("session")?.to_string()),
@@ -425,6 +435,12 @@ pub(crate) fn decode_server(r: &mut R<'_>) -> Result<ServerFrame, DecodeError> {
                     "head_seq" => head_seq = Some(r.uint("head_seq")?),
                     "resumed" => resumed = Some(r.boolean("resumed")?),
                     "heartbeat_ms" => heartbeat_ms = Some(r.u32("heartbeat_ms")?),
+                    "access" => {
+                        access = match r.opt_str("access")? {
+                            Some(a) => Some(access_from(&a)?),
+                            None => None,
+                        }
+                    }
                     "limits" => {
                         let (mut a, mut b, mut c, mut dd) = (None, None, None, None);
                         for _ in 0..r.map_len("limits")? {
@@ -453,6 +469,7 @@ pub(crate) fn decode_server(r: &mut R<'_>) -> Result<ServerFrame, DecodeError> {
                 resumed: need(resumed, "resumed")?,
                 heartbeat_ms: need(heartbeat_ms, "heartbeat_ms")?,
                 limits: need(limits, "limits")?,
+                access,
             })
         }
         "Event" => {

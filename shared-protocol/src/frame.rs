@@ -151,6 +151,18 @@ pub struct Welcome {
     /// The proxy's ping interval; the client may use it as its own.
     pub heartbeat_ms: u32,
     pub limits: Limits,
+    /// What this client's token allows, so a dashboard can disable its
+    /// controls up front. Absent from older proxies.
+    #[serde(default)]
+    pub access: Option<Access>,
+}
+
+/// What a client may do: watch and publish notes, or also command the station.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Access {
+    Read,
+    Control,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]

@@ -267,6 +267,7 @@ mod tests {
                 max_behind: 1,
                 retention_ms: 1,
             },
+            access: None,
         };
         r.on_welcome(&welcome);
         assert_eq!(

@@ -128,6 +128,7 @@ fn welcome(epoch: u64, head: u64) -> ServerFrame {
             max_behind: 1_000,
             retention_ms: 300_000,
         },
+        access: Some(Access::Control),
     })
 }
 

@@ -92,23 +92,31 @@ fn server_frame() -> impl Strategy<Value = ServerFrame> {
             any::<u64>(),
             any::<bool>(),
             any::<u32>(),
-            any::<(u32, u32, u32, u64)>()
+            any::<(u32, u32, u32, u64)>(),
+            prop_oneof![
+                Just(None),
+                Just(Some(Access::Read)),
+                Just(Some(Access::Control))
+            ]
         )
-            .prop_map(|(session, epoch, head_seq, resumed, heartbeat_ms, l)| {
-                ServerFrame::Welcome(Welcome {
-                    session,
-                    epoch,
-                    head_seq,
-                    resumed,
-                    heartbeat_ms,
-                    limits: Limits {
-                        max_frame_bytes: l.0,
-                        max_publish_per_sec: l.1,
-                        max_behind: l.2,
-                        retention_ms: l.3,
-                    },
-                })
-            }),
+            .prop_map(
+                |(session, epoch, head_seq, resumed, heartbeat_ms, l, access)| {
+                    ServerFrame::Welcome(Welcome {
+                        session,
+                        epoch,
+                        head_seq,
+                        resumed,
+                        heartbeat_ms,
+                        limits: Limits {
+                            max_frame_bytes: l.0,
+                            max_publish_per_sec: l.1,
+                            max_behind: l.2,
+                            retention_ms: l.3,
+                        },
+                        access,
+                    })
+                }
+            ),
         (any::<u64>(), "[a-z.]{1,20}", any::<u64>(), payload()).prop_map(
             |(seq, kind, ts_ms, payload)| ServerFrame::Event(Event {
                 seq,

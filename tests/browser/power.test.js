@@ -76,3 +76,13 @@ test('the Reconnect button reconnects a hardware link', async () => {
   await waitText('meter-state', 'connected');
   assert.ok((await reconnected()) > before);
 });
+
+test('the radio controls are disabled, with the reason, while the radio link is down', async () => {
+  await sim.send('silent');
+  await page.waitForFunction(() => document.getElementById('ptt-btn').disabled, null, { timeout: 20_000 });
+  assert.match(await text('controls-why'), /radio link is (reconnecting|tx dropped|connecting|failed)/);
+  assert.ok(!(await page.evaluate(() => document.querySelector('.relink[data-link="radio"]').disabled)), 'Reconnect stays available');
+  await sim.send('answer');
+  await page.waitForFunction(() => !document.getElementById('ptt-btn').disabled, null, { timeout: 20_000 });
+  assert.equal(await text('controls-why'), '');
+});

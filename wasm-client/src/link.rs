@@ -268,10 +268,17 @@ fn notice_to_js(inner: &mut Inner, notice: Notice, emits: &mut Vec<(&'static str
         });
     }
     match notice {
-        Notice::State { state, reason } => emits.push((
-            "state",
-            obj(&[("state", to_js(&state)), ("reason", reason.into())]),
-        )),
+        Notice::State { state, reason } => {
+            let access = inner.session.access().map_or(JsValue::NULL, |a| to_js(&a));
+            emits.push((
+                "state",
+                obj(&[
+                    ("state", to_js(&state)),
+                    ("reason", reason.into()),
+                    ("access", access),
+                ]),
+            ))
+        }
         Notice::Reconnected {
             attempts,
             downtime_ms,
@@ -945,6 +952,10 @@ impl Link {
             ("lastSeq", (p.last_seq as f64).into()),
             ("outbox", (p.outbox.len() as f64).into()),
             ("role", inner.role().as_str().into()),
+            (
+                "access",
+                inner.session.access().map_or(JsValue::NULL, |a| to_js(&a)),
+            ),
             ("shared", inner.tabs.is_some().into()),
         ])
     }
