@@ -124,7 +124,10 @@ impl Store {
     }
 
     pub fn save_cursor(&self, epoch: u64, last_seq: u64) -> Result<(), String> {
-        self.set("cursor", &to_json(&Cursor { epoch, last_seq })?)
+        self.set(
+            "cursor",
+            &format!("{{\"epoch\":{epoch},\"last_seq\":{last_seq}}}"),
+        )
     }
 
     pub fn save_outbox(&self, next_client_seq: u64, outbox: &[Publish]) -> Result<(), String> {
