@@ -10,25 +10,10 @@ use futures_util::{SinkExt, StreamExt};
 use shared_protocol::frame::*;
 use tokio_tungstenite::tungstenite::Message;
 
-type Ws =
-    tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
+use crate::wire::Ws;
 
 async fn hello(url: &str, resume: Option<Resume>) -> Result<(Ws, Welcome)> {
-    let (mut ws, _) = tokio_tungstenite::connect_async(url).await?;
-    let hello = ClientFrame::Hello(Hello {
-        client_id: "catch-up".into(),
-        token: None,
-        resume,
-    });
-    ws.send(Message::Binary(hello.encode()?.into())).await?;
-    while let Some(msg) = ws.next().await {
-        if let Message::Binary(b) = msg? {
-            if let ServerFrame::Welcome(w) = ServerFrame::decode(&b, usize::MAX)? {
-                return Ok((ws, w));
-            }
-        }
-    }
-    bail!("closed before Welcome")
+    crate::wire::hello_from(url, "catch-up", resume).await
 }
 
 /// Connects once to be welcomed (learns the epoch), then leaves.

@@ -14,24 +14,14 @@ use tokio_tungstenite::tungstenite::Message;
 
 use station_sim::pty::PtyRadio;
 
-type Ws =
-    tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
+use crate::wire::Ws;
 
 /// One run's times: (from the fault to the dashboard hearing the link is
 /// back, from the proxy's detection to its reconnect on the proxy's clock).
 pub type Run = (Duration, u64);
 
 pub async fn run(url: &str, sim: &PtyRadio, runs: usize) -> Result<Vec<Run>> {
-    let (mut ws, _) = tokio_tungstenite::connect_async(url).await?;
-    send(
-        &mut ws,
-        ClientFrame::Hello(Hello {
-            client_id: "txdrop-operator".into(),
-            token: None,
-            resume: None,
-        }),
-    )
-    .await?;
+    let (mut ws, _) = crate::wire::hello_from(url, "txdrop-operator", None).await?;
     let mut results = Vec::new();
     for client_seq in 1..=runs as u64 {
         let expires = std::time::SystemTime::now()

@@ -14,20 +14,29 @@ use tokio::net::TcpStream;
 use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
 
-type Ws = WebSocketStream<MaybeTlsStream<TcpStream>>;
-
 fn unix_us() -> u64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| d.as_micros() as u64)
 }
 
+pub type Ws = WebSocketStream<MaybeTlsStream<TcpStream>>;
+
 async fn hello(url: &str, client_id: &str) -> Result<(Ws, Welcome)> {
+    hello_from(url, client_id, None).await
+}
+
+/// Connects, says Hello (resuming from `resume` if given), waits for Welcome.
+pub async fn hello_from(
+    url: &str,
+    client_id: &str,
+    resume: Option<Resume>,
+) -> Result<(Ws, Welcome)> {
     let (mut ws, _) = tokio_tungstenite::connect_async_with_config(url, None, true).await?;
     let hello = ClientFrame::Hello(Hello {
         client_id: client_id.into(),
         token: None,
-        resume: None,
+        resume,
     });
     ws.send(Message::Binary(hello.encode()?.into())).await?;
     while let Some(msg) = ws.next().await {

@@ -9,6 +9,7 @@ use std::time::Duration;
 use e2e::client::now_ms;
 use e2e::{Proxy, TestClient};
 use shared_protocol::frame::{Delivery, Payload};
+use station_sim::hamlib::DummyRig;
 use station_sim::kenwood::Radio;
 use station_sim::pty::{PtyMeter, PtyRadio};
 
@@ -54,8 +55,18 @@ fn events_of(c: &TestClient, kind: &str) -> Vec<Payload> {
         .collect()
 }
 
-fn key(on: bool) -> Payload {
-    map(&[("on", Payload::from(on))])
+/// Keys or unkeys through the proxy, as the dashboard does: volatile, with
+/// a 2 s expiry.
+async fn key_ptt(op: &mut TestClient, on: bool) {
+    let payload = map(&[("on", Payload::from(on))]);
+    op.publish(
+        "radio.ptt",
+        payload,
+        Delivery::Volatile,
+        Some(now_ms() + 2_000),
+    )
+    .await
+    .unwrap();
 }
 
 /// Plugs a simulated radio in behind a stable path (a symlink), as udev does.
@@ -133,10 +144,7 @@ async fn the_bridge_drives_a_real_pty_radio_and_survives_an_unplug() {
     assert_eq!(sim.radio.lock().unwrap().vfo_a_hz, 7_074_000);
 
     // The TX watchdog unkeys the radio itself when the keyer goes silent.
-    let on = map(&[("on", Payload::from(true))]);
-    op.publish("radio.ptt", on, Delivery::Volatile, Some(now_ms() + 2_000))
-        .await
-        .unwrap();
+    key_ptt(&mut op, true).await;
     assert!(op
         .pump_until(SECS, |c| radio_state(c).and_then(|s| s["ptt"].as_bool())
             == Some(true))
@@ -189,14 +197,7 @@ async fn a_tx_drop_mid_frame_is_detected_and_takes_the_fast_path() {
     let mut station = station("radio_poll_ms = 50\n").await;
     let (sim, op) = (&station.sim, &mut station.op);
     let ptt = |c: &TestClient| radio_state(c).and_then(|s| s["ptt"].as_bool());
-    op.publish(
-        "radio.ptt",
-        key(true),
-        Delivery::Volatile,
-        Some(now_ms() + 2_000),
-    )
-    .await
-    .unwrap();
+    key_ptt(op, true).await;
     assert!(op.pump_until(SECS, |c| ptt(c) == Some(true)).await.unwrap());
     // The transmitter trips: the radio falls back to RX and the answer on
     // the wire is cut in half.
@@ -253,14 +254,7 @@ async fn zero_power_on_the_air_warns_goes_critical_drops_tx_and_clears() {
         op.pump_until(SECS, |c| !power(c).is_empty()).await.unwrap(),
         "readings flow"
     );
-    op.publish(
-        "radio.ptt",
-        key(true),
-        Delivery::Volatile,
-        Some(now_ms() + 2_000),
-    )
-    .await
-    .unwrap();
+    key_ptt(op, true).await;
     assert!(
         op.pump_until(SECS, |c| power(c)
             .last()
@@ -333,74 +327,19 @@ async fn zero_power_on_the_air_warns_goes_critical_drops_tx_and_clears() {
     ] {
         assert!(metrics.contains(line), "{line} in /metrics:\n{metrics}");
     }
-    op.publish(
-        "radio.ptt",
-        key(false),
-        Delivery::Volatile,
-        Some(now_ms() + 2_000),
-    )
-    .await
-    .unwrap();
-}
-
-/// A real `rigctld` with Hamlib's dummy rig (`-P RIG` enables its PTT).
-struct Rigctld(std::process::Child, u16);
-
-impl Rigctld {
-    fn start() -> Rigctld {
-        assert!(
-            std::path::Path::new("/usr/bin/rigctld").exists(),
-            "rigctld is missing: `cargo xtask setup` installs it (Debian package libhamlib-utils)"
-        );
-        let port = std::net::TcpListener::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap()
-            .port();
-        let child = std::process::Command::new("rigctld")
-            .args([
-                "-m",
-                "1",
-                "-T",
-                "127.0.0.1",
-                "-t",
-                &port.to_string(),
-                "-P",
-                "RIG",
-            ])
-            .stdout(std::process::Stdio::null())
-            .stderr(std::process::Stdio::null())
-            .spawn()
-            .unwrap();
-        let deadline = std::time::Instant::now() + Duration::from_secs(10);
-        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-            assert!(
-                std::time::Instant::now() < deadline,
-                "rigctld did not start"
-            );
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        Rigctld(child, port)
-    }
-}
-
-impl Drop for Rigctld {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
+    key_ptt(op, false).await;
 }
 
 #[tokio::test]
 async fn the_bridge_drives_a_real_rigctld_and_reconnects_on_request() {
-    let rig = Rigctld::start();
+    let rig = DummyRig::start().unwrap();
     let dir = tempfile::tempdir().unwrap();
     let hook_out = dir.path().join("hook.txt");
     let proxy = Proxy::start(&format!(
-        "radio_backend = \"rigctld\"\nradio_port = \"127.0.0.1:{}\"\nradio_poll_ms = 100\n\
+        "radio_backend = \"rigctld\"\nradio_port = \"{}\"\nradio_poll_ms = 100\n\
          meter = \"radio\"\nmeter_poll_ms = 200\ntx_keepalive_ms = 20000\n\
          [[hooks]]\non = [\"EVENT_RECONNECT_OK\"]\ncommand = \"echo \\\"$STATION_LINK $STATION_EVENT\\\" >> {}\"\n",
-        rig.1,
+        rig.addr,
         hook_out.display()
     ));
     let mut op = TestClient::new("operator");
@@ -437,14 +376,7 @@ async fn the_bridge_drives_a_real_rigctld_and_reconnects_on_request() {
         .unwrap());
 
     // PTT through Hamlib, and the radio's own meter read while on the air.
-    op.publish(
-        "radio.ptt",
-        key(true),
-        Delivery::Volatile,
-        Some(now_ms() + 2_000),
-    )
-    .await
-    .unwrap();
+    key_ptt(&mut op, true).await;
     assert!(op
         .pump_until(SECS, |c| events_of(c, "meter.power").iter().any(|p| p
             ["transmitting"]
@@ -453,14 +385,7 @@ async fn the_bridge_drives_a_real_rigctld_and_reconnects_on_request() {
             && p["watts"].as_f64().is_some()))
         .await
         .unwrap());
-    op.publish(
-        "radio.ptt",
-        key(false),
-        Delivery::Volatile,
-        Some(now_ms() + 2_000),
-    )
-    .await
-    .unwrap();
+    key_ptt(&mut op, false).await;
     assert!(op
         .pump_until(SECS, |c| field(c, "ptt").and_then(|p| p.as_bool())
             == Some(false))

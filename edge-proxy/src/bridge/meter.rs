@@ -11,7 +11,10 @@ use shared_protocol::power::PowerConfig;
 use tokio::sync::{mpsc, watch};
 
 use super::power::{alert_event, PowerWatch, SharedPower};
-use super::{is_reconnect, new_status, payload_of, publish_status, record, Reappear, SharedStatus};
+use super::{
+    is_reconnect, new_status, open_device, payload_of, publish_status, record, Reappear,
+    SharedStatus,
+};
 use crate::eventlog::EventLog;
 use crate::hooks::Hooks;
 use crate::server::Clock;
@@ -35,11 +38,16 @@ pub struct MeterHandle {
     pub power: SharedPower,
 }
 
-/// `on_air` and `tx_drop` come from the radio link, when there is one.
+/// Where the meter link learns about the radio: whether it is on the air,
+/// and where to report a TX drop. Absent without a radio link.
+pub struct RadioSide {
+    pub on_air: watch::Receiver<bool>,
+    pub tx_drop: mpsc::Sender<String>,
+}
+
 pub fn start(
     settings: MeterSettings,
-    on_air: Option<watch::Receiver<bool>>,
-    tx_drop: Option<mpsc::Sender<String>>,
+    radio: Option<RadioSide>,
     log: EventLog,
     clock: Clock,
     hooks: Hooks,
@@ -51,118 +59,154 @@ pub fn start(
         status: status.clone(),
         power: power.status(),
     };
-    tokio::spawn(run(
-        settings, on_air, tx_drop, log, clock, hooks, shutdown, status, power,
-    ));
+    let task = MeterTask {
+        link: LinkManager::new(settings.link.clone(), fastrand::u64(..)),
+        reappear: Reappear::new(Some(settings.port.as_str())),
+        settings,
+        radio,
+        log,
+        clock,
+        hooks,
+        status,
+        power,
+        meter: None,
+    };
+    tokio::spawn(task.run(shutdown));
     handle
 }
 
-#[allow(clippy::too_many_arguments)]
-async fn run(
+struct MeterTask {
     settings: MeterSettings,
-    on_air: Option<watch::Receiver<bool>>,
-    tx_drop: Option<mpsc::Sender<String>>,
+    radio: Option<RadioSide>,
     log: EventLog,
     clock: Clock,
     hooks: Hooks,
-    mut shutdown: watch::Receiver<bool>,
     status: SharedStatus,
-    mut power: PowerWatch,
-) {
-    let mut link = LinkManager::new(settings.link.clone(), fastrand::u64(..));
-    let mut reappear = Reappear::new(Some(settings.port.as_str()));
-    let mut failed_tick = tokio::time::interval(Duration::from_secs(1));
-    let mut meter: Option<Lp100<tokio_serial::SerialStream>> = None;
-    let mut cursor = log.head() + 1;
-    let mut head = log.subscribe();
-    let mut tick = tokio::time::interval(settings.poll);
-    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    link.start(clock.now());
-    loop {
-        while let Some(out) = link.poll_output() {
+    power: PowerWatch,
+    link: LinkManager,
+    reappear: Reappear,
+    meter: Option<Lp100<tokio_serial::SerialStream>>,
+}
+
+impl MeterTask {
+    async fn run(mut self, mut shutdown: watch::Receiver<bool>) {
+        let mut failed_tick = tokio::time::interval(Duration::from_secs(1));
+        let mut cursor = self.log.head() + 1;
+        let mut head = self.log.subscribe();
+        let mut tick = tokio::time::interval(self.settings.poll);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        self.link.start(self.clock.now());
+        loop {
+            self.carry_out().await;
+            let wake = self.link.poll_timeout().map(|at| self.clock.instant_at(at));
+            tokio::select! {
+                _ = shutdown.changed() => return,
+                _ = async { tokio::time::sleep_until(wake.unwrap_or_else(tokio::time::Instant::now)).await }, if wake.is_some() => {
+                    self.link.handle_timeout(self.clock.now());
+                }
+                _ = tick.tick(), if self.meter.is_some() => self.read().await,
+                _ = failed_tick.tick(), if self.link.state() == LinkState::Failed => {
+                    if self.reappear.came_back() {
+                        tracing::info!(port = %self.settings.port, "the meter's port reappeared: reconnecting");
+                        self.link.start(self.clock.now());
+                    }
+                }
+                _ = std::future::ready(()), if cursor <= self.log.head() => {
+                    cursor = self.commands(cursor);
+                }
+                _ = head.changed() => {}
+            }
+        }
+    }
+
+    /// Carries out what the link manager decided.
+    async fn carry_out(&mut self) {
+        while let Some(out) = self.link.poll_output() {
             match out {
                 LinkOutput::Open { timeout_ms, .. } => {
-                    meter = None;
-                    let opened = tokio::time::timeout(
-                        Duration::from_millis(timeout_ms),
-                        open(&settings.port),
+                    self.meter = None;
+                    let open = open(&self.settings.port);
+                    self.meter = open_device(
+                        &mut self.link,
+                        self.clock,
+                        &mut self.reappear,
+                        timeout_ms,
+                        open,
                     )
                     .await;
-                    match opened {
-                        Ok(Ok(m)) => {
-                            meter = Some(m);
-                            link.opened(clock.now());
-                        }
-                        Ok(Err(e)) => {
-                            reappear.observe();
-                            link.failed(clock.now(), &e.to_string())
-                        }
-                        Err(_) => {
-                            link.failed(clock.now(), &format!("no answer within {timeout_ms} ms"))
-                        }
-                    }
                 }
-                LinkOutput::Close => meter = None,
-                LinkOutput::Event(event) => record(&log, &hooks, NAME, &status, &link, event).await,
-            }
-        }
-        publish_status(NAME, &status, &link);
-        let wake = link.poll_timeout().map(|at| clock.instant_at(at));
-        tokio::select! {
-            _ = shutdown.changed() => return,
-            _ = async { tokio::time::sleep_until(wake.unwrap_or_else(tokio::time::Instant::now)).await }, if wake.is_some() => {
-                link.handle_timeout(clock.now());
-            }
-            _ = tick.tick(), if meter.is_some() => {
-                let Some(m) = meter.as_mut() else { continue };
-                let (watts, swr) = match m.read().await {
-                    Ok(r) => {
-                        link.data(clock.now());
-                        (r.watts, Some(r.swr))
-                    }
-                    Err(e) if e.link_down() => {
-                        link.lost(clock.now(), &e.to_string());
-                        continue;
-                    }
-                    // A garbled reply counts as no power (it may be the
-                    // first sign of trouble) but is not a reading to show.
-                    Err(e) => {
-                        tracing::warn!(error = %e, "power meter");
-                        (f64::NAN, None)
-                    }
-                };
-                let transmitting = on_air.as_ref().is_some_and(|r| *r.borrow());
-                let now = clock.now();
-                let Some(alert) = power.reading(now, watts, swr, transmitting).await else { continue };
-                if let Some((kind, context)) = alert_event(&alert, settings.power.zero_threshold_w) {
-                    link.note(kind, now, context.clone());
-                    if kind == LinkEventType::PowerCritical {
-                        if let Some(tx_drop) = &tx_drop {
-                            let _ = tx_drop.send(format!("power collapsed: {context}")).await;
-                        }
-                    }
-                }
-            }
-            _ = failed_tick.tick(), if link.state() == LinkState::Failed => {
-                if reappear.came_back() {
-                    tracing::info!(port = %settings.port, "the meter's port reappeared: reconnecting");
-                    link.start(clock.now());
-                }
-            }
-            _ = head.changed() => {
-                let Ok(events) = log.read(cursor, 256) else { continue };
-                for event in &events {
-                    cursor = event.seq + 1;
-                    if &*event.kind != "link.reconnect" {
-                        continue;
-                    }
-                    if payload_of(event).is_some_and(|(kind, payload)| is_reconnect(&kind, &payload, NAME)) {
-                        tracing::info!("operator asked to reconnect the power meter");
-                        link.force_reconnect(clock.now());
-                    }
+                LinkOutput::Close => self.meter = None,
+                LinkOutput::Event(event) => {
+                    record(
+                        &self.log,
+                        &self.hooks,
+                        NAME,
+                        &self.status,
+                        &self.link,
+                        event,
+                    )
+                    .await
                 }
             }
         }
+        publish_status(NAME, &self.status, &self.link);
+    }
+
+    async fn read(&mut self) {
+        let Some(m) = self.meter.as_mut() else {
+            return;
+        };
+        let (watts, swr) = match m.read().await {
+            Ok(r) => {
+                self.link.data(self.clock.now());
+                (r.watts, Some(r.swr))
+            }
+            Err(e) if e.link_down() => {
+                self.link.lost(self.clock.now(), &e.to_string());
+                return;
+            }
+            // A garbled reply counts as no power (it may be the first sign
+            // of trouble) but is not a reading to show.
+            Err(e) => {
+                tracing::warn!(error = %e, "power meter");
+                (f64::NAN, None)
+            }
+        };
+        let transmitting = self.radio.as_ref().is_some_and(|r| *r.on_air.borrow());
+        let now = self.clock.now();
+        let Some(alert) = self.power.reading(now, watts, swr, transmitting).await else {
+            return;
+        };
+        if let Some((kind, context)) = alert_event(&alert, self.settings.power.zero_threshold_w) {
+            self.link.note(kind, now, context.clone());
+            if kind == LinkEventType::PowerCritical {
+                if let Some(radio) = &self.radio {
+                    let _ = radio
+                        .tx_drop
+                        .send(format!("power collapsed: {context}"))
+                        .await;
+                }
+            }
+        }
+    }
+
+    /// Handles `link.reconnect {link: "meter"}` logged since `cursor`.
+    fn commands(&mut self, mut cursor: u64) -> u64 {
+        let events = match self.log.read(cursor, 256) {
+            Ok(events) if !events.is_empty() => events,
+            _ => return self.log.head() + 1,
+        };
+        for event in &events {
+            cursor = event.seq + 1;
+            if &*event.kind == "link.reconnect"
+                && payload_of(event)
+                    .is_some_and(|(kind, payload)| is_reconnect(&kind, &payload, NAME))
+            {
+                tracing::info!("operator asked to reconnect the power meter");
+                self.link.force_reconnect(self.clock.now());
+            }
+        }
+        cursor
     }
 }
 

@@ -148,6 +148,35 @@ fn link_config(config: &Config) -> LinkConfig {
     }
 }
 
+/// Carries out the link manager's `Open`: the device opened and identified
+/// within `timeout_ms` (reported `opened`), or a failure (noting whether the
+/// device is gone) or a timeout (reported `failed`).
+async fn open_device<T, E: std::fmt::Display>(
+    link: &mut LinkManager,
+    clock: Clock,
+    reappear: &mut Reappear,
+    timeout_ms: u64,
+    open: impl std::future::Future<Output = Result<T, E>>,
+) -> Option<T> {
+    let opened = tokio::time::timeout(Duration::from_millis(timeout_ms), open).await;
+    let now = clock.now();
+    match opened {
+        Ok(Ok(device)) => {
+            link.opened(now);
+            Some(device)
+        }
+        Ok(Err(e)) => {
+            reappear.observe();
+            link.failed(now, &e.to_string());
+            None
+        }
+        Err(_) => {
+            link.failed(now, &format!("no answer within {timeout_ms} ms"));
+            None
+        }
+    }
+}
+
 /// Watches a failed serial link's device path: when it comes back after
 /// being gone (udev recreates `/dev/ttyUSB0` when the cable is plugged in
 /// again), the link is restarted without waiting for an operator.
@@ -262,8 +291,10 @@ pub fn start(
                 power,
                 link: link_config(config),
             },
-            radio.as_ref().map(|r| r.on_air.clone()),
-            radio.as_ref().map(|r| r.tx_drop.clone()),
+            radio.as_ref().map(|r| meter::RadioSide {
+                on_air: r.on_air.clone(),
+                tx_drop: r.tx_drop.clone(),
+            }),
             log.clone(),
             clock,
             hooks,

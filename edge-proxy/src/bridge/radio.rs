@@ -18,7 +18,10 @@ use shared_protocol::power::PowerConfig;
 use tokio::sync::{mpsc, watch};
 
 use super::power::{alert_event, PowerWatch, SharedPower};
-use super::{is_reconnect, new_status, payload_of, publish_status, record, Reappear, SharedStatus};
+use super::{
+    is_reconnect, new_status, open_device, payload_of, publish_status, record, Reappear,
+    SharedStatus,
+};
 use crate::eventlog::{EventLog, NewEvent};
 use crate::hooks::Hooks;
 use crate::server::Clock;
@@ -132,6 +135,8 @@ impl RadioTask {
             self.carry_out().await;
             let wake = self.link.poll_timeout().map(|at| self.clock.instant_at(at));
             let connected = self.radio.is_some();
+            // Commands are read in batches; more may be waiting.
+            let behind = cursor <= self.log.head();
             tokio::select! {
                 _ = shutdown.changed() => return,
                 _ = async { tokio::time::sleep_until(wake.unwrap_or_else(tokio::time::Instant::now)).await }, if wake.is_some() => {
@@ -150,11 +155,12 @@ impl RadioTask {
                         self.link.start(self.clock.now());
                     }
                 }
-                _ = head.changed() => {
+                _ = std::future::ready(()), if behind => {
                     cursor = self.commands(cursor).await;
                     // Show the effect at once rather than at the next poll.
                     next_poll = tokio::time::Instant::now();
                 }
+                _ = head.changed(), if !behind => {}
             }
         }
     }
@@ -165,27 +171,17 @@ impl RadioTask {
             match out {
                 LinkOutput::Open { timeout_ms, .. } => {
                     self.radio = None;
+                    self.last = None;
                     let s = &self.settings;
-                    let opened = tokio::time::timeout(
-                        Duration::from_millis(timeout_ms),
-                        Radio::open(s.backend, &s.port, s.baud, ANSWER_TIMEOUT),
+                    let open = Radio::open(s.backend, &s.port, s.baud, ANSWER_TIMEOUT);
+                    self.radio = open_device(
+                        &mut self.link,
+                        self.clock,
+                        &mut self.reappear,
+                        timeout_ms,
+                        open,
                     )
                     .await;
-                    let now = self.clock.now();
-                    match opened {
-                        Ok(Ok(radio)) => {
-                            self.radio = Some(radio);
-                            self.last = None;
-                            self.link.opened(now);
-                        }
-                        Ok(Err(e)) => {
-                            self.reappear.observe();
-                            self.link.failed(now, &e.to_string())
-                        }
-                        Err(_) => self
-                            .link
-                            .failed(now, &format!("no answer within {timeout_ms} ms")),
-                    }
                 }
                 LinkOutput::Close => self.radio = None,
                 LinkOutput::Event(event) => {
@@ -280,8 +276,10 @@ impl RadioTask {
 
     /// Applies the commands logged since `cursor`; returns the new cursor.
     async fn commands(&mut self, mut cursor: u64) -> u64 {
-        let Ok(events) = self.log.read(cursor, 256) else {
-            return cursor;
+        let events = match self.log.read(cursor, 256) {
+            Ok(events) if !events.is_empty() => events,
+            // Trimmed or unreadable: nothing to act on up to the head.
+            _ => return self.log.head() + 1,
         };
         for event in &events {
             cursor = event.seq + 1;

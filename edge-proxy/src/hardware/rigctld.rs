@@ -170,61 +170,17 @@ impl Rigctld {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::process::{Child, Command, Stdio};
+    use station_sim::hamlib::DummyRig;
 
-    /// A real rigctld with Hamlib's dummy rig (`-P RIG` enables its PTT).
-    struct RealRigctld(Child, String);
-
-    impl RealRigctld {
-        fn start() -> RealRigctld {
-            assert!(
-                std::path::Path::new("/usr/bin/rigctld").exists(),
-                "rigctld is missing: `cargo xtask setup` installs it (Debian package libhamlib-utils)"
-            );
-            let port = std::net::TcpListener::bind("127.0.0.1:0")
-                .unwrap()
-                .local_addr()
-                .unwrap()
-                .port();
-            let child = Command::new("rigctld")
-                .args([
-                    "-m",
-                    "1",
-                    "-T",
-                    "127.0.0.1",
-                    "-t",
-                    &port.to_string(),
-                    "-P",
-                    "RIG",
-                ])
-                .stdout(Stdio::null())
-                .stderr(Stdio::null())
-                .spawn()
-                .unwrap();
-            RealRigctld(child, format!("127.0.0.1:{port}"))
-        }
-    }
-
-    impl Drop for RealRigctld {
-        fn drop(&mut self) {
-            let _ = self.0.kill();
-            let _ = self.0.wait();
-        }
-    }
-
-    async fn connect(rig: &RealRigctld) -> Rigctld {
-        for _ in 0..100 {
-            if let Ok(c) = Rigctld::connect(&rig.1, Duration::from_secs(2)).await {
-                return c;
-            }
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
-        panic!("rigctld did not start");
+    async fn connect(rig: &DummyRig) -> Rigctld {
+        Rigctld::connect(&rig.addr, Duration::from_secs(2))
+            .await
+            .unwrap()
     }
 
     #[tokio::test]
     async fn round_trips_against_a_real_rigctld() {
-        let rig = RealRigctld::start();
+        let rig = DummyRig::start().unwrap();
         let mut c = connect(&rig).await;
         c.set_frequency(14_074_000).await.unwrap();
         assert_eq!(c.frequency().await.unwrap(), 14_074_000);
@@ -243,7 +199,7 @@ mod tests {
 
     #[tokio::test]
     async fn errors_are_typed() {
-        let rig = RealRigctld::start();
+        let rig = DummyRig::start().unwrap();
         let mut c = connect(&rig).await;
         match c.command("F abc").await {
             Err(RigError::Refused { code, .. }) => assert!(code < 0),

@@ -1,0 +1,60 @@
+//! A real third-party peer: Hamlib's `rigctld` (Debian `libhamlib-utils`)
+//! with its dummy rig, on a free port of 127.0.0.1, for the rigctld backend's
+//! tests. `-P RIG` matters: without it the dummy rig has no PTT.
+
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Context, Result};
+
+pub struct DummyRig {
+    child: Child,
+    /// `127.0.0.1:PORT`, for the proxy's `radio_port`.
+    pub addr: String,
+}
+
+impl DummyRig {
+    /// Starts `rigctld -m 1 -P RIG` and waits until it accepts connections.
+    pub fn start() -> Result<DummyRig> {
+        if !std::path::Path::new("/usr/bin/rigctld").exists() {
+            bail!("rigctld is missing: `cargo xtask setup` installs it (Debian package libhamlib-utils)");
+        }
+        let port = std::net::TcpListener::bind("127.0.0.1:0")?
+            .local_addr()?
+            .port();
+        let child = Command::new("rigctld")
+            .args([
+                "-m",
+                "1",
+                "-T",
+                "127.0.0.1",
+                "-t",
+                &port.to_string(),
+                "-P",
+                "RIG",
+            ])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .context("starting rigctld")?;
+        let mut rig = DummyRig {
+            child,
+            addr: format!("127.0.0.1:{port}"),
+        };
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while std::net::TcpStream::connect(&rig.addr).is_err() {
+            if Instant::now() > deadline || rig.child.try_wait()?.is_some() {
+                bail!("rigctld did not start on {}", rig.addr);
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        Ok(rig)
+    }
+}
+
+impl Drop for DummyRig {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
