@@ -156,9 +156,12 @@ impl RadioTask {
                     }
                 }
                 _ = std::future::ready(()), if behind => {
-                    cursor = self.commands(cursor).await;
-                    // Show the effect at once rather than at the next poll.
-                    next_poll = tokio::time::Instant::now();
+                    let applied;
+                    (cursor, applied) = self.commands(cursor).await;
+                    if applied {
+                        // Show the effect at once rather than at the next poll.
+                        next_poll = tokio::time::Instant::now();
+                    }
                 }
                 _ = head.changed(), if !behind => {}
             }
@@ -274,13 +277,15 @@ impl RadioTask {
         }
     }
 
-    /// Applies the commands logged since `cursor`; returns the new cursor.
-    async fn commands(&mut self, mut cursor: u64) -> u64 {
+    /// Applies the commands logged since `cursor` (a batch); returns the new
+    /// cursor and whether a command reached the radio.
+    async fn commands(&mut self, mut cursor: u64) -> (u64, bool) {
         let events = match self.log.read(cursor, 256) {
             Ok(events) if !events.is_empty() => events,
             // Trimmed or unreadable: nothing to act on up to the head.
-            _ => return self.log.head() + 1,
+            _ => return (self.log.head() + 1, false),
         };
+        let mut applied = false;
         for event in &events {
             cursor = event.seq + 1;
             let relevant = (event.kind.starts_with("radio.") && &*event.kind != "radio.state")
@@ -301,6 +306,7 @@ impl RadioTask {
             if kind == "radio.ptt" {
                 self.keyed = payload["on"].as_bool() == Some(true);
             }
+            applied = true;
             if let Err(err) = apply(radio, &kind, &payload).await {
                 tracing::warn!(%kind, error = %err, "radio command failed");
                 if err.link_down() {
@@ -308,7 +314,7 @@ impl RadioTask {
                 }
             }
         }
-        cursor
+        (cursor, applied)
     }
 }
 
