@@ -107,7 +107,8 @@ export class Proxy {
   async stop() { await this.#signal('SIGTERM'); }
 
   async #signal(sig) {
-    if (!this.child || this.child.exitCode !== null) return;
+    // A process killed by a signal has signalCode set and exitCode null.
+    if (!this.child || this.child.exitCode !== null || this.child.signalCode !== null) return;
     const exited = new Promise((resolve) => this.child.once('exit', resolve));
     this.child.kill(sig);
     await exited;

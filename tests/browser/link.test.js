@@ -215,3 +215,29 @@ test('the console API, latency test, metrics and exported logs', async () => {
     await proxy.kill9();
   }
 });
+
+test('with fallbackUrls the link fails over to the next proxy when its proxy dies', async () => {
+  const a = await new Proxy(app, PROXY_CONFIG).start();
+  // B serves the same station from its own log (another epoch), so the
+  // client starts over from B's snapshot, then carries on.
+  const b = await new Proxy(app, `${PROXY_CONFIG}allowed_origins = ["*"]\n`).start();
+  const wsB = `ws://${b.addr}/ws`;
+  const { context, page } = await openPage(a, { opts: { ...fast, fallbackUrls: [wsB] } });
+  try {
+    await until(page, () => rec.states.includes('connected'));
+    await page.evaluate(() => link.send('note', { n: 1 }));
+    await until(page, () => notes().includes(1));
+    const snapshots = await page.evaluate(() => rec.snapshots.length);
+    await a.kill9();
+    await until(page, (url) => link.status().url === url && link.status().state === 'connected', wsB);
+    // Another log (another epoch): the client starts over from B's snapshot.
+    assert.ok(await page.evaluate((n) => rec.snapshots.length > n, snapshots), 'a snapshot from B');
+    await page.evaluate(() => link.send('note', { n: 2 }));
+    await until(page, () => notes().includes(2));
+    assert.equal((await b.stats()).connections.active, 1);
+  } finally {
+    await context.close();
+    await a.kill9();
+    await b.kill9();
+  }
+});

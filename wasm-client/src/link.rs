@@ -115,7 +115,9 @@ struct LogLine {
 
 pub(crate) struct Inner {
     session: ClientSession,
-    url: String,
+    /// The proxy's URL first, then `fallbackUrls`; `current` is in use.
+    urls: Vec<String>,
+    current: usize,
     options: LinkOptions,
     store: Store,
     socket: Option<Socket>,
@@ -212,7 +214,7 @@ fn perform(inner: &mut Inner, out: Output, emits: &mut Vec<(&'static str, JsValu
             if let Some(old) = inner.socket.take() {
                 old.close(1000, "replaced by a new attempt");
             }
-            match open_socket(&inner.url, socket, inner.weak.clone()) {
+            match open_socket(&inner.urls[inner.current], socket, inner.weak.clone()) {
                 Ok(s) => inner.socket = Some(s),
                 Err(message) => {
                     emits.push((
@@ -457,6 +459,10 @@ fn open_socket(url: &str, id: u32, weak: Weak<RefCell<Inner>>) -> Result<Socket,
     let w = weak;
     let on_close = Closure::<dyn FnMut(CloseEvent)>::new(move |e: CloseEvent| {
         if let Some(rc) = w.upgrade() {
+            if let Ok(mut inner) = rc.try_borrow_mut() {
+                // This proxy failed us: the next attempt goes to the next one.
+                inner.current = (inner.current + 1) % inner.urls.len();
+            }
             Link::feed(
                 &rc,
                 Input::SocketClosed {
@@ -805,7 +811,10 @@ impl Link {
         let inner = Rc::new_cyclic(|weak| {
             RefCell::new(Inner {
                 session,
-                url,
+                urls: std::iter::once(url)
+                    .chain(options.fallback_urls.iter().cloned())
+                    .collect(),
+                current: 0,
                 options: options.clone(),
                 store,
                 socket: None,
@@ -1036,7 +1045,7 @@ impl Link {
         let p = inner.session.persisted();
         obj(&[
             ("state", to_js(&inner.session.state())),
-            ("url", inner.url.as_str().into()),
+            ("url", inner.urls[inner.current].as_str().into()),
             ("clientId", p.client_id.as_str().into()),
             ("lastSeq", (p.last_seq as f64).into()),
             ("outbox", (p.outbox.len() as f64).into()),
@@ -1080,7 +1089,7 @@ impl Link {
             let serializer = serde_wasm_bindgen::Serializer::json_compatible();
             let value = obj(&[
                 ("exportedAtMs", ((now + inner.wall_offset) as f64).into()),
-                ("url", inner.url.as_str().into()),
+                ("url", inner.urls[inner.current].as_str().into()),
                 (
                     "storagePrefix",
                     inner.options.storage_prefix.as_str().into(),

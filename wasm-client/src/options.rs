@@ -33,6 +33,9 @@ pub struct LinkOptions {
     /// Tabs of the same origin and storage prefix share one connection (a
     /// leader elected with Web Locks relays through a BroadcastChannel).
     pub share_tabs: bool,
+    /// More proxies serving the same station, tried in turn after the
+    /// current one fails (its connection drops or cannot be opened).
+    pub fallback_urls: Vec<String>,
 }
 
 impl Default for LinkOptions {
@@ -52,6 +55,7 @@ impl Default for LinkOptions {
             console_name: Some("stationLink".into()),
             auto_connect: true,
             share_tabs: true,
+            fallback_urls: Vec::new(),
         }
     }
 }
