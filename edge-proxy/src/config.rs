@@ -72,6 +72,7 @@ pub enum MeterSource {
     Radio,
     /// A Telepost LP-100A wattmeter on `meter_port`.
     Lp100,
+    /// No power readings (and no power alarms).
     None,
 }
 
