@@ -81,11 +81,10 @@ pub fn parse_lp100(reply: &[u8]) -> Result<MeterReading, MeterError> {
 pub fn format_lp100(watts: f64, swr: f64) -> String {
     let watts = watts.clamp(0.0, 9_999.99);
     let swr = swr.clamp(1.0, 9.99);
-    format!(
-        ";{watts:07.2},{:05.1},{:05.1},3,SIM   ,2,1,-2.3,{swr:.2}",
-        watts * 0.5,
-        watts * 0.9
-    )
+    // The middle fields are five characters wide: keep them so, or the
+    // reply would not be 43 characters.
+    let (a, b) = ((watts * 0.5).min(999.9), (watts * 0.9).min(999.9));
+    format!(";{watts:07.2},{a:05.1},{b:05.1},3,SIM   ,2,1,-2.3,{swr:.2}")
 }
 
 /// Cuts LP-100A replies out of a byte stream. Bytes before a `;` are line

@@ -319,3 +319,51 @@ fn falling_power_predicts_the_drop() {
     let eta = m.seconds_to_zero().unwrap();
     assert!((eta - 6.99).abs() < 0.01, "{eta}");
 }
+
+proptest! {
+    /// Whatever noise comes first, split however the line delivers it, a
+    /// whole LP-100A reply that follows is read exactly, and nothing the
+    /// noise produced parses as a reading it was not.
+    #[test]
+    fn lp100_replies_survive_any_noise(
+        noise in proptest::collection::vec(any::<u8>(), 0..200),
+        watts in 0.0f64..2_000.0,
+        swr in 1.0f64..9.0,
+        chunk in 1usize..50,
+    ) {
+        use shared_protocol::meter::*;
+        let reply = format_lp100(watts, swr);
+        let mut stream = noise;
+        stream.extend_from_slice(reply.as_bytes());
+        let mut framer = Lp100Framer::default();
+        let mut replies = Vec::new();
+        for part in stream.chunks(chunk) {
+            replies.extend(framer.push(part));
+        }
+        let good: Vec<MeterReading> = replies.iter().filter_map(|r| parse_lp100(r).ok()).collect();
+        let expected = parse_lp100(reply.as_bytes()).unwrap();
+        prop_assert_eq!(good.last(), Some(&expected), "the real reply is the last good one");
+        prop_assert!((expected.watts - watts).abs() < 0.006);
+    }
+
+    /// Kenwood CAT: noise before a command never hides the command after it
+    /// (the framer resynchronises on `;`), for any chunking.
+    #[test]
+    fn cat_frames_survive_any_noise(
+        noise in proptest::collection::vec(any::<u8>(), 0..200),
+        hz in 0u64..99_999_999_999,
+        chunk in 1usize..50,
+    ) {
+        use shared_protocol::cat::Framer;
+        let answer = format!("FA{hz:011};");
+        let mut stream = noise;
+        stream.push(b';'); // whatever the noise left half-open ends here
+        stream.extend_from_slice(answer.as_bytes());
+        let mut framer = Framer::default();
+        let mut frames = Vec::new();
+        for part in stream.chunks(chunk) {
+            frames.extend(framer.push(part));
+        }
+        prop_assert_eq!(frames.last().map(String::as_str), Some(&answer[..answer.len() - 1]));
+    }
+}
