@@ -87,3 +87,20 @@ test('shareTabs: false gives each tab its own connection', async () => {
   assert.equal(await active(), 2);
   await context.close();
 });
+
+test('tabs opened at the same moment still elect one leader and all get the stream', async () => {
+  const context = await browser.newContext();
+  const pages = await Promise.all([0, 1, 2].map(() => context.newPage()));
+  const url = `${proxy.url}/index.html?${new URLSearchParams({ opts: JSON.stringify({ ...opts, storagePrefix: 'together' }) })}`;
+  await Promise.all(pages.map((p) => p.goto(url)));
+  for (const page of pages) await until(page, () => window.ready === true && rec.states.includes('connected'));
+  const roles = await Promise.all(pages.map(role));
+  assert.equal(roles.filter((r) => r === 'leader').length, 1, `one leader: ${roles}`);
+  const follower = pages[roles.indexOf('follower')];
+  for (let n = 1; n <= 10; n++) await follower.evaluate((k) => link.send('note', { n: k }), n);
+  for (const page of pages) {
+    await until(page, () => notes().length >= 10);
+    assert.deepEqual(await page.evaluate(() => notes()), range(1, 10));
+  }
+  await context.close();
+});

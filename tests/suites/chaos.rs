@@ -127,9 +127,11 @@ async fn nothing_is_lost_duplicated_or_reordered_under_chaos() {
     println!("chaos seed: {seed} (replay with CHAOS_SEED={seed}); {events} events at {rate}/s, {clients} clients, 3 kill -9");
     let mut rng = fastrand::Rng::with_seed(seed);
 
-    // max_behind is raised so the final check can replay the whole log.
+    // max_behind and retention are raised so the final check can replay the
+    // whole log (the long variant runs past the default 5 minutes).
     let mut proxy = Proxy::start(
-        "max_publish_per_sec = 100000\nmax_handshakes_per_sec = 100000\nmax_behind = 1000000\n",
+        "max_publish_per_sec = 100000\nmax_handshakes_per_sec = 100000\nmax_behind = 1000000\n\
+         retention_ms = 86400000\nmax_events = 10000000\n",
     );
     let faults = Faults {
         delay: 0.05,

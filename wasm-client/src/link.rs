@@ -526,6 +526,9 @@ impl Link {
                         if *name == "state" {
                             tabs.last_state = value.clone();
                         }
+                        if !tabs.has_followers {
+                            continue;
+                        }
                         tabs.post(&message(&[
                             ("t", "emit".into()),
                             ("name", (*name).into()),
@@ -558,6 +561,10 @@ impl Link {
             };
             tabs.role = Role::Leader;
             tabs.release = Some(release);
+            // Tabs that followed the old leader follow this one; tabs that
+            // joined while nobody led ask again when they hear of it.
+            tabs.has_followers = tabs.followed;
+            tabs.post(&message(&[("t", "leader".into())]));
             if tabs.followed {
                 let (mut persisted, _) = inner.store.load(inner.options.client_id.as_deref());
                 persisted.epoch = tabs.receiver.epoch();
@@ -610,6 +617,7 @@ impl Link {
             let mine = get(&msg, "to").as_string().as_deref() == Some(tabs.tab_id.as_str());
             match (tabs.role, kind.as_str()) {
                 (Role::Leader, "join") => {
+                    tabs.has_followers = true;
                     if let Some(sync) = tabs.sync_for(&get(&msg, "from"), epoch) {
                         tabs.post(&sync);
                     }
@@ -667,6 +675,15 @@ impl Link {
                             }
                         }
                         emits.push((name, value));
+                    }
+                }
+                (Role::Follower, "leader") => {
+                    if !tabs.followed {
+                        tabs.join();
+                    }
+                    // Sends nobody confirmed go to the new leader.
+                    for (_, msg) in &tabs.pending {
+                        tabs.post(msg);
                     }
                 }
                 (Role::Follower, "took") if mine => {

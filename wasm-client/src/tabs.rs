@@ -120,6 +120,9 @@ pub(crate) struct Tabs {
     pub release: Option<Function>,
     /// The leader's newest `state` emit, for joining tabs.
     pub last_state: JsValue,
+    /// Another tab has joined: until then the leader relays nothing (a tab
+    /// that joins later starts from a sync).
+    pub has_followers: bool,
     _on_message: Closure<dyn FnMut(MessageEvent)>,
     _on_lock: Closure<dyn FnMut(JsValue) -> Promise>,
 }
@@ -171,6 +174,7 @@ impl Tabs {
             next_id: 1.0,
             release: None,
             last_state: JsValue::UNDEFINED,
+            has_followers: false,
             _on_message: on_message,
             _on_lock: on_lock,
         })
@@ -230,7 +234,7 @@ impl Tabs {
 
     /// The leader's relay of what its session delivered.
     pub fn relay(&self, epoch: Option<u64>, items: &[Delivered]) {
-        let (Some(epoch), false) = (epoch, items.is_empty()) else {
+        let (Some(epoch), false, true) = (epoch, items.is_empty(), self.has_followers) else {
             return;
         };
         let frames = Array::new();
