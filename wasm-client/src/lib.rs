@@ -8,6 +8,7 @@
 //! | module | job |
 //! |---|---|
 //! | [`link`] | the `Link` class: the JS API |
+//! | `js` | conversions to and from plain JS values, calling listeners |
 //! | [`options`] | constructor options and their defaults |
 //! | [`storage`] | localStorage, used defensively |
 //! | [`console`] | the devtools console API |
@@ -16,6 +17,7 @@
 
 pub mod codec;
 pub mod console;
+mod js;
 pub mod link;
 pub mod options;
 pub mod storage;

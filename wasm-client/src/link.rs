@@ -4,10 +4,10 @@
 //! borrow held, so they may call back into the link.
 
 use std::cell::RefCell;
-use std::collections::{HashMap, VecDeque};
+use std::collections::VecDeque;
 use std::rc::{Rc, Weak};
 
-use js_sys::{Array, Function, Object, Reflect, Uint8Array};
+use js_sys::{Array, Function, Reflect, Uint8Array};
 use serde::Serialize;
 use shared_protocol::client::{ClientSession, Input, LinkState, Notice, Output};
 use shared_protocol::frame::{Delivery, Payload};
@@ -17,9 +17,10 @@ use wasm_bindgen::prelude::*;
 use wasm_bindgen::JsCast;
 use web_sys::{BinaryType, CloseEvent, MessageEvent, WebSocket};
 
+use crate::js::{delivered_to_js, emit_all, obj, to_js, Listeners};
 use crate::options::LinkOptions;
 use crate::storage::Store;
-use crate::tabs::{get, message, Role, Tabs};
+use crate::tabs::{Role, Tabs};
 
 /// Lines kept for `exportLogs()`.
 const LOG_LINES: usize = 500;
@@ -28,60 +29,10 @@ const LOG_LINES: usize = 500;
 /// costs), and at once when the page is hidden or goes away.
 const CURSOR_FLUSH_MS: u32 = 50;
 
-fn now_ms() -> Millis {
+pub(crate) fn now_ms() -> Millis {
     web_sys::window()
         .and_then(|w| w.performance())
         .map_or(0, |p| p.now() as Millis)
-}
-
-fn to_js<T: Serialize>(value: &T) -> JsValue {
-    let serializer = serde_wasm_bindgen::Serializer::new().serialize_maps_as_objects(true);
-    value
-        .serialize(&serializer)
-        .or_else(|_| value.serialize(&serde_wasm_bindgen::Serializer::new()))
-        .unwrap_or(JsValue::NULL)
-}
-
-/// An event's payload as a plain JS value, by hand: about twice as fast as
-/// going through serde for the one conversion every event needs.
-fn payload_to_js(p: &Payload) -> JsValue {
-    match p {
-        Payload::Nil => JsValue::NULL,
-        Payload::Boolean(b) => (*b).into(),
-        Payload::Integer(i) => i
-            .as_i64()
-            .map(|v| v as f64)
-            .or_else(|| i.as_u64().map(|v| v as f64))
-            .unwrap_or(f64::NAN)
-            .into(),
-        Payload::F32(v) => f64::from(*v).into(),
-        Payload::F64(v) => (*v).into(),
-        Payload::String(s) => match s.as_str() {
-            Some(s) => JsValue::from_str(s),
-            None => Uint8Array::from(s.as_bytes()).into(),
-        },
-        Payload::Binary(b) | Payload::Ext(_, b) => Uint8Array::from(b.as_slice()).into(),
-        Payload::Array(items) => items.iter().map(payload_to_js).collect::<Array>().into(),
-        Payload::Map(entries) => {
-            let o = Object::new();
-            for (k, v) in entries {
-                let key = match k {
-                    Payload::String(s) => JsValue::from_str(s.as_str().unwrap_or_default()),
-                    other => JsValue::from_str(&other.to_string()),
-                };
-                let _ = Reflect::set(&o, &key, &payload_to_js(v));
-            }
-            o.into()
-        }
-    }
-}
-
-fn obj(pairs: &[(&str, JsValue)]) -> JsValue {
-    let o = Object::new();
-    for (k, v) in pairs {
-        let _ = Reflect::set(&o, &JsValue::from_str(k), v);
-    }
-    o.into()
 }
 
 struct Socket {
@@ -114,27 +65,27 @@ struct LogLine {
 }
 
 pub(crate) struct Inner {
-    session: ClientSession,
+    pub(crate) session: ClientSession,
     /// The proxy's URL first, then `fallbackUrls`; `current` is in use.
     urls: Vec<String>,
     current: usize,
-    options: LinkOptions,
-    store: Store,
+    pub(crate) options: LinkOptions,
+    pub(crate) store: Store,
     socket: Option<Socket>,
     timer: Option<(Millis, gloo_timers::callback::Timeout)>,
     /// Shared so that a pump takes a cheap handle, not a copy.
-    listeners: Rc<Listeners>,
-    latency_waiters: Vec<Function>,
+    pub(crate) listeners: Rc<Listeners>,
+    pub(crate) latency_waiters: Vec<Function>,
     log: VecDeque<LogLine>,
-    wall_offset: u64,
+    pub(crate) wall_offset: u64,
     weak: Weak<RefCell<Inner>>,
     _page_hooks: Vec<Closure<dyn FnMut()>>,
     /// Tab sharing (`shareTabs`), where the browser supports it.
-    tabs: Option<Tabs>,
+    pub(crate) tabs: Option<Tabs>,
     /// Items delivered in this pump, for the leader to relay.
     relay: Vec<Delivered>,
     /// The application wants the link connected (applied on promotion).
-    want_connect: bool,
+    pub(crate) want_connect: bool,
     /// A position not yet written to localStorage, and the timer that will.
     cursor_to_save: Option<(u64, u64)>,
     cursor_timer: Option<gloo_timers::callback::Timeout>,
@@ -156,7 +107,7 @@ impl Inner {
 }
 
 /// Emits that followers also get (the leader relays them).
-const RELAYED: &[&str] = &[
+pub(crate) const RELAYED: &[&str] = &[
     "state",
     "reconnected",
     "maxAttemptsReached",
@@ -165,46 +116,11 @@ const RELAYED: &[&str] = &[
     "rejected",
 ];
 
-type Listeners = HashMap<String, Vec<Function>>;
-
-/// Calls the listeners for each emit, with no borrow held.
-fn emit_all(listeners: &Listeners, emits: Vec<(&str, JsValue)>) {
-    for (name, value) in emits {
-        if let Some(fns) = listeners.get(name) {
-            for f in fns {
-                if let Err(e) = f.call1(&JsValue::NULL, &value) {
-                    web_sys::console::error_2(
-                        &format!("station-link: a '{name}' listener threw").into(),
-                        &e,
-                    );
-                }
-            }
-        }
-    }
-}
-
-/// An event, gap or snapshot as its JS listener gets it.
-fn delivered_to_js(d: Delivered, emits: &mut Vec<(&'static str, JsValue)>) {
-    match d {
-        Delivered::Event(e) => emits.push((
-            "event",
-            obj(&[
-                ("seq", (e.seq as f64).into()),
-                ("kind", e.kind.as_str().into()),
-                ("tsMs", (e.ts_ms as f64).into()),
-                ("payload", payload_to_js(&e.payload)),
-            ]),
-        )),
-        Delivered::Gap(g) => emits.push(("gap", to_js(&g))),
-        Delivered::Snapshot(s) => emits.push(("snapshot", to_js(&s))),
-    }
-}
-
 /// A resilient link to the edge proxy.
 #[wasm_bindgen]
 #[derive(Clone)]
 pub struct Link {
-    inner: Rc<RefCell<Inner>>,
+    pub(crate) inner: Rc<RefCell<Inner>>,
 }
 
 /// Handles a session output that needs no JS callback; returns what to emit.
@@ -418,28 +334,6 @@ fn notice_to_js(inner: &mut Inner, notice: Notice, emits: &mut Vec<(&'static str
     }
 }
 
-/// A follower's relayed send as a session input.
-fn publish_input(msg: &JsValue) -> Option<Input> {
-    let kind = get(msg, "kind").as_string()?;
-    let payload = get(msg, "payload");
-    let payload: Payload = if payload.is_undefined() {
-        Payload::Nil
-    } else {
-        serde_wasm_bindgen::from_value(payload).ok()?
-    };
-    let delivery = match get(msg, "delivery").as_string().as_deref() {
-        Some("volatile") => Delivery::Volatile,
-        _ => Delivery::Reliable,
-    };
-    let ttl_ms = get(msg, "ttlMs").as_f64().map(|v| v.max(0.0) as u64);
-    Some(Input::Publish {
-        kind,
-        payload,
-        delivery,
-        ttl_ms,
-    })
-}
-
 fn open_socket(url: &str, id: u32, weak: Weak<RefCell<Inner>>) -> Result<Socket, String> {
     let ws = WebSocket::new(url).map_err(|e| format!("cannot open {url}: {e:?}"))?;
     ws.set_binary_type(BinaryType::Arraybuffer);
@@ -508,7 +402,7 @@ impl Link {
         Link::pump(rc);
     }
 
-    fn pump(rc: &Rc<RefCell<Inner>>) {
+    pub(crate) fn pump(rc: &Rc<RefCell<Inner>>) {
         loop {
             let mut emits = Vec::new();
             let listeners = {
@@ -529,7 +423,7 @@ impl Link {
                         if !tabs.has_followers {
                             continue;
                         }
-                        tabs.post(&message(&[
+                        tabs.post(&obj(&[
                             ("t", "emit".into()),
                             ("name", (*name).into()),
                             ("value", value.clone()),
@@ -546,166 +440,12 @@ impl Link {
         }
     }
 
-    /// This tab got the leadership lock: it builds its session from where
-    /// it stands (if it followed a leader) and connects.
-    fn become_leader(rc: &Rc<RefCell<Inner>>, release: Function) {
-        let connect = {
-            let Ok(mut inner) = rc.try_borrow_mut() else {
-                // Not re-entrant in practice; give the lock back to be safe.
-                let _ = release.call0(&JsValue::NULL);
-                return;
-            };
-            let inner = &mut *inner;
-            let Some(tabs) = inner.tabs.as_mut() else {
-                return;
-            };
-            tabs.role = Role::Leader;
-            tabs.release = Some(release);
-            // Tabs that followed the old leader follow this one; tabs that
-            // joined while nobody led ask again when they hear of it.
-            tabs.has_followers = tabs.followed;
-            tabs.post(&message(&[("t", "leader".into())]));
-            if tabs.followed {
-                let (mut persisted, _) = inner.store.load(inner.options.client_id.as_deref());
-                persisted.epoch = tabs.receiver.epoch();
-                persisted.last_seq = tabs.receiver.last_seq();
-                if let Ok(config) = inner.options.client_config() {
-                    let now = now_ms();
-                    let seed = (js_sys::Math::random() * 9_007_199_254_740_991.0) as u64;
-                    inner.session =
-                        ClientSession::new(config, persisted, now, inner.wall_offset, seed);
-                }
-            }
-            // Sends the old leader never confirmed go through our outbox.
-            let pending: Vec<JsValue> = tabs.pending.drain(..).map(|(_, m)| m).collect();
-            for msg in pending {
-                if let Some(input) = publish_input(&msg) {
-                    inner.session.handle_input(input, now_ms());
-                }
-            }
-            inner.want_connect
-        };
-        if connect {
-            Link::feed(rc, Input::Connect);
-        } else {
-            Link::pump(rc);
-        }
-    }
-
-    /// A message from another tab of this dashboard.
-    fn on_tab_message(rc: &Rc<RefCell<Inner>>, msg: JsValue) {
-        let kind = get(&msg, "t").as_string().unwrap_or_default();
-        let mut emits: Vec<(&'static str, JsValue)> = Vec::new();
-        let mut feed = None;
-        let listeners = {
-            let Ok(mut inner) = rc.try_borrow_mut() else {
-                // Busy: handle it on a clean stack.
-                let weak = Rc::downgrade(rc);
-                gloo_timers::callback::Timeout::new(0, move || {
-                    if let Some(rc) = weak.upgrade() {
-                        Link::on_tab_message(&rc, msg);
-                    }
-                })
-                .forget();
-                return;
-            };
-            let inner = &mut *inner;
-            let epoch = inner.session.epoch();
-            let Some(tabs) = inner.tabs.as_mut() else {
-                return;
-            };
-            let mine = get(&msg, "to").as_string().as_deref() == Some(tabs.tab_id.as_str());
-            match (tabs.role, kind.as_str()) {
-                (Role::Leader, "join") => {
-                    tabs.has_followers = true;
-                    if let Some(sync) = tabs.sync_for(&get(&msg, "from"), epoch) {
-                        tabs.post(&sync);
-                    }
-                }
-                (Role::Leader, "send") => {
-                    feed = publish_input(&msg);
-                    tabs.post(&message(&[
-                        ("t", "took".into()),
-                        ("to", get(&msg, "from")),
-                        ("id", get(&msg, "id")),
-                    ]));
-                }
-                (Role::Leader, "cmd") => {
-                    feed = match get(&msg, "name").as_string().as_deref() {
-                        Some("forceReconnect") => Some(Input::ForceReconnect),
-                        Some("latency") => Some(Input::LatencyTest),
-                        Some("simulateDisconnect") => Some(Input::SimulateDisconnect {
-                            ms: get(&msg, "ms").as_f64().unwrap_or(0.0).max(0.0) as u64,
-                        }),
-                        _ => None,
-                    };
-                }
-                (Role::Follower, "sync") if mine => {
-                    tabs.synced();
-                    let frames = vec![Uint8Array::new(&get(&msg, "frame")).to_vec()];
-                    let epoch = get(&msg, "epoch").as_f64().unwrap_or(0.0) as u64;
-                    for d in tabs.receive(epoch, &frames) {
-                        delivered_to_js(d, &mut emits);
-                    }
-                    let state = get(&msg, "state");
-                    if !state.is_undefined() {
-                        emits.push(("state", state));
-                    }
-                }
-                (Role::Follower, "frames") => {
-                    let frames: Vec<Vec<u8>> = Array::from(&get(&msg, "frames"))
-                        .iter()
-                        .map(|f| Uint8Array::new(&f).to_vec())
-                        .collect();
-                    let epoch = get(&msg, "epoch").as_f64().unwrap_or(0.0) as u64;
-                    for d in tabs.receive(epoch, &frames) {
-                        delivered_to_js(d, &mut emits);
-                    }
-                }
-                (Role::Follower, "emit") => {
-                    if let Some(name) = RELAYED
-                        .iter()
-                        .find(|n| get(&msg, "name").as_string().as_deref() == Some(**n))
-                    {
-                        let value = get(&msg, "value");
-                        if *name == "latency" {
-                            let rtt = get(&value, "rttMs");
-                            for resolve in inner.latency_waiters.drain(..) {
-                                let _ = resolve.call1(&JsValue::NULL, &rtt);
-                            }
-                        }
-                        emits.push((name, value));
-                    }
-                }
-                (Role::Follower, "leader") => {
-                    if !tabs.followed {
-                        tabs.join();
-                    }
-                    // Sends nobody confirmed go to the new leader.
-                    for (_, msg) in &tabs.pending {
-                        tabs.post(msg);
-                    }
-                }
-                (Role::Follower, "took") if mine => {
-                    let id = get(&msg, "id").as_f64();
-                    tabs.pending.retain(|(p, _)| Some(*p) != id);
-                }
-                _ => {}
-            }
-            inner.listeners.clone()
-        };
-        emit_all(&listeners, emits);
-        if let Some(input) = feed {
-            Link::feed(rc, input);
-        }
-    }
-
     /// Hands a command to the leader tab, if this tab is a follower.
     fn forward(&self, name: &str, ms: f64) -> bool {
         let inner = self.inner.borrow();
         match inner.tabs.as_ref().filter(|t| t.role == Role::Follower) {
             Some(tabs) => {
-                tabs.post(&message(&[
+                tabs.post(&obj(&[
                     ("t", "cmd".into()),
                     ("name", name.into()),
                     ("ms", ms.into()),

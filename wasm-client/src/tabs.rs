@@ -21,9 +21,15 @@
 //! outbox (so reliable ones reach localStorage) and confirms; unconfirmed
 //! sends are replayed to the next leader.
 
+use std::cell::RefCell;
 use std::collections::BTreeMap;
+use std::rc::Rc;
 
-use js_sys::{Array, Function, Object, Promise, Reflect, Uint8Array};
+use js_sys::{Array, Function, Promise, Uint8Array};
+
+use crate::js::{delivered_to_js, emit_all, get, obj, publish_input};
+use crate::link::{now_ms, Inner, Link, RELAYED};
+use shared_protocol::client::{ClientSession, Input};
 use shared_protocol::frame::{Payload, Resume, ServerFrame, Snapshot};
 use shared_protocol::receiver::{Delivered, Receiver};
 use wasm_bindgen::prelude::*;
@@ -87,18 +93,6 @@ pub(crate) fn frame_of(item: &Delivered) -> ServerFrame {
         Delivered::Gap(g) => ServerFrame::Gap(g.clone()),
         Delivered::Snapshot(s) => ServerFrame::Snapshot(s.clone()),
     }
-}
-
-pub(crate) fn get(msg: &JsValue, key: &str) -> JsValue {
-    Reflect::get(msg, &JsValue::from_str(key)).unwrap_or(JsValue::UNDEFINED)
-}
-
-pub(crate) fn message(pairs: &[(&str, JsValue)]) -> JsValue {
-    let o = Object::new();
-    for (k, v) in pairs {
-        let _ = Reflect::set(&o, &JsValue::from_str(k), v);
-    }
-    o.into()
 }
 
 pub(crate) struct Tabs {
@@ -187,7 +181,7 @@ impl Tabs {
     /// Asks the leader for a sync (a snapshot of where it stands).
     pub fn join(&mut self) {
         self.joining = Some(js_sys::Date::now());
-        self.post(&message(&[
+        self.post(&obj(&[
             ("t", "join".into()),
             ("from", self.tab_id.as_str().into()),
         ]));
@@ -202,7 +196,7 @@ impl Tabs {
     pub fn send(&mut self, kind: &str, payload: JsValue, delivery: &str, ttl_ms: JsValue) {
         let id = self.next_id;
         self.next_id += 1.0;
-        let msg = message(&[
+        let msg = obj(&[
             ("t", "send".into()),
             ("from", self.tab_id.as_str().into()),
             ("id", id.into()),
@@ -223,7 +217,7 @@ impl Tabs {
         let bytes = ServerFrame::Snapshot(self.folded.snapshot())
             .encode()
             .ok()?;
-        Some(message(&[
+        Some(obj(&[
             ("t", "sync".into()),
             ("to", to.clone()),
             ("epoch", (epoch as f64).into()),
@@ -243,7 +237,7 @@ impl Tabs {
                 frames.push(&Uint8Array::from(bytes.as_slice()));
             }
         }
-        self.post(&message(&[
+        self.post(&obj(&[
             ("t", "frames".into()),
             ("epoch", (epoch as f64).into()),
             ("frames", frames.into()),
@@ -287,6 +281,163 @@ impl Tabs {
             self.folded.observe(item);
         }
         out
+    }
+}
+
+/// The tab protocol's side of the `Link`: leadership and messages.
+impl Link {
+    /// This tab got the leadership lock: it builds its session from where
+    /// it stands (if it followed a leader) and connects.
+    pub(crate) fn become_leader(rc: &Rc<RefCell<Inner>>, release: Function) {
+        let connect = {
+            let Ok(mut inner) = rc.try_borrow_mut() else {
+                // Not re-entrant in practice; give the lock back to be safe.
+                let _ = release.call0(&JsValue::NULL);
+                return;
+            };
+            let inner = &mut *inner;
+            let Some(tabs) = inner.tabs.as_mut() else {
+                return;
+            };
+            tabs.role = Role::Leader;
+            tabs.release = Some(release);
+            // Tabs that followed the old leader follow this one; tabs that
+            // joined while nobody led ask again when they hear of it.
+            tabs.has_followers = tabs.followed;
+            tabs.post(&obj(&[("t", "leader".into())]));
+            if tabs.followed {
+                let (mut persisted, _) = inner.store.load(inner.options.client_id.as_deref());
+                persisted.epoch = tabs.receiver.epoch();
+                persisted.last_seq = tabs.receiver.last_seq();
+                if let Ok(config) = inner.options.client_config() {
+                    let now = now_ms();
+                    let seed = (js_sys::Math::random() * 9_007_199_254_740_991.0) as u64;
+                    inner.session =
+                        ClientSession::new(config, persisted, now, inner.wall_offset, seed);
+                }
+            }
+            // Sends the old leader never confirmed go through our outbox.
+            let pending: Vec<JsValue> = tabs.pending.drain(..).map(|(_, m)| m).collect();
+            for msg in pending {
+                if let Some(input) = publish_input(&msg) {
+                    inner.session.handle_input(input, now_ms());
+                }
+            }
+            inner.want_connect
+        };
+        if connect {
+            Link::feed(rc, Input::Connect);
+        } else {
+            Link::pump(rc);
+        }
+    }
+
+    /// A message from another tab of this dashboard.
+    pub(crate) fn on_tab_message(rc: &Rc<RefCell<Inner>>, msg: JsValue) {
+        let kind = get(&msg, "t").as_string().unwrap_or_default();
+        let mut emits: Vec<(&'static str, JsValue)> = Vec::new();
+        let mut feed = None;
+        let listeners = {
+            let Ok(mut inner) = rc.try_borrow_mut() else {
+                // Busy: handle it on a clean stack.
+                let weak = Rc::downgrade(rc);
+                gloo_timers::callback::Timeout::new(0, move || {
+                    if let Some(rc) = weak.upgrade() {
+                        Link::on_tab_message(&rc, msg);
+                    }
+                })
+                .forget();
+                return;
+            };
+            let inner = &mut *inner;
+            let epoch = inner.session.epoch();
+            let Some(tabs) = inner.tabs.as_mut() else {
+                return;
+            };
+            let mine = get(&msg, "to").as_string().as_deref() == Some(tabs.tab_id.as_str());
+            match (tabs.role, kind.as_str()) {
+                (Role::Leader, "join") => {
+                    tabs.has_followers = true;
+                    if let Some(sync) = tabs.sync_for(&get(&msg, "from"), epoch) {
+                        tabs.post(&sync);
+                    }
+                }
+                (Role::Leader, "send") => {
+                    feed = publish_input(&msg);
+                    tabs.post(&obj(&[
+                        ("t", "took".into()),
+                        ("to", get(&msg, "from")),
+                        ("id", get(&msg, "id")),
+                    ]));
+                }
+                (Role::Leader, "cmd") => {
+                    feed = match get(&msg, "name").as_string().as_deref() {
+                        Some("forceReconnect") => Some(Input::ForceReconnect),
+                        Some("latency") => Some(Input::LatencyTest),
+                        Some("simulateDisconnect") => Some(Input::SimulateDisconnect {
+                            ms: get(&msg, "ms").as_f64().unwrap_or(0.0).max(0.0) as u64,
+                        }),
+                        _ => None,
+                    };
+                }
+                (Role::Follower, "sync") if mine => {
+                    tabs.synced();
+                    let frames = vec![Uint8Array::new(&get(&msg, "frame")).to_vec()];
+                    let epoch = get(&msg, "epoch").as_f64().unwrap_or(0.0) as u64;
+                    for d in tabs.receive(epoch, &frames) {
+                        delivered_to_js(d, &mut emits);
+                    }
+                    let state = get(&msg, "state");
+                    if !state.is_undefined() {
+                        emits.push(("state", state));
+                    }
+                }
+                (Role::Follower, "frames") => {
+                    let frames: Vec<Vec<u8>> = Array::from(&get(&msg, "frames"))
+                        .iter()
+                        .map(|f| Uint8Array::new(&f).to_vec())
+                        .collect();
+                    let epoch = get(&msg, "epoch").as_f64().unwrap_or(0.0) as u64;
+                    for d in tabs.receive(epoch, &frames) {
+                        delivered_to_js(d, &mut emits);
+                    }
+                }
+                (Role::Follower, "emit") => {
+                    if let Some(name) = RELAYED
+                        .iter()
+                        .find(|n| get(&msg, "name").as_string().as_deref() == Some(**n))
+                    {
+                        let value = get(&msg, "value");
+                        if *name == "latency" {
+                            let rtt = get(&value, "rttMs");
+                            for resolve in inner.latency_waiters.drain(..) {
+                                let _ = resolve.call1(&JsValue::NULL, &rtt);
+                            }
+                        }
+                        emits.push((name, value));
+                    }
+                }
+                (Role::Follower, "leader") => {
+                    if !tabs.followed {
+                        tabs.join();
+                    }
+                    // Sends nobody confirmed go to the new leader.
+                    for (_, msg) in &tabs.pending {
+                        tabs.post(msg);
+                    }
+                }
+                (Role::Follower, "took") if mine => {
+                    let id = get(&msg, "id").as_f64();
+                    tabs.pending.retain(|(p, _)| Some(*p) != id);
+                }
+                _ => {}
+            }
+            inner.listeners.clone()
+        };
+        emit_all(&listeners, emits);
+        if let Some(input) = feed {
+            Link::feed(rc, input);
+        }
     }
 }
 
