@@ -6,15 +6,12 @@
 
 use std::time::Duration;
 
-use shared_protocol::link::{LinkConfig, LinkEventType, LinkManager, LinkOutput, LinkState};
+use shared_protocol::link::{LinkConfig, LinkState};
 use shared_protocol::power::PowerConfig;
 use tokio::sync::{mpsc, watch};
 
-use super::power::{alert_event, PowerWatch, SharedPower};
-use super::{
-    is_reconnect, new_status, open_device, payload_of, publish_status, record, Reappear,
-    SharedStatus,
-};
+use super::power::{PowerWatch, SharedPower};
+use super::{is_reconnect, new_status, payload_of, HwLink, SharedStatus};
 use crate::eventlog::EventLog;
 use crate::hooks::Hooks;
 use crate::server::Clock;
@@ -59,16 +56,22 @@ pub fn start(
         status: status.clone(),
         power: power.status(),
     };
+    let hw = HwLink::new(
+        NAME,
+        settings.link.clone(),
+        status,
+        Some(settings.port.as_str()),
+        log.clone(),
+        hooks,
+        clock,
+    );
     let task = MeterTask {
-        link: LinkManager::new(settings.link.clone(), fastrand::u64(..)),
-        reappear: Reappear::new(Some(settings.port.as_str())),
         settings,
         radio,
         log,
         clock,
-        hooks,
-        status,
         power,
+        hw,
         meter: None,
     };
     tokio::spawn(task.run(shutdown));
@@ -80,11 +83,8 @@ struct MeterTask {
     radio: Option<RadioSide>,
     log: EventLog,
     clock: Clock,
-    hooks: Hooks,
-    status: SharedStatus,
     power: PowerWatch,
-    link: LinkManager,
-    reappear: Reappear,
+    hw: HwLink,
     meter: Option<Lp100<tokio_serial::SerialStream>>,
 }
 
@@ -95,22 +95,21 @@ impl MeterTask {
         let mut head = self.log.subscribe();
         let mut tick = tokio::time::interval(self.settings.poll);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-        self.link.start(self.clock.now());
+        self.hw.link.start(self.clock.now());
         loop {
             self.carry_out().await;
-            let wake = self.link.poll_timeout().map(|at| self.clock.instant_at(at));
+            let wake = self
+                .hw
+                .link
+                .poll_timeout()
+                .map(|at| self.clock.instant_at(at));
             tokio::select! {
                 _ = shutdown.changed() => return,
                 _ = async { tokio::time::sleep_until(wake.unwrap_or_else(tokio::time::Instant::now)).await }, if wake.is_some() => {
-                    self.link.handle_timeout(self.clock.now());
+                    self.hw.link.handle_timeout(self.clock.now());
                 }
                 _ = tick.tick(), if self.meter.is_some() => self.read().await,
-                _ = failed_tick.tick(), if self.link.state() == LinkState::Failed => {
-                    if self.reappear.came_back() {
-                        tracing::info!(port = %self.settings.port, "the meter's port reappeared: reconnecting");
-                        self.link.start(self.clock.now());
-                    }
-                }
+                _ = failed_tick.tick(), if self.hw.link.state() == LinkState::Failed => self.hw.check_failed(),
                 _ = std::future::ready(()), if cursor <= self.log.head() => {
                     cursor = self.commands(cursor);
                 }
@@ -121,35 +120,8 @@ impl MeterTask {
 
     /// Carries out what the link manager decided.
     async fn carry_out(&mut self) {
-        while let Some(out) = self.link.poll_output() {
-            match out {
-                LinkOutput::Open { timeout_ms, .. } => {
-                    self.meter = None;
-                    let open = open(&self.settings.port);
-                    self.meter = open_device(
-                        &mut self.link,
-                        self.clock,
-                        &mut self.reappear,
-                        timeout_ms,
-                        open,
-                    )
-                    .await;
-                }
-                LinkOutput::Close => self.meter = None,
-                LinkOutput::Event(event) => {
-                    record(
-                        &self.log,
-                        &self.hooks,
-                        NAME,
-                        &self.status,
-                        &self.link,
-                        event,
-                    )
-                    .await
-                }
-            }
-        }
-        publish_status(NAME, &self.status, &self.link);
+        let port = &self.settings.port;
+        self.hw.carry_out(&mut self.meter, || open(port)).await;
     }
 
     async fn read(&mut self) {
@@ -158,11 +130,11 @@ impl MeterTask {
         };
         let (watts, swr) = match m.read().await {
             Ok(r) => {
-                self.link.data(self.clock.now());
+                self.hw.link.data(self.clock.now());
                 (r.watts, Some(r.swr))
             }
             Err(e) if e.link_down() => {
-                self.link.lost(self.clock.now(), &e.to_string());
+                self.hw.link.lost(self.clock.now(), &e.to_string());
                 return;
             }
             // A garbled reply counts as no power (it may be the first sign
@@ -174,19 +146,12 @@ impl MeterTask {
         };
         let transmitting = self.radio.as_ref().is_some_and(|r| *r.on_air.borrow());
         let now = self.clock.now();
-        let Some(alert) = self.power.reading(now, watts, swr, transmitting).await else {
-            return;
-        };
-        if let Some((kind, context)) = alert_event(&alert, self.settings.power.zero_threshold_w) {
-            self.link.note(kind, now, context.clone());
-            if kind == LinkEventType::PowerCritical {
-                if let Some(radio) = &self.radio {
-                    let _ = radio
-                        .tx_drop
-                        .send(format!("power collapsed: {context}"))
-                        .await;
-                }
-            }
+        let dropped = self
+            .power
+            .reading(&mut self.hw.link, now, watts, swr, transmitting)
+            .await;
+        if let (Some(context), Some(radio)) = (dropped, &self.radio) {
+            let _ = radio.tx_drop.send(context).await;
         }
     }
 
@@ -203,7 +168,7 @@ impl MeterTask {
                     .is_some_and(|(kind, payload)| is_reconnect(&kind, &payload, NAME))
             {
                 tracing::info!("operator asked to reconnect the power meter");
-                self.link.force_reconnect(self.clock.now());
+                self.hw.link.force_reconnect(self.clock.now());
             }
         }
         cursor

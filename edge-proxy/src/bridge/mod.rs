@@ -9,8 +9,9 @@
 //! | [`meter`] | the power-meter link (a Telepost LP-100A on a serial port) |
 //! | [`power`] | readings into `shared_protocol::power::PowerMonitor`: `meter.power`, alarms |
 //!
-//! Each link runs `shared_protocol::link::LinkManager` for its decisions and
-//! logs every `EVENT_*` as a `link.<name>` event. Power alarms are noted on
+//! Each link runs `shared_protocol::link::LinkManager` for its decisions,
+//! wrapped in [`HwLink`] (open, close, log every `EVENT_*` as a
+//! `link.<name>` event, restart when a failed device comes back). Power alarms are noted on
 //! the link whose meter produced the reading; a critical alarm while the radio
 //! is on the air is a TX drop, and the radio link takes its fast path.
 
@@ -25,7 +26,7 @@ use anyhow::Context;
 use rmpv::Value;
 use serde::Serialize;
 use shared_protocol::backoff::BackoffConfig;
-use shared_protocol::link::{LinkConfig, LinkEvent, LinkManager};
+use shared_protocol::link::{LinkConfig, LinkEvent, LinkManager, LinkOutput};
 use shared_protocol::power::PowerConfig;
 use shared_protocol::ServerFrame;
 use station_sim::pty::{PtyMeter, PtyRadio};
@@ -148,31 +149,101 @@ fn link_config(config: &Config) -> LinkConfig {
     }
 }
 
-/// Carries out the link manager's `Open`: the device opened and identified
-/// within `timeout_ms` (reported `opened`), or a failure (noting whether the
-/// device is gone) or a timeout (reported `failed`).
-async fn open_device<T, E: std::fmt::Display>(
-    link: &mut LinkManager,
+/// What both hardware links share around their `LinkManager`: carrying
+/// out its outputs (open and identify the device, close it, log every
+/// `EVENT_*`), mirroring it into `/stats`, and restarting it when a failed
+/// device comes back. The tasks add what is theirs: polling and commands.
+pub(crate) struct HwLink {
+    name: &'static str,
+    pub link: LinkManager,
+    status: SharedStatus,
+    reappear: Reappear,
+    log: EventLog,
+    hooks: Hooks,
     clock: Clock,
-    reappear: &mut Reappear,
-    timeout_ms: u64,
-    open: impl std::future::Future<Output = Result<T, E>>,
-) -> Option<T> {
-    let opened = tokio::time::timeout(Duration::from_millis(timeout_ms), open).await;
-    let now = clock.now();
-    match opened {
-        Ok(Ok(device)) => {
-            link.opened(now);
-            Some(device)
+}
+
+impl HwLink {
+    /// `device_path`: the serial port to watch while failed (none for TCP).
+    pub fn new(
+        name: &'static str,
+        config: LinkConfig,
+        status: SharedStatus,
+        device_path: Option<&str>,
+        log: EventLog,
+        hooks: Hooks,
+        clock: Clock,
+    ) -> Self {
+        HwLink {
+            name,
+            link: LinkManager::new(config, fastrand::u64(..)),
+            status,
+            reappear: Reappear::new(device_path),
+            log,
+            hooks,
+            clock,
         }
-        Ok(Err(e)) => {
-            reappear.observe();
-            link.failed(now, &e.to_string());
-            None
+    }
+
+    /// Carries out what the link manager decided, opening `device` with
+    /// `open` (which must identify it within the manager's timeout). Returns
+    /// whether an open was attempted, i.e. `device` may be a new one.
+    pub async fn carry_out<T, E, F>(
+        &mut self,
+        device: &mut Option<T>,
+        mut open: impl FnMut() -> F,
+    ) -> bool
+    where
+        E: std::fmt::Display,
+        F: std::future::Future<Output = Result<T, E>>,
+    {
+        let mut opened = false;
+        while let Some(out) = self.link.poll_output() {
+            match out {
+                LinkOutput::Open { timeout_ms, .. } => {
+                    *device = None;
+                    opened = true;
+                    let result =
+                        tokio::time::timeout(Duration::from_millis(timeout_ms), open()).await;
+                    let now = self.clock.now();
+                    match result {
+                        Ok(Ok(d)) => {
+                            *device = Some(d);
+                            self.link.opened(now);
+                        }
+                        Ok(Err(e)) => {
+                            self.reappear.observe();
+                            self.link.failed(now, &e.to_string());
+                        }
+                        Err(_) => self
+                            .link
+                            .failed(now, &format!("no answer within {timeout_ms} ms")),
+                    }
+                }
+                LinkOutput::Close => *device = None,
+                LinkOutput::Event(event) => {
+                    record(
+                        &self.log,
+                        &self.hooks,
+                        self.name,
+                        &self.status,
+                        &self.link,
+                        event,
+                    )
+                    .await
+                }
+            }
         }
-        Err(_) => {
-            link.failed(now, &format!("no answer within {timeout_ms} ms"));
-            None
+        publish_status(self.name, &self.status, &self.link);
+        opened
+    }
+
+    /// About once a second while the link is failed: restarts it if its
+    /// device has come back.
+    pub fn check_failed(&mut self) {
+        if self.reappear.came_back() {
+            tracing::info!(link = self.name, "the device reappeared: reconnecting");
+            self.link.start(self.clock.now());
         }
     }
 }
@@ -180,7 +251,7 @@ async fn open_device<T, E: std::fmt::Display>(
 /// Watches a failed serial link's device path: when it comes back after
 /// being gone (udev recreates `/dev/ttyUSB0` when the cable is plugged in
 /// again), the link is restarted without waiting for an operator.
-pub(crate) struct Reappear {
+struct Reappear {
     path: Option<std::path::PathBuf>,
     gone: bool,
 }

@@ -9,7 +9,7 @@ use std::sync::{Arc, Mutex};
 
 use rmpv::Value;
 use serde::Serialize;
-use shared_protocol::link::LinkEventType;
+use shared_protocol::link::{LinkEventType, LinkManager};
 use shared_protocol::power::{PowerAlert, PowerConfig, PowerLevel, PowerMonitor, Reading};
 use shared_protocol::Millis;
 
@@ -43,6 +43,7 @@ pub fn level_name(level: PowerLevel) -> &'static str {
 
 pub struct PowerWatch {
     monitor: PowerMonitor,
+    threshold_w: f64,
     log: EventLog,
     status: SharedPower,
 }
@@ -56,6 +57,7 @@ impl PowerWatch {
         }));
         PowerWatch {
             monitor: PowerMonitor::new(config),
+            threshold_w: config.zero_threshold_w,
             log,
             status,
         }
@@ -65,14 +67,17 @@ impl PowerWatch {
         self.status.clone()
     }
 
-    /// Records one reading (`watts` NaN: the meter answered garbage).
+    /// Records one reading (`watts` NaN: the meter answered garbage). A rise
+    /// to warning or critical is noted on `link`, the link whose meter read
+    /// it; returns the TX-drop context when the power went critical.
     pub async fn reading(
         &mut self,
+        link: &mut LinkManager,
         now: Millis,
         watts: f64,
         swr: Option<f64>,
         transmitting: bool,
-    ) -> Option<PowerAlert> {
+    ) -> Option<String> {
         let alert = self.monitor.reading(Reading {
             at: now,
             watts,
@@ -112,12 +117,14 @@ impl PowerWatch {
             PowerLevel::Warning => 1.0,
             PowerLevel::Critical => 2.0,
         });
-        alert
+        let (kind, context) = alert_event(&alert?, self.threshold_w)?;
+        link.note(kind, now, context.clone());
+        (kind == LinkEventType::PowerCritical).then(|| format!("power collapsed: {context}"))
     }
 }
 
 /// The link event for an alarm, if it raises one (clearing does not).
-pub fn alert_event(alert: &PowerAlert, threshold_w: f64) -> Option<(LinkEventType, String)> {
+fn alert_event(alert: &PowerAlert, threshold_w: f64) -> Option<(LinkEventType, String)> {
     let kind = match alert.to {
         PowerLevel::Normal => return None,
         PowerLevel::Warning => LinkEventType::PowerWarning,

@@ -13,15 +13,12 @@
 use std::time::Duration;
 
 use rmpv::Value;
-use shared_protocol::link::{LinkConfig, LinkEventType, LinkManager, LinkOutput, LinkState};
+use shared_protocol::link::{LinkConfig, LinkState};
 use shared_protocol::power::PowerConfig;
 use tokio::sync::{mpsc, watch};
 
-use super::power::{alert_event, PowerWatch, SharedPower};
-use super::{
-    is_reconnect, new_status, open_device, payload_of, publish_status, record, Reappear,
-    SharedStatus,
-};
+use super::power::{PowerWatch, SharedPower};
+use super::{is_reconnect, new_status, payload_of, HwLink, SharedStatus};
 use crate::eventlog::{EventLog, NewEvent};
 use crate::hooks::Hooks;
 use crate::server::Clock;
@@ -76,23 +73,26 @@ pub fn start(
         on_air,
         tx_drop,
     };
-    let link = LinkManager::new(settings.link.clone(), fastrand::u64(..));
-    let (settings_backend, settings_port) = (settings.backend, settings.port.clone());
+    let serial = (settings.backend == RadioBackend::Kenwood).then_some(settings.port.as_str());
+    let hw = HwLink::new(
+        NAME,
+        settings.link.clone(),
+        status,
+        serial,
+        log.clone(),
+        hooks,
+        clock,
+    );
     let task = RadioTask {
         settings,
         log,
         clock,
-        hooks,
-        status,
         power,
         on_air: on_air_tx,
-        link,
+        hw,
         radio: None,
         last: None,
         keyed: false,
-        reappear: Reappear::new(
-            (settings_backend == RadioBackend::Kenwood).then_some(settings_port.as_str()),
-        ),
     };
     tokio::spawn(task.run(shutdown, tx_drop_rx));
     handle
@@ -102,16 +102,13 @@ struct RadioTask {
     settings: RadioSettings,
     log: EventLog,
     clock: Clock,
-    hooks: Hooks,
-    status: SharedStatus,
     power: Option<PowerWatch>,
     on_air: watch::Sender<bool>,
-    link: LinkManager,
+    hw: HwLink,
     radio: Option<Radio>,
     last: Option<RadioStatus>,
     /// A transmission the bridge keyed and nobody has released yet.
     keyed: bool,
-    reappear: Reappear,
 }
 
 impl RadioTask {
@@ -130,17 +127,21 @@ impl RadioTask {
                 .unwrap_or(Duration::from_secs(3600)),
         );
         meter_tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-        self.link.start(self.clock.now());
+        self.hw.link.start(self.clock.now());
         loop {
             self.carry_out().await;
-            let wake = self.link.poll_timeout().map(|at| self.clock.instant_at(at));
+            let wake = self
+                .hw
+                .link
+                .poll_timeout()
+                .map(|at| self.clock.instant_at(at));
             let connected = self.radio.is_some();
             // Commands are read in batches; more may be waiting.
             let behind = cursor <= self.log.head();
             tokio::select! {
                 _ = shutdown.changed() => return,
                 _ = async { tokio::time::sleep_until(wake.unwrap_or_else(tokio::time::Instant::now)).await }, if wake.is_some() => {
-                    self.link.handle_timeout(self.clock.now());
+                    self.hw.link.handle_timeout(self.clock.now());
                 }
                 _ = tokio::time::sleep_until(next_poll), if connected => {
                     self.poll().await;
@@ -149,12 +150,7 @@ impl RadioTask {
                 }
                 _ = meter_tick.tick(), if connected && self.power.is_some() => self.read_power().await,
                 Some(context) = tx_drops.recv() => self.tx_drop(&context),
-                _ = failed_tick.tick(), if self.link.state() == LinkState::Failed => {
-                    if self.reappear.came_back() {
-                        tracing::info!(port = %self.settings.port, "the radio's port reappeared: reconnecting");
-                        self.link.start(self.clock.now());
-                    }
-                }
+                _ = failed_tick.tick(), if self.hw.link.state() == LinkState::Failed => self.hw.check_failed(),
                 _ = std::future::ready(()), if behind => {
                     let applied;
                     (cursor, applied) = self.commands(cursor).await;
@@ -170,42 +166,17 @@ impl RadioTask {
 
     /// Carries out what the link manager decided.
     async fn carry_out(&mut self) {
-        while let Some(out) = self.link.poll_output() {
-            match out {
-                LinkOutput::Open { timeout_ms, .. } => {
-                    self.radio = None;
-                    self.last = None;
-                    let s = &self.settings;
-                    let open = Radio::open(s.backend, &s.port, s.baud, ANSWER_TIMEOUT);
-                    self.radio = open_device(
-                        &mut self.link,
-                        self.clock,
-                        &mut self.reappear,
-                        timeout_ms,
-                        open,
-                    )
-                    .await;
-                }
-                LinkOutput::Close => self.radio = None,
-                LinkOutput::Event(event) => {
-                    record(
-                        &self.log,
-                        &self.hooks,
-                        NAME,
-                        &self.status,
-                        &self.link,
-                        event,
-                    )
-                    .await
-                }
-            }
+        let s = &self.settings;
+        let open = || Radio::open(s.backend, &s.port, s.baud, ANSWER_TIMEOUT);
+        if self.hw.carry_out(&mut self.radio, open).await {
+            // A new connection: its first state is news.
+            self.last = None;
         }
-        publish_status(NAME, &self.status, &self.link);
     }
 
     fn tx_drop(&mut self, context: &str) {
         self.keyed = false;
-        self.link.tx_drop(self.clock.now(), context);
+        self.hw.link.tx_drop(self.clock.now(), context);
     }
 
     async fn poll(&mut self) {
@@ -214,7 +185,7 @@ impl RadioTask {
         };
         match radio.status().await {
             Ok(state) => {
-                self.link.data(self.clock.now());
+                self.hw.link.data(self.clock.now());
                 self.on_air
                     .send_if_modified(|on| std::mem::replace(on, state.ptt) != state.ptt);
                 let dropped = self.keyed && !state.ptt;
@@ -239,7 +210,7 @@ impl RadioTask {
             Err(e) if self.keyed && e.link_down() => {
                 self.tx_drop(&format!("{e}, while transmitting"))
             }
-            Err(e) if e.link_down() => self.link.lost(self.clock.now(), &e.to_string()),
+            Err(e) if e.link_down() => self.hw.link.lost(self.clock.now(), &e.to_string()),
             // One malformed answer: skip this poll; persistent trouble shows
             // in the link's health (no data).
             Err(e) => tracing::warn!(error = %e, "radio poll"),
@@ -257,7 +228,7 @@ impl RadioTask {
             match radio.power_watts().await {
                 Ok(w) => w,
                 Err(e) if e.link_down() => {
-                    self.link.lost(self.clock.now(), &e.to_string());
+                    self.hw.link.lost(self.clock.now(), &e.to_string());
                     return;
                 }
                 Err(_) => f64::NAN,
@@ -266,14 +237,11 @@ impl RadioTask {
             0.0
         };
         let now = self.clock.now();
-        let Some(alert) = power.reading(now, watts, None, on_air).await else {
-            return;
-        };
-        if let Some((kind, context)) = alert_event(&alert, self.settings.power.zero_threshold_w) {
-            self.link.note(kind, now, context.clone());
-            if kind == LinkEventType::PowerCritical {
-                self.tx_drop(&format!("power collapsed: {context}"));
-            }
+        if let Some(context) = power
+            .reading(&mut self.hw.link, now, watts, None, on_air)
+            .await
+        {
+            self.tx_drop(&context);
         }
     }
 
@@ -296,7 +264,7 @@ impl RadioTask {
             if is_reconnect(&kind, &payload, NAME) {
                 tracing::info!("operator asked to reconnect the radio");
                 self.keyed = false;
-                self.link.force_reconnect(self.clock.now());
+                self.hw.link.force_reconnect(self.clock.now());
                 continue;
             }
             let Some(radio) = self.radio.as_mut() else {
@@ -310,7 +278,7 @@ impl RadioTask {
             if let Err(err) = apply(radio, &kind, &payload).await {
                 tracing::warn!(%kind, error = %err, "radio command failed");
                 if err.link_down() {
-                    self.link.lost(self.clock.now(), &err.to_string());
+                    self.hw.link.lost(self.clock.now(), &err.to_string());
                 }
             }
         }
