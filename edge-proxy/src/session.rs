@@ -338,16 +338,11 @@ impl Session {
         // A reliable publish over the rate waits here (and the session stops
         // reading) instead of being refused: backpressure, not loss.
         let mut throttled: Option<(Publish, tokio::time::Instant)> = None;
-        // At most two pages unacknowledged: the next page goes out only once
-        // the client has acknowledged the one before, so a client far
-        // behind is replayed at the pace it confirms, in bounded memory.
-        let page = u64::from(self.state.config.replay_page.max(1));
-        let window = u64::from(self.state.config.max_behind).min(2 * page);
+        let (_, window) = self.flow();
         let max = self.state.config.max_frame_bytes as usize;
         loop {
             let head = self.state.log.head();
-            let can_send =
-                self.cursor <= head && self.cursor.saturating_sub(1 + self.acked) < window;
+            let can_send = self.cursor <= head && self.in_flight() < window;
             let now = self.state.clock.now();
             let stale_at = self.last_rx + self.state.config.stale_after_ms;
             let wake = self.heartbeat.poll_timeout().min(stale_at);
@@ -436,6 +431,20 @@ impl Session {
                 }
             }
         }
+    }
+
+    /// Events per page, and how many may be unacknowledged: two pages, so
+    /// the next page goes out only once the client has acknowledged the one
+    /// before (a client far behind is replayed at the pace it confirms, in
+    /// bounded memory), and never more than `max_behind`.
+    fn flow(&self) -> (u64, u64) {
+        let page = u64::from(self.state.config.replay_page.max(1));
+        (page, u64::from(self.state.config.max_behind).min(2 * page))
+    }
+
+    /// Events sent and not yet acknowledged.
+    fn in_flight(&self) -> u64 {
+        self.cursor.saturating_sub(1 + self.acked)
     }
 
     async fn send_now(
@@ -575,14 +584,12 @@ impl Session {
             self.acked = self.acked.max(from.saturating_sub(1));
             progress.cooled = true;
         } else {
-            let page = self.state.config.replay_page.max(1) as usize;
-            let in_flight = self.cursor.saturating_sub(1 + self.acked) as usize;
-            let window = (self.state.config.max_behind as usize).min(2 * page);
-            let room = page.min(window.saturating_sub(in_flight)).max(1);
+            let (page, window) = self.flow();
+            let room = page.min(window.saturating_sub(self.in_flight())).max(1);
             let events = self
                 .state
                 .log
-                .read(self.cursor, room)
+                .read(self.cursor, room as usize)
                 .map_err(|e| (ErrorCode::Unavailable, e.to_string()))?;
             if let Some(first) = events.first() {
                 if first.seq > self.cursor {
