@@ -174,8 +174,11 @@ fn perform(inner: &mut Inner, out: Output, emits: &mut Vec<(&'static str, JsValu
         }
         Output::Deliver(d) => {
             if let Some(tabs) = inner.tabs.as_mut() {
+                // Kept for a tab that joins later; relayed only once one has.
                 tabs.folded.observe(&d);
-                inner.relay.push(d.clone());
+                if tabs.has_followers {
+                    inner.relay.push(d.clone());
+                }
             }
             delivered_to_js(d, emits);
         }

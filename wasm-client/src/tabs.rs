@@ -228,7 +228,8 @@ impl Tabs {
 
     /// The leader's relay of what its session delivered.
     pub fn relay(&self, epoch: Option<u64>, items: &[Delivered]) {
-        let (Some(epoch), false, true) = (epoch, items.is_empty(), self.has_followers) else {
+        // (Only followed leaders collect items: see `perform`.)
+        let (Some(epoch), false) = (epoch, items.is_empty()) else {
             return;
         };
         let frames = Array::new();
