@@ -291,6 +291,30 @@ impl TestClient {
     }
 }
 
+/// Every event the log at `url` retains, in order: connects once to learn
+/// the epoch and head, then again as a client resuming from `seq` 0.
+pub async fn read_whole_log(url: &str, within: Duration) -> Result<Vec<Event>> {
+    let mut reader = TestClient::new("whole-log-reader");
+    let welcome = reader.connect(url).await?.clone();
+    reader.cut();
+    reader.receiver = Receiver::new(
+        Some(Resume {
+            epoch: welcome.epoch,
+            last_seq: 0,
+        }),
+        usize::MAX,
+    );
+    reader.connect(url).await?;
+    if !reader.pump_to(welcome.head_seq, within).await? {
+        bail!(
+            "read only to {} of {}",
+            reader.receiver.last_seq(),
+            welcome.head_seq
+        );
+    }
+    Ok(reader.events().into_iter().cloned().collect())
+}
+
 /// Asserts the application saw strictly increasing seqs with no repeats.
 pub fn assert_in_order_once(seqs: &[u64]) {
     for w in seqs.windows(2) {

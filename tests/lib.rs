@@ -3,9 +3,11 @@
 //! stop it (`SIGTERM`), and talk to it with a native protocol client.
 
 pub mod client;
+pub mod nats;
 pub mod proxy;
 pub mod relay;
 pub mod session_client;
 
 pub use client::TestClient;
+pub use nats::Nats;
 pub use proxy::Proxy;

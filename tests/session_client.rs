@@ -39,9 +39,11 @@ impl Record {
     }
 }
 
-/// Runs one client until `stop` turns true; returns what it saw.
+/// Runs one client until `stop` turns true; returns what it saw. `urls` are
+/// the proxy and its fallbacks: as in the browser (`fallbackUrls`), every
+/// closed or failed socket moves the next attempt to the next URL.
 pub async fn run(
-    url: String,
+    urls: Vec<String>,
     client_id: String,
     seed: u64,
     mut stop: watch::Receiver<bool>,
@@ -58,6 +60,7 @@ pub async fn run(
     };
     let mut session = ClientSession::new(ClientConfig::default(), restored, now(), wall, seed);
     session.handle_input(Input::Connect, now());
+    let mut current = 0;
     let mut ws: Option<(u32, Ws)> = None;
     let mut connecting: Option<(u32, tokio::task::JoinHandle<Option<Ws>>)> = None;
     loop {
@@ -67,7 +70,7 @@ pub async fn run(
                     if let Ok(mut r) = record.lock() {
                         r.attempts.push(Instant::now());
                     }
-                    let url = url.clone();
+                    let url = urls[current % urls.len()].clone();
                     connecting = Some((
                         socket,
                         tokio::spawn(async move {
@@ -120,10 +123,13 @@ pub async fn run(
                         ws = Some((socket, w));
                         session.handle_input(Input::SocketOpened { socket }, now());
                     }
-                    None => session.handle_input(
-                        Input::SocketClosed { socket, code: 1006, reason: "connect failed".into() },
-                        now(),
-                    ),
+                    None => {
+                        current += 1;
+                        session.handle_input(
+                            Input::SocketClosed { socket, code: 1006, reason: "connect failed".into() },
+                            now(),
+                        );
+                    }
                 }
             }
             msg = async { ws.as_mut().unwrap().1.next().await }, if ws.is_some() => {
@@ -134,12 +140,14 @@ pub async fn run(
                     }
                     Some(Ok(Message::Close(frame))) => {
                         ws = None;
+                        current += 1;
                         let code = frame.map_or(1005, |f| u16::from(f.code));
                         session.handle_input(Input::SocketClosed { socket, code, reason: String::new() }, now());
                     }
                     Some(Ok(_)) => {}
                     None | Some(Err(_)) => {
                         ws = None;
+                        current += 1;
                         session.handle_input(Input::SocketClosed { socket, code: 1006, reason: String::new() }, now());
                     }
                 }

@@ -10,6 +10,7 @@ use clap::Parser;
 use serde::{Deserialize, Serialize};
 
 use crate::auth::TokenConfig;
+use crate::eventlog::NatsConfig;
 use crate::hooks::HookConfig;
 use edge_proxy::hardware::RadioBackend;
 
@@ -34,6 +35,14 @@ pub struct Cli {
     /// Directory of the durable event log (created if missing).
     #[arg(long, env = "EDGE_PROXY_DATA_DIR")]
     pub data_dir: Option<PathBuf>,
+    /// The event log: "embedded" (a file in --data-dir, the default) or
+    /// nats://host:port for a NATS JetStream stream shared by several proxies.
+    /// (EDGE_PROXY_LOG is the log-level filter, hence EDGE_PROXY_EVENT_LOG.)
+    #[arg(long, env = "EDGE_PROXY_EVENT_LOG")]
+    pub log: Option<String>,
+    /// This proxy's name among several on one JetStream log.
+    #[arg(long, env = "EDGE_PROXY_NAME")]
+    pub proxy_name: Option<String>,
     /// Directory of the dashboard's static files, served at /.
     #[arg(long, env = "EDGE_PROXY_WWW")]
     pub www: Option<PathBuf>,
@@ -90,6 +99,19 @@ pub enum LogFormat {
 pub struct Config {
     pub listen: SocketAddr,
     pub data_dir: PathBuf,
+    /// "embedded", or nats://host:port for a shared JetStream log.
+    pub log: String,
+    /// With a NATS log that cannot be reached at start: run on the embedded
+    /// log instead (with a loud warning) rather than refuse to start.
+    pub log_fallback_embedded: bool,
+    /// The JetStream stream and its one subject.
+    pub nats_stream: String,
+    pub nats_subject: String,
+    pub nats_connect_timeout_ms: u64,
+    /// How long a publish is retried while NATS is unreachable.
+    pub nats_publish_timeout_ms: u64,
+    /// This proxy's name (NATS connection name, message ids, `/stats`).
+    pub proxy_name: String,
     pub www: Option<PathBuf>,
     pub log_format: LogFormat,
     pub demo: bool,
@@ -157,6 +179,13 @@ impl Default for Config {
         Config {
             listen: SocketAddr::from(([127, 0, 0, 1], 8080)),
             data_dir: PathBuf::from("data"),
+            log: "embedded".into(),
+            log_fallback_embedded: false,
+            nats_stream: "STATION".into(),
+            nats_subject: "station.events".into(),
+            nats_connect_timeout_ms: 5_000,
+            nats_publish_timeout_ms: 30_000,
+            proxy_name: "edge-proxy".into(),
             www: None,
             log_format: LogFormat::Human,
             demo: false,
@@ -209,6 +238,12 @@ impl Config {
         if let Some(dir) = &cli.data_dir {
             config.data_dir = dir.clone();
         }
+        if let Some(log) = &cli.log {
+            config.log = log.clone();
+        }
+        if let Some(name) = &cli.proxy_name {
+            config.proxy_name = name.clone();
+        }
         if let Some(www) = &cli.www {
             config.www = Some(www.clone());
         }
@@ -232,6 +267,19 @@ impl Config {
         Ok(config)
     }
 
+    /// The JetStream log's settings, when `log` names a NATS server.
+    pub fn nats(&self) -> Option<NatsConfig> {
+        let url = self.log.strip_prefix("nats://")?;
+        (!url.is_empty()).then(|| NatsConfig {
+            url: self.log.clone(),
+            stream: self.nats_stream.clone(),
+            subject: self.nats_subject.clone(),
+            proxy_name: self.proxy_name.clone(),
+            connect_timeout_ms: self.nats_connect_timeout_ms,
+            publish_timeout_ms: self.nats_publish_timeout_ms,
+        })
+    }
+
     fn validate(&self) -> Result<()> {
         anyhow::ensure!(self.heartbeat_ms > 0, "heartbeat_ms must be positive");
         anyhow::ensure!(
@@ -243,6 +291,15 @@ impl Config {
         anyhow::ensure!(
             self.max_frame_bytes >= 256,
             "max_frame_bytes must be at least 256"
+        );
+        anyhow::ensure!(
+            self.log == "embedded" || self.nats().is_some(),
+            "log must be \"embedded\" or a nats://host:port address, not {:?}",
+            self.log
+        );
+        anyhow::ensure!(
+            !self.proxy_name.is_empty() && !self.proxy_name.contains([' ', '.', '*', '>']),
+            "proxy_name must be non-empty, without spaces, dots, * or >"
         );
         anyhow::ensure!(self.max_behind > 0, "max_behind must be positive");
         anyhow::ensure!(self.replay_page > 0, "replay_page must be positive");

@@ -57,6 +57,35 @@ fn init_logging(format: LogFormat) {
     }
 }
 
+/// The embedded log, or the shared JetStream one (`log = "nats://..."`), with
+/// the embedded one as a loudly announced fallback if so configured.
+async fn open_log(config: &Config, log_config: LogConfig) -> Result<EventLog> {
+    let embedded = || {
+        EventLog::open(&config.data_dir, log_config)
+            .with_context(|| format!("opening the event log in {}", config.data_dir.display()))
+    };
+    let Some(nats) = config.nats() else {
+        return embedded();
+    };
+    tracing::info!(url = %nats.url, stream = %nats.stream, "joining the shared event log on NATS JetStream");
+    match EventLog::connect(&nats, log_config).await {
+        Ok(log) => Ok(log),
+        Err(e) if config.log_fallback_embedded => {
+            tracing::error!(
+                error = %e,
+                data_dir = %config.data_dir.display(),
+                "NATS JetStream is unavailable: FALLING BACK TO THE EMBEDDED LOG. This proxy is on its own: \
+                 other proxies do not see its events and its clients cannot fail over to them"
+            );
+            embedded()
+        }
+        Err(e) => Err(anyhow::Error::new(e).context(format!(
+            "joining the shared event log at {} (start nats-server with -js, or set log_fallback_embedded = true)",
+            nats.url
+        ))),
+    }
+}
+
 async fn run(config: Config, port_file: Option<std::path::PathBuf>) -> Result<()> {
     let prometheus = PrometheusBuilder::new()
         .install_recorder()
@@ -67,10 +96,11 @@ async fn run(config: Config, port_file: Option<std::path::PathBuf>) -> Result<()
         max_events: config.max_events,
         ..LogConfig::default()
     };
-    let log = EventLog::open(&config.data_dir, log_config)
-        .with_context(|| format!("opening the event log in {}", config.data_dir.display()))?;
+    let log = open_log(&config, log_config).await?;
     tracing::info!(
-        data_dir = %config.data_dir.display(), epoch = log.epoch(), head = log.head(),
+        backend = log.backend(),
+        epoch = log.epoch(),
+        head = log.head(),
         "event log open"
     );
     let listener = tokio::net::TcpListener::bind(config.listen)

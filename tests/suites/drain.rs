@@ -71,7 +71,7 @@ async fn a_graceful_restart_with_1000_clients_stays_under_the_handshake_budget()
     let mut tasks = Vec::new();
     for (i, record) in records.iter().enumerate() {
         tasks.push(tokio::spawn(session_client::run(
-            proxy.ws_url(),
+            vec![proxy.ws_url()],
             format!("dash-{i}"),
             i as u64 + 1,
             stop.clone(),

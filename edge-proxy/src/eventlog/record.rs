@@ -102,6 +102,27 @@ impl Logged {
         })
     }
 
+    /// The same event under another `seq`, and its payload: what a proxy
+    /// reading a shared log does with a record written before its `seq` was
+    /// known. `None` if the record's frame is not an `Event`.
+    pub fn resequenced(&self, seq: u64) -> Option<(Logged, Payload)> {
+        let ServerFrame::Event(mut event) = ServerFrame::decode(&self.frame, usize::MAX).ok()?
+        else {
+            return None;
+        };
+        event.seq = seq;
+        let payload = event.payload.clone();
+        let frame = ServerFrame::Event(event).encode().ok()?;
+        let logged = Logged {
+            seq,
+            ts_ms: self.ts_ms,
+            volatile: self.volatile,
+            kind: self.kind.clone(),
+            frame: Bytes::from(frame),
+        };
+        Some((logged, payload))
+    }
+
     /// Reads the timestamp without parsing the rest (for trimming).
     pub fn ts_of(bytes: &[u8]) -> Option<u64> {
         Some(u64::from_be_bytes(bytes.get(1..9)?.try_into().ok()?))

@@ -1,0 +1,355 @@
+//! The embedded event log (the default): a redb file on local disk.
+//!
+//! Writes go through one writer thread that does **group commit**: it takes
+//! every request already queued (up to a batch limit), writes them in one
+//! transaction with one fsync, and only then hands the events to sessions and
+//! answers the publishers. A session therefore never sends a `seq` that is not
+//! durable, and a `kill -9` can never leave a client holding a `seq` the log
+//! has lost.
+//!
+//! Sessions read live events from an in-memory tail of recent committed
+//! events and go to the database only when they are behind it; they wait on a
+//! `watch` of the head `seq`. No per-session queue exists, so a slow client
+//! costs nothing but its own cursor.
+
+use std::collections::{BTreeMap, VecDeque};
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, RwLock};
+use std::thread::JoinHandle;
+use std::time::Instant;
+
+use shared_protocol::frame::Payload;
+use tokio::sync::{mpsc, oneshot, watch};
+
+use super::store::{Append, Outcome, Store};
+use super::{now_ms, LogConfig, LogError, Logged, NewEvent, Published};
+
+enum Command {
+    Append(Append, oneshot::Sender<Result<Outcome, Arc<LogError>>>),
+    Trim(oneshot::Sender<Result<u64, Arc<LogError>>>),
+    /// Commit what is queued, then stop: later requests get `Closed`.
+    Shutdown,
+}
+
+struct Shared {
+    store: Store,
+    tail: RwLock<VecDeque<Logged>>,
+    head: watch::Sender<u64>,
+    config: LogConfig,
+}
+
+/// A cloneable handle to the embedded log.
+#[derive(Clone)]
+pub struct Embedded {
+    tx: mpsc::Sender<Command>,
+    shared: Arc<Shared>,
+    writer: Arc<std::sync::Mutex<Option<JoinHandle<()>>>>,
+}
+
+impl Embedded {
+    /// Opens (or creates) the log in `dir`.
+    pub fn open(dir: &Path, config: LogConfig) -> Result<Self, LogError> {
+        std::fs::create_dir_all(dir)
+            .map_err(|e| LogError::Storage(format!("creating {}: {e}", dir.display())))?;
+        let path: PathBuf = dir.join("events.redb");
+        let store = Store::open(&path)?;
+        let head = store.head()?;
+        // Warm the tail so sessions that resume right after a restart are
+        // served from memory.
+        let from = head.saturating_sub(config.tail_events as u64) + 1;
+        let tail: VecDeque<Logged> = store.read_range(from, head, config.tail_events)?.into();
+        let shared = Arc::new(Shared {
+            store,
+            tail: RwLock::new(tail),
+            head: watch::Sender::new(head),
+            config,
+        });
+        let (tx, rx) = mpsc::channel(config.max_batch * 4);
+        let worker = shared.clone();
+        let writer = std::thread::Builder::new()
+            .name("eventlog-writer".into())
+            .spawn(move || writer_loop(worker, rx))
+            .map_err(|e| LogError::Storage(format!("starting the writer thread: {e}")))?;
+        Ok(Embedded {
+            tx,
+            shared,
+            writer: Arc::new(std::sync::Mutex::new(Some(writer))),
+        })
+    }
+
+    pub fn epoch(&self) -> u64 {
+        self.shared.store.epoch()
+    }
+
+    pub fn head(&self) -> u64 {
+        *self.shared.head.borrow()
+    }
+
+    /// Wakes whenever the durable head moves.
+    pub fn subscribe(&self) -> watch::Receiver<u64> {
+        self.shared.head.subscribe()
+    }
+
+    async fn request(&self, append: Append) -> Result<Outcome, Arc<LogError>> {
+        let (tx, rx) = oneshot::channel();
+        self.tx
+            .send(Command::Append(append, tx))
+            .await
+            .map_err(|_| Arc::new(LogError::Closed))?;
+        rx.await.map_err(|_| Arc::new(LogError::Closed))?
+    }
+
+    /// Appends events (hardware readings, link events); returns them with
+    /// their sequence numbers once durable.
+    pub async fn append(&self, events: Vec<NewEvent>) -> Result<Vec<Logged>, Arc<LogError>> {
+        match self
+            .request(Append {
+                events,
+                publisher: None,
+            })
+            .await?
+        {
+            Outcome::Committed(logged) => Ok(logged),
+            Outcome::Duplicate => Ok(Vec::new()),
+        }
+    }
+
+    /// Appends a client's publish, at most once per `(client_id, client_seq)`.
+    pub async fn publish(
+        &self,
+        client_id: &str,
+        client_seq: u64,
+        event: NewEvent,
+    ) -> Result<Published, Arc<LogError>> {
+        let append = Append {
+            events: vec![event],
+            publisher: Some((client_id.to_string(), client_seq)),
+        };
+        match self.request(append).await? {
+            Outcome::Committed(logged) => {
+                Ok(Published::Applied(logged.first().map_or(0, |e| e.seq)))
+            }
+            Outcome::Duplicate => Ok(Published::Duplicate),
+        }
+    }
+
+    /// Up to `limit` events from `from` on, from memory when possible.
+    pub fn read(&self, from: u64, limit: usize) -> Result<Vec<Logged>, LogError> {
+        let head = self.head();
+        if from > head || limit == 0 {
+            return Ok(Vec::new());
+        }
+        {
+            let tail = self.shared.tail.read().map_err(|_| LogError::Closed)?;
+            if let Some(first) = tail.front() {
+                if from >= first.seq {
+                    let start = (from - first.seq) as usize;
+                    return Ok(tail.iter().skip(start).take(limit).cloned().collect());
+                }
+            }
+        }
+        self.shared.store.read_range(from, head, limit)
+    }
+
+    /// The oldest `seq` still replayable.
+    pub fn oldest(&self) -> Result<u64, LogError> {
+        self.shared.store.oldest()
+    }
+
+    /// `(upto, state)`: the last value of every kind, current as of `upto`.
+    pub fn snapshot(&self) -> Result<(u64, BTreeMap<String, Payload>), LogError> {
+        self.shared.store.snapshot()
+    }
+
+    /// Applies retention now (the proxy also runs this on a timer).
+    pub async fn trim(&self) -> Result<u64, Arc<LogError>> {
+        let (tx, rx) = oneshot::channel();
+        self.tx
+            .send(Command::Trim(tx))
+            .await
+            .map_err(|_| Arc::new(LogError::Closed))?;
+        rx.await.map_err(|_| Arc::new(LogError::Closed))?
+    }
+
+    /// Events currently retained on disk.
+    pub fn retained(&self) -> Result<u64, LogError> {
+        self.shared.store.usage()
+    }
+
+    /// Commits what is queued, stops the writer and waits for it. Every
+    /// clone of the handle gets `Closed` for writes afterwards.
+    pub async fn close(&self) {
+        let _ = self.tx.send(Command::Shutdown).await;
+        let writer = self.writer.lock().ok().and_then(|mut w| w.take());
+        if let Some(handle) = writer {
+            let _ = tokio::task::spawn_blocking(move || handle.join()).await;
+        }
+    }
+}
+
+fn writer_loop(shared: Arc<Shared>, mut rx: mpsc::Receiver<Command>) {
+    let mut batch: Vec<Append> = Vec::new();
+    let mut replies = Vec::new();
+    let mut running = true;
+    while running {
+        let Some(first) = rx.blocking_recv() else {
+            break;
+        };
+        let mut next = Some(first);
+        // Group commit: everything already queued goes into this transaction.
+        while let Some(command) = next.take() {
+            match command {
+                Command::Append(append, reply) => {
+                    batch.push(append);
+                    replies.push(reply);
+                }
+                Command::Trim(reply) => {
+                    let config = shared.config;
+                    let result = shared
+                        .store
+                        .trim(now_ms(), config.retention_ms, config.max_events)
+                        .map_err(Arc::new);
+                    if let Ok(n) = &result {
+                        if *n > 0 {
+                            metrics::counter!("proxy_log_trimmed_total").increment(*n);
+                        }
+                    }
+                    let _ = reply.send(result);
+                }
+                Command::Shutdown => running = false,
+            }
+            if running && batch.len() < shared.config.max_batch {
+                next = rx.try_recv().ok();
+            }
+        }
+        if batch.is_empty() {
+            continue;
+        }
+        let started = Instant::now();
+        let result = shared.store.commit(&batch, now_ms());
+        metrics::histogram!("proxy_log_commit_seconds").record(started.elapsed().as_secs_f64());
+        metrics::histogram!("proxy_log_batch_requests").record(batch.len() as f64);
+        match result {
+            Ok(outcomes) => {
+                publish_to_tail(&shared, &outcomes);
+                for (reply, outcome) in replies.drain(..).zip(outcomes) {
+                    let _ = reply.send(Ok(outcome));
+                }
+            }
+            Err(e) => {
+                tracing::error!(error = %e, requests = batch.len(), "event log commit failed; nothing in the batch was applied");
+                metrics::counter!("proxy_log_commit_failures_total").increment(1);
+                let e = Arc::new(e);
+                for reply in replies.drain(..) {
+                    let _ = reply.send(Err(e.clone()));
+                }
+            }
+        }
+        batch.clear();
+    }
+}
+
+fn publish_to_tail(shared: &Shared, outcomes: &[Outcome]) {
+    let mut newest = None;
+    let mut appended = 0;
+    if let Ok(mut tail) = shared.tail.write() {
+        for outcome in outcomes {
+            if let Outcome::Committed(events) = outcome {
+                for event in events {
+                    newest = Some(event.seq);
+                    appended += 1;
+                    if tail.len() == shared.config.tail_events.max(1) {
+                        tail.pop_front();
+                    }
+                    tail.push_back(event.clone());
+                }
+            }
+        }
+    }
+    if let Some(seq) = newest {
+        metrics::counter!("proxy_events_appended_total").increment(appended);
+        shared.head.send_replace(seq);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn concurrent_appends_get_gap_free_seqs_and_wake_readers() {
+        let dir = tempfile::tempdir().unwrap();
+        let log = Embedded::open(
+            dir.path(),
+            LogConfig {
+                tail_events: 16,
+                ..Default::default()
+            },
+        )
+        .unwrap();
+        let mut head = log.subscribe();
+        let mut tasks = Vec::new();
+        for t in 0..8 {
+            let log = log.clone();
+            tasks.push(tokio::spawn(async move {
+                for i in 0..25u64 {
+                    log.append(vec![NewEvent::reliable(format!("k{t}"), Payload::from(i))])
+                        .await
+                        .unwrap();
+                }
+            }));
+        }
+        for t in tasks {
+            t.await.unwrap();
+        }
+        head.changed().await.unwrap();
+        assert_eq!(log.head(), 200);
+        // From memory (the tail) and from disk, the same gap-free sequence.
+        let recent = log.read(190, 100).unwrap();
+        assert_eq!(
+            recent.iter().map(|e| e.seq).collect::<Vec<_>>(),
+            (190..=200).collect::<Vec<_>>()
+        );
+        let old = log.read(1, 500).unwrap();
+        assert_eq!(
+            old.iter().map(|e| e.seq).collect::<Vec<_>>(),
+            (1..=200).collect::<Vec<_>>()
+        );
+    }
+
+    #[tokio::test]
+    async fn publish_dedup_survives_reopen() {
+        let dir = tempfile::tempdir().unwrap();
+        {
+            let log = Embedded::open(dir.path(), LogConfig::default()).unwrap();
+            let ev = NewEvent::reliable("note", Payload::from("hi"));
+            assert_eq!(
+                log.publish("dash", 1, ev.clone()).await.unwrap(),
+                Published::Applied(1)
+            );
+            assert_eq!(
+                log.publish("dash", 1, ev).await.unwrap(),
+                Published::Duplicate
+            );
+            log.close().await;
+            let late = log
+                .append(vec![NewEvent::reliable("late", Payload::Nil)])
+                .await;
+            assert!(matches!(
+                late.as_ref().map_err(|e| &**e),
+                Err(LogError::Closed)
+            ));
+        }
+        let log = Embedded::open(dir.path(), LogConfig::default()).unwrap();
+        let ev = NewEvent::reliable("note", Payload::from("hi"));
+        assert_eq!(
+            log.publish("dash", 1, ev.clone()).await.unwrap(),
+            Published::Duplicate
+        );
+        assert_eq!(
+            log.publish("dash", 2, ev).await.unwrap(),
+            Published::Applied(2)
+        );
+        assert_eq!(log.read(1, 10).unwrap().len(), 2, "tail warmed from disk");
+    }
+}

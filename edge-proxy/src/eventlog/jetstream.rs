@@ -1,0 +1,543 @@
+//! The event log on a NATS JetStream stream, shared by several proxies.
+//!
+//! **Writes** are JetStream publishes on one subject; an event is durable, and
+//! has its `seq`, when the stream acknowledges it. Every publish carries a
+//! `Nats-Msg-Id`, so a publish retried after an outage (or a lost ack) is
+//! stored once: `c:{client_id}:{client_seq}` for client publishes (at most
+//! once per publish, across proxies, within the stream's duplicate window)
+//! and `p:{proxy}:{boot}:{n}` for the proxy's own events.
+//!
+//! **Reads** come from a local mirror: an ordered consumer follows the
+//! stream and every proxy keeps the retained events (bounded by
+//! `max_events`) and the last value of every kind in memory. A session
+//! therefore reads only what the stream has stored, in the stream's order,
+//! with the stream's `seq`, whichever proxy wrote it: any proxy can resume
+//! any client. The mirror is rebuilt from the stream at start.
+//!
+//! **Epoch** is the stream's creation time: it changes when (and only when)
+//! the stream is deleted and created again, which is exactly when old `seq`s
+//! stop meaning anything.
+//!
+//! **Outages**: the NATS client reconnects by itself. Meanwhile sessions keep
+//! their place and are served from the mirror, publishes are retried with
+//! backoff for `publish_timeout_ms` and then fail (a client keeps an
+//! unacknowledged publish in its outbox and sends it again), and the
+//! consumer resumes after the last `seq` it saw.
+//!
+//! The stream's own limits do retention (`max_age`, `max_msgs`); the mirror
+//! applies the same limits locally.
+
+use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, RwLock};
+use std::time::Duration;
+
+use async_nats::jetstream::{self, consumer, message::PublishMessage, stream};
+use bytes::Bytes;
+use futures_util::StreamExt;
+use shared_protocol::frame::Payload;
+use tokio::sync::watch;
+use tokio::task::JoinHandle;
+
+use super::{now_ms, LogConfig, LogError, Logged, NewEvent, Published};
+
+/// Where the shared log lives.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NatsConfig {
+    /// `nats://host:port` (several, comma separated, for a NATS cluster).
+    pub url: String,
+    /// The JetStream stream; created with the log's limits if missing.
+    pub stream: String,
+    /// The subject events are published on (the stream's only subject).
+    pub subject: String,
+    /// This proxy's name in NATS (connection name, message ids).
+    pub proxy_name: String,
+    /// Give up connecting at start after this long.
+    pub connect_timeout_ms: u64,
+    /// Retry a publish through an outage for this long before failing it.
+    pub publish_timeout_ms: u64,
+}
+
+impl Default for NatsConfig {
+    fn default() -> Self {
+        NatsConfig {
+            url: "nats://127.0.0.1:4222".into(),
+            stream: "STATION".into(),
+            subject: "station.events".into(),
+            proxy_name: "edge-proxy".into(),
+            connect_timeout_ms: 5_000,
+            publish_timeout_ms: 30_000,
+        }
+    }
+}
+
+/// First and longest wait between publish attempts during an outage.
+const RETRY_FIRST: Duration = Duration::from_millis(50);
+const RETRY_MAX: Duration = Duration::from_secs(2);
+
+fn nats_error(what: &str, e: impl std::fmt::Display) -> LogError {
+    LogError::Nats(format!("{what}: {e}"))
+}
+
+/// The retained events and the last value of every kind.
+#[derive(Default)]
+struct Mirror {
+    events: VecDeque<Logged>,
+    state: BTreeMap<String, Payload>,
+    /// The newest `seq` seen (kept when `events` is trimmed empty).
+    head: u64,
+}
+
+struct Shared {
+    mirror: RwLock<Mirror>,
+    head: watch::Sender<u64>,
+    /// Counts (re)connections to NATS: the consumer starts afresh on each,
+    /// instead of waiting for missed heartbeats to notice the server changed.
+    connections: watch::Sender<u64>,
+    config: LogConfig,
+}
+
+/// A cloneable handle to the shared log.
+#[derive(Clone)]
+pub struct JetLog {
+    client: async_nats::Client,
+    js: jetstream::Context,
+    subject: Arc<str>,
+    shared: Arc<Shared>,
+    epoch: u64,
+    /// `p:{proxy}:{boot}:` — the prefix of this process's message ids.
+    id_prefix: Arc<str>,
+    next_id: Arc<AtomicU64>,
+    publish_timeout: Duration,
+    closed: Arc<AtomicBool>,
+    follower: Arc<std::sync::Mutex<Option<JoinHandle<()>>>>,
+    /// One lane per publishing client: its publishes reach the stream one at
+    /// a time, in the order they were made, so one retried through an
+    /// outage is never overtaken by the next (`set_freq` A then B must end
+    /// on B).
+    lanes: Arc<std::sync::Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>>,
+}
+
+impl JetLog {
+    /// Connects, makes sure the stream exists, and fills the mirror with
+    /// what the stream holds before returning. Fails with a clear error when
+    /// NATS cannot be reached within `connect_timeout_ms`, or when it has no
+    /// JetStream.
+    pub async fn connect(nats: &NatsConfig, config: LogConfig) -> Result<Self, LogError> {
+        let connect_timeout = Duration::from_millis(nats.connect_timeout_ms.max(1));
+        let connections = watch::Sender::new(0u64);
+        let reconnected = connections.clone();
+        let options = async_nats::ConnectOptions::new()
+            .name(&nats.proxy_name)
+            .connection_timeout(connect_timeout)
+            .reconnect_delay_callback(|attempts| {
+                Duration::from_millis((50u64 << attempts.min(5)).min(1_000))
+            })
+            .event_callback(move |event| {
+                let reconnected = reconnected.clone();
+                async move {
+                match event {
+                    async_nats::Event::Connected => {
+                        tracing::info!("NATS connected");
+                        reconnected.send_modify(|n| *n += 1);
+                    }
+                    async_nats::Event::Disconnected => {
+                        tracing::warn!("NATS connection lost; reconnecting (sessions keep being served, publishes wait)")
+                    }
+                    other => tracing::warn!(event = %other, "NATS"),
+                }
+                }
+            });
+        let client = tokio::time::timeout(connect_timeout, options.connect(nats.url.as_str()))
+            .await
+            .map_err(|_| {
+                LogError::Nats(format!(
+                    "no NATS server answered at {} within {} ms",
+                    nats.url, nats.connect_timeout_ms
+                ))
+            })?
+            .map_err(|e| nats_error(&format!("connecting to {}", nats.url), e))?;
+        let js = jetstream::new(client.clone());
+        let wanted = stream::Config {
+            name: nats.stream.clone(),
+            subjects: vec![nats.subject.clone()],
+            storage: stream::StorageType::File,
+            discard: stream::DiscardPolicy::Old,
+            max_messages: i64::try_from(config.max_events).unwrap_or(i64::MAX),
+            max_age: Duration::from_millis(config.retention_ms),
+            // Client publishes are deduplicated for as long as events are kept.
+            duplicate_window: Duration::from_millis(config.retention_ms.min(24 * 3_600_000)),
+            ..Default::default()
+        };
+        let mut stream = tokio::time::timeout(connect_timeout, js.get_or_create_stream(wanted))
+            .await
+            .map_err(|_| {
+                LogError::Nats(
+                    "JetStream did not answer (is it enabled? start nats-server with -js)".into(),
+                )
+            })?
+            .map_err(|e| nats_error(&format!("opening stream {}", nats.stream), e))?;
+        let info = stream
+            .info()
+            .await
+            .map_err(|e| nats_error("reading the stream's info", e))?
+            .clone();
+        if !info.config.subjects.iter().any(|s| s == &nats.subject) {
+            return Err(LogError::Nats(format!(
+                "stream {} exists but does not hold subject {} (it holds {:?})",
+                nats.stream, nats.subject, info.config.subjects
+            )));
+        }
+        if info.config.max_messages != i64::try_from(config.max_events).unwrap_or(i64::MAX)
+            || info.config.max_age != Duration::from_millis(config.retention_ms)
+        {
+            tracing::warn!(
+                stream = %nats.stream,
+                max_msgs = info.config.max_messages,
+                max_age_ms = info.config.max_age.as_millis() as u64,
+                "the stream already exists with other limits than this proxy's retention; the stream's limits apply"
+            );
+        }
+        let epoch = u64::try_from(info.created.unix_timestamp_nanos() / 1_000)
+            .unwrap_or(1)
+            .max(1);
+        let first = info.state.first_sequence.max(1);
+        let last = info.state.last_sequence;
+        let shared = Arc::new(Shared {
+            mirror: RwLock::new(Mirror {
+                head: first - 1,
+                ..Default::default()
+            }),
+            head: watch::Sender::new(first - 1),
+            connections,
+            config,
+        });
+        let boot = getrandom::u32().unwrap_or_default();
+        let log = JetLog {
+            client,
+            js,
+            subject: Arc::from(nats.subject.as_str()),
+            shared: shared.clone(),
+            epoch,
+            id_prefix: Arc::from(format!("p:{}:{boot:08x}:", nats.proxy_name)),
+            next_id: Arc::new(AtomicU64::new(1)),
+            publish_timeout: Duration::from_millis(nats.publish_timeout_ms),
+            closed: Arc::new(AtomicBool::new(false)),
+            follower: Arc::new(std::sync::Mutex::new(None)),
+            lanes: Arc::default(),
+        };
+        let follower = tokio::spawn(follow(stream, shared.clone(), first));
+        if let Ok(mut slot) = log.follower.lock() {
+            *slot = Some(follower);
+        }
+        log.catch_up(last).await;
+        Ok(log)
+    }
+
+    /// Waits until the mirror holds what the stream held at start, printing
+    /// progress on a long stream.
+    async fn catch_up(&self, last: u64) {
+        let mut head = self.subscribe();
+        let started = std::time::Instant::now();
+        let mut reported = started;
+        while *head.borrow_and_update() < last {
+            if reported.elapsed() >= Duration::from_secs(2) {
+                reported = std::time::Instant::now();
+                tracing::info!(
+                    at = *head.borrow(),
+                    of = last,
+                    "loading the shared log from JetStream"
+                );
+            }
+            if tokio::time::timeout(Duration::from_secs(2), head.changed())
+                .await
+                .is_ok_and(|r| r.is_err())
+            {
+                return;
+            }
+        }
+        tracing::info!(
+            events = self.retained().unwrap_or(0),
+            head = last,
+            ms = started.elapsed().as_millis() as u64,
+            "shared log loaded from JetStream"
+        );
+    }
+
+    pub fn epoch(&self) -> u64 {
+        self.epoch
+    }
+
+    pub fn head(&self) -> u64 {
+        *self.shared.head.borrow()
+    }
+
+    pub fn subscribe(&self) -> watch::Receiver<u64> {
+        self.shared.head.subscribe()
+    }
+
+    /// Publishes one record until the stream acknowledges it, retrying with
+    /// backoff through an outage for at most `publish_timeout`.
+    async fn publish_record(&self, record: Bytes, id: &str) -> Result<u64, Arc<LogError>> {
+        let deadline = tokio::time::Instant::now() + self.publish_timeout;
+        let mut wait = RETRY_FIRST;
+        loop {
+            if self.closed.load(Ordering::Acquire) {
+                return Err(Arc::new(LogError::Closed));
+            }
+            let attempt = async {
+                let message = PublishMessage::build()
+                    .payload(record.clone())
+                    .message_id(id);
+                self.js
+                    .send_publish(self.subject.to_string(), message)
+                    .await?
+                    .await
+            };
+            let error = match attempt.await {
+                Ok(ack) => {
+                    metrics::counter!("proxy_events_appended_total").increment(1);
+                    return Ok(if ack.duplicate { 0 } else { ack.sequence });
+                }
+                Err(e) => e,
+            };
+            metrics::counter!("proxy_log_publish_retries_total").increment(1);
+            if tokio::time::Instant::now() + wait > deadline {
+                metrics::counter!("proxy_log_commit_failures_total").increment(1);
+                tracing::error!(error = %error, id, "JetStream publish failed for too long; giving up on it");
+                return Err(Arc::new(nats_error("publishing", error)));
+            }
+            tracing::warn!(error = %error, id, retry_in_ms = wait.as_millis() as u64, "JetStream publish failed; retrying");
+            tokio::time::sleep(wait).await;
+            wait = (wait * 2).min(RETRY_MAX);
+        }
+    }
+
+    fn record(event: &NewEvent) -> Result<Bytes, Arc<LogError>> {
+        // The `seq` inside the frame is set by each reader from the stream.
+        let logged = Logged::build(0, now_ms(), event).map_err(|e| Arc::new(e.into()))?;
+        Ok(Bytes::from(logged.to_bytes()))
+    }
+
+    /// Appends in order, each event once it is acknowledged (one at a time:
+    /// JetStream 2.9 has no atomic batch, and waiting keeps the order).
+    pub async fn append(&self, events: Vec<NewEvent>) -> Result<Vec<Logged>, Arc<LogError>> {
+        let mut out = Vec::with_capacity(events.len());
+        for event in &events {
+            let n = self.next_id.fetch_add(1, Ordering::Relaxed);
+            let id = format!("{}{n}", self.id_prefix);
+            let seq = self.publish_record(Self::record(event)?, &id).await?;
+            if seq > 0 {
+                out.push(Logged::build(seq, now_ms(), event).map_err(|e| Arc::new(e.into()))?);
+            }
+        }
+        Ok(out)
+    }
+
+    pub async fn publish(
+        &self,
+        client_id: &str,
+        client_seq: u64,
+        event: NewEvent,
+    ) -> Result<Published, Arc<LogError>> {
+        let id = format!("c:{client_id}:{client_seq}");
+        let record = Self::record(&event)?;
+        let lane = self
+            .lanes
+            .lock()
+            .map_err(|_| Arc::new(LogError::Closed))?
+            .entry(client_id.to_string())
+            .or_default()
+            .clone();
+        let result = {
+            let _turn = lane.lock().await;
+            self.publish_record(record, &id).await
+        };
+        if let Ok(mut lanes) = self.lanes.lock() {
+            // Ours and the map's: nobody is queued behind us.
+            if Arc::strong_count(&lane) == 2 {
+                lanes.remove(client_id);
+            }
+        }
+        match result? {
+            0 => Ok(Published::Duplicate),
+            seq => Ok(Published::Applied(seq)),
+        }
+    }
+
+    pub fn read(&self, from: u64, limit: usize) -> Result<Vec<Logged>, LogError> {
+        let mirror = self.shared.mirror.read().map_err(|_| LogError::Closed)?;
+        let Some(first) = mirror.events.front().map(|e| e.seq) else {
+            return Ok(Vec::new());
+        };
+        let start = from.saturating_sub(first) as usize;
+        Ok(mirror
+            .events
+            .iter()
+            .skip(start)
+            .take(limit)
+            .cloned()
+            .collect())
+    }
+
+    pub fn oldest(&self) -> Result<u64, LogError> {
+        let mirror = self.shared.mirror.read().map_err(|_| LogError::Closed)?;
+        Ok(mirror.events.front().map_or(mirror.head + 1, |e| e.seq))
+    }
+
+    pub fn snapshot(&self) -> Result<(u64, BTreeMap<String, Payload>), LogError> {
+        let mirror = self.shared.mirror.read().map_err(|_| LogError::Closed)?;
+        Ok((mirror.head, mirror.state.clone()))
+    }
+
+    /// Drops from the mirror what the stream's limits drop from the stream.
+    pub async fn trim(&self) -> Result<u64, Arc<LogError>> {
+        let config = self.shared.config;
+        let cutoff = now_ms().saturating_sub(config.retention_ms);
+        let mut mirror = self
+            .shared
+            .mirror
+            .write()
+            .map_err(|_| Arc::new(LogError::Closed))?;
+        let mut removed = 0;
+        while let Some(front) = mirror.events.front() {
+            let too_many = mirror.events.len() as u64 > config.max_events;
+            if !too_many && front.ts_ms >= cutoff {
+                break;
+            }
+            mirror.events.pop_front();
+            removed += 1;
+        }
+        if removed > 0 {
+            metrics::counter!("proxy_log_trimmed_total").increment(removed);
+        }
+        Ok(removed)
+    }
+
+    pub fn retained(&self) -> Result<u64, LogError> {
+        let mirror = self.shared.mirror.read().map_err(|_| LogError::Closed)?;
+        Ok(mirror.events.len() as u64)
+    }
+
+    /// Refuses new writes, lets in-flight publishes reach the server and
+    /// stops following the stream.
+    pub async fn close(&self) {
+        self.closed.store(true, Ordering::Release);
+        let _ = tokio::time::timeout(Duration::from_secs(2), self.client.flush()).await;
+        let follower = self.follower.lock().ok().and_then(|mut f| f.take());
+        if let Some(follower) = follower {
+            follower.abort();
+        }
+    }
+}
+
+/// Follows the stream from `from` into the mirror, for as long as the proxy
+/// runs. The ordered consumer recreates itself after a reconnect; if it
+/// gives up, a new one starts after the last `seq` seen.
+async fn follow(stream: stream::Stream, shared: Arc<Shared>, from: u64) {
+    let mut next = from;
+    let mut wait = RETRY_FIRST;
+    loop {
+        match consume(&stream, &shared, next).await {
+            Ok(()) => {
+                tracing::info!(from = next, "following the JetStream stream again");
+                wait = RETRY_FIRST;
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, retry_in_ms = wait.as_millis() as u64, "following the JetStream stream failed; retrying")
+            }
+        }
+        tokio::time::sleep(wait).await;
+        wait = (wait * 2).min(RETRY_MAX);
+        next = shared.mirror.read().map_or(next, |m| m.head + 1);
+    }
+}
+
+/// Feeds the mirror from one ordered consumer until it fails, or returns
+/// `Ok` when the NATS connection was re-established (start a new one).
+async fn consume(stream: &stream::Stream, shared: &Shared, from: u64) -> Result<(), LogError> {
+    let mut connections = shared.connections.subscribe();
+    connections.borrow_and_update();
+    let consumer = stream
+        .create_consumer(consumer::pull::OrderedConfig {
+            deliver_policy: consumer::DeliverPolicy::ByStartSequence {
+                start_sequence: from,
+            },
+            ..Default::default()
+        })
+        .await
+        .map_err(|e| nats_error("creating the consumer", e))?;
+    let mut messages = consumer
+        .messages()
+        .await
+        .map_err(|e| nats_error("starting the consumer", e))?;
+    loop {
+        let message = tokio::select! {
+            message = messages.next() => match message {
+                Some(message) => message.map_err(|e| nats_error("consuming", e))?,
+                None => return Ok(()),
+            },
+            _ = connections.changed() => return Ok(()),
+        };
+        let seq = match message.info() {
+            Ok(info) => info.stream_sequence,
+            Err(e) => {
+                tracing::warn!(error = %e, "a JetStream message without its sequence; skipped");
+                continue;
+            }
+        };
+        apply(shared, seq, &message.payload);
+    }
+}
+
+/// Adds one stored record to the mirror and moves the head.
+fn apply(shared: &Shared, seq: u64, record: &[u8]) {
+    let Ok(mut mirror) = shared.mirror.write() else {
+        return;
+    };
+    if seq <= mirror.head {
+        if seq < mirror.head {
+            tracing::error!(
+                seq,
+                head = mirror.head,
+                "the stream went back in time (was it deleted and created again?); restart the proxy"
+            );
+        }
+        return;
+    }
+    if seq != mirror.head + 1 {
+        // The stream dropped events we had not read yet (its limits): what
+        // we hold is no longer contiguous with what follows.
+        tracing::warn!(
+            from = mirror.head + 1,
+            to = seq - 1,
+            "events left the stream before this proxy read them"
+        );
+        mirror.events.clear();
+    }
+    mirror.head = seq;
+    let parsed = Logged::from_bytes(0, record).and_then(|l| l.resequenced(seq));
+    match parsed {
+        Some((logged, payload)) => {
+            mirror.state.insert(logged.kind.to_string(), payload);
+            mirror.events.push_back(logged);
+        }
+        None => {
+            // Not ours (someone else published on the subject). Keep the
+            // sequence gap-free for sessions with an empty placeholder.
+            tracing::warn!(seq, "a message on the log subject that is not an event; delivered as an empty 'invalid' event");
+            let placeholder = NewEvent::reliable("invalid", Payload::Nil);
+            if let Ok(logged) = Logged::build(seq, now_ms(), &placeholder) {
+                mirror.events.push_back(logged);
+            }
+        }
+    }
+    let cap = usize::try_from(shared.config.max_events)
+        .unwrap_or(usize::MAX)
+        .max(1);
+    while mirror.events.len() > cap {
+        mirror.events.pop_front();
+    }
+    drop(mirror);
+    shared.head.send_replace(seq);
+}

@@ -1,0 +1,286 @@
+//! Several proxies on one NATS JetStream log (a real `nats-server -js` on
+//! loopback): a dashboard fails over between proxies and misses nothing, a
+//! command sent through one proxy reaches the radio owned by another, and a
+//! NATS restart mid-stream loses no acknowledged event.
+
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use e2e::client::{assert_in_order_once, n_of, numbered, read_whole_log};
+use e2e::session_client::{self, Record};
+use e2e::{Nats, Proxy, TestClient};
+use shared_protocol::frame::{Delivery, Payload};
+use station_sim::kenwood::Radio;
+use station_sim::pty::PtyRadio;
+
+const SECS: Duration = Duration::from_secs(30);
+
+fn on_nats(nats: &Nats, name: &str, extra: &str) -> String {
+    format!(
+        "log = \"{}\"\nproxy_name = \"{name}\"\nmax_publish_per_sec = 100000\n{extra}",
+        nats.url()
+    )
+}
+
+fn stats(proxy: &Proxy) -> serde_json::Value {
+    let (status, body) = proxy.get("/stats");
+    assert_eq!(status, 200, "{body}");
+    serde_json::from_str(&body).unwrap()
+}
+
+/// Publishes notes `from..=to` through `client`, `pace` apart, calling
+/// `at(n)` before each.
+async fn notes(client: &mut TestClient, from: u64, to: u64, pace: Duration) {
+    for n in from..=to {
+        client
+            .publish("note", numbered(n), Delivery::Reliable, None)
+            .await
+            .unwrap();
+        // Read what comes back (acks, pings) so nothing backs up.
+        client.pump_until(pace, |_| false).await.unwrap();
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_dashboard_fails_over_to_another_proxy_and_gets_every_event_once_in_order() {
+    let nats = Nats::start();
+    let mut a = Proxy::start(&on_nats(&nats, "site-a", ""));
+    let b = Proxy::start(&on_nats(&nats, "site-b", ""));
+    assert_eq!(
+        stats(&a)["epoch"],
+        stats(&b)["epoch"],
+        "one stream, one epoch"
+    );
+    assert_eq!(stats(&a)["log"]["backend"], "jetstream");
+
+    // The browser client's own session logic, on A with B as its fallback.
+    let record: Arc<Mutex<Record>> = Arc::default();
+    let (stop_tx, stop) = tokio::sync::watch::channel(false);
+    let dashboard = tokio::spawn(session_client::run(
+        vec![a.ws_url(), b.ws_url()],
+        "dashboard".into(),
+        7,
+        stop,
+        record.clone(),
+    ));
+    let seen = || record.lock().unwrap().seqs.len();
+
+    // Notes are written through B while the dashboard reads through A ...
+    let mut writer = TestClient::new("writer");
+    writer.connect(&b.ws_url()).await.unwrap();
+    notes(&mut writer, 1, 150, Duration::from_millis(2)).await;
+    let deadline = tokio::time::Instant::now() + SECS;
+    while seen() < 100 {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the dashboard got nothing through A"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    // ... A dies mid-stream, the writing goes on.
+    a.kill9();
+    notes(&mut writer, 151, 400, Duration::from_millis(2)).await;
+    assert!(writer
+        .pump_until(SECS, |c| c.accepted_upto >= 400)
+        .await
+        .unwrap());
+
+    let head = stats(&b)["global_seq"].as_u64().unwrap();
+    assert!(head >= 400, "head {head}");
+    let deadline = tokio::time::Instant::now() + SECS;
+    while record.lock().unwrap().position() < head {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the dashboard did not catch up through B: at {} of {head}",
+            record.lock().unwrap().position()
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    stop_tx.send(true).unwrap();
+    dashboard.await.unwrap();
+    let record = record.lock().unwrap();
+    assert_in_order_once(&record.seqs);
+    assert_eq!(
+        record.gaps, 0,
+        "no gap: B resumed the client where A left it"
+    );
+    assert_eq!(
+        record.seqs,
+        (record.snapshot_upto + 1..=head).collect::<Vec<_>>(),
+        "every event exactly once, in order, across the failover"
+    );
+    assert!(
+        record.attempts.len() >= 2,
+        "the dashboard reconnected (to B)"
+    );
+    // B saw a resume from A's position, not a new client.
+    assert!(stats(&b)["sessions"]
+        .as_array()
+        .is_some_and(|s| s.iter().any(|s| s["client_id"] == "dashboard")));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_command_sent_through_one_proxy_reaches_the_radio_owned_by_another() {
+    let nats = Nats::start();
+    let sim = PtyRadio::start(Radio::default()).unwrap();
+    // A owns the radio (its site); B has none.
+    let a = Proxy::start(&on_nats(
+        &nats,
+        "site-a",
+        &format!(
+            "radio_port = \"{}\"\nradio_poll_ms = 100\nmeter = \"none\"\n",
+            sim.path.display()
+        ),
+    ));
+    let b = Proxy::start(&on_nats(&nats, "site-b", ""));
+    let mut on_a = TestClient::new("dash-a");
+    on_a.connect(&a.ws_url()).await.unwrap();
+    let mut on_b = TestClient::new("dash-b");
+    on_b.connect(&b.ws_url()).await.unwrap();
+
+    let freq = |c: &TestClient| {
+        let from_events = c
+            .events()
+            .iter()
+            .rev()
+            .find(|e| e.kind == "radio.state")
+            .map(|e| e.payload.clone());
+        from_events
+            .or_else(|| {
+                c.snapshots()
+                    .last()
+                    .and_then(|s| s.state.get("radio.state").cloned())
+            })
+            .and_then(|s| s["freq_hz"].as_u64())
+    };
+    assert!(
+        on_b.pump_until(SECS, |c| freq(c) == Some(14_074_000))
+            .await
+            .unwrap(),
+        "B's dashboard sees the radio A owns"
+    );
+
+    on_b.publish(
+        "radio.set_freq",
+        Payload::Map(vec![(Payload::from("hz"), Payload::from(7_074_000))]),
+        Delivery::Reliable,
+        None,
+    )
+    .await
+    .unwrap();
+    assert!(
+        on_b.pump_until(SECS, |c| freq(c) == Some(7_074_000))
+            .await
+            .unwrap(),
+        "the change comes back to B"
+    );
+    assert!(
+        on_a.pump_until(SECS, |c| freq(c) == Some(7_074_000))
+            .await
+            .unwrap(),
+        "and to A"
+    );
+    assert_eq!(
+        sim.radio.lock().unwrap().vfo_a_hz,
+        7_074_000,
+        "the radio itself was tuned"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn nats_killed_and_restarted_mid_stream_loses_no_acknowledged_event() {
+    let mut nats = Nats::start();
+    let proxy = Proxy::start(&on_nats(&nats, "site-a", ""));
+    let mut writer = TestClient::new("writer");
+    writer.connect(&proxy.ws_url()).await.unwrap();
+    notes(&mut writer, 1, 100, Duration::from_millis(2)).await;
+    assert!(writer
+        .pump_until(SECS, |c| c.accepted_upto >= 100)
+        .await
+        .unwrap());
+
+    // NATS is killed mid-stream (`kill -9`) and comes back half a second
+    // later; the writer keeps writing meanwhile.
+    let restart = tokio::task::spawn_blocking(move || {
+        nats.kill9();
+        std::thread::sleep(Duration::from_millis(500));
+        nats.start_again();
+        nats
+    });
+    notes(&mut writer, 101, 300, Duration::from_millis(5)).await;
+    let nats = restart.await.unwrap();
+    assert!(
+        writer
+            .pump_until(Duration::from_secs(60), |c| c.accepted_upto >= 300)
+            .await
+            .unwrap(),
+        "every note acknowledged after the restart (accepted up to {}; errors {:?})",
+        writer.accepted_upto,
+        writer.errors
+    );
+
+    // A proxy started now, with nothing but the stream, has every note
+    // once, in order; so does the one that lived through the outage.
+    let fresh = Proxy::start(&on_nats(&nats, "site-b", ""));
+    eprintln!(
+        "DEBUG old {} fresh {} acc {} rej {:?} err {:?}",
+        stats(&proxy)["global_seq"],
+        stats(&fresh)["global_seq"],
+        writer.accepted_upto,
+        writer.rejected,
+        writer.errors
+    );
+    for proxy in [&fresh, &proxy] {
+        let log = read_whole_log(&proxy.ws_url(), SECS).await.unwrap();
+        let notes: Vec<u64> = log.iter().filter_map(n_of).collect();
+        assert_eq!(notes, (1..=300).collect::<Vec<_>>());
+    }
+}
+
+#[test]
+fn an_unreachable_nats_is_a_clear_error_or_a_loud_fallback() {
+    let dir = tempfile::tempdir().unwrap();
+    let run = |fallback: bool| {
+        let config = dir.path().join(format!("p{fallback}.toml"));
+        std::fs::write(
+            &config,
+            format!(
+                "log = \"nats://127.0.0.1:1\"\nnats_connect_timeout_ms = 500\nlog_fallback_embedded = {fallback}\n"
+            ),
+        )
+        .unwrap();
+        std::process::Command::new(e2e::proxy::binary())
+            .arg("--config")
+            .arg(&config)
+            .arg("--data-dir")
+            .arg(dir.path().join("data"))
+            .arg("--listen")
+            .arg("127.0.0.1:0")
+            .env("EDGE_PROXY_LOG", "warn")
+            .env("EDGE_PROXY_LOG_FORMAT", "human")
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap()
+    };
+
+    let refused = run(false).wait_with_output().unwrap();
+    let stderr = String::from_utf8_lossy(&refused.stderr);
+    assert!(!refused.status.success(), "it must not start: {stderr}");
+    assert!(
+        stderr.contains("nats://127.0.0.1:1") && stderr.contains("nats-server"),
+        "the error names the address and what to do: {stderr}"
+    );
+
+    let mut fell_back = run(true);
+    std::thread::sleep(Duration::from_secs(3));
+    let running = fell_back.try_wait().unwrap().is_none();
+    let _ = fell_back.kill();
+    let out = fell_back.wait_with_output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(running, "with the fallback it runs: {stderr}");
+    assert!(
+        stderr.contains("FALLING BACK TO THE EMBEDDED LOG"),
+        "loudly: {stderr}"
+    );
+}
