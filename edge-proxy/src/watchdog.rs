@@ -5,7 +5,7 @@
 //! dashboards into the log.
 
 use rmpv::Value;
-use shared_protocol::txwatchdog::{TxWatchdog, TxWatchdogConfig, Unkey};
+use shared_protocol::txwatchdog::{TxWatchdog, TxWatchdogConfig};
 use tokio::sync::{mpsc, watch};
 
 use crate::eventlog::{EventLog, NewEvent};
@@ -64,20 +64,29 @@ async fn run(
             _ = shutdown.changed() => {
                 // Leaving: never leave the transmitter keyed behind us.
                 let unkey = dog.on_session_ended(dog.keyed_by().unwrap_or_default().to_string().as_str(), clock.now());
-                if let Some(unkey) = unkey { write(&log, unkey, "shutting_down").await; }
+                if let Some(unkey) = unkey { write(&log, &unkey.client_id, "shutting_down", unkey.transmitted_ms).await; }
                 return;
             }
         };
         if let Some(unkey) = unkey {
-            let reason = unkey.reason.as_str();
-            write(&log, unkey, reason).await;
+            write(
+                &log,
+                &unkey.client_id,
+                unkey.reason.as_str(),
+                unkey.transmitted_ms,
+            )
+            .await;
         }
     }
 }
 
-async fn write(log: &EventLog, unkey: Unkey, reason: &str) {
+/// Logs the unkey command (which the radio bridge applies) and the notice
+/// for dashboards. Also used by the bridge's backstop (`client_id` empty).
+pub async fn write(log: &EventLog, client_id: &str, reason: &str, transmitted_ms: u64) {
     tracing::warn!(
-        client_id = %unkey.client_id, reason, transmitted_ms = unkey.transmitted_ms,
+        client_id,
+        reason,
+        transmitted_ms,
         "EVENT_TX_WATCHDOG: unkeying the transmitter"
     );
     metrics::counter!("proxy_tx_watchdog_unkeys_total", "reason" => reason.to_string())
@@ -92,9 +101,9 @@ async fn write(log: &EventLog, unkey: Unkey, reason: &str) {
     let notice = NewEvent::reliable(
         "watchdog.unkeyed",
         Value::Map(vec![
-            ("client_id".into(), unkey.client_id.as_str().into()),
+            ("client_id".into(), client_id.into()),
             ("reason".into(), reason.into()),
-            ("transmitted_ms".into(), unkey.transmitted_ms.into()),
+            ("transmitted_ms".into(), transmitted_ms.into()),
         ]),
     );
     if let Err(e) = log.append(vec![off, notice]).await {

@@ -284,3 +284,66 @@ fn an_unreachable_nats_is_a_clear_error_or_a_loud_fallback() {
         "loudly: {stderr}"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_radio_owner_unkeys_a_transmitter_keyed_through_a_proxy_that_died() {
+    let nats = Nats::start();
+    let sim = PtyRadio::start(Radio::default()).unwrap();
+    let a = Proxy::start(&on_nats(
+        &nats,
+        "site-a",
+        &format!(
+            "radio_port = \"{}\"\nradio_poll_ms = 100\nmeter = \"none\"\ntx_keepalive_ms = 500\n",
+            sim.path.display()
+        ),
+    ));
+    let mut b = Proxy::start(&on_nats(&nats, "site-b", "tx_keepalive_ms = 500\n"));
+    let mut on_a = TestClient::new("dash-a");
+    on_a.connect(&a.ws_url()).await.unwrap();
+    let mut keyer = TestClient::new("keyer");
+    keyer.connect(&b.ws_url()).await.unwrap();
+    keyer
+        .publish(
+            "radio.ptt",
+            Payload::Map(vec![(Payload::from("on"), Payload::from(true))]),
+            Delivery::Volatile,
+            Some(e2e::client::now_ms() + 2_000),
+        )
+        .await
+        .unwrap();
+    assert!(keyer
+        .pump_until(SECS, |c| c.accepted_upto >= 1)
+        .await
+        .unwrap());
+    let deadline = tokio::time::Instant::now() + SECS;
+    while !sim.radio.lock().unwrap().tx {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "keyed through B, the radio on A transmits"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+
+    // B dies with the transmitter keyed: its own watchdog dies with it.
+    b.kill9();
+    let keyed_off = std::time::Instant::now();
+    assert!(
+        on_a.pump_until(SECS, |c| c
+            .events()
+            .iter()
+            .any(|e| e.kind == "watchdog.unkeyed"
+                && e.payload["reason"].as_str() == Some("keepalive_lost")))
+            .await
+            .unwrap(),
+        "the owner's backstop unkeys and says so"
+    );
+    assert!(
+        !sim.radio.lock().unwrap().tx,
+        "the radio is back on receive"
+    );
+    assert!(
+        keyed_off.elapsed() < Duration::from_secs(5),
+        "within twice the keepalive (plus polling), not {:?}",
+        keyed_off.elapsed()
+    );
+}

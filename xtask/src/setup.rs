@@ -81,12 +81,14 @@ pub fn wasm_bindgen_cli() -> Result<()> {
 }
 
 /// Debian packages: Chromium and its driver for the browser tests, Hamlib for
-/// the rigctld interop tests, promtool to validate /metrics.
+/// the rigctld interop tests, promtool to validate /metrics, nats-server for
+/// the shared JetStream log's tests.
 const PACKAGES: &[(&str, &str)] = &[
     ("/usr/bin/chromium", "chromium"),
     ("/usr/bin/chromedriver", "chromium-driver"),
     ("/usr/bin/rigctld", "libhamlib-utils"),
     ("/usr/bin/promtool", "prometheus"),
+    ("/usr/bin/nats-server", "nats-server"),
 ];
 
 pub fn is_root() -> bool {

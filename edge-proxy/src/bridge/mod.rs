@@ -343,6 +343,8 @@ pub fn start(
                 meter_poll: (meter == MeterSource::Radio).then_some(meter_poll),
                 power,
                 link: link_config(config),
+                tx_keepalive: Duration::from_millis(config.tx_keepalive_ms),
+                tx_max: Duration::from_millis(config.tx_max_ms),
             },
             log.clone(),
             clock,

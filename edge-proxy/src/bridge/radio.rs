@@ -19,7 +19,7 @@ use tokio::sync::{mpsc, watch};
 
 use super::power::{PowerWatch, SharedPower};
 use super::{is_reconnect, new_status, payload_of, HwLink, SharedStatus};
-use crate::eventlog::{EventLog, NewEvent};
+use crate::eventlog::{now_ms, EventLog, NewEvent};
 use crate::hooks::Hooks;
 use crate::server::Clock;
 use edge_proxy::hardware::{Radio, RadioBackend, RadioError, RadioStatus};
@@ -41,6 +41,13 @@ pub struct RadioSettings {
     pub meter_poll: Option<Duration>,
     pub power: PowerConfig,
     pub link: LinkConfig,
+    /// The TX watchdog's limits. The proxy whose session keyed the radio
+    /// enforces them first (`crate::watchdog`); the bridge, which may be on
+    /// another proxy of a shared log, is the backstop at twice the
+    /// keepalive (and the maximum plus one keepalive), so a transmitter
+    /// keyed through a proxy that then died is still released.
+    pub tx_keepalive: Duration,
+    pub tx_max: Duration,
 }
 
 /// What the rest of the proxy holds of the running radio link.
@@ -93,6 +100,8 @@ pub fn start(
         radio: None,
         last: None,
         keyed: false,
+        keyed_at_ms: 0,
+        last_ptt_on_ms: 0,
     };
     tokio::spawn(task.run(shutdown, tx_drop_rx));
     handle
@@ -109,6 +118,9 @@ struct RadioTask {
     last: Option<RadioStatus>,
     /// A transmission the bridge keyed and nobody has released yet.
     keyed: bool,
+    /// Wall-clock ms: when it keyed, and when the newest PTT-on was logged.
+    keyed_at_ms: u64,
+    last_ptt_on_ms: u64,
 }
 
 impl RadioTask {
@@ -145,6 +157,7 @@ impl RadioTask {
                 }
                 _ = tokio::time::sleep_until(next_poll), if connected => {
                     self.poll().await;
+                    self.backstop_watchdog().await;
                     let period = if self.keyed { self.settings.poll_on_air.min(self.settings.poll) } else { self.settings.poll };
                     next_poll = tokio::time::Instant::now() + period;
                 }
@@ -177,6 +190,33 @@ impl RadioTask {
     fn tx_drop(&mut self, context: &str) {
         self.keyed = false;
         self.hw.link.tx_drop(self.clock.now(), context);
+    }
+
+    /// Unkeys a transmission nobody keeps alive any more (see
+    /// [`RadioSettings::tx_keepalive`]).
+    async fn backstop_watchdog(&mut self) {
+        if !self.keyed {
+            return;
+        }
+        let now = now_ms();
+        let keepalive = self.settings.tx_keepalive.as_millis() as u64;
+        let reason = if now.saturating_sub(self.last_ptt_on_ms) > 2 * keepalive {
+            "keepalive_lost"
+        } else if now.saturating_sub(self.keyed_at_ms)
+            > self.settings.tx_max.as_millis() as u64 + keepalive
+        {
+            "max_on_air"
+        } else {
+            return;
+        };
+        self.keyed = false;
+        if let Some(radio) = self.radio.as_mut() {
+            if let Err(e) = radio.set_ptt(false).await {
+                tracing::error!(error = %e, "the backstop watchdog could not unkey the radio");
+            }
+        }
+        let transmitted_ms = now.saturating_sub(self.keyed_at_ms);
+        crate::watchdog::write(&self.log, "", reason, transmitted_ms).await;
     }
 
     async fn poll(&mut self) {
@@ -272,7 +312,21 @@ impl RadioTask {
                 continue;
             };
             if kind == "radio.ptt" {
-                self.keyed = payload["on"].as_bool() == Some(true);
+                let on = payload["on"].as_bool() == Some(true);
+                let age = now_ms().saturating_sub(event.ts_ms);
+                if on && age > self.settings.tx_keepalive.as_millis() as u64 {
+                    // Held up on its way here (an outage of the shared log):
+                    // keying now would transmit for someone no longer there.
+                    tracing::warn!(age_ms = age, "a PTT-on logged too long ago: not keyed");
+                    continue;
+                }
+                if on && !self.keyed {
+                    self.keyed_at_ms = now_ms();
+                }
+                if on {
+                    self.last_ptt_on_ms = event.ts_ms;
+                }
+                self.keyed = on;
             }
             applied = true;
             if let Err(err) = apply(radio, &kind, &payload).await {
