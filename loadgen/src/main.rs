@@ -7,6 +7,7 @@
 //! with `--json FILE`, as JSON.
 
 mod catchup;
+mod nats;
 mod proc_stats;
 mod txdrop;
 mod wire;
@@ -91,6 +92,17 @@ enum Scenario {
     TxDrop {
         #[arg(long, default_value_t = 20)]
         runs: usize,
+    },
+    /// The same throughput workload on the embedded log and on a NATS
+    /// JetStream log (a local `nats-server -js`), run after run: the ratio.
+    LogBackends {
+        #[arg(long, default_value_t = 100)]
+        clients: usize,
+        /// Events per second published (0: as fast as the proxy accepts them).
+        #[arg(long, value_delimiter = ',', default_value = "1000,0")]
+        rates: Vec<u64>,
+        #[arg(long, default_value_t = 8)]
+        seconds: u64,
     },
     /// RSS per idle connection, and bytes per event on disk and in memory.
     Footprint {
@@ -447,6 +459,64 @@ async fn main() -> Result<()> {
             println!("  proxy RSS: {:.1} MiB before, peak growth {growth_mib:.1} MiB during (the backlog is {:.1} MiB on the wire)", rss_before as f64 / 1024.0, backlog as f64 * 110.0 / 1_048_576.0);
             results.push(json!({"backlog": backlog, "live": live, "rate": rate, "p99_before_ms": p99_quiet, "p99_during_ms": p99_busy, "max_before_ms": max_quiet, "max_during_ms": max_busy,
                 "catch_up_seconds": took.as_secs_f64(), "rss_before_mib": rss_before as f64 / 1024.0, "rss_growth_mib": growth_mib}));
+        }
+        Scenario::LogBackends {
+            clients,
+            rates,
+            seconds,
+        } => {
+            let nats = nats::Nats::start()?;
+            println!("log backends: {clients} clients, 1 publisher, {seconds} s per run, {cores} cores; JetStream on a local nats-server (file storage)");
+            println!(
+                "{:>10} {:>10} {:>12} {:>12} {:>9} {:>9} {:>7}",
+                "rate", "log", "published/s", "delivered/s", "p50 ms", "p99 ms", "cpu %"
+            );
+            for rate in rates {
+                let mut row = json!({ "clients": clients, "rate": rate });
+                for (name, log) in [
+                    ("embedded", "embedded".to_string()),
+                    ("jetstream", nats.url.clone()),
+                ] {
+                    let config = format!("{BENCH_CONFIG}log = \"{log}\"\nproxy_name = \"bench-{name}\"\nnats_stream = \"BENCH{rate}\"\nnats_subject = \"bench.{rate}\"\n");
+                    let proxy = Proxy::start(&cli.proxy_bin, &config)?;
+                    let r = run_throughput(&proxy, clients, 0, rate, seconds, 64).await?;
+                    let (p50, p99) = (
+                        ms(r.latency.value_at_quantile(0.50)),
+                        ms(r.latency.value_at_quantile(0.99)),
+                    );
+                    println!(
+                        "{:>10} {:>10} {:>12.0} {:>12.0} {:>9.2} {:>9.2} {:>7.0}",
+                        if rate == 0 {
+                            "max".to_string()
+                        } else {
+                            rate.to_string()
+                        },
+                        name,
+                        r.published as f64 / r.seconds,
+                        r.delivered as f64 / r.seconds,
+                        p50,
+                        p99,
+                        r.cpu_percent
+                    );
+                    row[name] = json!({
+                        "published_per_sec": r.published as f64 / r.seconds,
+                        "delivered_per_sec": r.delivered as f64 / r.seconds,
+                        "p50_ms": p50, "p99_ms": p99, "cpu_percent": r.cpu_percent, "duplicates": r.duplicates,
+                    });
+                }
+                let ratio = |key: &str| {
+                    row["jetstream"][key].as_f64().unwrap_or(0.0)
+                        / row["embedded"][key].as_f64().unwrap_or(1.0).max(1e-9)
+                };
+                let (delivered, p99) = (ratio("delivered_per_sec"), ratio("p99_ms"));
+                println!(
+                    "{:>10} jetstream / embedded: delivered/s {delivered:.2}x, p99 {p99:.2}x",
+                    ""
+                );
+                row["ratio_delivered"] = json!(delivered);
+                row["ratio_p99"] = json!(p99);
+                results.push(row);
+            }
         }
         Scenario::TxDrop { runs } => {
             let sim = station_sim::pty::PtyRadio::start(station_sim::kenwood::Radio::default())?;
