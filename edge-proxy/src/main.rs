@@ -26,7 +26,7 @@ use clap::Parser;
 use metrics_exporter_prometheus::PrometheusBuilder;
 use tokio::sync::watch;
 
-use crate::config::{Cli, Config, LogFormat};
+use crate::config::{Cli, Config, LogFormat, MeterSource};
 use crate::eventlog::{EventLog, LogConfig};
 use crate::server::AppState;
 
@@ -86,6 +86,27 @@ async fn open_log(config: &Config, log_config: LogConfig) -> Result<EventLog> {
     }
 }
 
+/// On a shared log, the radio and meter this proxy bridges must be its own:
+/// refuses to start if another live proxy has claimed them.
+async fn claim_hardware(config: &Config, log: &EventLog) -> Result<()> {
+    let EventLog::JetStream(shared) = log else {
+        return Ok(());
+    };
+    let has_radio = config.radio_port.is_some() || config.demo;
+    let has_meter = config.meter == MeterSource::Lp100;
+    for (what, has) in [("radio", has_radio), ("meter", has_meter)] {
+        if has {
+            shared
+                .claim(what, &config.proxy_name)
+                .await
+                .with_context(|| {
+                    format!("claiming the {what} for proxy {:?}", config.proxy_name)
+                })?;
+        }
+    }
+    Ok(())
+}
+
 async fn run(config: Config, port_file: Option<std::path::PathBuf>) -> Result<()> {
     let prometheus = PrometheusBuilder::new()
         .install_recorder()
@@ -117,6 +138,7 @@ async fn run(config: Config, port_file: Option<std::path::PathBuf>) -> Result<()
     ));
 
     tokio::spawn(maintenance(state.clone()));
+    claim_hardware(&config, &log).await?;
     let (links, _demo_hardware) = bridge::start(&config, &log, state.clock, &shutdown_rx)?;
     let _ = state.links.set(links);
     if let Some(path) = port_file {

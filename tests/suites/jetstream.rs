@@ -237,6 +237,55 @@ async fn nats_killed_and_restarted_mid_stream_loses_no_acknowledged_event() {
     }
 }
 
+/// Runs the proxy binary with `config` until it exits or `within` passes
+/// (then kills it); returns whether it was still running, and its stderr.
+fn run_briefly(config: &str, within: Duration) -> (bool, String) {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("proxy.toml");
+    std::fs::write(&path, config).unwrap();
+    let mut child = std::process::Command::new(e2e::proxy::binary())
+        .arg("--config")
+        .arg(&path)
+        .arg("--data-dir")
+        .arg(dir.path().join("data"))
+        .arg("--listen")
+        .arg("127.0.0.1:0")
+        .env("EDGE_PROXY_LOG", "warn")
+        .env("EDGE_PROXY_LOG_FORMAT", "human")
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let deadline = std::time::Instant::now() + within;
+    while std::time::Instant::now() < deadline && child.try_wait().unwrap().is_none() {
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let running = child.try_wait().unwrap().is_none();
+    let _ = child.kill();
+    let out = child.wait_with_output().unwrap();
+    (running, String::from_utf8_lossy(&out.stderr).into_owned())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_radio_belongs_to_one_proxy_a_second_claim_is_refused() {
+    let nats = Nats::start();
+    let sim = PtyRadio::start(Radio::default()).unwrap();
+    let radio = format!(
+        "radio_port = \"{}\"\nmeter = \"none\"\n",
+        sim.path.display()
+    );
+    let mut a = Proxy::start(&on_nats(&nats, "site-a", &radio));
+    let (running, stderr) = run_briefly(&on_nats(&nats, "site-b", &radio), SECS);
+    assert!(!running, "a second owner must not start: {stderr}");
+    assert!(
+        stderr.contains("belongs to proxy \"site-a\""),
+        "and says who owns it: {stderr}"
+    );
+    // The owner itself, restarted at once (its claim not yet lapsed), gets it back.
+    a.restart();
+    assert!(a.is_running());
+}
+
 #[test]
 fn an_unreachable_nats_is_a_clear_error_or_a_loud_fallback() {
     let dir = tempfile::tempdir().unwrap();
