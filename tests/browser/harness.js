@@ -153,3 +153,36 @@ export const artifactsDir = () => {
   mkdirSync(dir, { recursive: true });
   return dir;
 };
+
+/** A real `nats-server -js` on a free loopback port (for the shared log). */
+export class Nats {
+  async start() {
+    const { createServer } = await import('node:net');
+    this.port = await new Promise((resolve) => {
+      const s = createServer().listen(0, '127.0.0.1', () => { const { port } = s.address(); s.close(() => resolve(port)); });
+    });
+    this.dir = mkdtempSync(join(tmpdir(), 'station-nats-'));
+    this.child = spawn(process.env.NATS_SERVER_BIN || 'nats-server',
+      ['-js', '-a', '127.0.0.1', '-p', String(this.port), '-sd', this.dir], { stdio: 'ignore' });
+    const { connect } = await import('node:net');
+    const deadline = Date.now() + 20_000;
+    for (;;) {
+      const up = await new Promise((resolve) => {
+        const c = connect(this.port, '127.0.0.1', () => { c.destroy(); resolve(true); });
+        c.on('error', () => resolve(false));
+      });
+      if (up) return this;
+      if (Date.now() > deadline) throw new Error('nats-server did not start (cargo xtask setup installs it)');
+      await sleep(20);
+    }
+  }
+
+  get url() { return `nats://127.0.0.1:${this.port}`; }
+
+  async kill9() {
+    if (!this.child || this.child.exitCode !== null || this.child.signalCode !== null) return;
+    const exited = new Promise((resolve) => this.child.once('exit', resolve));
+    this.child.kill('SIGKILL');
+    await exited;
+  }
+}

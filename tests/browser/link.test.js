@@ -3,7 +3,7 @@
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { setTimeout as sleep } from 'node:timers/promises';
-import { installPackage, Proxy, launch, until } from './harness.js';
+import { installPackage, Proxy, Nats, launch, until } from './harness.js';
 
 let app;
 let browser;
@@ -213,6 +213,43 @@ test('the console API, latency test, metrics and exported logs', async () => {
   } finally {
     await context.close();
     await proxy.kill9();
+  }
+});
+
+test('two proxies on one JetStream log: the page fails over and has every note once, in order, with no new snapshot', async () => {
+  const nats = await new Nats().start();
+  const shared = (name) => `${PROXY_CONFIG}allowed_origins = ["*"]\nlog = "${nats.url}"\nproxy_name = "${name}"\n`;
+  const a = await new Proxy(app, shared('site-a')).start();
+  const b = await new Proxy(app, shared('site-b')).start();
+  const wsB = `ws://${b.addr}/ws`;
+  const { context, page } = await openPage(a, { opts: { ...fast, fallbackUrls: [wsB] } });
+  try {
+    await until(page, () => rec.states.includes('connected'));
+    const snapshots = await page.evaluate(() => rec.snapshots.length);
+    // Notes 1..60 every 10 ms; A dies after the 20th.
+    const sending = page.evaluate(async () => {
+      for (let n = 1; n <= 60; n++) {
+        link.send('note', { n });
+        await new Promise((r) => setTimeout(r, 10));
+      }
+    });
+    await until(page, () => notes().length >= 20);
+    await a.kill9();
+    await sending;
+    await until(page, (url) => link.status().url === url && link.status().state === 'connected', wsB);
+    await until(page, () => notes().length >= 60);
+    await sleep(300);
+    const got = await page.evaluate(() => notes());
+    assert.deepEqual(got, Array.from({ length: 60 }, (_, i) => i + 1), 'every note once, in order');
+    const seqs = await page.evaluate(() => rec.events.map((e) => e.seq));
+    for (let i = 1; i < seqs.length; i++) assert.ok(seqs[i] > seqs[i - 1], `seq ${seqs[i]} after ${seqs[i - 1]}`);
+    assert.equal(await page.evaluate(() => rec.snapshots.length), snapshots, 'same stream, same epoch: resumed, not restarted');
+    assert.equal((await b.stats()).log.backend, 'jetstream');
+  } finally {
+    await context.close();
+    await a.kill9();
+    await b.kill9();
+    await nats.kill9();
   }
 });
 
