@@ -393,9 +393,10 @@ impl JetLog {
         }
     }
 
-    fn record(event: &NewEvent) -> Result<Bytes, Arc<LogError>> {
-        // The `seq` inside the frame is set by each reader from the stream.
-        let logged = Logged::build(0, now_ms(), event).map_err(|e| Arc::new(e.into()))?;
+    /// The stored form of `event`, logged at `ts_ms`. The `seq` inside the
+    /// frame is 0: each reader sets it from the stream.
+    fn record(event: &NewEvent, ts_ms: u64) -> Result<Bytes, Arc<LogError>> {
+        let logged = Logged::build(0, ts_ms, event).map_err(|e| Arc::new(e.into()))?;
         Ok(Bytes::from(logged.to_bytes()))
     }
 
@@ -406,9 +407,12 @@ impl JetLog {
         for event in &events {
             let n = self.next_id.fetch_add(1, Ordering::Relaxed);
             let id = format!("{}{n}", self.id_prefix);
-            let seq = self.publish_record(Self::record(event)?, &id).await?;
+            let ts_ms = now_ms();
+            let seq = self
+                .publish_record(Self::record(event, ts_ms)?, &id)
+                .await?;
             if seq > 0 {
-                out.push(Logged::build(seq, now_ms(), event).map_err(|e| Arc::new(e.into()))?);
+                out.push(Logged::build(seq, ts_ms, event).map_err(|e| Arc::new(e.into()))?);
             }
         }
         Ok(out)
@@ -421,7 +425,7 @@ impl JetLog {
         event: NewEvent,
     ) -> Result<Published, Arc<LogError>> {
         let id = format!("c:{client_id}:{client_seq}");
-        let record = Self::record(&event)?;
+        let record = Self::record(&event, now_ms())?;
         let lane = self
             .lanes
             .lock()
