@@ -210,6 +210,10 @@ async fn nats_killed_and_restarted_mid_stream_loses_no_acknowledged_event() {
     notes(&mut writer, 101, 300, Duration::from_millis(5)).await;
     let nats = restart.await.unwrap();
     assert!(
+        writer.is_connected(),
+        "the session kept its place through the outage"
+    );
+    assert!(
         writer
             .pump_until(Duration::from_secs(60), |c| c.accepted_upto >= 300)
             .await
@@ -394,5 +398,42 @@ async fn the_radio_owner_unkeys_a_transmitter_keyed_through_a_proxy_that_died() 
         keyed_off.elapsed() < Duration::from_secs(5),
         "within twice the keepalive (plus polling), not {:?}",
         keyed_off.elapsed()
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn retention_by_count_maps_onto_the_stream_and_the_rest_is_a_gap() {
+    let nats = Nats::start();
+    let proxy = Proxy::start(&on_nats(&nats, "site-a", "max_events = 50\n"));
+    let mut writer = TestClient::new("writer");
+    writer.connect(&proxy.ws_url()).await.unwrap();
+    notes(&mut writer, 1, 120, Duration::ZERO).await;
+    assert!(writer
+        .pump_until(SECS, |c| c.accepted_upto >= 120)
+        .await
+        .unwrap());
+
+    // A proxy that joins now finds only what the stream kept: its limit.
+    let late = Proxy::start(&on_nats(&nats, "site-b", "max_events = 50\n"));
+    let log = read_whole_log(&late.ws_url(), SECS).await.unwrap();
+    let kept: Vec<u64> = log.iter().filter_map(n_of).collect();
+    assert_eq!(kept, (71..=120).collect::<Vec<_>>());
+    assert_eq!(stats(&late)["events"]["retained"], 50);
+
+    // A client resuming from before that is told, with a Gap.
+    let mut behind = TestClient::new("behind");
+    behind.receiver = shared_protocol::receiver::Receiver::new(
+        Some(shared_protocol::frame::Resume {
+            epoch: stats(&late)["epoch"].as_u64().unwrap(),
+            last_seq: 10,
+        }),
+        100_000,
+    );
+    behind.connect(&late.ws_url()).await.unwrap();
+    assert!(behind.pump_to(120, SECS).await.unwrap());
+    assert!(
+        behind.gaps().iter().any(|g| g.from == 11 && g.to == 70),
+        "gaps: {:?}",
+        behind.gaps()
     );
 }
