@@ -237,7 +237,7 @@ async fn stats(State(state): State<Arc<AppState>>) -> Json<serde_json::Value> {
     let t = state.totals();
     Json(json!({
         "proxy": state.config.proxy_name,
-        "log": { "backend": state.log.backend() },
+        "log": state.log.describe(),
         "epoch": state.log.epoch(),
         "global_seq": head,
         "uptime_ms": now,

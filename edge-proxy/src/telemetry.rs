@@ -34,6 +34,14 @@ pub fn describe() {
         "Upgrades refused by admission control (HTTP 503)."
     );
     describe_gauge!("proxy_global_seq", "The newest durable sequence number.");
+    describe_gauge!(
+        "proxy_log_nats_connected",
+        "1 while the JetStream log's NATS connection is up, 0 while it is down (JetStream log only)."
+    );
+    describe_counter!(
+        "proxy_log_publish_retries_total",
+        "JetStream publishes retried (NATS unreachable or an ack lost)."
+    );
     describe_counter!("proxy_log_trimmed_total", "Events removed by retention.");
     describe_counter!(
         "proxy_log_commit_failures_total",

@@ -52,6 +52,7 @@ async fn a_dashboard_fails_over_to_another_proxy_and_gets_every_event_once_in_or
         "one stream, one epoch"
     );
     assert_eq!(stats(&a)["log"]["backend"], "jetstream");
+    assert_eq!(stats(&a)["log"]["nats_connected"], true);
 
     // The browser client's own session logic, on A with B as its fallback.
     let record: Arc<Mutex<Record>> = Arc::default();

@@ -143,9 +143,11 @@ impl JetLog {
                 match event {
                     async_nats::Event::Connected => {
                         tracing::info!("NATS connected");
+                        metrics::gauge!("proxy_log_nats_connected").set(1.0);
                         reconnected.send_modify(|n| *n += 1);
                     }
                     async_nats::Event::Disconnected => {
+                        metrics::gauge!("proxy_log_nats_connected").set(0.0);
                         tracing::warn!("NATS connection lost; reconnecting (sessions keep being served, publishes wait)")
                     }
                     other => tracing::warn!(event = %other, "NATS"),
@@ -235,6 +237,7 @@ impl JetLog {
         if let Ok(mut slot) = log.follower.lock() {
             *slot = Some(follower);
         }
+        metrics::gauge!("proxy_log_nats_connected").set(1.0);
         log.catch_up(last).await;
         Ok(log)
     }
@@ -271,6 +274,11 @@ impl JetLog {
 
     pub fn epoch(&self) -> u64 {
         self.epoch
+    }
+
+    /// Whether the NATS connection is up right now (for `/stats`).
+    pub fn connected(&self) -> bool {
+        self.client.connection_state() == async_nats::connection::State::Connected
     }
 
     /// Claims a piece of hardware (`"radio"`, `"meter"`) for this proxy in
@@ -624,4 +632,74 @@ fn apply(shared: &Shared, seq: u64, record: &[u8]) {
     }
     drop(mirror);
     shared.head.send_replace(seq);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use shared_protocol::frame::ServerFrame;
+
+    fn shared(max_events: u64) -> Shared {
+        Shared {
+            mirror: RwLock::new(Mirror::default()),
+            head: watch::Sender::new(0),
+            connections: watch::Sender::new(0),
+            config: LogConfig {
+                max_events,
+                ..LogConfig::default()
+            },
+        }
+    }
+
+    fn record(kind: &str, n: u64) -> Bytes {
+        JetLog::record(&NewEvent::reliable(kind, Payload::from(n)), 1_000).unwrap()
+    }
+
+    fn seqs(shared: &Shared) -> Vec<u64> {
+        let mirror = shared.mirror.read().unwrap();
+        mirror.events.iter().map(|e| e.seq).collect()
+    }
+
+    #[test]
+    fn the_mirror_takes_the_streams_seq_into_the_frame_and_keeps_last_values() {
+        let s = shared(100);
+        apply(&s, 1, &record("a", 10));
+        apply(&s, 2, &record("b", 20));
+        apply(&s, 3, &record("a", 30));
+        assert_eq!(seqs(&s), vec![1, 2, 3]);
+        assert_eq!(*s.head.borrow(), 3);
+        let mirror = s.mirror.read().unwrap();
+        let third = ServerFrame::decode(&mirror.events[2].frame, usize::MAX).unwrap();
+        assert!(
+            matches!(third, ServerFrame::Event(e) if e.seq == 3 && e.kind == "a" && e.ts_ms == 1_000)
+        );
+        assert_eq!(mirror.state["a"], Payload::from(30));
+        assert_eq!(mirror.state["b"], Payload::from(20));
+    }
+
+    #[test]
+    fn repeats_are_ignored_and_a_hole_restarts_the_mirror_after_it() {
+        let s = shared(100);
+        apply(&s, 1, &record("a", 1));
+        apply(&s, 2, &record("a", 2));
+        apply(&s, 2, &record("a", 2));
+        apply(&s, 1, &record("a", 1));
+        assert_eq!(seqs(&s), vec![1, 2]);
+        // 3..=4 left the stream before this proxy read them.
+        apply(&s, 5, &record("a", 5));
+        assert_eq!(seqs(&s), vec![5], "sessions behind 5 get a Gap, not a hole");
+        assert_eq!(*s.head.borrow(), 5);
+    }
+
+    #[test]
+    fn foreign_messages_keep_the_sequence_gap_free_and_the_cap_holds() {
+        let s = shared(3);
+        apply(&s, 1, &record("a", 1));
+        apply(&s, 2, b"not an event");
+        apply(&s, 3, &record("a", 3));
+        apply(&s, 4, &record("a", 4));
+        assert_eq!(seqs(&s), vec![2, 3, 4]);
+        let mirror = s.mirror.read().unwrap();
+        assert_eq!(&*mirror.events[0].kind, "invalid");
+    }
 }

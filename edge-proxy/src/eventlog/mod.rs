@@ -140,6 +140,17 @@ impl EventLog {
         }
     }
 
+    /// For `/stats`: the backend, and for a shared log whether NATS is
+    /// reachable right now.
+    pub fn describe(&self) -> serde_json::Value {
+        match self {
+            EventLog::Embedded(_) => serde_json::json!({ "backend": "embedded" }),
+            EventLog::JetStream(log) => {
+                serde_json::json!({ "backend": "jetstream", "nats_connected": log.connected() })
+            }
+        }
+    }
+
     /// Changes only when the log is recreated; clients compare it to know
     /// whether their `seq` still means anything.
     pub fn epoch(&self) -> u64 {
