@@ -99,6 +99,12 @@ impl Nats {
         }
     }
 
+    /// `kill -9` and an empty store: every stream is gone.
+    pub fn wipe(&mut self) {
+        self.kill9();
+        self.store = tempfile::tempdir().expect("tempdir");
+    }
+
     /// Starts it again on the same port and store (stopping it first if it
     /// still runs).
     pub fn start_again(&mut self) {

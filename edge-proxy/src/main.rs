@@ -160,8 +160,19 @@ async fn run(config: Config, port_file: Option<std::path::PathBuf>) -> Result<()
     let app =
         server::router(state.clone()).into_make_service_with_connect_info::<std::net::SocketAddr>();
     let signal_state = state.clone();
+    let lost_history = Arc::new(std::sync::Mutex::new(None::<String>));
+    let lost_reason = lost_history.clone();
+    let watched_log = log.clone();
     let signal = async move {
-        shutdown_signal().await;
+        tokio::select! {
+            _ = shutdown_signal() => {}
+            reason = watched_log.lost() => {
+                tracing::error!("{reason}; restarting is the way to its new epoch: shutting down");
+                if let Ok(mut slot) = lost_reason.lock() {
+                    *slot = Some(reason);
+                }
+            }
+        }
         tracing::info!(
             sessions = signal_state.registry.live_connections(),
             "shutdown requested: telling sessions when to come back, then closing them"
@@ -187,7 +198,13 @@ async fn run(config: Config, port_file: Option<std::path::PathBuf>) -> Result<()
     }
     log.close().await;
     tracing::info!(head = log.head(), "event log closed; bye");
-    Ok(())
+    let lost = lost_history.lock().ok().and_then(|mut l| l.take());
+    match lost {
+        // Exit non-zero: a supervisor (systemd's Restart=on-failure) starts
+        // the proxy again on the new stream.
+        Some(reason) => Err(anyhow::anyhow!(reason)),
+        None => Ok(()),
+    }
 }
 
 async fn shutdown_signal() {

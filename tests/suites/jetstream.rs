@@ -242,6 +242,65 @@ async fn nats_killed_and_restarted_mid_stream_loses_no_acknowledged_event() {
     }
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_lost_stream_is_announced_a_restart_takes_the_new_epoch() {
+    let mut nats = Nats::start();
+    let mut proxy = Proxy::start(&on_nats(&nats, "site-a", ""));
+    let mut writer = TestClient::new("writer");
+    writer.connect(&proxy.ws_url()).await.unwrap();
+    notes(&mut writer, 1, 20, Duration::ZERO).await;
+    assert!(writer
+        .pump_until(SECS, |c| c.accepted_upto >= 20)
+        .await
+        .unwrap());
+    let old_epoch = stats(&proxy)["epoch"].as_u64().unwrap();
+
+    // NATS comes back with an empty store: the stream and its history are gone.
+    nats.wipe();
+    nats.start_again();
+    let deadline = std::time::Instant::now() + SECS;
+    while proxy.is_running() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the proxy must not go on serving a history that no longer exists"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+
+    // Restarted, it is on a new stream (a new epoch), and a client that was
+    // at 20 of the old one is told: a Gap and a Snapshot, not a wrong replay.
+    proxy.restart();
+    let new_epoch = stats(&proxy)["epoch"].as_u64().unwrap();
+    assert_ne!(new_epoch, old_epoch);
+    let mut writer = TestClient::new("writer-2");
+    writer.connect(&proxy.ws_url()).await.unwrap();
+    notes(&mut writer, 1, 5, Duration::ZERO).await;
+    assert!(writer
+        .pump_until(SECS, |c| c.accepted_upto >= 5)
+        .await
+        .unwrap());
+    let mut back = TestClient::new("reader");
+    back.receiver = shared_protocol::receiver::Receiver::new(
+        Some(shared_protocol::frame::Resume {
+            epoch: old_epoch,
+            last_seq: 20,
+        }),
+        100_000,
+    );
+    back.connect(&proxy.ws_url()).await.unwrap();
+    assert!(back
+        .pump_until(SECS, |c| !c.snapshots().is_empty())
+        .await
+        .unwrap());
+    assert!(
+        back.gaps()
+            .iter()
+            .any(|g| g.reason == shared_protocol::frame::GapReason::EpochChanged),
+        "gaps: {:?}",
+        back.gaps()
+    );
+}
+
 /// Runs the proxy binary with `config` until it exits or `within` passes
 /// (then kills it); returns whether it was still running, and its stderr.
 fn run_briefly(config: &str, within: Duration) -> (bool, String) {

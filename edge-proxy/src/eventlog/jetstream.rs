@@ -97,6 +97,8 @@ struct Shared {
     /// Counts (re)connections to NATS: the consumer starts afresh on each,
     /// instead of waiting for missed heartbeats to notice the server changed.
     connections: watch::Sender<u64>,
+    /// Set, with the reason, when the stream's history is lost.
+    lost: watch::Sender<Option<String>>,
     config: LogConfig,
 }
 
@@ -204,9 +206,7 @@ impl JetLog {
                 "the stream already exists with other limits than this proxy's retention; the stream's limits apply"
             );
         }
-        let epoch = u64::try_from(info.created.unix_timestamp_nanos() / 1_000)
-            .unwrap_or(1)
-            .max(1);
+        let epoch = stream_epoch(info.created.unix_timestamp_nanos());
         let first = info.state.first_sequence.max(1);
         let last = info.state.last_sequence;
         let shared = Arc::new(Shared {
@@ -216,6 +216,7 @@ impl JetLog {
             }),
             head: watch::Sender::new(first - 1),
             connections,
+            lost: watch::Sender::new(None),
             config,
         });
         let boot = getrandom::u32().unwrap_or_default();
@@ -233,7 +234,7 @@ impl JetLog {
             follower: Arc::new(std::sync::Mutex::new(None)),
             lanes: Arc::default(),
         };
-        let follower = tokio::spawn(follow(stream, shared.clone(), first));
+        let follower = tokio::spawn(follow(log.js.clone(), stream, shared.clone(), first, epoch));
         if let Ok(mut slot) = log.follower.lock() {
             *slot = Some(follower);
         }
@@ -274,6 +275,22 @@ impl JetLog {
 
     pub fn epoch(&self) -> u64 {
         self.epoch
+    }
+
+    /// Resolves, with the reason, if the stream is deleted or recreated
+    /// while this proxy runs. The proxy must then restart: its clients'
+    /// positions belong to a history that no longer exists, and a restart
+    /// takes the new epoch (clients get `Gap` + `Snapshot`).
+    pub async fn lost(&self) -> String {
+        let mut lost = self.shared.lost.subscribe();
+        loop {
+            if let Some(reason) = lost.borrow_and_update().clone() {
+                return reason;
+            }
+            if lost.changed().await.is_err() {
+                std::future::pending::<()>().await;
+            }
+        }
     }
 
     /// Whether the NATS connection is up right now (for `/stats`).
@@ -526,9 +543,20 @@ impl JetLog {
 /// Follows the stream from `from` into the mirror, for as long as the proxy
 /// runs. The ordered consumer recreates itself after a reconnect; if it
 /// gives up, a new one starts after the last `seq` seen.
-async fn follow(stream: stream::Stream, shared: Arc<Shared>, from: u64) {
+///
+/// If the stream itself is gone or was created again (its history lost),
+/// the `seq`s this proxy handed out mean nothing any more: it says so on
+/// [`JetLog::lost`] and stops following.
+async fn follow(
+    js: jetstream::Context,
+    stream: stream::Stream,
+    shared: Arc<Shared>,
+    from: u64,
+    epoch: u64,
+) {
     let mut next = from;
     let mut wait = RETRY_FIRST;
+    let name = stream.cached_info().config.name.clone();
     loop {
         match consume(&stream, &shared, next).await {
             Ok(()) => {
@@ -536,6 +564,11 @@ async fn follow(stream: stream::Stream, shared: Arc<Shared>, from: u64) {
                 wait = RETRY_FIRST;
             }
             Err(e) => {
+                if let Some(lost) = history_lost(&js, &name, epoch).await {
+                    tracing::error!(stream = %name, "{lost}");
+                    shared.lost.send_replace(Some(lost));
+                    return;
+                }
                 tracing::warn!(error = %e, retry_in_ms = wait.as_millis() as u64, "following the JetStream stream failed; retrying")
             }
         }
@@ -543,6 +576,36 @@ async fn follow(stream: stream::Stream, shared: Arc<Shared>, from: u64) {
         wait = (wait * 2).min(RETRY_MAX);
         next = shared.mirror.read().map_or(next, |m| m.head + 1);
     }
+}
+
+/// Why the stream's history is gone, if it is: the stream was deleted, or
+/// created again (another creation time, so another epoch). `None` when it
+/// is fine or cannot be asked (NATS down: that is an outage, not a loss).
+async fn history_lost(js: &jetstream::Context, name: &str, epoch: u64) -> Option<String> {
+    use async_nats::jetstream::context::GetStreamErrorKind;
+    use async_nats::jetstream::ErrorCode;
+    match js.get_stream(name).await {
+        Ok(mut stream) => {
+            let created = stream.info().await.ok()?.created;
+            (stream_epoch(created.unix_timestamp_nanos()) != epoch).then(|| {
+                format!("the JetStream stream {name} was deleted and created again: its history is lost")
+            })
+        }
+        Err(e) => match e.kind() {
+            GetStreamErrorKind::JetStream(e) if e.error_code() == ErrorCode::STREAM_NOT_FOUND => {
+                Some(format!(
+                    "the JetStream stream {name} was deleted: its history is lost"
+                ))
+            }
+            _ => None,
+        },
+    }
+}
+
+/// The epoch of a stream: its creation time (given in Unix nanoseconds) in
+/// microseconds, never 0.
+fn stream_epoch(created_ns: i128) -> u64 {
+    u64::try_from(created_ns / 1_000).unwrap_or(1).max(1)
 }
 
 /// Feeds the mirror from one ordered consumer until it fails, or returns
@@ -644,6 +707,7 @@ mod tests {
             mirror: RwLock::new(Mirror::default()),
             head: watch::Sender::new(0),
             connections: watch::Sender::new(0),
+            lost: watch::Sender::new(None),
             config: LogConfig {
                 max_events,
                 ..LogConfig::default()

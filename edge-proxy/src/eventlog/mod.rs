@@ -208,6 +208,16 @@ impl EventLog {
         each!(self, log => log.retained())
     }
 
+    /// Resolves, with the reason, if the log's history is lost while the
+    /// proxy runs (a shared stream deleted or recreated); never for the
+    /// embedded log.
+    pub async fn lost(&self) -> String {
+        match self {
+            EventLog::Embedded(_) => std::future::pending().await,
+            EventLog::JetStream(log) => log.lost().await,
+        }
+    }
+
     /// Finishes what is queued and stops; every clone gets `Closed` for
     /// writes afterwards.
     pub async fn close(&self) {
