@@ -102,26 +102,25 @@ struct Shared {
     config: LogConfig,
 }
 
-/// A cloneable handle to the shared log.
-#[derive(Clone)]
+/// The shared log (held in an `Arc` by [`super::EventLog`]).
 pub struct JetLog {
     client: async_nats::Client,
     js: jetstream::Context,
-    subject: Arc<str>,
-    stream: Arc<str>,
+    subject: String,
+    stream: String,
     shared: Arc<Shared>,
     epoch: u64,
     /// `p:{proxy}:{boot}:` — the prefix of this process's message ids.
-    id_prefix: Arc<str>,
-    next_id: Arc<AtomicU64>,
+    id_prefix: String,
+    next_id: AtomicU64,
     publish_timeout: Duration,
-    closed: Arc<AtomicBool>,
-    follower: Arc<std::sync::Mutex<Option<JoinHandle<()>>>>,
+    closed: AtomicBool,
+    follower: std::sync::Mutex<Option<JoinHandle<()>>>,
     /// One lane per publishing client: its publishes reach the stream one at
     /// a time, in the order they were made, so one retried through an
     /// outage is never overtaken by the next (`set_freq` A then B must end
     /// on B).
-    lanes: Arc<std::sync::Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>>,
+    lanes: std::sync::Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>,
 }
 
 impl JetLog {
@@ -223,16 +222,16 @@ impl JetLog {
         let log = JetLog {
             client,
             js,
-            subject: Arc::from(nats.subject.as_str()),
-            stream: Arc::from(nats.stream.as_str()),
+            subject: nats.subject.clone(),
+            stream: nats.stream.clone(),
             shared: shared.clone(),
             epoch,
-            id_prefix: Arc::from(format!("p:{}:{boot:08x}:", nats.proxy_name)),
-            next_id: Arc::new(AtomicU64::new(1)),
+            id_prefix: format!("p:{}:{boot:08x}:", nats.proxy_name),
+            next_id: AtomicU64::new(1),
             publish_timeout: Duration::from_millis(nats.publish_timeout_ms),
-            closed: Arc::new(AtomicBool::new(false)),
-            follower: Arc::new(std::sync::Mutex::new(None)),
-            lanes: Arc::default(),
+            closed: AtomicBool::new(false),
+            follower: std::sync::Mutex::new(None),
+            lanes: std::sync::Mutex::default(),
         };
         let follower = tokio::spawn(follow(log.js.clone(), stream, shared.clone(), first, epoch));
         if let Ok(mut slot) = log.follower.lock() {
@@ -362,10 +361,18 @@ impl JetLog {
         tokio::spawn(async move {
             loop {
                 tokio::time::sleep(LEASE / 4).await;
-                match store.update(&what, value.clone(), revision).await {
+                let renewed = match store.update(&what, value.clone(), revision).await {
+                    Ok(next) => Ok(next),
+                    // Lapsed (NATS was away longer than the lease): claim again.
+                    Err(_) => store
+                        .create(&what, value.clone())
+                        .await
+                        .map_err(|e| e.to_string()),
+                };
+                match renewed {
                     Ok(next) => revision = next,
                     Err(e) => {
-                        tracing::warn!(what, error = %e, "could not renew the hardware claim (NATS down?); retrying")
+                        tracing::warn!(what, error = %e, "could not renew the hardware claim (NATS down, or another proxy took it); retrying")
                     }
                 }
             }
@@ -395,7 +402,7 @@ impl JetLog {
                     .payload(record.clone())
                     .message_id(id);
                 self.js
-                    .send_publish(self.subject.to_string(), message)
+                    .send_publish(self.subject.clone(), message)
                     .await?
                     .await
             };
