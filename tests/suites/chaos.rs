@@ -2,6 +2,8 @@
 //! cuts connections at random, while the proxy is `kill -9`'d and restarted
 //! three times. At the end every client has every event exactly once and in
 //! order, or an explicit gap; the log holds every published number once.
+//! Run twice: on the embedded log, and on a shared JetStream log (a real
+//! `nats-server -js`), whose stream outlives the killed proxy.
 //!
 //! Bounded for CI (about a minute). The seed is printed; replay a run with
 //! `CHAOS_SEED=<seed>`. The long variant (100,000 events, about ten minutes):
@@ -115,13 +117,31 @@ fn check(c: &TestClient, head: u64) -> Result<(u64, u64), String> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn nothing_is_lost_duplicated_or_reordered_under_chaos() {
+    chaos("", 2_000).await;
+}
+
+/// The same on the shared JetStream log: the proxy killed under the relay
+/// is one of several readers of the stream, which outlives it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn nothing_is_lost_duplicated_or_reordered_under_chaos_on_a_jetstream_log() {
+    let nats = e2e::Nats::start();
+    chaos(
+        &format!("log = \"{}\"\nproxy_name = \"chaos\"\n", nats.url()),
+        1_000,
+    )
+    .await;
+}
+
+/// Runs the chaos scenario on a proxy with `log_config` added to its
+/// configuration; `CHAOS_EVENTS` overrides `default_events`.
+async fn chaos(log_config: &str, default_events: u64) {
     let seed = env_u64(
         "CHAOS_SEED",
         std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
             .map_or(1, |d| d.as_nanos() as u64),
     );
-    let events = env_u64("CHAOS_EVENTS", 2_000);
+    let events = env_u64("CHAOS_EVENTS", default_events);
     let rate = env_u64("CHAOS_RATE", 100).max(1);
     let clients = env_u64("CHAOS_CLIENTS", 50) as usize;
     println!("chaos seed: {seed} (replay with CHAOS_SEED={seed}); {events} events at {rate}/s, {clients} clients, 3 kill -9");
@@ -129,10 +149,10 @@ async fn nothing_is_lost_duplicated_or_reordered_under_chaos() {
 
     // max_behind and retention are raised so the final check can replay the
     // whole log (the long variant runs past the default 5 minutes).
-    let mut proxy = Proxy::start(
+    let mut proxy = Proxy::start(&format!(
         "max_publish_per_sec = 100000\nmax_handshakes_per_sec = 100000\nmax_behind = 1000000\n\
-         retention_ms = 86400000\nmax_events = 10000000\n",
-    );
+         retention_ms = 86400000\nmax_events = 10000000\n{log_config}"
+    ));
     let faults = Faults {
         delay: 0.05,
         stall: 0.005,
