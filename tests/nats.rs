@@ -11,9 +11,18 @@ pub struct Nats {
     store: tempfile::TempDir,
 }
 
-/// `NATS_SERVER_BIN`, or `nats-server` on the PATH.
+/// `NATS_SERVER_BIN`, or where Debian puts it (`/usr/sbin`, which is not on
+/// every user's PATH), or `nats-server` on the PATH.
 fn binary() -> PathBuf {
-    let path = std::env::var("NATS_SERVER_BIN").unwrap_or_else(|_| "nats-server".into());
+    let path = std::env::var("NATS_SERVER_BIN").unwrap_or_else(|_| {
+        let debian = "/usr/sbin/nats-server";
+        if std::path::Path::new(debian).exists() {
+            debian
+        } else {
+            "nats-server"
+        }
+        .into()
+    });
     let found = Command::new(&path)
         .arg("--version")
         .stdout(Stdio::null())

@@ -13,7 +13,16 @@ pub struct Nats {
 
 impl Nats {
     pub fn start() -> Result<Nats> {
-        let bin = std::env::var("NATS_SERVER_BIN").unwrap_or_else(|_| "nats-server".into());
+        // Debian puts it in /usr/sbin, not on every user's PATH.
+        let bin = std::env::var("NATS_SERVER_BIN").unwrap_or_else(|_| {
+            let debian = "/usr/sbin/nats-server";
+            if std::path::Path::new(debian).exists() {
+                debian
+            } else {
+                "nats-server"
+            }
+            .into()
+        });
         let port = std::net::TcpListener::bind("127.0.0.1:0")?
             .local_addr()?
             .port();

@@ -162,7 +162,9 @@ export class Nats {
       const s = createServer().listen(0, '127.0.0.1', () => { const { port } = s.address(); s.close(() => resolve(port)); });
     });
     this.dir = mkdtempSync(join(tmpdir(), 'station-nats-'));
-    this.child = spawn(process.env.NATS_SERVER_BIN || 'nats-server',
+    // Debian puts it in /usr/sbin, not on every user's PATH.
+    const bin = process.env.NATS_SERVER_BIN || (existsSync('/usr/sbin/nats-server') ? '/usr/sbin/nats-server' : 'nats-server');
+    this.child = spawn(bin,
       ['-js', '-a', '127.0.0.1', '-p', String(this.port), '-sd', this.dir], { stdio: 'ignore' });
     const { connect } = await import('node:net');
     const deadline = Date.now() + 20_000;

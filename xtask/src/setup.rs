@@ -88,7 +88,7 @@ const PACKAGES: &[(&str, &str)] = &[
     ("/usr/bin/chromedriver", "chromium-driver"),
     ("/usr/bin/rigctld", "libhamlib-utils"),
     ("/usr/bin/promtool", "prometheus"),
-    ("/usr/bin/nats-server", "nats-server"),
+    ("/usr/sbin/nats-server", "nats-server"),
 ];
 
 pub fn is_root() -> bool {
