@@ -20,6 +20,12 @@ await init();
 const params = new URLSearchParams(location.search);
 const options = { storagePrefix: 'dashboard' };
 if (params.get('token')) options.token = params.get('token');
+// ?fallback=host:port,host:port — other proxies on the same shared log, tried
+// in turn when this one is gone.
+if (params.get('fallback')) {
+  const scheme = location.protocol === 'https:' ? 'wss' : 'ws';
+  options.fallbackUrls = params.get('fallback').split(',').filter(Boolean).map((h) => `${scheme}://${h}/ws`);
+}
 const link = new Link(`${location.protocol === 'https:' ? 'wss' : 'ws'}://${location.host}/ws`, options);
 let readOnly = false;
 let state = 'disconnected';

@@ -26,6 +26,10 @@ enum Task {
         /// Port for the dashboard and WebSocket endpoint.
         #[arg(long, default_value_t = 8080)]
         port: u16,
+        /// Two proxies on one NATS JetStream log (a local nats-server): site A
+        /// with the simulated hardware on --port, site B on the next port.
+        #[arg(long)]
+        shared: bool,
     },
     /// Install missing tools, then run every check and test.
     Test {
@@ -47,7 +51,7 @@ enum Task {
 
 fn main() -> anyhow::Result<()> {
     match Cli::parse().task {
-        Task::Demo { port } => tasks::demo(port),
+        Task::Demo { port, shared } => tasks::demo(port, shared),
         Task::Test { no_lint } => tasks::test(!no_lint),
         Task::Setup => setup::all(),
         Task::Pkg => tasks::pkg().map(|_| ()),

@@ -278,7 +278,7 @@ pub fn pkg() -> Result<PathBuf> {
     Ok(out)
 }
 
-pub fn demo(port: u16) -> Result<()> {
+pub fn demo(port: u16, shared: bool) -> Result<()> {
     npm_install()?;
     let pkg = pkg()?;
     // The dashboard imports the package from /pkg.
@@ -287,6 +287,9 @@ pub fn demo(port: u16) -> Result<()> {
     for entry in std::fs::read_dir(&pkg)? {
         let entry = entry?;
         std::fs::copy(entry.path(), www_pkg.join(entry.file_name()))?;
+    }
+    if shared {
+        return demo_shared(port);
     }
     step("building and starting the edge proxy with simulated hardware (the first build takes a few minutes; Ctrl+C stops it)");
     run(cargo()
@@ -301,6 +304,86 @@ pub fn demo(port: u16) -> Result<()> {
         ])
         .arg(format!("127.0.0.1:{port}"))
         .args(["--www", "www", "--data-dir", "data/demo"]))
+}
+
+/// Two proxies on one JetStream log: a local `nats-server -js` (store in
+/// data/demo-nats), site A with the simulated hardware on `port`, site B
+/// with none on `port + 1`. Each dashboard falls back to the other proxy.
+fn demo_shared(port: u16) -> Result<()> {
+    let nats_bin = ["/usr/sbin/nats-server", "/usr/bin/nats-server"]
+        .into_iter()
+        .find(|p| Path::new(p).exists())
+        .context("nats-server is missing: `cargo xtask setup` installs it as root (or: sudo apt-get install -y nats-server)")?;
+    step("building the edge proxy (release)");
+    run(cargo().args(["build", "--release", "-p", "edge-proxy"]))?;
+    let data = root().join("data");
+    std::fs::create_dir_all(data.join("demo-nats"))?;
+    let nats_port = 4222;
+    step(&format!(
+        "starting nats-server with JetStream on 127.0.0.1:{nats_port}"
+    ));
+    let mut nats = Command::new(nats_bin)
+        .args([
+            "-js",
+            "-a",
+            "127.0.0.1",
+            "-p",
+            &nats_port.to_string(),
+            "-sd",
+        ])
+        .arg(data.join("demo-nats"))
+        .stdout(std::process::Stdio::null())
+        .spawn()
+        .context("starting nats-server")?;
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while std::net::TcpStream::connect(("127.0.0.1", nats_port)).is_err() {
+        if std::time::Instant::now() > deadline {
+            let _ = nats.kill();
+            bail!("nats-server did not listen on {nats_port} (is the port taken?)");
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    // Each proxy accepts the other's dashboard page (another port is another origin).
+    let config = data.join("demo-shared.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "log = \"nats://127.0.0.1:{nats_port}\"\nallowed_origins = [\"http://127.0.0.1:{port}\", \"http://127.0.0.1:{}\"]\n",
+            port + 1
+        ),
+    )?;
+    let proxy = |name: &str, port: u16, demo: bool| {
+        let mut cmd = Command::new(root().join("target/release/edge-proxy"));
+        cmd.arg("--config")
+            .arg(&config)
+            .args(["--proxy-name", name, "--www", "www", "--listen"])
+            .arg(format!("127.0.0.1:{port}"))
+            .arg("--data-dir")
+            .arg(data.join(format!("demo-{name}")))
+            .current_dir(root());
+        if demo {
+            cmd.arg("--demo");
+        }
+        cmd.spawn()
+            .with_context(|| format!("starting the {name} proxy"))
+    };
+    let mut a = proxy("site-a", port, true)?;
+    let mut b = proxy("site-b", port + 1, false)?;
+    std::thread::sleep(std::time::Duration::from_secs(2));
+    println!(
+        "\ntwo proxies on one JetStream log (Ctrl+C stops everything):\n  \
+         site A, with the radio: http://127.0.0.1:{port}/?fallback=127.0.0.1:{b_port}\n  \
+         site B:                 http://127.0.0.1:{b_port}/?fallback=127.0.0.1:{port}\n\
+         Stop one proxy (kill its process) and its dashboard carries on through the other.",
+        b_port = port + 1
+    );
+    let status = a.wait();
+    let _ = b.kill();
+    let _ = b.wait();
+    let _ = nats.kill();
+    let _ = nats.wait();
+    status?;
+    Ok(())
 }
 
 /// `gzip -9 -c FILE | wc -c`, as docs/BENCHMARKS.md measures it.
