@@ -289,6 +289,22 @@ impl TestClient {
             })
             .collect()
     }
+
+    /// The newest value of `kind` the application knows, from events or,
+    /// failing those, the last snapshot.
+    pub fn latest(&self, kind: &str) -> Option<Payload> {
+        let from_events = self
+            .events()
+            .iter()
+            .rev()
+            .find(|e| e.kind == kind)
+            .map(|e| e.payload.clone());
+        from_events.or_else(|| {
+            self.snapshots()
+                .last()
+                .and_then(|s| s.state.get(kind).cloned())
+        })
+    }
 }
 
 /// Every event the log at `url` retains, in order: connects once to learn

@@ -7,7 +7,6 @@
 //! with `--json FILE`, as JSON.
 
 mod catchup;
-mod nats;
 mod proc_stats;
 mod txdrop;
 mod wire;
@@ -465,7 +464,8 @@ async fn main() -> Result<()> {
             rates,
             seconds,
         } => {
-            let nats = nats::Nats::start()?;
+            // The end-to-end tests' nats-server harness (a temp store, a free port).
+            let nats = e2e::Nats::start();
             println!("log backends: {clients} clients, 1 publisher, {seconds} s per run, {cores} cores; JetStream on a local nats-server (file storage)");
             println!(
                 "{:>10} {:>10} {:>12} {:>12} {:>9} {:>9} {:>7}",
@@ -475,7 +475,7 @@ async fn main() -> Result<()> {
                 let mut row = json!({ "clients": clients, "rate": rate });
                 for (name, log) in [
                     ("embedded", "embedded".to_string()),
-                    ("jetstream", nats.url.clone()),
+                    ("jetstream", nats.url()),
                 ] {
                     let config = format!("{BENCH_CONFIG}log = \"{log}\"\nproxy_name = \"bench-{name}\"\nnats_stream = \"BENCH{rate}\"\nnats_subject = \"bench.{rate}\"\n");
                     let proxy = Proxy::start(&cli.proxy_bin, &config)?;

@@ -22,6 +22,14 @@ fn on_nats(nats: &Nats, name: &str, extra: &str) -> String {
     )
 }
 
+/// The configuration of the site that owns `sim`'s radio (no meter).
+fn radio_site(sim: &PtyRadio, extra: &str) -> String {
+    format!(
+        "radio_port = \"{}\"\nradio_poll_ms = 100\nmeter = \"none\"\n{extra}",
+        sim.path.display()
+    )
+}
+
 fn stats(proxy: &Proxy) -> serde_json::Value {
     let (status, body) = proxy.get("/stats");
     assert_eq!(status, 200, "{body}");
@@ -125,35 +133,14 @@ async fn a_command_sent_through_one_proxy_reaches_the_radio_owned_by_another() {
     let nats = Nats::start();
     let sim = PtyRadio::start(Radio::default()).unwrap();
     // A owns the radio (its site); B has none.
-    let a = Proxy::start(&on_nats(
-        &nats,
-        "site-a",
-        &format!(
-            "radio_port = \"{}\"\nradio_poll_ms = 100\nmeter = \"none\"\n",
-            sim.path.display()
-        ),
-    ));
+    let a = Proxy::start(&on_nats(&nats, "site-a", &radio_site(&sim, "")));
     let b = Proxy::start(&on_nats(&nats, "site-b", ""));
     let mut on_a = TestClient::new("dash-a");
     on_a.connect(&a.ws_url()).await.unwrap();
     let mut on_b = TestClient::new("dash-b");
     on_b.connect(&b.ws_url()).await.unwrap();
 
-    let freq = |c: &TestClient| {
-        let from_events = c
-            .events()
-            .iter()
-            .rev()
-            .find(|e| e.kind == "radio.state")
-            .map(|e| e.payload.clone());
-        from_events
-            .or_else(|| {
-                c.snapshots()
-                    .last()
-                    .and_then(|s| s.state.get("radio.state").cloned())
-            })
-            .and_then(|s| s["freq_hz"].as_u64())
-    };
+    let freq = |c: &TestClient| c.latest("radio.state").and_then(|s| s["freq_hz"].as_u64());
     assert!(
         on_b.pump_until(SECS, |c| freq(c) == Some(14_074_000))
             .await
@@ -334,10 +321,7 @@ fn run_briefly(config: &str, within: Duration) -> (bool, String) {
 async fn a_radio_belongs_to_one_proxy_a_second_claim_is_refused() {
     let nats = Nats::start();
     let sim = PtyRadio::start(Radio::default()).unwrap();
-    let radio = format!(
-        "radio_port = \"{}\"\nmeter = \"none\"\n",
-        sim.path.display()
-    );
+    let radio = radio_site(&sim, "");
     let mut a = Proxy::start(&on_nats(&nats, "site-a", &radio));
     let (running, stderr) = run_briefly(&on_nats(&nats, "site-b", &radio), SECS);
     assert!(!running, "a second owner must not start: {stderr}");
@@ -405,10 +389,7 @@ async fn the_radio_owner_unkeys_a_transmitter_keyed_through_a_proxy_that_died() 
     let a = Proxy::start(&on_nats(
         &nats,
         "site-a",
-        &format!(
-            "radio_port = \"{}\"\nradio_poll_ms = 100\nmeter = \"none\"\ntx_keepalive_ms = 500\n",
-            sim.path.display()
-        ),
+        &radio_site(&sim, "tx_keepalive_ms = 500\n"),
     ));
     let mut b = Proxy::start(&on_nats(&nats, "site-b", "tx_keepalive_ms = 500\n"));
     let mut on_a = TestClient::new("dash-a");

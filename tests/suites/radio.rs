@@ -26,17 +26,7 @@ fn map(pairs: &[(&str, Payload)]) -> Payload {
 
 /// The newest radio state the client knows, from events or the snapshot.
 fn radio_state(c: &TestClient) -> Option<Payload> {
-    let from_events = c
-        .events()
-        .iter()
-        .rev()
-        .find(|e| e.kind == "radio.state")
-        .map(|e| e.payload.clone());
-    from_events.or_else(|| {
-        c.snapshots()
-            .last()
-            .and_then(|s| s.state.get("radio.state").cloned())
-    })
+    c.latest("radio.state")
 }
 
 /// The `EVENT_*` types of the radio link's events, in order.
