@@ -478,3 +478,68 @@ async fn retention_by_count_maps_onto_the_stream_and_the_rest_is_a_gap() {
         behind.gaps()
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_ptt_on_held_up_by_a_nats_outage_is_not_keyed_when_it_arrives() {
+    let mut nats = Nats::start();
+    let sim = PtyRadio::start(Radio::default()).unwrap();
+    let a = Proxy::start(&on_nats(
+        &nats,
+        "site-a",
+        &radio_site(&sim, "tx_keepalive_ms = 500\n"),
+    ));
+    let b = Proxy::start(&on_nats(&nats, "site-b", "tx_keepalive_ms = 500\n"));
+    let mut on_a = TestClient::new("dash-a");
+    on_a.connect(&a.ws_url()).await.unwrap();
+    let mut keyer = TestClient::new("keyer");
+    keyer.connect(&b.ws_url()).await.unwrap();
+
+    // NATS is away when the PTT-on is sent, and back 1.5 s later.
+    nats.kill9();
+    keyer
+        .publish(
+            "radio.ptt",
+            Payload::Map(vec![(Payload::from("on"), Payload::from(true))]),
+            Delivery::Volatile,
+            Some(e2e::client::now_ms() + 2_000),
+        )
+        .await
+        .unwrap();
+    keyer
+        .pump_until(Duration::from_millis(1_500), |_| false)
+        .await
+        .unwrap();
+    nats.start_again();
+
+    // It does reach the stream (and A) ...
+    assert!(keyer
+        .pump_until(SECS, |c| c.accepted_upto >= 1)
+        .await
+        .unwrap());
+    assert!(
+        on_a.pump_until(SECS, |c| c.events().iter().any(|e| e.kind == "radio.ptt"))
+            .await
+            .unwrap(),
+        "the PTT-on reached the radio's proxy"
+    );
+    // ... but the radio, told 1.5 s late, stays on receive: never reported
+    // transmitting, and the owner's backstop never had to unkey it. (B's own
+    // watchdog does write an unkey for its silent keyer: that one is fine.)
+    on_a.pump_until(Duration::from_secs(2), |_| false)
+        .await
+        .unwrap();
+    assert!(!sim.radio.lock().unwrap().tx, "a late PTT-on must not key");
+    let keyed: Vec<_> = on_a
+        .events()
+        .iter()
+        .filter(|e| {
+            (e.kind == "radio.state" && e.payload["ptt"].as_bool() == Some(true))
+                || (e.kind == "watchdog.unkeyed" && e.payload["client_id"].as_str() == Some(""))
+        })
+        .map(|e| (e.kind.clone(), e.payload.clone()))
+        .collect();
+    assert!(
+        keyed.is_empty(),
+        "the radio was keyed, if briefly: {keyed:?}"
+    );
+}
