@@ -42,13 +42,29 @@ impl DummyRig {
             addr: format!("127.0.0.1:{port}"),
         };
         let deadline = Instant::now() + Duration::from_secs(10);
-        while std::net::TcpStream::connect(&rig.addr).is_err() {
+        while !rig.answers() {
             if Instant::now() > deadline || rig.child.try_wait()?.is_some() {
                 bail!("rigctld did not start on {}", rig.addr);
             }
             std::thread::sleep(Duration::from_millis(20));
         }
         Ok(rig)
+    }
+
+    /// Ready means answering a command (the frequency), not just accepting
+    /// a connection: a test's first command must not race the start-up
+    /// (seen once under load as a reset connection).
+    fn answers(&self) -> bool {
+        use std::io::{BufRead, BufReader, Write};
+        let Ok(mut stream) = std::net::TcpStream::connect(&self.addr) else {
+            return false;
+        };
+        let _ = stream.set_read_timeout(Some(Duration::from_millis(500)));
+        if stream.write_all(b"f\n").is_err() {
+            return false;
+        }
+        let mut line = String::new();
+        BufReader::new(stream).read_line(&mut line).is_ok() && line.trim().parse::<u64>().is_ok()
     }
 }
 
