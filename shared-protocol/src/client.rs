@@ -35,6 +35,20 @@ pub enum LinkState {
     Failed,
 }
 
+impl LinkState {
+    /// The name the JS API and the history use (what serde writes).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            LinkState::Connecting => "connecting",
+            LinkState::Connected => "connected",
+            LinkState::Reconnecting => "reconnecting",
+            LinkState::Disconnected => "disconnected",
+            LinkState::Stale => "stale",
+            LinkState::Failed => "failed",
+        }
+    }
+}
+
 #[derive(Debug, Clone, PartialEq)]
 pub struct ClientConfig {
     /// Shared-secret token sent in `Hello`, if the proxy wants one.
@@ -531,7 +545,7 @@ impl ClientSession {
                 }
                 self.phase = Phase::Idle;
                 let why = match self.last_error.take() {
-                    Some(code) => format!("{code:?}"),
+                    Some(code) => code.as_str().to_string(),
                     None if reason.is_empty() => format!("closed ({code})"),
                     None => format!("closed ({code}): {reason}"),
                 };
@@ -723,7 +737,10 @@ impl ClientSession {
             } else {
                 LinkState::Disconnected
             };
-            self.set_state(state, format!("the proxy said {code:?}; not reconnecting"));
+            self.set_state(
+                state,
+                format!("the proxy said {}; not reconnecting", code.as_str()),
+            );
             return;
         }
         if self.offline {
@@ -821,7 +838,7 @@ impl ClientSession {
                 if let Err(problem) = self.receiver.on_event(event, &mut delivered) {
                     self.notify(Notice::Error {
                         kind: "order".into(),
-                        message: format!("{problem:?}; resuming"),
+                        message: format!("{problem}; resuming"),
                     });
                     self.close_socket(socket, 4001, "resume to fill a hole");
                     self.lost(now, "hole in the stream");
@@ -866,7 +883,7 @@ impl ClientSession {
                 self.record(
                     now,
                     "drain",
-                    format!("{:?}: come back in {delay} ms", d.reason),
+                    format!("{}: come back in {delay} ms", d.reason.as_str()),
                 );
             }
             ServerFrame::Error(e) => {
@@ -875,7 +892,7 @@ impl ClientSession {
                     self.terminal = Some(e.code);
                 }
                 self.notify(Notice::Error {
-                    kind: format!("{:?}", e.code),
+                    kind: e.code.as_str().into(),
                     message: e.message,
                 });
             }

@@ -1,4 +1,5 @@
-//! The frame codec, written by hand on top of `rmp`'s primitives.
+//! The frame codec, written by hand: `rmp`'s primitives for writing, a
+//! small reader of our own for reading.
 //!
 //! Why not `rmp_serde`: serde's derive instantiates a generic deserializer
 //! per frame type, which made up half of the browser module (about 225 KB of
@@ -7,11 +8,17 @@
 //! compares the two), so the wire format in docs/PROTOCOL.md is unchanged:
 //! `[version, {"Variant": {"field": value, ...}}]`, optional fields omitted,
 //! unknown fields skipped.
+//!
+//! Why our own reader: `rmp`'s and `rmpv`'s readers go through `std::io`,
+//! whose errors (and their formatting) were a tenth of the browser module.
+//! Reading from a slice, the only failures are "ran out of bytes"
+//! ([`DecodeError::Truncated`]) and "not what this field needs"
+//! ([`DecodeError::Malformed`], naming the field and what was found).
 
 use std::collections::BTreeMap;
 
-use rmp::decode as d;
 use rmp::encode as e;
+use rmp::Marker;
 
 use crate::frame::*;
 
@@ -36,8 +43,44 @@ impl W {
     fn map(&mut self, n: u32) {
         let _ = e::write_map_len(&mut self.0, n);
     }
+    /// Byte for byte what `rmpv::encode::write_value` writes. Writing into
+    /// a `Vec` cannot fail, so the writers' results are dropped.
     fn payload(&mut self, v: &Payload) {
-        let _ = rmpv::encode::write_value(&mut self.0, v);
+        let out = &mut self.0;
+        match v {
+            Payload::Nil => drop(e::write_nil(out)),
+            Payload::Boolean(b) => drop(e::write_bool(out, *b)),
+            Payload::Integer(i) => match (i.as_u64(), i.as_i64()) {
+                (Some(u), _) => drop(e::write_uint(out, u)),
+                (None, Some(n)) => drop(e::write_sint(out, n)),
+                (None, None) => {}
+            },
+            Payload::F32(f) => drop(e::write_f32(out, *f)),
+            Payload::F64(f) => drop(e::write_f64(out, *f)),
+            Payload::String(s) => {
+                let bytes = s.as_bytes();
+                drop(e::write_str_len(out, bytes.len() as u32));
+                out.extend_from_slice(bytes);
+            }
+            Payload::Binary(b) => drop(e::write_bin(out, b)),
+            Payload::Array(items) => {
+                drop(e::write_array_len(out, items.len() as u32));
+                for item in items {
+                    self.payload(item);
+                }
+            }
+            Payload::Map(entries) => {
+                drop(e::write_map_len(out, entries.len() as u32));
+                for (k, v) in entries {
+                    self.payload(k);
+                    self.payload(v);
+                }
+            }
+            Payload::Ext(ty, data) => {
+                drop(e::write_ext_meta(out, data.len() as u32, *ty));
+                out.extend_from_slice(data);
+            }
+        }
     }
     /// Starts `{"Variant": {` with `fields` fields.
     fn variant(&mut self, name: &str, fields: u32) {
@@ -92,7 +135,7 @@ pub fn encode_client(frame: &ClientFrame) -> Vec<u8> {
             w.field_str("kind", &p.kind);
             w.str("payload");
             w.payload(&p.payload);
-            w.field_str("delivery", delivery_name(p.delivery));
+            w.field_str("delivery", p.delivery.as_str());
             if let Some(t) = p.expires_at_ms {
                 w.field_uint("expires_at_ms", t);
             }
@@ -129,7 +172,7 @@ pub fn encode_server(frame: &ServerFrame) -> Vec<u8> {
             w.field_uint("retention_ms", x.limits.retention_ms);
             w.str("access");
             match x.access {
-                Some(a) => w.str(access_name(a)),
+                Some(a) => w.str(a.as_str()),
                 None => w.nil(),
             }
         }
@@ -155,7 +198,7 @@ pub fn encode_server(frame: &ServerFrame) -> Vec<u8> {
             w.variant("Gap", 3);
             w.field_uint("from", x.from);
             w.field_uint("to", x.to);
-            w.field_str("reason", gap_reason_name(x.reason));
+            w.field_str("reason", x.reason.as_str());
         }
         ServerFrame::Accepted { upto } => {
             w.variant("Accepted", 1);
@@ -164,20 +207,20 @@ pub fn encode_server(frame: &ServerFrame) -> Vec<u8> {
         ServerFrame::Rejected(x) => {
             w.variant("Rejected", 2);
             w.field_uint("client_seq", x.client_seq);
-            w.field_str("reason", reject_name(x.reason));
+            w.field_str("reason", x.reason.as_str());
         }
         ServerFrame::Ping(p) => w.ping("Ping", p),
         ServerFrame::Pong(p) => w.ping("Pong", p),
         ServerFrame::Error(x) => {
             w.variant("Error", 2);
-            w.field_str("code", error_code_name(x.code));
+            w.field_str("code", x.code.as_str());
             w.field_str("message", &x.message);
         }
         ServerFrame::Drain(x) => {
             w.variant("Drain", 3);
             w.field_uint("retry_after_ms", x.retry_after_ms);
             w.field_uint("jitter_ms", x.jitter_ms);
-            w.field_str("reason", drain_reason_name(x.reason));
+            w.field_str("reason", x.reason.as_str());
         }
     }
     w.0
@@ -185,30 +228,35 @@ pub fn encode_server(frame: &ServerFrame) -> Vec<u8> {
 
 // ---------------------------------------------------------------- names
 
+/// Each enum's wire names, in both directions. `as_str` is public: the
+/// browser shell shows these names to JavaScript.
 macro_rules! names {
-    ($to:ident, $from:ident, $ty:ty, { $($variant:ident => $name:literal),* $(,)? }) => {
-        fn $to(v: $ty) -> &'static str {
-            match v { $(<$ty>::$variant => $name),* }
+    ($from:ident, $ty:ident, { $($variant:ident => $name:literal),* $(,)? }) => {
+        impl $ty {
+            /// The name on the wire (what serde writes).
+            pub fn as_str(self) -> &'static str {
+                match self { $($ty::$variant => $name),* }
+            }
         }
         fn $from(s: &str) -> Result<$ty, DecodeError> {
             match s {
                 $($name => Ok(<$ty>::$variant),)*
-                other => Err(DecodeError::UnknownVariant(format!("{} {other:?}", stringify!($ty)))),
+                other => Err(DecodeError::UnknownVariant(format!("{} \"{other}\"", stringify!($ty)))),
             }
         }
     };
 }
 
-names!(delivery_name, delivery_from, Delivery, { Reliable => "reliable", Volatile => "volatile" });
-names!(access_name, access_from, Access, { Read => "read", Control => "control" });
-names!(drain_reason_name, drain_reason_from, DrainReason, { Shutdown => "shutdown", Overload => "overload" });
-names!(gap_reason_name, gap_reason_from, GapReason, {
+names!(delivery_from, Delivery, { Reliable => "reliable", Volatile => "volatile" });
+names!(access_from, Access, { Read => "read", Control => "control" });
+names!(drain_reason_from, DrainReason, { Shutdown => "shutdown", Overload => "overload" });
+names!(gap_reason_from, GapReason, {
     Retention => "retention", EpochChanged => "epoch_changed", TooFarBehind => "too_far_behind", Coalesced => "coalesced",
 });
-names!(reject_name, reject_from, RejectReason, {
+names!(reject_from, RejectReason, {
     Expired => "expired", Forbidden => "forbidden", RateLimited => "rate_limited", Invalid => "invalid", Unavailable => "unavailable",
 });
-names!(error_code_name, error_code_from, ErrorCode, {
+names!(error_code_from, ErrorCode, {
     Malformed => "malformed", TooLarge => "too_large", UnsupportedVersion => "unsupported_version",
     ProtocolViolation => "protocol_violation", Unauthorized => "unauthorized", Stale => "stale",
     Replaced => "replaced", ShuttingDown => "shutting_down", Unavailable => "unavailable",
@@ -216,19 +264,29 @@ names!(error_code_name, error_code_from, ErrorCode, {
 
 // ---------------------------------------------------------------- decoding
 
-/// A cursor over the frame body: reading advances the slice.
+/// A cursor over the frame: reading advances the slice.
 pub(crate) struct R<'a>(&'a [u8]);
 
-/// Running out of bytes is `Truncated`; anything else is `Malformed`. The
-/// error's `Debug` names the I/O error kind for every reader error type.
-fn truncated_or(what: &str) -> impl Fn(String) -> DecodeError + '_ {
-    move |e: String| {
-        if e.contains("UnexpectedEof") {
-            DecodeError::Truncated
-        } else {
-            DecodeError::Malformed(format!("{what}: {e}"))
-        }
+/// What a marker starts, for "expected X, found Y" errors.
+fn found(m: Marker) -> &'static str {
+    match m {
+        Marker::Null => "nil",
+        Marker::True | Marker::False => "a boolean",
+        Marker::FixPos(_) | Marker::FixNeg(_) => "an integer",
+        Marker::U8 | Marker::U16 | Marker::U32 | Marker::U64 => "an integer",
+        Marker::I8 | Marker::I16 | Marker::I32 | Marker::I64 => "an integer",
+        Marker::F32 | Marker::F64 => "a float",
+        Marker::FixStr(_) | Marker::Str8 | Marker::Str16 | Marker::Str32 => "a string",
+        Marker::Bin8 | Marker::Bin16 | Marker::Bin32 => "binary",
+        Marker::FixArray(_) | Marker::Array16 | Marker::Array32 => "an array",
+        Marker::FixMap(_) | Marker::Map16 | Marker::Map32 => "a map",
+        Marker::Reserved => "the reserved byte 0xc1",
+        _ => "an extension",
     }
+}
+
+fn wrong(what: &str, expected: &str, m: Marker) -> DecodeError {
+    DecodeError::Malformed(format!("{what}: expected {expected}, found {}", found(m)))
 }
 
 impl<'a> R<'a> {
@@ -240,31 +298,188 @@ impl<'a> R<'a> {
         self.0.len()
     }
 
+    /// The next `n` bytes, or `Truncated`.
+    fn take(&mut self, n: usize) -> Result<&'a [u8], DecodeError> {
+        if self.0.len() < n {
+            return Err(DecodeError::Truncated);
+        }
+        let (head, rest) = self.0.split_at(n);
+        self.0 = rest;
+        Ok(head)
+    }
+
+    /// A big-endian unsigned number `n` bytes wide.
+    fn be(&mut self, n: usize) -> Result<u64, DecodeError> {
+        let bytes = self.take(n)?;
+        Ok(bytes.iter().fold(0, |acc, b| (acc << 8) | u64::from(*b)))
+    }
+
+    fn len(&mut self, n: usize) -> Result<usize, DecodeError> {
+        self.be(n).map(|v| v as usize)
+    }
+
+    fn marker(&mut self) -> Result<Marker, DecodeError> {
+        Ok(Marker::from_u8(self.take(1)?[0]))
+    }
+
+    /// The frame's envelope `[version, body]`: checks the version and leaves
+    /// the cursor on the body.
+    pub(crate) fn envelope(&mut self) -> Result<(), DecodeError> {
+        let n = match self.marker()? {
+            Marker::FixArray(n) => usize::from(n),
+            Marker::Array16 => self.len(2)?,
+            Marker::Array32 => self.len(4)?,
+            m => return Err(wrong("envelope", "an array", m)),
+        };
+        if n != 2 {
+            return Err(DecodeError::Malformed(format!(
+                "envelope has {n} elements, not 2"
+            )));
+        }
+        let version = self.uint("version")?;
+        if version != u64::from(PROTOCOL_VERSION) {
+            return Err(DecodeError::UnsupportedVersion {
+                got: version,
+                supported: PROTOCOL_VERSION,
+            });
+        }
+        Ok(())
+    }
+
     fn map_len(&mut self, what: &str) -> Result<u32, DecodeError> {
-        d::read_map_len(&mut self.0).map_err(|e| truncated_or(what)(format!("{e:?}")))
+        match self.marker()? {
+            Marker::FixMap(n) => Ok(u32::from(n)),
+            Marker::Map16 => self.be(2).map(|n| n as u32),
+            Marker::Map32 => self.be(4).map(|n| n as u32),
+            m => Err(wrong(what, "a map", m)),
+        }
+    }
+
+    fn str_bytes(&mut self, m: Marker) -> Option<Result<&'a [u8], DecodeError>> {
+        let len = match m {
+            Marker::FixStr(n) => Ok(usize::from(n)),
+            Marker::Str8 => self.len(1),
+            Marker::Str16 => self.len(2),
+            Marker::Str32 => self.len(4),
+            _ => return None,
+        };
+        Some(len.and_then(|len| self.take(len)))
     }
 
     fn str(&mut self, what: &str) -> Result<&'a str, DecodeError> {
-        let len = d::read_str_len(&mut self.0).map_err(|e| truncated_or(what)(format!("{e:?}")))?
-            as usize;
-        if self.0.len() < len {
-            return Err(DecodeError::Truncated);
-        }
-        let (s, rest) = self.0.split_at(len);
-        self.0 = rest;
-        std::str::from_utf8(s).map_err(|_| DecodeError::Malformed(format!("{what}: not UTF-8")))
+        let m = self.marker()?;
+        let bytes = self
+            .str_bytes(m)
+            .ok_or_else(|| wrong(what, "a string", m))??;
+        std::str::from_utf8(bytes).map_err(|_| DecodeError::Malformed(format!("{what}: not UTF-8")))
     }
 
+    /// Any integer marker whose value is >= 0 (what `rmp::decode::read_int`
+    /// accepts for a `u64`).
     fn uint(&mut self, what: &str) -> Result<u64, DecodeError> {
-        d::read_int(&mut self.0).map_err(|e| truncated_or(what)(format!("{e:?}")))
+        let m = self.marker()?;
+        let signed = match m {
+            Marker::FixPos(n) => return Ok(u64::from(n)),
+            Marker::U8 => return self.be(1),
+            Marker::U16 => return self.be(2),
+            Marker::U32 => return self.be(4),
+            Marker::U64 => return self.be(8),
+            Marker::FixNeg(n) => i64::from(n),
+            Marker::I8 => i64::from(self.be(1)? as u8 as i8),
+            Marker::I16 => i64::from(self.be(2)? as u16 as i16),
+            Marker::I32 => i64::from(self.be(4)? as u32 as i32),
+            Marker::I64 => self.be(8)? as i64,
+            m => return Err(wrong(what, "an integer", m)),
+        };
+        u64::try_from(signed).map_err(|_| DecodeError::Malformed(format!("{what}: negative")))
     }
 
     fn boolean(&mut self, what: &str) -> Result<bool, DecodeError> {
-        d::read_bool(&mut self.0).map_err(|e| truncated_or(what)(format!("{e:?}")))
+        match self.marker()? {
+            Marker::True => Ok(true),
+            Marker::False => Ok(false),
+            m => Err(wrong(what, "a boolean", m)),
+        }
     }
 
     fn payload(&mut self) -> Result<Payload, DecodeError> {
-        rmpv::decode::read_value(&mut self.0).map_err(|e| truncated_or("payload")(format!("{e:?}")))
+        self.value(0)
+    }
+
+    /// Any MessagePack value, as `rmpv` would read it (a string that is not
+    /// UTF-8 is an error here: JSON, JS and the dashboard cannot carry it).
+    fn value(&mut self, depth: usize) -> Result<Payload, DecodeError> {
+        if depth > MAX_DEPTH {
+            return Err(DecodeError::TooDeep);
+        }
+        let m = self.marker()?;
+        if let Some(bytes) = self.str_bytes(m) {
+            return match std::str::from_utf8(bytes?) {
+                Ok(s) => Ok(Payload::from(s)),
+                Err(_) => Err(DecodeError::Malformed(
+                    "payload: a string is not UTF-8".into(),
+                )),
+            };
+        }
+        let (len, ext) = match m {
+            Marker::Null => return Ok(Payload::Nil),
+            Marker::True => return Ok(Payload::Boolean(true)),
+            Marker::False => return Ok(Payload::Boolean(false)),
+            Marker::FixPos(n) => return Ok(Payload::from(n)),
+            Marker::FixNeg(n) => return Ok(Payload::from(n)),
+            Marker::U8 => return Ok(Payload::from(self.be(1)?)),
+            Marker::U16 => return Ok(Payload::from(self.be(2)?)),
+            Marker::U32 => return Ok(Payload::from(self.be(4)?)),
+            Marker::U64 => return Ok(Payload::from(self.be(8)?)),
+            Marker::I8 => return Ok(Payload::from(self.be(1)? as u8 as i8)),
+            Marker::I16 => return Ok(Payload::from(self.be(2)? as u16 as i16)),
+            Marker::I32 => return Ok(Payload::from(self.be(4)? as u32 as i32)),
+            Marker::I64 => return Ok(Payload::from(self.be(8)? as i64)),
+            Marker::F32 => return Ok(Payload::F32(f32::from_bits(self.be(4)? as u32))),
+            Marker::F64 => return Ok(Payload::F64(f64::from_bits(self.be(8)?))),
+            Marker::Bin8 => (self.len(1)?, false),
+            Marker::Bin16 => (self.len(2)?, false),
+            Marker::Bin32 => (self.len(4)?, false),
+            Marker::FixArray(n) => return self.array(usize::from(n), depth),
+            Marker::Array16 => return self.len(2).and_then(|n| self.array(n, depth)),
+            Marker::Array32 => return self.len(4).and_then(|n| self.array(n, depth)),
+            Marker::FixMap(n) => return self.map(usize::from(n), depth),
+            Marker::Map16 => return self.len(2).and_then(|n| self.map(n, depth)),
+            Marker::Map32 => return self.len(4).and_then(|n| self.map(n, depth)),
+            Marker::FixExt1 => (1, true),
+            Marker::FixExt2 => (2, true),
+            Marker::FixExt4 => (4, true),
+            Marker::FixExt8 => (8, true),
+            Marker::FixExt16 => (16, true),
+            Marker::Ext8 => (self.len(1)?, true),
+            Marker::Ext16 => (self.len(2)?, true),
+            Marker::Ext32 => (self.len(4)?, true),
+            m => return Err(wrong("payload", "a value", m)),
+        };
+        if ext {
+            let ty = self.take(1)?[0] as i8;
+            return Ok(Payload::Ext(ty, self.take(len)?.to_vec()));
+        }
+        Ok(Payload::Binary(self.take(len)?.to_vec()))
+    }
+
+    fn array(&mut self, n: usize, depth: usize) -> Result<Payload, DecodeError> {
+        // Every element takes at least one byte: a hostile length cannot
+        // make us reserve more than the frame's size.
+        let mut items = Vec::with_capacity(n.min(self.remaining()));
+        for _ in 0..n {
+            items.push(self.value(depth + 1)?);
+        }
+        Ok(Payload::Array(items))
+    }
+
+    fn map(&mut self, n: usize, depth: usize) -> Result<Payload, DecodeError> {
+        let mut entries = Vec::with_capacity(n.min(self.remaining() / 2));
+        for _ in 0..n {
+            let k = self.value(depth + 1)?;
+            entries.push((k, self.value(depth + 1)?));
+        }
+        Ok(Payload::Map(entries))
     }
 
     /// `nil` reads as `None` (serde's reading of an `Option`).
@@ -313,7 +528,7 @@ impl<'a> R<'a> {
         let name = self.str("frame name")?;
         if !known.contains(&name) {
             return Err(DecodeError::UnknownVariant(format!(
-                "{side} frame {name:?}"
+                "{side} frame \"{name}\""
             )));
         }
         let fields = self.map_len(name)?;
@@ -411,7 +626,7 @@ pub(crate) fn decode_client(r: &mut R<'_>) -> Result<ClientFrame, DecodeError> {
         "Pong" => ClientFrame::Pong(r.ping(fields)?),
         other => {
             return Err(DecodeError::UnknownVariant(format!(
-                "client frame {other:?}"
+                "client frame \"{other}\""
             )))
         }
     })
@@ -587,7 +802,7 @@ pub(crate) fn decode_server(r: &mut R<'_>) -> Result<ServerFrame, DecodeError> {
         }
         other => {
             return Err(DecodeError::UnknownVariant(format!(
-                "server frame {other:?}"
+                "server frame \"{other}\""
             )))
         }
     })

@@ -315,37 +315,11 @@ fn decode_with<T>(
             max: max_len,
         });
     }
-    let mut rest = bytes;
-    match rmp::decode::read_array_len(&mut rest) {
-        Ok(2) => {}
-        Ok(n) => {
-            return Err(DecodeError::Malformed(format!(
-                "envelope has {n} elements, not 2"
-            )))
-        }
-        Err(rmp::decode::ValueReadError::InvalidMarkerRead(_)) => {
-            return Err(DecodeError::Truncated)
-        }
-        Err(e) => return Err(DecodeError::Malformed(format!("envelope: {e}"))),
-    }
-    let version: u64 = match rmp::decode::read_int(&mut rest) {
-        Ok(v) => v,
-        Err(rmp::decode::NumValueReadError::InvalidMarkerRead(_))
-        | Err(rmp::decode::NumValueReadError::InvalidDataRead(_)) => {
-            return Err(DecodeError::Truncated)
-        }
-        Err(e) => return Err(DecodeError::Malformed(format!("version: {e}"))),
-    };
-    if version != u64::from(PROTOCOL_VERSION) {
-        return Err(DecodeError::UnsupportedVersion {
-            got: version,
-            supported: PROTOCOL_VERSION,
-        });
-    }
-    if depth_exceeds(rest, MAX_DEPTH) {
+    let mut reader = crate::codec::R::new(bytes);
+    reader.envelope()?;
+    if depth_exceeds(&bytes[bytes.len() - reader.remaining()..], MAX_DEPTH) {
         return Err(DecodeError::TooDeep);
     }
-    let mut reader = crate::codec::R::new(rest);
     let value = body(&mut reader)?;
     if reader.remaining() > 0 {
         return Err(DecodeError::TrailingBytes(reader.remaining()));
@@ -477,6 +451,49 @@ mod tests {
                 last_seq: 41,
             }),
         })
+    }
+
+    /// The browser shell converts these by hand with `as_str`; a renamed
+    /// variant must not give the JS API a different name than the wire.
+    #[test]
+    fn hand_written_names_are_the_serde_names() {
+        fn serde_name<T: Serialize>(v: T) -> String {
+            serde_json::to_value(v)
+                .unwrap()
+                .as_str()
+                .unwrap()
+                .to_string()
+        }
+        for a in [Access::Read, Access::Control] {
+            assert_eq!(a.as_str(), serde_name(a));
+        }
+        for g in [
+            GapReason::Retention,
+            GapReason::EpochChanged,
+            GapReason::TooFarBehind,
+            GapReason::Coalesced,
+        ] {
+            assert_eq!(g.as_str(), serde_name(g));
+        }
+        for r in [
+            RejectReason::Expired,
+            RejectReason::Forbidden,
+            RejectReason::RateLimited,
+            RejectReason::Invalid,
+            RejectReason::Unavailable,
+        ] {
+            assert_eq!(r.as_str(), serde_name(r));
+        }
+        for l in [
+            crate::client::LinkState::Connecting,
+            crate::client::LinkState::Connected,
+            crate::client::LinkState::Reconnecting,
+            crate::client::LinkState::Disconnected,
+            crate::client::LinkState::Stale,
+            crate::client::LinkState::Failed,
+        ] {
+            assert_eq!(l.as_str(), serde_name(l));
+        }
     }
 
     #[test]

@@ -20,10 +20,11 @@ pub enum Delivered {
 }
 
 /// Why the receiver wants the shell to reconnect and resume.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
 pub enum ReceiveProblem {
     /// Too many events arrived ahead of a hole; resuming from `last_seq`
     /// fills it with a replay.
+    #[error("{waiting} events wait behind a hole after seq {last_seq}")]
     HoleNotFilling { last_seq: u64, waiting: usize },
 }
 

@@ -22,8 +22,12 @@ fn payload() -> impl Strategy<Value = Payload> {
         any::<f64>()
             .prop_filter("NaN never equals itself", |f| !f.is_nan())
             .prop_map(Payload::from),
+        any::<f32>()
+            .prop_filter("NaN never equals itself", |f| !f.is_nan())
+            .prop_map(Payload::F32),
         ".{0,12}".prop_map(Payload::from),
         vec(any::<u8>(), 0..12).prop_map(Payload::Binary),
+        (any::<i8>(), vec(any::<u8>(), 0..20)).prop_map(|(ty, data)| Payload::Ext(ty, data)),
     ];
     leaf.prop_recursive(4, 32, 6, |inner| {
         prop_oneof![
@@ -207,6 +211,46 @@ proptest! {
         prop_assert_eq!(ServerFrame::decode(&serde_bytes(&server), usize::MAX).unwrap(), server);
     }
 
+    /// The codec's own MessagePack reader reads a payload exactly as
+    /// `rmpv` does, including damaged ones: same value, or an error where
+    /// rmpv fails. Two refusals are ours: a string that is not UTF-8, and
+    /// the reserved byte 0xc1 (which rmpv reads as nil).
+    #[test]
+    fn payload_reader_agrees_with_rmpv(value in payload(), edits in vec((any::<usize>(), any::<u8>()), 0..4)) {
+        let mut bytes = Vec::new();
+        rmpv::encode::write_value(&mut bytes, &value).unwrap();
+        for (at, byte) in edits {
+            let at = at % bytes.len();
+            bytes[at] = byte;
+        }
+        // An event whose payload (its last field) is `bytes`.
+        let mut frame = ServerFrame::Event(Event { seq: 1, kind: "k".into(), ts_ms: 2, payload: Payload::Nil })
+            .encode()
+            .unwrap();
+        frame.pop();
+        frame.extend_from_slice(&bytes);
+        let ours = ServerFrame::decode(&frame, usize::MAX);
+        let mut rest = &bytes[..];
+        match rmpv::decode::read_value(&mut rest) {
+            Ok(theirs) if rest.is_empty() && all_utf8(&theirs) => {
+                if let Err(DecodeError::Malformed(m)) = &ours {
+                    if m.contains("0xc1") && bytes.contains(&0xc1) {
+                        return Ok(());
+                    }
+                }
+                let Ok(ServerFrame::Event(e)) = ours else {
+                    return Err(TestCaseError::fail(format!("rmpv read {theirs:?}, we failed: {ours:?}")));
+                };
+                // Compared as bytes: a NaN made by an edit equals itself there.
+                let (mut a, mut b) = (Vec::new(), Vec::new());
+                rmpv::encode::write_value(&mut a, &e.payload).unwrap();
+                rmpv::encode::write_value(&mut b, &theirs).unwrap();
+                prop_assert_eq!(a, b);
+            }
+            _ => prop_assert!(ours.is_err(), "rmpv failed or left bytes, we read {:?}", ours),
+        }
+    }
+
     #[test]
     fn mutated_frames_never_panic(frame in server_frame(), edits in vec((any::<usize>(), any::<u8>()), 1..8)) {
         let mut bytes = frame.encode().unwrap();
@@ -216,6 +260,15 @@ proptest! {
         }
         let _ = ServerFrame::decode(&bytes, MAX_FRAME_BYTES);
         let _ = ClientFrame::decode(&bytes, MAX_FRAME_BYTES);
+    }
+}
+
+fn all_utf8(v: &Payload) -> bool {
+    match v {
+        Payload::String(s) => s.is_str(),
+        Payload::Array(items) => items.iter().all(all_utf8),
+        Payload::Map(entries) => entries.iter().all(|(k, v)| all_utf8(k) && all_utf8(v)),
+        _ => true,
     }
 }
 

@@ -49,7 +49,7 @@ test('events arrive once and in order across kill -9, SIGTERM and simulated disc
     await until(page, () => rec.reconnected.length >= 1 && notes().length >= window.n - 5);
 
     await proxy.stop();
-    await until(page, () => rec.errors.some((e) => e.kind === 'ShuttingDown'));
+    await until(page, () => rec.errors.some((e) => e.kind === 'shutting_down'));
     await proxy.start();
     await until(page, () => rec.reconnected.length >= 2);
 

@@ -3,24 +3,100 @@
 
 use std::collections::HashMap;
 
-use js_sys::{Array, Function, Object, Reflect, Uint8Array};
-use serde::Serialize;
-use shared_protocol::client::Input;
-use shared_protocol::frame::{Delivery, Payload};
+use js_sys::{Array, ArrayBuffer, Function, Map, Number, Object, Reflect, Uint8Array};
+use shared_protocol::client::{HistoryEntry, Input, Metrics};
+use shared_protocol::frame::{Access, Delivery, Payload, Publish, MAX_DEPTH};
 use shared_protocol::receiver::Delivered;
 use wasm_bindgen::prelude::*;
 
-pub(crate) fn to_js<T: Serialize>(value: &T) -> JsValue {
-    let serializer = serde_wasm_bindgen::Serializer::new().serialize_maps_as_objects(true);
-    value
-        .serialize(&serializer)
-        .or_else(|_| value.serialize(&serde_wasm_bindgen::Serializer::new()))
-        .unwrap_or(JsValue::NULL)
+/// A counter as a JS number (exact below 2^53, which no counter reaches).
+pub(crate) fn num(v: u64) -> JsValue {
+    (v as f64).into()
+}
+
+fn opt_num(v: Option<u64>) -> JsValue {
+    v.map_or(JsValue::NULL, num)
+}
+
+pub(crate) fn access_to_js(a: Option<Access>) -> JsValue {
+    a.map_or(JsValue::NULL, |a| a.as_str().into())
+}
+
+/// A list of values as a JS array.
+pub(crate) fn list<'a, T: 'a>(
+    items: impl Iterator<Item = &'a T>,
+    to_js: fn(&T) -> JsValue,
+) -> JsValue {
+    items.map(to_js).collect::<Array>().into()
+}
+
+/// A publish as `buffer()`, `exportLogs()` and localStorage show it.
+pub(crate) fn publish_to_js(p: &Publish) -> JsValue {
+    let delivery = match p.delivery {
+        Delivery::Reliable => "reliable",
+        Delivery::Volatile => "volatile",
+    };
+    obj(&[
+        ("client_seq", num(p.client_seq)),
+        ("kind", p.kind.as_str().into()),
+        ("payload", payload_to_js(&p.payload)),
+        ("delivery", delivery.into()),
+        (
+            "expires_at_ms",
+            p.expires_at_ms.map_or(JsValue::UNDEFINED, num),
+        ),
+    ])
+}
+
+pub(crate) fn history_to_js(h: &HistoryEntry) -> JsValue {
+    obj(&[
+        ("at_ms", num(h.at_ms)),
+        ("event", h.event.into()),
+        ("detail", h.detail.as_str().into()),
+    ])
+}
+
+/// `metrics()`: the session's figures under their Rust names.
+pub(crate) fn metrics_to_js(m: &Metrics) -> JsValue {
+    obj(&[
+        ("state", m.state.as_str().into()),
+        ("client_id", m.client_id.as_str().into()),
+        ("epoch", opt_num(m.epoch)),
+        ("last_seq", num(m.last_seq)),
+        ("attempt", m.attempt.into()),
+        ("reconnects", num(m.reconnects)),
+        ("connected_for_ms", num(m.connected_for_ms)),
+        ("delivered", num(m.delivered)),
+        ("duplicates", num(m.duplicates)),
+        ("gaps", num(m.gaps)),
+        ("outbox", num(m.outbox as u64)),
+        ("outbox_capacity", num(m.outbox_capacity as u64)),
+        ("outbox_evicted", num(m.outbox_evicted)),
+        ("frames_in", num(m.frames_in)),
+        ("frames_out", num(m.frames_out)),
+        ("bytes_in", num(m.bytes_in)),
+        ("bytes_out", num(m.bytes_out)),
+        ("pings_sent", num(m.pings_sent)),
+        ("pongs_received", num(m.pongs_received)),
+        ("healthy", m.healthy.into()),
+        ("rtt_last_ms", opt_num(m.rtt_last_ms)),
+        (
+            "rtt_smoothed_ms",
+            m.rtt_smoothed_ms.map_or(JsValue::NULL, JsValue::from),
+        ),
+        ("rtt_p50_ms", opt_num(m.rtt_p50_ms)),
+        ("rtt_p95_ms", opt_num(m.rtt_p95_ms)),
+        ("quality", m.quality.into()),
+        ("quality_stability", m.quality_stability.into()),
+        ("quality_ack_rate", m.quality_ack_rate.into()),
+        ("quality_uptime", m.quality_uptime.into()),
+        ("quality_activity", m.quality_activity.into()),
+    ])
 }
 
 /// An event's payload as a plain JS value, by hand: about twice as fast as
 /// going through serde for the one conversion every event needs.
-pub(crate) fn payload_to_js(p: &Payload) -> JsValue {
+pub fn payload_to_js(p: &Payload) -> JsValue {
     match p {
         Payload::Nil => JsValue::NULL,
         Payload::Boolean(b) => (*b).into(),
@@ -40,16 +116,87 @@ pub(crate) fn payload_to_js(p: &Payload) -> JsValue {
         Payload::Array(items) => items.iter().map(payload_to_js).collect::<Array>().into(),
         Payload::Map(entries) => {
             let o = Object::new();
+            // A key that is not a string becomes whatever JS makes of it as a
+            // property key (`1` → "1"): no number formatting in the wasm.
             for (k, v) in entries {
-                let key = match k {
-                    Payload::String(s) => JsValue::from_str(s.as_str().unwrap_or_default()),
-                    other => JsValue::from_str(&other.to_string()),
-                };
-                let _ = Reflect::set(&o, &key, &payload_to_js(v));
+                let _ = Reflect::set(&o, &payload_to_js(k), &payload_to_js(v));
             }
             o.into()
         }
     }
+}
+
+/// A JS value as a payload: `null`/`undefined` → nil, booleans, numbers
+/// (whole numbers that are exact in a double become integers), strings,
+/// `Uint8Array`/`ArrayBuffer` → binary, arrays, `Map`s and plain objects →
+/// maps. Anything else (functions, symbols, cycles) is an error.
+pub fn payload_from_js(v: &JsValue) -> Result<Payload, String> {
+    payload_from_js_at(v, 0)
+}
+
+fn payload_from_js_at(v: &JsValue, depth: usize) -> Result<Payload, String> {
+    if depth > MAX_DEPTH {
+        return Err(format!(
+            "nested deeper than {MAX_DEPTH} levels (or a cycle)"
+        ));
+    }
+    let inner = |v: &JsValue| payload_from_js_at(v, depth + 1);
+    if v.is_null() || v.is_undefined() {
+        return Ok(Payload::Nil);
+    }
+    if let Some(b) = v.as_bool() {
+        return Ok(Payload::Boolean(b));
+    }
+    if let Some(n) = v.as_f64() {
+        return Ok(if Number::is_safe_integer(v) {
+            Payload::from(n as i64)
+        } else {
+            Payload::F64(n)
+        });
+    }
+    if let Some(s) = v.as_string() {
+        return Ok(Payload::from(s));
+    }
+    if let Some(bytes) = v.dyn_ref::<Uint8Array>() {
+        return Ok(Payload::Binary(bytes.to_vec()));
+    }
+    if let Some(buffer) = v.dyn_ref::<ArrayBuffer>() {
+        return Ok(Payload::Binary(Uint8Array::new(buffer).to_vec()));
+    }
+    if Array::is_array(v) {
+        return Array::from(v)
+            .iter()
+            .map(|item| inner(&item))
+            .collect::<Result<_, _>>()
+            .map(Payload::Array);
+    }
+    if v.is_function() || v.is_symbol() || v.is_bigint() {
+        return Err(format!(
+            "cannot send {}",
+            v.js_typeof().as_string().unwrap_or_default()
+        ));
+    }
+    let entries = match v.dyn_ref::<Map>() {
+        Some(map) => Array::from(&map.entries()),
+        None => Object::entries(&Object::from(v.clone())),
+    };
+    entries
+        .iter()
+        .map(|pair| {
+            let pair = Array::from(&pair);
+            Ok((inner(&pair.get(0))?, inner(&pair.get(1))?))
+        })
+        .collect::<Result<_, String>>()
+        .map(Payload::Map)
+}
+
+/// A JS value as text for an error message (JSON where it can be), formatted
+/// by JS so no number formatting is linked into the wasm.
+pub(crate) fn show(v: &JsValue) -> String {
+    js_sys::JSON::stringify(v)
+        .ok()
+        .and_then(|s| s.as_string())
+        .unwrap_or_else(|| v.js_typeof().as_string().unwrap_or_default())
 }
 
 pub(crate) fn obj(pairs: &[(&str, JsValue)]) -> JsValue {
@@ -84,14 +231,30 @@ pub(crate) fn delivered_to_js(d: Delivered, emits: &mut Vec<(&'static str, JsVal
         Delivered::Event(e) => emits.push((
             "event",
             obj(&[
-                ("seq", (e.seq as f64).into()),
+                ("seq", num(e.seq)),
                 ("kind", e.kind.as_str().into()),
-                ("tsMs", (e.ts_ms as f64).into()),
+                ("tsMs", num(e.ts_ms)),
                 ("payload", payload_to_js(&e.payload)),
             ]),
         )),
-        Delivered::Gap(g) => emits.push(("gap", to_js(&g))),
-        Delivered::Snapshot(s) => emits.push(("snapshot", to_js(&s))),
+        Delivered::Gap(g) => emits.push((
+            "gap",
+            obj(&[
+                ("from", num(g.from)),
+                ("to", num(g.to)),
+                ("reason", g.reason.as_str().into()),
+            ]),
+        )),
+        Delivered::Snapshot(s) => {
+            let state = Object::new();
+            for (kind, value) in &s.state {
+                let _ = Reflect::set(&state, &kind.as_str().into(), &payload_to_js(value));
+            }
+            emits.push((
+                "snapshot",
+                obj(&[("upto", num(s.upto)), ("state", state.into())]),
+            ))
+        }
     }
 }
 
@@ -102,7 +265,7 @@ pub(crate) fn publish_input(msg: &JsValue) -> Option<Input> {
     let payload: Payload = if payload.is_undefined() {
         Payload::Nil
     } else {
-        serde_wasm_bindgen::from_value(payload).ok()?
+        payload_from_js(&payload).ok()?
     };
     let delivery = match get(msg, "delivery").as_string().as_deref() {
         Some("volatile") => Delivery::Volatile,

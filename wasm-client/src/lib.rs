@@ -8,16 +8,14 @@
 //! | module | job |
 //! |---|---|
 //! | [`link`] | the `Link` class: the JS API |
-//! | `js` | conversions to and from plain JS values, calling listeners |
+//! | [`js`] | conversions to and from plain JS values (by hand: no serde in the wasm), calling listeners |
 //! | [`options`] | constructor options and their defaults |
 //! | [`storage`] | localStorage, used defensively |
 //! | [`console`] | the devtools console API |
-//! | [`codec`] | the frame codec for JavaScript tools and tests |
 //! | `tabs` | one connection for all tabs: leader election, relay, handover |
 
-pub mod codec;
 pub mod console;
-mod js;
+pub mod js;
 pub mod link;
 pub mod options;
 pub mod storage;

@@ -8,7 +8,6 @@ use std::collections::VecDeque;
 use std::rc::{Rc, Weak};
 
 use js_sys::{Array, Function, Reflect, Uint8Array};
-use serde::Serialize;
 use shared_protocol::client::{ClientSession, Input, LinkState, Notice, Output};
 use shared_protocol::frame::{Delivery, Payload};
 use shared_protocol::receiver::Delivered;
@@ -17,7 +16,10 @@ use wasm_bindgen::prelude::*;
 use wasm_bindgen::JsCast;
 use web_sys::{BinaryType, CloseEvent, MessageEvent, WebSocket};
 
-use crate::js::{delivered_to_js, emit_all, obj, to_js, Listeners};
+use crate::js::{
+    access_to_js, delivered_to_js, emit_all, history_to_js, list, metrics_to_js, num, obj,
+    payload_from_js, payload_to_js, publish_to_js, show, Listeners,
+};
 use crate::options::LinkOptions;
 use crate::storage::Store;
 use crate::tabs::{Role, Tabs};
@@ -57,7 +59,6 @@ impl Socket {
     }
 }
 
-#[derive(Serialize)]
 struct LogLine {
     at_ms: u64,
     level: &'static str,
@@ -213,7 +214,7 @@ fn perform(inner: &mut Inner, out: Output, emits: &mut Vec<(&'static str, JsValu
 
 fn notice_to_js(inner: &mut Inner, notice: Notice, emits: &mut Vec<(&'static str, JsValue)>) {
     let (level, message) = match &notice {
-        Notice::State { state, reason } => ("info", format!("state {state:?}: {reason}")),
+        Notice::State { state, reason } => ("info", format!("state {}: {reason}", state.as_str())),
         Notice::Reconnected {
             attempts,
             downtime_ms,
@@ -225,9 +226,10 @@ fn notice_to_js(inner: &mut Inner, notice: Notice, emits: &mut Vec<(&'static str
             ("error", format!("gave up after {attempts} attempts"))
         }
         Notice::Error { kind, message } => ("error", format!("{kind}: {message}")),
-        Notice::Rejected { client_seq, reason } => {
-            ("warn", format!("publish {client_seq} rejected: {reason:?}"))
-        }
+        Notice::Rejected { client_seq, reason } => (
+            "warn",
+            format!("publish {client_seq} rejected: {}", reason.as_str()),
+        ),
         Notice::OutboxOverflow { client_seq, kind } => (
             "warn",
             format!("outbox full: dropped publish {client_seq} ({kind})"),
@@ -249,11 +251,11 @@ fn notice_to_js(inner: &mut Inner, notice: Notice, emits: &mut Vec<(&'static str
     }
     match notice {
         Notice::State { state, reason } => {
-            let access = inner.session.access().map_or(JsValue::NULL, |a| to_js(&a));
+            let access = access_to_js(inner.session.access());
             emits.push((
                 "state",
                 obj(&[
-                    ("state", to_js(&state)),
+                    ("state", state.as_str().into()),
                     ("reason", reason.into()),
                     ("access", access),
                 ]),
@@ -310,7 +312,7 @@ fn notice_to_js(inner: &mut Inner, notice: Notice, emits: &mut Vec<(&'static str
             "rejected",
             obj(&[
                 ("clientSeq", (client_seq as f64).into()),
-                ("reason", to_js(&reason)),
+                ("reason", reason.as_str().into()),
             ]),
         )),
         Notice::OutboxOverflow { client_seq, kind } => emits.push((
@@ -338,7 +340,7 @@ fn notice_to_js(inner: &mut Inner, notice: Notice, emits: &mut Vec<(&'static str
 }
 
 fn open_socket(url: &str, id: u32, weak: Weak<RefCell<Inner>>) -> Result<Socket, String> {
-    let ws = WebSocket::new(url).map_err(|e| format!("cannot open {url}: {e:?}"))?;
+    let ws = WebSocket::new(url).map_err(|e| format!("cannot open {url}: {}", show(&e)))?;
     ws.set_binary_type(BinaryType::Arraybuffer);
     let w = weak.clone();
     let on_open = Closure::<dyn FnMut()>::new(move || {
@@ -554,12 +556,8 @@ impl Link {
     /// package README for every option and its default.
     #[wasm_bindgen(constructor)]
     pub fn new(url: String, options: JsValue) -> Result<Link, JsError> {
-        let options: LinkOptions = if options.is_undefined() || options.is_null() {
-            LinkOptions::default()
-        } else {
-            serde_wasm_bindgen::from_value(options)
-                .map_err(|e| JsError::new(&format!("bad option: {e}")))?
-        };
+        let options = LinkOptions::from_js(&options)
+            .map_err(|e| JsError::new(&format!("bad option: {e}")))?;
         let config = options.client_config().map_err(|e| JsError::new(&e))?;
         let (store, store_problem) = Store::open(&options.storage_prefix);
         let (persisted, mut problems) = store.load(options.client_id.as_deref());
@@ -684,8 +682,7 @@ impl Link {
         let payload: Payload = if payload.is_undefined() {
             Payload::Nil
         } else {
-            serde_wasm_bindgen::from_value(payload)
-                .map_err(|e| JsError::new(&format!("payload: {e}")))?
+            payload_from_js(&payload).map_err(|e| JsError::new(&format!("payload: {e}")))?
         };
         let get = |key: &str| {
             Reflect::get(&options, &JsValue::from_str(key))
@@ -697,7 +694,7 @@ impl Link {
             Some("volatile") => Delivery::Volatile,
             Some(other) => {
                 return Err(JsError::new(&format!(
-                    "delivery must be 'reliable' or 'volatile', not {other:?}"
+                    "delivery must be 'reliable' or 'volatile', not '{other}'"
                 )))
             }
         };
@@ -718,7 +715,7 @@ impl Link {
             };
             tabs.send(
                 &kind,
-                to_js(&payload),
+                payload_to_js(&payload),
                 delivery,
                 ttl_ms.map_or(JsValue::UNDEFINED, |v| (v as f64).into()),
             );
@@ -795,8 +792,7 @@ impl Link {
 
     /// Counters, latency, quality and its inputs.
     pub fn metrics(&self) -> JsValue {
-        let metrics = self.inner.borrow_mut().session.metrics(now_ms());
-        to_js(&metrics)
+        metrics_to_js(&self.inner.borrow_mut().session.metrics(now_ms()))
     }
 
     /// `{ state, url, clientId, lastSeq, outbox }`.
@@ -804,32 +800,25 @@ impl Link {
         let inner = self.inner.borrow();
         let p = inner.session.persisted();
         obj(&[
-            ("state", to_js(&inner.session.state())),
+            ("state", inner.session.state().as_str().into()),
             ("url", inner.urls[inner.current].as_str().into()),
             ("clientId", p.client_id.as_str().into()),
             ("lastSeq", (p.last_seq as f64).into()),
             ("outbox", (p.outbox.len() as f64).into()),
             ("role", inner.role().as_str().into()),
-            (
-                "access",
-                inner.session.access().map_or(JsValue::NULL, |a| to_js(&a)),
-            ),
+            ("access", access_to_js(inner.session.access())),
             ("shared", inner.tabs.is_some().into()),
         ])
     }
 
     /// The bounded lifecycle history (JSON-serialisable).
     pub fn history(&self) -> JsValue {
-        let inner = self.inner.borrow();
-        let entries: Vec<_> = inner.session.history().cloned().collect();
-        to_js(&entries)
+        list(self.inner.borrow().session.history(), history_to_js)
     }
 
     /// Reliable publishes waiting for the proxy.
     pub fn buffer(&self) -> JsValue {
-        let inner = self.inner.borrow();
-        let outbox: Vec<_> = inner.session.outbox().cloned().collect();
-        to_js(&outbox)
+        list(self.inner.borrow().session.outbox(), publish_to_js)
     }
 
     #[wasm_bindgen(js_name = clearBuffer)]
@@ -843,38 +832,24 @@ impl Link {
         let report = {
             let mut inner = self.inner.borrow_mut();
             let now = now_ms();
-            let metrics = inner.session.metrics(now);
-            let history: Vec<_> = inner.session.history().cloned().collect();
-            let buffer: Vec<_> = inner.session.outbox().cloned().collect();
-            let serializer = serde_wasm_bindgen::Serializer::json_compatible();
+            let log = |l: &LogLine| {
+                obj(&[
+                    ("at_ms", num(l.at_ms)),
+                    ("level", l.level.into()),
+                    ("message", l.message.as_str().into()),
+                ])
+            };
             let value = obj(&[
-                ("exportedAtMs", ((now + inner.wall_offset) as f64).into()),
+                ("exportedAtMs", num(now + inner.wall_offset)),
                 ("url", inner.urls[inner.current].as_str().into()),
                 (
                     "storagePrefix",
                     inner.options.storage_prefix.as_str().into(),
                 ),
-                (
-                    "metrics",
-                    metrics.serialize(&serializer).unwrap_or(JsValue::NULL),
-                ),
-                (
-                    "history",
-                    history.serialize(&serializer).unwrap_or(JsValue::NULL),
-                ),
-                (
-                    "log",
-                    inner
-                        .log
-                        .iter()
-                        .collect::<Vec<_>>()
-                        .serialize(&serializer)
-                        .unwrap_or(JsValue::NULL),
-                ),
-                (
-                    "buffer",
-                    buffer.serialize(&serializer).unwrap_or(JsValue::NULL),
-                ),
+                ("metrics", metrics_to_js(&inner.session.metrics(now))),
+                ("history", list(inner.session.history(), history_to_js)),
+                ("log", list(inner.log.iter(), log)),
+                ("buffer", list(inner.session.outbox(), publish_to_js)),
             ]);
             js_sys::JSON::stringify_with_replacer_and_space(
                 &value,

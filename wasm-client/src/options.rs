@@ -1,13 +1,17 @@
 //! `new Link(url, options)`: the JS options object, its defaults (from the
 //! requirements) and its mapping onto the sans-IO `ClientConfig`.
 
-use serde::Deserialize;
+use js_sys::{Number, Object};
 use shared_protocol::backoff::{BackoffConfig, Profile};
 use shared_protocol::client::ClientConfig;
 use shared_protocol::heartbeat::HeartbeatConfig;
+use wasm_bindgen::JsValue;
 
-#[derive(Debug, Clone, Deserialize)]
-#[serde(rename_all = "camelCase", default, deny_unknown_fields)]
+use crate::js::{get, show};
+
+/// The options a page passes, with the names it passes them by (camelCase).
+/// Read by hand rather than through serde: the browser build stays small.
+#[derive(Debug, Clone)]
 pub struct LinkOptions {
     /// "stable" (5 attempts, 1 s), "unstable" (20, 5 s), "lowBandwidth" (10, 3 s);
     /// absent: the dashboard default (10 attempts, 1 s .. 30 s).
@@ -60,7 +64,140 @@ impl Default for LinkOptions {
     }
 }
 
+/// Every option's name, for the unknown-option error.
+const NAMES: [&str; 15] = [
+    "profile",
+    "token",
+    "storagePrefix",
+    "clientId",
+    "maxAttempts",
+    "baseDelayMs",
+    "maxDelayMs",
+    "jitter",
+    "pingIntervalMs",
+    "outboxCapacity",
+    "connectTimeoutMs",
+    "consoleName",
+    "autoConnect",
+    "shareTabs",
+    "fallbackUrls",
+];
+
+/// One option of the JS object: absent (`undefined`) keeps the default.
+struct Field<'a>(&'a JsValue, &'static str);
+
+impl Field<'_> {
+    fn value(&self) -> Option<JsValue> {
+        Some(get(self.0, self.1)).filter(|v| !v.is_undefined())
+    }
+
+    fn wrong(&self, v: &JsValue, what: &str) -> String {
+        format!("{} must be {what}, not {}", self.1, show(v))
+    }
+
+    /// `null` is "none" for the options whose default is a value.
+    fn string(&self) -> Result<Option<Option<String>>, String> {
+        self.value()
+            .map(|v| match v.as_string() {
+                Some(s) => Ok(Some(s)),
+                None if v.is_null() => Ok(None),
+                None => Err(self.wrong(&v, "a string")),
+            })
+            .transpose()
+    }
+
+    fn whole(&self) -> Result<Option<u64>, String> {
+        self.value()
+            .map(|v| match v.as_f64() {
+                Some(n) if Number::is_safe_integer(&v) && n >= 0.0 => Ok(n as u64),
+                _ => Err(self.wrong(&v, "a whole number >= 0")),
+            })
+            .transpose()
+    }
+
+    fn number(&self) -> Result<Option<f64>, String> {
+        self.value()
+            .map(|v| v.as_f64().ok_or_else(|| self.wrong(&v, "a number")))
+            .transpose()
+    }
+
+    fn boolean(&self) -> Result<Option<bool>, String> {
+        self.value()
+            .map(|v| v.as_bool().ok_or_else(|| self.wrong(&v, "true or false")))
+            .transpose()
+    }
+
+    fn strings(&self) -> Result<Option<Vec<String>>, String> {
+        self.value()
+            .map(|v| {
+                let list = js_sys::Array::is_array(&v).then(|| {
+                    js_sys::Array::from(&v)
+                        .iter()
+                        .map(|s| s.as_string())
+                        .collect()
+                });
+                list.flatten()
+                    .ok_or_else(|| self.wrong(&v, "an array of strings"))
+            })
+            .transpose()
+    }
+}
+
 impl LinkOptions {
+    /// Reads `new Link(url, options)`'s options; `undefined` or `null` gives
+    /// the defaults. An unknown name or a value of the wrong type is an error
+    /// naming the option, so a typo does not silently keep a default.
+    pub fn from_js(options: &JsValue) -> Result<LinkOptions, String> {
+        let mut o = LinkOptions::default();
+        if options.is_undefined() || options.is_null() {
+            return Ok(o);
+        }
+        if !options.is_object() {
+            return Err(format!("options must be an object, not {}", show(options)));
+        }
+        for key in Object::keys(&Object::from(options.clone())).iter() {
+            let key = key.as_string().unwrap_or_default();
+            if !NAMES.contains(&key.as_str()) {
+                return Err(format!(
+                    "unknown option `{key}` (options: {})",
+                    NAMES.join(", ")
+                ));
+            }
+        }
+        let f = |name| Field(options, name);
+        let count = |v: u64| u32::try_from(v).unwrap_or(u32::MAX);
+        if let Some(v) = f("profile").string()? {
+            o.profile = v;
+        }
+        if let Some(v) = f("token").string()? {
+            o.token = v;
+        }
+        if let Some(v) = f("storagePrefix").string()? {
+            o.storage_prefix = v.unwrap_or_default();
+        }
+        if let Some(v) = f("clientId").string()? {
+            o.client_id = v;
+        }
+        o.max_attempts = f("maxAttempts").whole()?.map(count).or(o.max_attempts);
+        o.base_delay_ms = f("baseDelayMs").whole()?.or(o.base_delay_ms);
+        o.max_delay_ms = f("maxDelayMs").whole()?.or(o.max_delay_ms);
+        o.jitter = f("jitter").number()?.or(o.jitter);
+        o.ping_interval_ms = f("pingIntervalMs").whole()?.unwrap_or(o.ping_interval_ms);
+        if let Some(n) = f("outboxCapacity").whole()? {
+            o.outbox_capacity = usize::try_from(n).unwrap_or(usize::MAX);
+        }
+        o.connect_timeout_ms = f("connectTimeoutMs")
+            .whole()?
+            .unwrap_or(o.connect_timeout_ms);
+        if let Some(v) = f("consoleName").string()? {
+            o.console_name = v;
+        }
+        o.auto_connect = f("autoConnect").boolean()?.unwrap_or(o.auto_connect);
+        o.share_tabs = f("shareTabs").boolean()?.unwrap_or(o.share_tabs);
+        o.fallback_urls = f("fallbackUrls").strings()?.unwrap_or_default();
+        Ok(o)
+    }
+
     pub fn client_config(&self) -> Result<ClientConfig, String> {
         let mut backoff = match self.profile.as_deref() {
             None => BackoffConfig::DASHBOARD,
@@ -69,7 +206,7 @@ impl LinkOptions {
             Some("lowBandwidth") => BackoffConfig::profile(Profile::LowBandwidth),
             Some(other) => {
                 return Err(format!(
-                    "unknown profile {other:?} (stable, unstable, lowBandwidth)"
+                    "unknown profile \"{other}\" (stable, unstable, lowBandwidth)"
                 ))
             }
         };
@@ -84,6 +221,7 @@ impl LinkOptions {
         }
         if let Some(j) = self.jitter {
             if !(0.0..=1.0).contains(&j) {
+                let j = show(&JsValue::from(j));
                 return Err(format!("jitter must be between 0 and 1, not {j}"));
             }
             backoff.jitter = j;

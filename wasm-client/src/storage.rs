@@ -7,40 +7,49 @@
 //! - `PREFIX:cursor`: `{"epoch": n, "last_seq": n}`;
 //! - `PREFIX:outbox`: `{"next_client_seq": n, "outbox": [Publish, ...]}`.
 
-use serde::{Deserialize, Serialize};
+use js_sys::{Array, Number};
 use shared_protocol::client::Persisted;
-use shared_protocol::frame::Publish;
+use shared_protocol::frame::{Delivery, Publish};
 use wasm_bindgen::JsValue;
+
+use crate::js::{get, obj, payload_from_js, publish_to_js, show};
 
 pub struct Store {
     storage: Option<web_sys::Storage>,
     prefix: String,
 }
 
-#[derive(Serialize, Deserialize)]
-struct Cursor {
-    epoch: u64,
-    last_seq: u64,
+/// A stored whole number (what JSON gives back is a double).
+fn whole(from: &JsValue, key: &str) -> Result<u64, String> {
+    let v = get(from, key);
+    match v.as_f64() {
+        Some(n) if Number::is_safe_integer(&v) && n >= 0.0 => Ok(n as u64),
+        _ => Err(format!("`{key}` is not a whole number")),
+    }
 }
 
-#[derive(Serialize, Deserialize)]
-struct SavedOutbox {
-    next_client_seq: u64,
-    outbox: Vec<Publish>,
+fn parse(text: &str) -> Result<JsValue, String> {
+    js_sys::JSON::parse(text).map_err(|_| "not JSON".to_string())
 }
 
-/// Objects as plain JSON objects, so stored values read naturally.
-fn to_json<T: Serialize>(value: &T) -> Result<String, String> {
-    let serializer = serde_wasm_bindgen::Serializer::json_compatible();
-    let js = value.serialize(&serializer).map_err(|e| e.to_string())?;
-    js_sys::JSON::stringify(&js)
-        .map(String::from)
-        .map_err(|e| format!("{e:?}"))
-}
-
-fn from_json<T: for<'de> Deserialize<'de>>(text: &str) -> Result<T, String> {
-    let js = js_sys::JSON::parse(text).map_err(|_| "not JSON".to_string())?;
-    serde_wasm_bindgen::from_value(js).map_err(|e| e.to_string())
+fn publish_from_js(v: &JsValue) -> Result<Publish, String> {
+    let delivery = match get(v, "delivery").as_string().as_deref() {
+        Some("reliable") => Delivery::Reliable,
+        Some("volatile") => Delivery::Volatile,
+        _ => return Err("`delivery` is not reliable or volatile".into()),
+    };
+    let expires_at_ms = if get(v, "expires_at_ms").is_undefined() {
+        None
+    } else {
+        Some(whole(v, "expires_at_ms")?)
+    };
+    Ok(Publish {
+        client_seq: whole(v, "client_seq")?,
+        kind: get(v, "kind").as_string().ok_or("`kind` is not a string")?,
+        payload: payload_from_js(&get(v, "payload"))?,
+        delivery,
+        expires_at_ms,
+    })
 }
 
 impl Store {
@@ -99,10 +108,12 @@ impl Store {
             ..Persisted::default()
         };
         if let Some(text) = self.get("cursor") {
-            match from_json::<Cursor>(&text) {
-                Ok(c) => {
-                    persisted.epoch = Some(c.epoch);
-                    persisted.last_seq = c.last_seq;
+            let cursor =
+                parse(&text).and_then(|c| Ok((whole(&c, "epoch")?, whole(&c, "last_seq")?)));
+            match cursor {
+                Ok((epoch, last_seq)) => {
+                    persisted.epoch = Some(epoch);
+                    persisted.last_seq = last_seq;
                 }
                 Err(e) => problems.push(format!(
                     "stored cursor is corrupt ({e}); starting from a snapshot"
@@ -110,10 +121,21 @@ impl Store {
             }
         }
         if let Some(text) = self.get("outbox") {
-            match from_json::<SavedOutbox>(&text) {
-                Ok(o) => {
-                    persisted.next_client_seq = o.next_client_seq;
-                    persisted.outbox = o.outbox;
+            let saved = parse(&text).and_then(|o| {
+                let list = get(&o, "outbox");
+                if !Array::is_array(&list) {
+                    return Err("`outbox` is not an array".to_string());
+                }
+                let outbox = Array::from(&list)
+                    .iter()
+                    .map(|p| publish_from_js(&p))
+                    .collect::<Result<Vec<_>, _>>()?;
+                Ok((whole(&o, "next_client_seq")?, outbox))
+            });
+            match saved {
+                Ok((next_client_seq, outbox)) => {
+                    persisted.next_client_seq = next_client_seq;
+                    persisted.outbox = outbox;
                 }
                 Err(e) => {
                     problems.push(format!("stored outbox is corrupt ({e}); it was discarded"))
@@ -131,11 +153,13 @@ impl Store {
     }
 
     pub fn save_outbox(&self, next_client_seq: u64, outbox: &[Publish]) -> Result<(), String> {
-        let saved = SavedOutbox {
-            next_client_seq,
-            outbox: outbox.to_vec(),
-        };
-        self.set("outbox", &to_json(&saved)?)
+        let list: Array = outbox.iter().map(publish_to_js).collect();
+        let saved = obj(&[
+            ("next_client_seq", (next_client_seq as f64).into()),
+            ("outbox", list.into()),
+        ]);
+        let text = js_sys::JSON::stringify(&saved).map_err(|e| describe(&e))?;
+        self.set("outbox", &String::from(text))
     }
 }
 
@@ -143,7 +167,7 @@ fn describe(e: &JsValue) -> String {
     js_sys::Reflect::get(e, &JsValue::from_str("name"))
         .ok()
         .and_then(|n| n.as_string())
-        .unwrap_or_else(|| format!("{e:?}"))
+        .unwrap_or_else(|| show(e))
 }
 
 /// A random id: `crypto.randomUUID()` where available, else Math.random.
