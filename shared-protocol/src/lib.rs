@@ -48,7 +48,30 @@ pub type Millis = u64;
 /// minutes later (DESIGN.md, guarantee 4).
 pub const TRANSMIT_KINDS: &[&str] = &["radio.ptt"];
 
+/// Stable insertion sort by key. The lists sorted here are short (an RTT
+/// window, an outbox) and usually sorted already; the standard library's
+/// sorts would add about 7 KB to the browser module for no gain.
+pub(crate) fn sort_small_by_key<T, K: Ord>(v: &mut [T], key: impl Fn(&T) -> K) {
+    for i in 1..v.len() {
+        let mut j = i;
+        while j > 0 && key(&v[j - 1]) > key(&v[j]) {
+            v.swap(j - 1, j);
+            j -= 1;
+        }
+    }
+}
+
 /// Whether a publish of this kind keys a transmitter (see [`TRANSMIT_KINDS`]).
 pub fn is_transmit_kind(kind: &str) -> bool {
     TRANSMIT_KINDS.contains(&kind)
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn small_sort_is_stable_and_sorted() {
+        let mut v = vec![(3, 'a'), (1, 'b'), (3, 'c'), (0, 'd'), (1, 'e')];
+        super::sort_small_by_key(&mut v, |p| p.0);
+        assert_eq!(v, [(0, 'd'), (1, 'b'), (1, 'e'), (3, 'a'), (3, 'c')]);
+    }
 }

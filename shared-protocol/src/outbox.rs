@@ -56,7 +56,7 @@ impl Outbox {
     /// hand-edited storage cannot break the ordering rules.
     pub fn restore(capacity: usize, next_client_seq: u64, mut items: Vec<Publish>) -> Self {
         items.retain(|p| p.delivery == Delivery::Reliable && !is_transmit_kind(&p.kind));
-        items.sort_by_key(|p| p.client_seq);
+        crate::sort_small_by_key(&mut items, |p| p.client_seq);
         items.dedup_by_key(|p| p.client_seq);
         let mut outbox = Outbox::new(capacity);
         let max_seen = items.last().map_or(0, |p| p.client_seq);

@@ -5,8 +5,6 @@
 //! The only state that must survive a page reload is `(epoch, last_seq)`,
 //! which is what [`Receiver::resume`] returns for the next `Hello`.
 
-use std::collections::BTreeMap;
-
 use crate::frame::{Event, Gap, Resume, Snapshot, Welcome};
 
 /// What the application is given, in order.
@@ -32,7 +30,9 @@ pub enum ReceiveProblem {
 pub struct Receiver {
     epoch: Option<u64>,
     last_seq: u64,
-    pending: BTreeMap<u64, Event>,
+    /// Sorted by `seq`, no repeats. A `Vec` rather than a `BTreeMap`: events
+    /// are held only while a hole fills, and the browser module is smaller.
+    pending: Vec<Event>,
     max_pending: usize,
     pub duplicates: u64,
     pub delivered: u64,
@@ -44,7 +44,7 @@ impl Receiver {
         Receiver {
             epoch: restored.map(|r| r.epoch),
             last_seq: restored.map_or(0, |r| r.last_seq),
-            pending: BTreeMap::new(),
+            pending: Vec::new(),
             max_pending: max_pending.max(1),
             duplicates: 0,
             delivered: 0,
@@ -88,7 +88,8 @@ impl Receiver {
         event: Event,
         out: &mut Vec<Delivered>,
     ) -> Result<(), ReceiveProblem> {
-        if event.seq <= self.last_seq || self.pending.contains_key(&event.seq) {
+        let slot = self.pending.binary_search_by_key(&event.seq, |e| e.seq);
+        if event.seq <= self.last_seq || slot.is_ok() {
             self.duplicates += 1;
             return Ok(());
         }
@@ -103,7 +104,7 @@ impl Receiver {
                 waiting: self.pending.len(),
             });
         }
-        self.pending.insert(event.seq, event);
+        self.pending.insert(slot.unwrap_or_else(|i| i), event);
         Ok(())
     }
 
@@ -115,9 +116,12 @@ impl Receiver {
         // Anything already held inside the gap is still good data: deliver it
         // around the gap rather than dropping it.
         let to = gap.to;
-        let held: Vec<u64> = self.pending.range(from..=to).map(|(s, _)| *s).collect();
+        let start = self.pending.partition_point(|e| e.seq < from);
+        let end = self.pending.partition_point(|e| e.seq <= to);
+        let held: Vec<Event> = self.pending.drain(start..end).collect();
         let mut cursor = from;
-        for seq in held {
+        for ev in held {
+            let seq = ev.seq;
             if seq > cursor {
                 out.push(Delivered::Gap(Gap {
                     from: cursor,
@@ -125,10 +129,8 @@ impl Receiver {
                     reason: gap.reason,
                 }));
             }
-            if let Some(ev) = self.pending.remove(&seq) {
-                self.last_seq = seq - 1;
-                self.deliver(ev, out);
-            }
+            self.last_seq = seq - 1;
+            self.deliver(ev, out);
             cursor = seq + 1;
         }
         if cursor <= to {
@@ -147,7 +149,7 @@ impl Receiver {
             return;
         }
         self.last_seq = snapshot.upto;
-        self.pending = self.pending.split_off(&(snapshot.upto + 1));
+        self.pending.retain(|e| e.seq > snapshot.upto);
         out.push(Delivered::Snapshot(snapshot));
         self.drain(out);
     }
@@ -159,11 +161,13 @@ impl Receiver {
     }
 
     fn drain(&mut self, out: &mut Vec<Delivered>) {
-        while let Some(entry) = self.pending.first_entry() {
-            if *entry.key() != self.last_seq + 1 {
-                break;
-            }
-            let ev = entry.remove();
+        let ready = self
+            .pending
+            .iter()
+            .zip(self.last_seq + 1..)
+            .take_while(|(e, want)| e.seq == *want)
+            .count();
+        for ev in self.pending.drain(..ready).collect::<Vec<_>>() {
             self.deliver(ev, out);
         }
     }

@@ -1,8 +1,6 @@
 //! Conversions between the session's values and plain JavaScript values,
 //! and calling listeners: what every part of the JS shell shares.
 
-use std::collections::HashMap;
-
 use js_sys::{Array, ArrayBuffer, Function, Map, Number, Object, Reflect, Uint8Array};
 use shared_protocol::client::{HistoryEntry, Input, Metrics};
 use shared_protocol::frame::{Access, Delivery, Payload, Publish, MAX_DEPTH};
@@ -207,19 +205,38 @@ pub(crate) fn obj(pairs: &[(&str, JsValue)]) -> JsValue {
     o.into()
 }
 
-pub(crate) type Listeners = HashMap<String, Vec<Function>>;
+/// The application's listeners, in the order they were added. A list, not
+/// a map: there are a handful, and a `HashMap` costs the browser module its
+/// hasher and table code.
+#[derive(Clone, Default)]
+pub(crate) struct Listeners(Vec<(String, Function)>);
+
+impl Listeners {
+    pub(crate) fn of<'a>(&'a self, name: &'a str) -> impl Iterator<Item = &'a Function> + 'a {
+        self.0
+            .iter()
+            .filter(move |(n, _)| n == name)
+            .map(|(_, f)| f)
+    }
+
+    pub(crate) fn add(&mut self, name: String, f: Function) {
+        self.0.push((name, f));
+    }
+
+    pub(crate) fn remove(&mut self, name: &str, f: &Function) {
+        self.0.retain(|(n, g)| !(n == name && g == f));
+    }
+}
 
 /// Calls the listeners for each emit, with no borrow held.
 pub(crate) fn emit_all(listeners: &Listeners, emits: Vec<(&str, JsValue)>) {
     for (name, value) in emits {
-        if let Some(fns) = listeners.get(name) {
-            for f in fns {
-                if let Err(e) = f.call1(&JsValue::NULL, &value) {
-                    web_sys::console::error_2(
-                        &format!("station-link: a '{name}' listener threw").into(),
-                        &e,
-                    );
-                }
+        for f in listeners.of(name) {
+            if let Err(e) = f.call1(&JsValue::NULL, &value) {
+                web_sys::console::error_2(
+                    &format!("station-link: a '{name}' listener threw").into(),
+                    &e,
+                );
             }
         }
     }

@@ -621,19 +621,14 @@ impl Link {
             let weak = Rc::downgrade(&link.inner);
             gloo_timers::callback::Timeout::new(0, move || {
                 if let Some(rc) = weak.upgrade() {
-                    let listeners = rc
-                        .borrow()
-                        .listeners
-                        .get("error")
-                        .cloned()
-                        .unwrap_or_default();
+                    let listeners = rc.borrow().listeners.clone();
                     for message in &problems {
                         web_sys::console::warn_1(&format!("station-link: {message}").into());
                         let value = obj(&[
                             ("kind", "storage".into()),
                             ("message", message.as_str().into()),
                         ]);
-                        for f in &listeners {
+                        for f in listeners.of("error") {
                             let _ = f.call1(&JsValue::NULL, &value);
                         }
                     }
@@ -869,16 +864,11 @@ impl Link {
     /// `gap`, `snapshot`, `quality`, `latency`, `accepted`, `rejected`, `error`.
     pub fn on(&self, name: String, listener: Function) {
         let mut inner = self.inner.borrow_mut();
-        Rc::make_mut(&mut inner.listeners)
-            .entry(name)
-            .or_default()
-            .push(listener);
+        Rc::make_mut(&mut inner.listeners).add(name, listener);
     }
 
     pub fn off(&self, name: String, listener: Function) {
         let mut inner = self.inner.borrow_mut();
-        if let Some(fns) = Rc::make_mut(&mut inner.listeners).get_mut(&name) {
-            fns.retain(|f| f != &listener);
-        }
+        Rc::make_mut(&mut inner.listeners).remove(&name, &listener);
     }
 }

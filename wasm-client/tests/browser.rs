@@ -85,7 +85,10 @@ fn options_are_checked_by_name_and_type() {
     let typo = LinkOptions::from_js(&json(r#"{"maxAttempt":3}"#)).unwrap_err();
     assert!(typo.contains("unknown option `maxAttempt`"), "{typo}");
     let wrong = LinkOptions::from_js(&json(r#"{"pingIntervalMs":"soon"}"#)).unwrap_err();
-    assert!(wrong.contains("pingIntervalMs must be a whole number"), "{wrong}");
+    assert!(
+        wrong.contains("pingIntervalMs must be a whole number"),
+        "{wrong}"
+    );
     let jitter = LinkOptions::from_js(&json(r#"{"jitter":1.5}"#))
         .unwrap()
         .client_config()
