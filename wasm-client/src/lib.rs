@@ -22,3 +22,9 @@ pub mod storage;
 mod tabs;
 
 pub use link::Link;
+
+/// Talc instead of the default dlmalloc: the same job in about a third of
+/// the code (the package's size target is 60 KiB gzipped), and faster.
+#[cfg(all(target_arch = "wasm32", not(target_feature = "atomics")))]
+#[global_allocator]
+static ALLOCATOR: talc::wasm::WasmDynamicTalc = talc::wasm::new_wasm_dynamic_allocator();

@@ -196,15 +196,18 @@ pub fn browser_tests_dir() -> PathBuf {
     root().join("tests/browser")
 }
 
-/// `npm ci` for the browser tests (playwright-core, binaryen), when needed.
+/// `npm ci` for the browser tests and the package build (playwright-core,
+/// binaryen, terser), when needed.
 pub fn npm_install() -> Result<()> {
     let dir = browser_tests_dir();
-    if dir.join("node_modules/playwright-core").exists()
-        && dir.join("node_modules/binaryen").exists()
+    let installed = ["playwright-core", "binaryen", "terser"];
+    if installed
+        .iter()
+        .all(|p| dir.join("node_modules").join(p).exists())
     {
         return Ok(());
     }
-    step("installing the browser tests' npm packages (playwright-core, binaryen)");
+    step("installing the browser tests' npm packages (playwright-core, binaryen, terser)");
     run(Command::new("npm")
         .current_dir(&dir)
         .args(["ci", "--no-audit", "--no-fund"]))
@@ -253,6 +256,21 @@ pub fn pkg() -> Result<PathBuf> {
     } else {
         eprintln!(
             "    (npm binaryen not installed: wasm-opt skipped; `cargo xtask test` installs it)"
+        );
+    }
+    // The JS glue minified (names, comments, whitespace): the types and their
+    // documentation stay in station_link.d.ts.
+    let terser = browser_tests_dir().join("node_modules/.bin/terser");
+    let glue = out.join("station_link.js");
+    if terser.exists() {
+        run(Command::new(&terser)
+            .arg(&glue)
+            .args(["--module", "--compress", "--mangle"])
+            .args(["--comments", "/@ts-self-types/", "-o"])
+            .arg(&glue))?;
+    } else {
+        eprintln!(
+            "    (npm terser not installed: glue not minified; `cargo xtask test` installs it)"
         );
     }
     for file in ["package.json", "README.md"] {
