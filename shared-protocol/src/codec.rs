@@ -237,12 +237,16 @@ macro_rules! names {
             pub fn as_str(self) -> &'static str {
                 match self { $($ty::$variant => $name),* }
             }
+
+            /// The value of a wire name; `None` for a name it does not have.
+            pub fn from_name(s: &str) -> Option<Self> {
+                match s { $($name => Some($ty::$variant),)* _ => None }
+            }
         }
         fn $from(s: &str) -> Result<$ty, DecodeError> {
-            match s {
-                $($name => Ok(<$ty>::$variant),)*
-                other => Err(DecodeError::UnknownVariant(format!("{} \"{other}\"", stringify!($ty)))),
-            }
+            $ty::from_name(s).ok_or_else(|| {
+                DecodeError::UnknownVariant(format!("{} \"{s}\"", stringify!($ty)))
+            })
         }
     };
 }

@@ -466,6 +466,7 @@ mod tests {
         }
         for a in [Access::Read, Access::Control] {
             assert_eq!(a.as_str(), serde_name(a));
+            assert_eq!(Access::from_name(a.as_str()), Some(a));
         }
         for g in [
             GapReason::Retention,
@@ -474,6 +475,7 @@ mod tests {
             GapReason::Coalesced,
         ] {
             assert_eq!(g.as_str(), serde_name(g));
+            assert_eq!(GapReason::from_name(g.as_str()), Some(g));
         }
         for r in [
             RejectReason::Expired,
@@ -483,6 +485,7 @@ mod tests {
             RejectReason::Unavailable,
         ] {
             assert_eq!(r.as_str(), serde_name(r));
+            assert_eq!(RejectReason::from_name(r.as_str()), Some(r));
         }
         for l in [
             crate::client::LinkState::Connecting,

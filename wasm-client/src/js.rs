@@ -30,15 +30,11 @@ pub(crate) fn list<'a, T: 'a>(
 
 /// A publish as `buffer()`, `exportLogs()` and localStorage show it.
 pub(crate) fn publish_to_js(p: &Publish) -> JsValue {
-    let delivery = match p.delivery {
-        Delivery::Reliable => "reliable",
-        Delivery::Volatile => "volatile",
-    };
     obj(&[
         ("client_seq", num(p.client_seq)),
         ("kind", p.kind.as_str().into()),
         ("payload", payload_to_js(&p.payload)),
-        ("delivery", delivery.into()),
+        ("delivery", p.delivery.as_str().into()),
         (
             "expires_at_ms",
             p.expires_at_ms.map_or(JsValue::UNDEFINED, num),
@@ -284,10 +280,10 @@ pub(crate) fn publish_input(msg: &JsValue) -> Option<Input> {
     } else {
         payload_from_js(&payload).ok()?
     };
-    let delivery = match get(msg, "delivery").as_string().as_deref() {
-        Some("volatile") => Delivery::Volatile,
-        _ => Delivery::Reliable,
-    };
+    let delivery = get(msg, "delivery")
+        .as_string()
+        .and_then(|d| Delivery::from_name(&d))
+        .unwrap_or(Delivery::Reliable);
     let ttl_ms = get(msg, "ttlMs").as_f64().map(|v| v.max(0.0) as u64);
     Some(Input::Publish {
         kind,

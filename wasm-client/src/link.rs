@@ -684,14 +684,13 @@ impl Link {
                 .ok()
                 .filter(|v| !v.is_undefined())
         };
-        let delivery = match get("delivery").and_then(|v| v.as_string()).as_deref() {
-            None | Some("reliable") => Delivery::Reliable,
-            Some("volatile") => Delivery::Volatile,
-            Some(other) => {
-                return Err(JsError::new(&format!(
-                    "delivery must be 'reliable' or 'volatile', not '{other}'"
-                )))
-            }
+        let delivery = match get("delivery").and_then(|v| v.as_string()) {
+            None => Delivery::Reliable,
+            Some(name) => Delivery::from_name(&name).ok_or_else(|| {
+                JsError::new(&format!(
+                    "delivery must be 'reliable' or 'volatile', not '{name}'"
+                ))
+            })?,
         };
         let ttl_ms = get("ttlMs")
             .and_then(|v| v.as_f64())
@@ -703,15 +702,10 @@ impl Link {
             .as_mut()
             .filter(|t| t.role == Role::Follower)
         {
-            let delivery = if delivery == Delivery::Volatile {
-                "volatile"
-            } else {
-                "reliable"
-            };
             tabs.send(
                 &kind,
                 payload_to_js(&payload),
-                delivery,
+                delivery.as_str(),
                 ttl_ms.map_or(JsValue::UNDEFINED, |v| (v as f64).into()),
             );
             return Ok(());

@@ -91,6 +91,11 @@ impl Field<'_> {
         Some(get(self.0, self.1)).filter(|v| !v.is_undefined())
     }
 
+    /// For options without a "none": `null` keeps the default, like absent.
+    fn present(&self) -> Option<JsValue> {
+        self.value().filter(|v| !v.is_null())
+    }
+
     fn wrong(&self, v: &JsValue, what: &str) -> String {
         format!("{} must be {what}, not {}", self.1, show(v))
     }
@@ -107,7 +112,7 @@ impl Field<'_> {
     }
 
     fn whole(&self) -> Result<Option<u64>, String> {
-        self.value()
+        self.present()
             .map(|v| match v.as_f64() {
                 Some(n) if Number::is_safe_integer(&v) && n >= 0.0 => Ok(n as u64),
                 _ => Err(self.wrong(&v, "a whole number >= 0")),
@@ -116,19 +121,19 @@ impl Field<'_> {
     }
 
     fn number(&self) -> Result<Option<f64>, String> {
-        self.value()
+        self.present()
             .map(|v| v.as_f64().ok_or_else(|| self.wrong(&v, "a number")))
             .transpose()
     }
 
     fn boolean(&self) -> Result<Option<bool>, String> {
-        self.value()
+        self.present()
             .map(|v| v.as_bool().ok_or_else(|| self.wrong(&v, "true or false")))
             .transpose()
     }
 
     fn strings(&self) -> Result<Option<Vec<String>>, String> {
-        self.value()
+        self.present()
             .map(|v| {
                 let list = js_sys::Array::is_array(&v).then(|| {
                     js_sys::Array::from(&v)
@@ -172,8 +177,8 @@ impl LinkOptions {
         if let Some(v) = f("token").string()? {
             o.token = v;
         }
-        if let Some(v) = f("storagePrefix").string()? {
-            o.storage_prefix = v.unwrap_or_default();
+        if let Some(Some(v)) = f("storagePrefix").string()? {
+            o.storage_prefix = v;
         }
         if let Some(v) = f("clientId").string()? {
             o.client_id = v;

@@ -33,11 +33,10 @@ fn parse(text: &str) -> Result<JsValue, String> {
 }
 
 fn publish_from_js(v: &JsValue) -> Result<Publish, String> {
-    let delivery = match get(v, "delivery").as_string().as_deref() {
-        Some("reliable") => Delivery::Reliable,
-        Some("volatile") => Delivery::Volatile,
-        _ => return Err("`delivery` is not reliable or volatile".into()),
-    };
+    let delivery = get(v, "delivery")
+        .as_string()
+        .and_then(|d| Delivery::from_name(&d))
+        .ok_or("`delivery` is not reliable or volatile")?;
     let expires_at_ms = if get(v, "expires_at_ms").is_undefined() {
         None
     } else {

@@ -82,6 +82,11 @@ fn options_are_checked_by_name_and_type() {
     assert_eq!(o.fallback_urls, vec!["ws://b".to_string()]);
     assert!(o.client_config().is_ok());
 
+    // null keeps the default where an option has no "none".
+    let o = LinkOptions::from_js(&json(r#"{"maxAttempts":null,"storagePrefix":null}"#)).unwrap();
+    assert_eq!(o.max_attempts, None);
+    assert_eq!(o.storage_prefix, "station-link");
+
     let typo = LinkOptions::from_js(&json(r#"{"maxAttempt":3}"#)).unwrap_err();
     assert!(typo.contains("unknown option `maxAttempt`"), "{typo}");
     let wrong = LinkOptions::from_js(&json(r#"{"pingIntervalMs":"soon"}"#)).unwrap_err();
