@@ -453,50 +453,80 @@ mod tests {
         })
     }
 
-    /// The browser shell converts these by hand with `as_str`; a renamed
-    /// variant must not give the JS API a different name than the wire.
+    /// The browser shell shows these names to JavaScript with `as_str` and
+    /// reads them back with `from_name`; a renamed variant must not give the
+    /// JS API another name than the wire (serde's).
     #[test]
     fn hand_written_names_are_the_serde_names() {
-        fn serde_name<T: Serialize>(v: T) -> String {
-            serde_json::to_value(v)
-                .unwrap()
-                .as_str()
-                .unwrap()
-                .to_string()
+        fn check<T: Serialize + Copy + PartialEq + std::fmt::Debug>(
+            all: &[T],
+            as_str: fn(T) -> &'static str,
+            from_name: Option<fn(&str) -> Option<T>>,
+        ) {
+            for &v in all {
+                let serde = serde_json::to_value(v).unwrap();
+                assert_eq!(serde.as_str(), Some(as_str(v)));
+                if let Some(from_name) = from_name {
+                    assert_eq!(from_name(as_str(v)), Some(v));
+                }
+            }
         }
-        for a in [Access::Read, Access::Control] {
-            assert_eq!(a.as_str(), serde_name(a));
-            assert_eq!(Access::from_name(a.as_str()), Some(a));
-        }
-        for g in [
-            GapReason::Retention,
-            GapReason::EpochChanged,
-            GapReason::TooFarBehind,
-            GapReason::Coalesced,
-        ] {
-            assert_eq!(g.as_str(), serde_name(g));
-            assert_eq!(GapReason::from_name(g.as_str()), Some(g));
-        }
-        for r in [
-            RejectReason::Expired,
-            RejectReason::Forbidden,
-            RejectReason::RateLimited,
-            RejectReason::Invalid,
-            RejectReason::Unavailable,
-        ] {
-            assert_eq!(r.as_str(), serde_name(r));
-            assert_eq!(RejectReason::from_name(r.as_str()), Some(r));
-        }
-        for l in [
-            crate::client::LinkState::Connecting,
-            crate::client::LinkState::Connected,
-            crate::client::LinkState::Reconnecting,
-            crate::client::LinkState::Disconnected,
-            crate::client::LinkState::Stale,
-            crate::client::LinkState::Failed,
-        ] {
-            assert_eq!(l.as_str(), serde_name(l));
-        }
+        use crate::client::LinkState as L;
+        use ErrorCode as E;
+        use GapReason as G;
+        use RejectReason as R;
+        check(
+            &[Access::Read, Access::Control],
+            Access::as_str,
+            Some(Access::from_name),
+        );
+        check(
+            &[Delivery::Reliable, Delivery::Volatile],
+            Delivery::as_str,
+            Some(Delivery::from_name),
+        );
+        check(
+            &[DrainReason::Shutdown, DrainReason::Overload],
+            DrainReason::as_str,
+            Some(DrainReason::from_name),
+        );
+        check(
+            &[G::Retention, G::EpochChanged, G::TooFarBehind, G::Coalesced],
+            G::as_str,
+            Some(G::from_name),
+        );
+        check(
+            &[
+                R::Expired,
+                R::Forbidden,
+                R::RateLimited,
+                R::Invalid,
+                R::Unavailable,
+            ],
+            R::as_str,
+            Some(R::from_name),
+        );
+        let codes = [
+            E::Malformed,
+            E::TooLarge,
+            E::UnsupportedVersion,
+            E::ProtocolViolation,
+            E::Unauthorized,
+            E::Stale,
+            E::Replaced,
+            E::ShuttingDown,
+            E::Unavailable,
+        ];
+        check(&codes, E::as_str, Some(E::from_name));
+        let states = [
+            L::Connecting,
+            L::Connected,
+            L::Reconnecting,
+            L::Disconnected,
+            L::Stale,
+            L::Failed,
+        ];
+        check(&states, L::as_str, None);
     }
 
     #[test]
