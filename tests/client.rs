@@ -349,7 +349,17 @@ pub fn n_of(event: &Event) -> Option<u64> {
 }
 
 pub fn numbered(n: u64) -> Payload {
-    Payload::Map(vec![(Payload::from("n"), Payload::from(n))])
+    map(&[("n", Payload::from(n))])
+}
+
+/// A map payload with string keys, e.g. `map(&[("hz", 7_074_000.into())])`.
+pub fn map(pairs: &[(&str, Payload)]) -> Payload {
+    Payload::Map(
+        pairs
+            .iter()
+            .map(|(k, v)| (Payload::from(*k), v.clone()))
+            .collect(),
+    )
 }
 
 /// Wall-clock Unix ms (for `expires_at_ms`).

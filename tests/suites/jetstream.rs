@@ -6,7 +6,7 @@
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use e2e::client::{assert_in_order_once, n_of, numbered, read_whole_log};
+use e2e::client::{assert_in_order_once, map, n_of, numbered, read_whole_log};
 use e2e::session_client::{self, Record};
 use e2e::{Nats, Proxy, TestClient};
 use shared_protocol::frame::{Delivery, Payload};
@@ -150,7 +150,7 @@ async fn a_command_sent_through_one_proxy_reaches_the_radio_owned_by_another() {
 
     on_b.publish(
         "radio.set_freq",
-        Payload::Map(vec![(Payload::from("hz"), Payload::from(7_074_000))]),
+        map(&[("hz", Payload::from(7_074_000))]),
         Delivery::Reliable,
         None,
     )
@@ -288,13 +288,13 @@ async fn a_lost_stream_is_announced_a_restart_takes_the_new_epoch() {
     );
 }
 
-/// Runs the proxy binary with `config` until it exits or `within` passes
-/// (then kills it); returns whether it was still running, and its stderr.
-fn run_briefly(config: &str, within: Duration) -> (bool, String) {
+/// Starts the proxy binary with `config` in a fresh directory (kept alive by
+/// the returned guard), logging warnings to a piped stderr.
+fn spawn_with(config: &str) -> (tempfile::TempDir, std::process::Child) {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("proxy.toml");
     std::fs::write(&path, config).unwrap();
-    let mut child = std::process::Command::new(e2e::proxy::binary())
+    let child = std::process::Command::new(e2e::proxy::binary())
         .arg("--config")
         .arg(&path)
         .arg("--data-dir")
@@ -307,6 +307,13 @@ fn run_briefly(config: &str, within: Duration) -> (bool, String) {
         .stderr(std::process::Stdio::piped())
         .spawn()
         .unwrap();
+    (dir, child)
+}
+
+/// Runs the proxy binary with `config` until it exits or `within` passes
+/// (then kills it); returns whether it was still running, and its stderr.
+fn run_briefly(config: &str, within: Duration) -> (bool, String) {
+    let (_dir, mut child) = spawn_with(config);
     let deadline = std::time::Instant::now() + within;
     while std::time::Instant::now() < deadline && child.try_wait().unwrap().is_none() {
         std::thread::sleep(Duration::from_millis(50));
@@ -336,32 +343,14 @@ async fn a_radio_belongs_to_one_proxy_a_second_claim_is_refused() {
 
 #[test]
 fn an_unreachable_nats_is_a_clear_error_or_a_loud_fallback() {
-    let dir = tempfile::tempdir().unwrap();
-    let run = |fallback: bool| {
-        let config = dir.path().join(format!("p{fallback}.toml"));
-        std::fs::write(
-            &config,
-            format!(
-                "log = \"nats://127.0.0.1:1\"\nnats_connect_timeout_ms = 500\nlog_fallback_embedded = {fallback}\n"
-            ),
+    let config = |fallback: bool| {
+        format!(
+            "log = \"nats://127.0.0.1:1\"\nnats_connect_timeout_ms = 500\nlog_fallback_embedded = {fallback}\n"
         )
-        .unwrap();
-        std::process::Command::new(e2e::proxy::binary())
-            .arg("--config")
-            .arg(&config)
-            .arg("--data-dir")
-            .arg(dir.path().join("data"))
-            .arg("--listen")
-            .arg("127.0.0.1:0")
-            .env("EDGE_PROXY_LOG", "warn")
-            .env("EDGE_PROXY_LOG_FORMAT", "human")
-            .stdout(std::process::Stdio::piped())
-            .stderr(std::process::Stdio::piped())
-            .spawn()
-            .unwrap()
     };
 
-    let refused = run(false).wait_with_output().unwrap();
+    let (_dir, child) = spawn_with(&config(false));
+    let refused = child.wait_with_output().unwrap();
     let stderr = String::from_utf8_lossy(&refused.stderr);
     assert!(!refused.status.success(), "it must not start: {stderr}");
     assert!(
@@ -369,12 +358,7 @@ fn an_unreachable_nats_is_a_clear_error_or_a_loud_fallback() {
         "the error names the address and what to do: {stderr}"
     );
 
-    let mut fell_back = run(true);
-    std::thread::sleep(Duration::from_secs(3));
-    let running = fell_back.try_wait().unwrap().is_none();
-    let _ = fell_back.kill();
-    let out = fell_back.wait_with_output().unwrap();
-    let stderr = String::from_utf8_lossy(&out.stderr);
+    let (running, stderr) = run_briefly(&config(true), Duration::from_secs(3));
     assert!(running, "with the fallback it runs: {stderr}");
     assert!(
         stderr.contains("FALLING BACK TO THE EMBEDDED LOG"),
@@ -399,7 +383,7 @@ async fn the_radio_owner_unkeys_a_transmitter_keyed_through_a_proxy_that_died() 
     keyer
         .publish(
             "radio.ptt",
-            Payload::Map(vec![(Payload::from("on"), Payload::from(true))]),
+            map(&[("on", Payload::from(true))]),
             Delivery::Volatile,
             Some(e2e::client::now_ms() + 2_000),
         )
@@ -499,7 +483,7 @@ async fn a_ptt_on_held_up_by_a_nats_outage_is_not_keyed_when_it_arrives() {
     keyer
         .publish(
             "radio.ptt",
-            Payload::Map(vec![(Payload::from("on"), Payload::from(true))]),
+            map(&[("on", Payload::from(true))]),
             Delivery::Volatile,
             Some(e2e::client::now_ms() + 2_000),
         )

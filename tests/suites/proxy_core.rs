@@ -3,7 +3,7 @@
 
 use std::time::Duration;
 
-use e2e::client::{assert_in_order_once, n_of, numbered};
+use e2e::client::{assert_in_order_once, map, n_of, numbered};
 use e2e::{Proxy, TestClient};
 use shared_protocol::frame::*;
 use shared_protocol::receiver::Delivered;
@@ -725,7 +725,7 @@ async fn the_tx_watchdog_unkeys_a_silent_or_vanished_keyer() {
             .collect()
     };
     let deadline = || Some(e2e::client::now_ms() + 2_000);
-    let on = || Payload::Map(vec![(Payload::from("on"), Payload::from(true))]);
+    let on = || map(&[("on", Payload::from(true))]);
 
     // 1. A keyer that keeps refreshing stays on the air...
     let mut op = TestClient::new("operator");

@@ -6,7 +6,7 @@
 use std::sync::atomic::Ordering;
 use std::time::Duration;
 
-use e2e::client::now_ms;
+use e2e::client::{map, now_ms};
 use e2e::{Proxy, TestClient};
 use shared_protocol::frame::{Delivery, Payload};
 use station_sim::hamlib::DummyRig;
@@ -14,15 +14,6 @@ use station_sim::kenwood::Radio;
 use station_sim::pty::{PtyMeter, PtyRadio};
 
 const SECS: Duration = Duration::from_secs(20);
-
-fn map(pairs: &[(&str, Payload)]) -> Payload {
-    Payload::Map(
-        pairs
-            .iter()
-            .map(|(k, v)| (Payload::from(*k), v.clone()))
-            .collect(),
-    )
-}
 
 /// The newest radio state the client knows, from events or the snapshot.
 fn radio_state(c: &TestClient) -> Option<Payload> {

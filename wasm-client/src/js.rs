@@ -12,6 +12,14 @@ pub(crate) fn num(v: u64) -> JsValue {
     (v as f64).into()
 }
 
+/// A JS number that is a whole number >= 0 and exact in a double, as a
+/// `u64` (options and stored counters); `None` for anything else.
+pub(crate) fn whole_number(v: &JsValue) -> Option<u64> {
+    v.as_f64()
+        .filter(|n| Number::is_safe_integer(v) && *n >= 0.0)
+        .map(|n| n as u64)
+}
+
 fn opt_num(v: Option<u64>) -> JsValue {
     v.map_or(JsValue::NULL, num)
 }

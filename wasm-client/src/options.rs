@@ -1,13 +1,13 @@
 //! `new Link(url, options)`: the JS options object, its defaults (from the
 //! requirements) and its mapping onto the sans-IO `ClientConfig`.
 
-use js_sys::{Number, Object};
+use js_sys::Object;
 use shared_protocol::backoff::{BackoffConfig, Profile};
 use shared_protocol::client::ClientConfig;
 use shared_protocol::heartbeat::HeartbeatConfig;
 use wasm_bindgen::JsValue;
 
-use crate::js::{get, show};
+use crate::js::{get, show, whole_number};
 
 /// The options a page passes, with the names it passes them by (camelCase).
 /// Read by hand rather than through serde: the browser build stays small.
@@ -113,10 +113,7 @@ impl Field<'_> {
 
     fn whole(&self) -> Result<Option<u64>, String> {
         self.present()
-            .map(|v| match v.as_f64() {
-                Some(n) if Number::is_safe_integer(&v) && n >= 0.0 => Ok(n as u64),
-                _ => Err(self.wrong(&v, "a whole number >= 0")),
-            })
+            .map(|v| whole_number(&v).ok_or_else(|| self.wrong(&v, "a whole number >= 0")))
             .transpose()
     }
 

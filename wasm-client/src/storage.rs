@@ -7,12 +7,12 @@
 //! - `PREFIX:cursor`: `{"epoch": n, "last_seq": n}`;
 //! - `PREFIX:outbox`: `{"next_client_seq": n, "outbox": [Publish, ...]}`.
 
-use js_sys::{Array, Number};
+use js_sys::Array;
 use shared_protocol::client::Persisted;
 use shared_protocol::frame::{Delivery, Publish};
 use wasm_bindgen::JsValue;
 
-use crate::js::{get, obj, payload_from_js, publish_to_js, show};
+use crate::js::{get, num, obj, payload_from_js, publish_to_js, show, whole_number};
 
 pub struct Store {
     storage: Option<web_sys::Storage>,
@@ -21,11 +21,7 @@ pub struct Store {
 
 /// A stored whole number (what JSON gives back is a double).
 fn whole(from: &JsValue, key: &str) -> Result<u64, String> {
-    let v = get(from, key);
-    match v.as_f64() {
-        Some(n) if Number::is_safe_integer(&v) && n >= 0.0 => Ok(n as u64),
-        _ => Err(format!("`{key}` is not a whole number")),
-    }
+    whole_number(&get(from, key)).ok_or_else(|| format!("`{key}` is not a whole number"))
 }
 
 fn parse(text: &str) -> Result<JsValue, String> {
@@ -154,7 +150,7 @@ impl Store {
     pub fn save_outbox(&self, next_client_seq: u64, outbox: &[Publish]) -> Result<(), String> {
         let list: Array = outbox.iter().map(publish_to_js).collect();
         let saved = obj(&[
-            ("next_client_seq", (next_client_seq as f64).into()),
+            ("next_client_seq", num(next_client_seq)),
             ("outbox", list.into()),
         ]);
         let text = js_sys::JSON::stringify(&saved).map_err(|e| describe(&e))?;
