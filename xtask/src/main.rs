@@ -7,6 +7,7 @@
 //!   one summary line.
 
 mod bench;
+mod names;
 mod setup;
 mod tasks;
 

@@ -7,7 +7,7 @@ use std::time::Instant;
 
 use anyhow::{bail, Context, Result};
 
-use crate::setup;
+use crate::{names, setup};
 
 /// The workspace root (xtask lives one level below it).
 pub fn root() -> PathBuf {
@@ -244,15 +244,36 @@ pub fn pkg() -> Result<PathBuf> {
     let wasm_opt = browser_tests_dir().join("node_modules/.bin/wasm-opt");
     let wasm = out.join("station_link_bg.wasm");
     if wasm_opt.exists() {
-        run(Command::new(&wasm_opt)
+        // Optimised for size, then the import and export names shortened
+        // (xtask/src/names.rs): binaryen prints what it renamed.
+        let report = Command::new(&wasm_opt)
             .args([
                 "-Oz",
+                "--minify-imports-and-exports-and-modules",
                 "--enable-bulk-memory",
                 "--enable-nontrapping-float-to-int",
             ])
             .args(["--enable-sign-ext", "--enable-mutable-globals", "-o"])
             .arg(&wasm)
-            .arg(&wasm))?;
+            .arg(&wasm)
+            .output()
+            .context("could not start wasm-opt")?;
+        if !report.status.success() {
+            bail!(
+                "wasm-opt failed: {}",
+                String::from_utf8_lossy(&report.stderr)
+            );
+        }
+        let renames = names::Renames::parse(&String::from_utf8_lossy(&report.stdout))?;
+        rewrite(&out.join("station_link.js"), |js| {
+            renames.glue(js, "station_link")
+        })?;
+        rewrite(&out.join("station_link.d.ts"), |dts| {
+            Ok(renames.declarations(dts, "readonly "))
+        })?;
+        rewrite(&out.join("station_link_bg.wasm.d.ts"), |dts| {
+            Ok(renames.declarations(dts, "export const "))
+        })?;
     } else {
         eprintln!(
             "    (npm binaryen not installed: wasm-opt skipped; `cargo xtask test` installs it)"
@@ -294,6 +315,14 @@ pub fn pkg() -> Result<PathBuf> {
         total as f64 / 1024.0
     );
     Ok(out)
+}
+
+/// Rewrites a text file in place.
+fn rewrite(path: &Path, change: impl FnOnce(&str) -> Result<String>) -> Result<()> {
+    let text = std::fs::read_to_string(path)
+        .with_context(|| format!("could not read {}", path.display()))?;
+    std::fs::write(path, change(&text)?)
+        .with_context(|| format!("could not write {}", path.display()))
 }
 
 pub fn demo(port: u16, shared: bool) -> Result<()> {
