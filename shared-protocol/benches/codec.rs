@@ -3,8 +3,6 @@
 //!
 //!     cargo bench -p shared-protocol --bench codec
 
-use std::collections::BTreeMap;
-
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion};
 use shared_protocol::frame::*;
 
@@ -14,7 +12,7 @@ fn frames() -> Vec<(&'static str, ServerFrame)> {
         ("mode".into(), "USB".into()),
         ("ptt".into(), false.into()),
     ]);
-    let mut state = BTreeMap::new();
+    let mut state = State::new();
     state.insert("radio.state".to_string(), radio.clone());
     state.insert(
         "meter.power".to_string(),

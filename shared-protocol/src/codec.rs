@@ -15,8 +15,6 @@
 //! ([`DecodeError::Truncated`]) and "not what this field needs"
 //! ([`DecodeError::Malformed`], naming the field and what was found).
 
-use std::collections::BTreeMap;
-
 use rmp::encode as e;
 use rmp::Marker;
 
@@ -715,7 +713,7 @@ pub(crate) fn decode_server(r: &mut R<'_>) -> Result<ServerFrame, DecodeError> {
                 match r.str("field")? {
                     "upto" => upto = Some(r.uint("upto")?),
                     "state" => {
-                        let mut map = BTreeMap::new();
+                        let mut map = State::new();
                         for _ in 0..r.map_len("state")? {
                             let k = r.str("state key")?.to_string();
                             map.insert(k, r.payload()?);

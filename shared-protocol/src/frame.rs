@@ -10,8 +10,6 @@
 //! The decoder never panics: truncated, oversized, wrong-version, unknown-variant,
 //! too-deep and trailing-garbage input each give a distinct [`DecodeError`].
 
-use std::collections::BTreeMap;
-
 use serde::{Deserialize, Serialize};
 
 /// The protocol version this crate speaks. Carried in every frame's envelope.
@@ -190,7 +188,104 @@ pub struct Event {
 pub struct Snapshot {
     /// The state reflects every event up to and including this `seq`.
     pub upto: u64,
-    pub state: BTreeMap<String, Payload>,
+    pub state: State,
+}
+
+/// The last payload of every kind: a map from kind to payload, kept sorted
+/// by kind, so it encodes exactly as a `BTreeMap` would (a MessagePack map in
+/// key order).
+///
+/// A sorted `Vec` rather than a `BTreeMap` because the browser client carries
+/// this type: the B-tree's code was about 5.6 KB of the wasm module, a sorted
+/// vector's is a few hundred bytes, and a station has tens of kinds, not
+/// thousands.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct State(Vec<(String, Payload)>);
+
+impl State {
+    pub fn new() -> State {
+        State::default()
+    }
+
+    /// Sets `kind`'s payload, replacing the one it had.
+    pub fn insert(&mut self, kind: String, payload: Payload) {
+        match self.0.binary_search_by(|(k, _)| k.as_str().cmp(&kind)) {
+            Ok(at) => self.0[at].1 = payload,
+            Err(at) => self.0.insert(at, (kind, payload)),
+        }
+    }
+
+    pub fn get(&self, kind: &str) -> Option<&Payload> {
+        self.0
+            .binary_search_by(|(k, _)| k.as_str().cmp(kind))
+            .ok()
+            .map(|at| &self.0[at].1)
+    }
+
+    pub fn len(&self) -> usize {
+        self.0.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+
+    /// `(kind, payload)` in kind order.
+    pub fn iter(&self) -> impl Iterator<Item = (&String, &Payload)> {
+        self.0.iter().map(|(k, v)| (k, v))
+    }
+}
+
+impl FromIterator<(String, Payload)> for State {
+    /// Later pairs replace earlier ones with the same kind, as in a map.
+    fn from_iter<I: IntoIterator<Item = (String, Payload)>>(pairs: I) -> State {
+        let mut state = State::new();
+        for (kind, payload) in pairs {
+            state.insert(kind, payload);
+        }
+        state
+    }
+}
+
+impl<'a> IntoIterator for &'a State {
+    type Item = (&'a String, &'a Payload);
+    type IntoIter = std::iter::Map<
+        std::slice::Iter<'a, (String, Payload)>,
+        fn(&'a (String, Payload)) -> (&'a String, &'a Payload),
+    >;
+
+    fn into_iter(self) -> Self::IntoIter {
+        self.0.iter().map(|(k, v)| (k, v))
+    }
+}
+
+impl Serialize for State {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.collect_map(self.iter())
+    }
+}
+
+impl<'de> Deserialize<'de> for State {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<State, D::Error> {
+        struct Visit;
+        impl<'de> serde::de::Visitor<'de> for Visit {
+            type Value = State;
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                f.write_str("a map from kind to payload")
+            }
+            fn visit_map<A: serde::de::MapAccess<'de>>(
+                self,
+                mut map: A,
+            ) -> Result<State, A::Error> {
+                let mut state = State::new();
+                while let Some((kind, payload)) = map.next_entry()? {
+                    state.insert(kind, payload);
+                }
+                Ok(state)
+            }
+        }
+        deserializer.deserialize_map(Visit)
+    }
 }
 
 /// Events `from..=to` will never be delivered. Never silent.
@@ -441,6 +536,27 @@ impl ServerFrame {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// `State` is a map sorted by kind: the same bytes as a `BTreeMap`,
+    /// later values replacing earlier ones, read back whole.
+    #[test]
+    fn state_is_a_sorted_map() {
+        let pairs = [("radio", 1), ("meter", 2), ("alarm", 3), ("meter", 4)]
+            .map(|(k, v)| (k.to_string(), Payload::from(v)));
+        let state: State = pairs.iter().cloned().collect();
+        let map: std::collections::BTreeMap<_, _> = pairs.into_iter().collect();
+        assert_eq!(state.len(), 3);
+        assert_eq!(state.get("meter"), Some(&Payload::from(4)));
+        assert_eq!(state.get("nothing"), None);
+        assert_eq!(
+            state.iter().map(|(k, _)| k.as_str()).collect::<Vec<_>>(),
+            ["alarm", "meter", "radio"]
+        );
+        let bytes = rmp_serde::to_vec_named(&state).unwrap();
+        assert_eq!(bytes, rmp_serde::to_vec_named(&map).unwrap());
+        assert_eq!(rmp_serde::from_slice::<State>(&bytes).unwrap(), state);
+        assert!(rmp_serde::from_slice::<State>(&[0x91, 0x01]).is_err());
+    }
 
     fn hello() -> ClientFrame {
         ClientFrame::Hello(Hello {

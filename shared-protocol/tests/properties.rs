@@ -129,8 +129,12 @@ fn server_frame() -> impl Strategy<Value = ServerFrame> {
                 payload
             })
         ),
-        (any::<u64>(), btree_map("[a-z.]{1,10}", payload(), 0..5))
-            .prop_map(|(upto, state)| ServerFrame::Snapshot(Snapshot { upto, state })),
+        (any::<u64>(), btree_map("[a-z.]{1,10}", payload(), 0..5)).prop_map(|(upto, state)| {
+            ServerFrame::Snapshot(Snapshot {
+                upto,
+                state: state.into_iter().collect(),
+            })
+        }),
         (any::<u64>(), any::<u64>(), gap_reason())
             .prop_map(|(from, to, reason)| ServerFrame::Gap(Gap { from, to, reason })),
         any::<u64>().prop_map(|upto| ServerFrame::Accepted { upto }),

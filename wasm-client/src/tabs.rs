@@ -22,7 +22,6 @@
 //! sends are replayed to the next leader.
 
 use std::cell::RefCell;
-use std::collections::BTreeMap;
 use std::rc::Rc;
 
 use js_sys::{Array, Function, Promise, Uint8Array};
@@ -30,7 +29,7 @@ use js_sys::{Array, Function, Promise, Uint8Array};
 use crate::js::{delivered_to_js, emit_all, get, obj, publish_input};
 use crate::link::{now_ms, Inner, Link, RELAYED};
 use shared_protocol::client::{ClientSession, Input};
-use shared_protocol::frame::{Payload, Resume, ServerFrame, Snapshot};
+use shared_protocol::frame::{Resume, ServerFrame, Snapshot, State};
 use shared_protocol::receiver::{Delivered, Receiver};
 use wasm_bindgen::prelude::*;
 use wasm_bindgen::JsCast;
@@ -60,7 +59,7 @@ impl Role {
 #[derive(Debug, Default)]
 pub(crate) struct Folded {
     upto: u64,
-    state: BTreeMap<String, Payload>,
+    state: State,
 }
 
 impl Folded {
