@@ -10,8 +10,6 @@
 //! Sockets carry a generation number: events from a socket the session has
 //! already given up on are ignored, so there are never two live sockets.
 
-use std::collections::VecDeque;
-
 use crate::backoff::{Backoff, BackoffConfig, Retry};
 use crate::frame::{
     Access, ClientFrame, Delivery, ErrorCode, Hello, Payload, Publish, RejectReason, ServerFrame,
@@ -299,8 +297,9 @@ pub struct ClientSession {
     bytes_in: u64,
     bytes_out: u64,
     last_error: Option<ErrorCode>,
-    history: VecDeque<HistoryEntry>,
-    outputs: VecDeque<Output>,
+    history: Vec<HistoryEntry>,
+    /// Oldest first; a handful at a time, so `remove(0)` is cheap.
+    outputs: Vec<Output>,
     cursor_dirty: bool,
     outbox_dirty: bool,
 }
@@ -354,8 +353,8 @@ impl ClientSession {
             bytes_in: 0,
             bytes_out: 0,
             last_error: None,
-            history: VecDeque::new(),
-            outputs: VecDeque::new(),
+            history: Vec::new(),
+            outputs: Vec::new(),
             cursor_dirty: false,
             outbox_dirty: false,
             config,
@@ -436,8 +435,8 @@ impl ClientSession {
     }
 
     pub fn poll_output(&mut self) -> Option<Output> {
-        if let Some(out) = self.outputs.pop_front() {
-            return Some(out);
+        if !self.outputs.is_empty() {
+            return Some(self.outputs.remove(0));
         }
         if self.cursor_dirty {
             self.cursor_dirty = false;
@@ -715,7 +714,7 @@ impl ClientSession {
         if self.ever_connected {
             self.quality.on_reconnect(now);
         }
-        self.outputs.push_back(Output::OpenSocket { socket });
+        self.outputs.push(Output::OpenSocket { socket });
     }
 
     /// The connection is gone (or never came): plan the next attempt.
@@ -903,7 +902,7 @@ impl ClientSession {
                 Delivered::Snapshot(_) | Delivered::Event(_) => {}
             }
             self.cursor_dirty = true;
-            self.outputs.push_back(Output::Deliver(d));
+            self.outputs.push(Output::Deliver(d));
         }
         if let Phase::Open { socket } = self.phase {
             let behind = self.receiver.last_seq().saturating_sub(self.acked);
@@ -929,7 +928,7 @@ impl ClientSession {
             Ok(bytes) => {
                 self.frames_out += 1;
                 self.bytes_out += bytes.len() as u64;
-                self.outputs.push_back(Output::Transmit { socket, bytes });
+                self.outputs.push(Output::Transmit { socket, bytes });
             }
             Err(e) => self.notify(Notice::Error {
                 kind: "encode".into(),
@@ -939,7 +938,7 @@ impl ClientSession {
     }
 
     fn close_socket(&mut self, socket: u32, code: u16, reason: &str) {
-        self.outputs.push_back(Output::CloseSocket {
+        self.outputs.push(Output::CloseSocket {
             socket,
             code,
             reason: reason.into(),
@@ -968,17 +967,15 @@ impl ClientSession {
     }
 
     fn record(&mut self, now: Millis, event: &'static str, detail: String) {
-        if self.history.len() == self.config.history_capacity.max(1) {
-            self.history.pop_front();
-        }
-        self.history.push_back(HistoryEntry {
+        let entry = HistoryEntry {
             at_ms: now + self.wall_offset_ms,
             event,
             detail,
-        });
+        };
+        crate::push_bounded(&mut self.history, self.config.history_capacity, entry);
     }
 
     fn notify(&mut self, notice: Notice) {
-        self.outputs.push_back(Output::Notify(notice));
+        self.outputs.push(Output::Notify(notice));
     }
 }

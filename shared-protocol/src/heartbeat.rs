@@ -5,8 +5,6 @@
 //! `timeout_ms` (1.5x the interval by default) makes the link *stale*; any
 //! received traffic counts as a sign of life but only pongs measure RTT.
 
-use std::collections::VecDeque;
-
 use crate::Millis;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -176,7 +174,7 @@ impl Heartbeat {
 /// Round-trip time statistics: last, smoothed, and percentiles over a window.
 #[derive(Debug, Clone)]
 pub struct RttStats {
-    window: VecDeque<u64>,
+    window: Vec<u64>,
     capacity: usize,
     last: Option<u64>,
     smoothed: Option<f64>,
@@ -197,7 +195,7 @@ impl RttStats {
     /// Keeps the newest `capacity` samples for percentiles.
     pub fn new(capacity: usize) -> Self {
         RttStats {
-            window: VecDeque::with_capacity(capacity),
+            window: Vec::with_capacity(capacity),
             capacity: capacity.max(1),
             last: None,
             smoothed: None,
@@ -206,10 +204,7 @@ impl RttStats {
 
     /// Adds a sample. The smoothed value is TCP's SRTT (RFC 6298): 7/8 old + 1/8 new.
     pub fn record(&mut self, rtt_ms: u64) {
-        if self.window.len() == self.capacity {
-            self.window.pop_front();
-        }
-        self.window.push_back(rtt_ms);
+        crate::push_bounded(&mut self.window, self.capacity, rtt_ms);
         self.last = Some(rtt_ms);
         self.smoothed = Some(match self.smoothed {
             None => rtt_ms as f64,

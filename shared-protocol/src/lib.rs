@@ -61,6 +61,17 @@ pub(crate) fn sort_small_by_key<T, K: Ord>(v: &mut [T], key: impl Fn(&T) -> K) {
     }
 }
 
+/// Appends to a bounded, oldest-first list, dropping (and returning) the
+/// oldest entry when it is full. A `Vec` rather than a `VecDeque`: these
+/// lists are short (a history, an RTT window, an outbox), so moving them down
+/// by one costs nothing worth measuring, and `VecDeque`'s ring code was
+/// 2.6 KB of the browser module.
+pub fn push_bounded<T>(list: &mut Vec<T>, capacity: usize, item: T) -> Option<T> {
+    let oldest = (list.len() >= capacity.max(1)).then(|| list.remove(0));
+    list.push(item);
+    oldest
+}
+
 /// Whether a publish of this kind keys a transmitter (see [`TRANSMIT_KINDS`]).
 pub fn is_transmit_kind(kind: &str) -> bool {
     TRANSMIT_KINDS.contains(&kind)
@@ -73,5 +84,22 @@ mod tests {
         let mut v = vec![(3, 'a'), (1, 'b'), (3, 'c'), (0, 'd'), (1, 'e')];
         super::sort_small_by_key(&mut v, |p| p.0);
         assert_eq!(v, [(0, 'd'), (1, 'b'), (1, 'e'), (3, 'a'), (3, 'c')]);
+    }
+
+    #[test]
+    fn bounded_list_drops_the_oldest() {
+        let mut v = Vec::new();
+        assert_eq!(super::push_bounded(&mut v, 2, 1), None);
+        assert_eq!(super::push_bounded(&mut v, 2, 2), None);
+        assert_eq!(super::push_bounded(&mut v, 2, 3), Some(1));
+        assert_eq!(v, [2, 3]);
+        let mut one = vec![];
+        super::push_bounded(&mut one, 0, 4);
+        assert_eq!(
+            super::push_bounded(&mut one, 0, 5),
+            Some(4),
+            "capacity 0 keeps one"
+        );
+        assert_eq!(one, [5]);
     }
 }

@@ -9,8 +9,6 @@
 //! - transmit commands ([`crate::is_transmit_kind`]) are treated as volatile
 //!   whatever the caller asked: they are never stored and never replayed.
 
-use std::collections::VecDeque;
-
 use crate::frame::{Delivery, Payload, Publish};
 use crate::is_transmit_kind;
 
@@ -33,7 +31,7 @@ pub enum Queued {
 #[derive(Debug, Clone)]
 pub struct Outbox {
     next_client_seq: u64,
-    items: VecDeque<Publish>,
+    items: Vec<Publish>,
     capacity: usize,
     /// Highest `client_seq` the proxy has finished with.
     accepted_upto: u64,
@@ -44,7 +42,7 @@ impl Outbox {
     pub fn new(capacity: usize) -> Self {
         Outbox {
             next_client_seq: 1,
-            items: VecDeque::new(),
+            items: Vec::new(),
             capacity: capacity.max(1),
             accepted_upto: 0,
             evicted: 0,
@@ -61,8 +59,8 @@ impl Outbox {
         let mut outbox = Outbox::new(capacity);
         let max_seen = items.last().map_or(0, |p| p.client_seq);
         outbox.next_client_seq = next_client_seq.max(max_seen + 1).max(1);
-        let skip = items.len().saturating_sub(outbox.capacity);
-        outbox.items = items.into_iter().skip(skip).collect();
+        items.drain(..items.len().saturating_sub(outbox.capacity));
+        outbox.items = items;
         outbox
     }
 
@@ -90,13 +88,8 @@ impl Outbox {
         if !keep {
             return Queued::SendOnly(publish);
         }
-        let evicted = if self.items.len() >= self.capacity {
-            self.evicted += 1;
-            self.items.pop_front()
-        } else {
-            None
-        };
-        self.items.push_back(publish.clone());
+        let evicted = crate::push_bounded(&mut self.items, self.capacity, publish.clone());
+        self.evicted += u64::from(evicted.is_some());
         Queued::Stored { publish, evicted }
     }
 
@@ -105,16 +98,15 @@ impl Outbox {
     pub fn on_accepted(&mut self, upto: u64) -> usize {
         self.accepted_upto = self.accepted_upto.max(upto);
         let before = self.items.len();
-        while self.items.front().is_some_and(|p| p.client_seq <= upto) {
-            self.items.pop_front();
-        }
+        let done = self.items.iter().take_while(|p| p.client_seq <= upto);
+        self.items.drain(..done.count());
         before - self.items.len()
     }
 
     /// The proxy refused one publish; it is removed and returned.
     pub fn on_rejected(&mut self, client_seq: u64) -> Option<Publish> {
         let at = self.items.iter().position(|p| p.client_seq == client_seq)?;
-        self.items.remove(at)
+        Some(self.items.remove(at))
     }
 
     /// Entries to (re)send after a connection opens, in order.

@@ -13,8 +13,6 @@
 //! Defaults: a 10-minute reconnect window, a budget of 5 reconnects in it,
 //! and a 2-minute activity timeout (REQUIREMENTS.md).
 
-use std::collections::VecDeque;
-
 use crate::Millis;
 
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -56,7 +54,7 @@ pub struct QualityTracker {
     started_at: Millis,
     connected_since: Option<Millis>,
     connected_total_ms: u64,
-    reconnects: VecDeque<Millis>,
+    reconnects: Vec<Millis>,
     sent: u64,
     acked: u64,
     last_activity: Option<Millis>,
@@ -69,7 +67,7 @@ impl QualityTracker {
             started_at: now,
             connected_since: None,
             connected_total_ms: 0,
-            reconnects: VecDeque::new(),
+            reconnects: Vec::new(),
             sent: 0,
             acked: 0,
             last_activity: None,
@@ -91,7 +89,7 @@ impl QualityTracker {
 
     /// A reconnect attempt began (counted against stability).
     pub fn on_reconnect(&mut self, now: Millis) {
-        self.reconnects.push_back(now);
+        self.reconnects.push(now);
         self.expire(now);
     }
 
@@ -111,17 +109,16 @@ impl QualityTracker {
     }
 
     fn expire(&mut self, now: Millis) {
-        while let Some(&t) = self.reconnects.front() {
-            if now.saturating_sub(t) > self.config.reconnect_window_ms {
-                self.reconnects.pop_front();
-            } else {
-                break;
-            }
-        }
+        let window = self.config.reconnect_window_ms;
+        let old = self
+            .reconnects
+            .iter()
+            .take_while(|&&t| now.saturating_sub(t) > window);
+        self.reconnects.drain(..old.count());
         // Bound memory even if reconnects come faster than the window drains.
-        while self.reconnects.len() > 4 * self.config.reconnect_budget.max(1) as usize {
-            self.reconnects.pop_front();
-        }
+        let most = 4 * self.config.reconnect_budget.max(1) as usize;
+        self.reconnects
+            .drain(..self.reconnects.len().saturating_sub(most));
     }
 
     pub fn report(&mut self, now: Millis) -> QualityReport {

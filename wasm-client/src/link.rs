@@ -4,7 +4,6 @@
 //! borrow held, so they may call back into the link.
 
 use std::cell::RefCell;
-use std::collections::VecDeque;
 use std::rc::{Rc, Weak};
 
 use js_sys::{Array, Function, Reflect, Uint8Array};
@@ -77,7 +76,7 @@ pub(crate) struct Inner {
     /// Shared so that a pump takes a cheap handle, not a copy.
     pub(crate) listeners: Rc<Listeners>,
     pub(crate) latency_waiters: Vec<Function>,
-    log: VecDeque<LogLine>,
+    log: Vec<LogLine>,
     pub(crate) wall_offset: u64,
     weak: Weak<RefCell<Inner>>,
     _page_hooks: Vec<Closure<dyn FnMut()>>,
@@ -240,14 +239,12 @@ fn notice_to_js(inner: &mut Inner, notice: Notice, emits: &mut Vec<(&'static str
         }
     };
     if level != "debug" {
-        if inner.log.len() == LOG_LINES {
-            inner.log.pop_front();
-        }
-        inner.log.push_back(LogLine {
+        let line = LogLine {
             at_ms: now_ms() + inner.wall_offset,
             level,
             message,
-        });
+        };
+        shared_protocol::push_bounded(&mut inner.log, LOG_LINES, line);
     }
     match notice {
         Notice::State { state, reason } => {
@@ -579,7 +576,7 @@ impl Link {
                 timer: None,
                 listeners: Rc::default(),
                 latency_waiters: Vec::new(),
-                log: VecDeque::new(),
+                log: Vec::new(),
                 wall_offset,
                 weak: weak.clone(),
                 _page_hooks: Vec::new(),
