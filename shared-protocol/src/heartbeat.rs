@@ -217,7 +217,7 @@ impl RttStats {
         if self.window.is_empty() {
             return None;
         }
-        let mut sorted: Vec<u64> = self.window.iter().copied().collect();
+        let mut sorted: Vec<u64> = self.window.clone();
         crate::sort_small_by_key(&mut sorted, |v| *v);
         let rank = (q.clamp(0.0, 1.0) * sorted.len() as f64).ceil() as usize;
         Some(sorted[rank.clamp(1, sorted.len()) - 1])
