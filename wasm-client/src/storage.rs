@@ -12,7 +12,7 @@ use shared_protocol::client::Persisted;
 use shared_protocol::frame::{Delivery, Publish};
 use wasm_bindgen::JsValue;
 
-use crate::js::{get, num, obj, payload_from_js, publish_to_js, show, whole_number};
+use crate::js::{get, num, obj, payload_from_js, publish_to_js, show, try_map, whole_number};
 
 pub struct Store {
     storage: Option<web_sys::Storage>,
@@ -121,10 +121,7 @@ impl Store {
                 if !Array::is_array(&list) {
                     return Err("`outbox` is not an array".to_string());
                 }
-                let outbox = Array::from(&list)
-                    .iter()
-                    .map(|p| publish_from_js(&p))
-                    .collect::<Result<Vec<_>, _>>()?;
+                let outbox = try_map(&Array::from(&list), |p| publish_from_js(&p))?;
                 Ok((whole(&o, "next_client_seq")?, outbox))
             });
             match saved {
