@@ -118,7 +118,9 @@ impl Receiver {
         let to = gap.to;
         let start = self.pending.partition_point(|e| e.seq < from);
         let end = self.pending.partition_point(|e| e.seq <= to);
-        let held: Vec<Event> = self.pending.drain(start..end).collect();
+        let mut after = self.pending.split_off(end);
+        let held = self.pending.split_off(start);
+        self.pending.append(&mut after);
         let mut cursor = from;
         for ev in held {
             let seq = ev.seq;
@@ -167,7 +169,11 @@ impl Receiver {
             .zip(self.last_seq + 1..)
             .take_while(|(e, want)| e.seq == *want)
             .count();
-        for ev in self.pending.drain(..ready).collect::<Vec<_>>() {
+        if ready == 0 {
+            return;
+        }
+        let rest = self.pending.split_off(ready);
+        for ev in std::mem::replace(&mut self.pending, rest) {
             self.deliver(ev, out);
         }
     }
