@@ -370,7 +370,7 @@ impl ClientSession {
     }
 
     pub fn outbox(&self) -> impl Iterator<Item = &Publish> {
-        self.outbox.pending()
+        self.outbox.pending().iter()
     }
 
     /// What the token allows, as the last `Welcome` said.
@@ -389,7 +389,7 @@ impl ClientSession {
             epoch: self.receiver.epoch(),
             last_seq: self.receiver.last_seq(),
             next_client_seq: self.outbox.next_client_seq(),
-            outbox: self.outbox.pending().cloned().collect(),
+            outbox: self.outbox.pending().to_vec(),
         }
     }
 
@@ -451,7 +451,7 @@ impl ClientSession {
             self.outbox_dirty = false;
             return Some(Output::PersistOutbox {
                 next_client_seq: self.outbox.next_client_seq(),
-                outbox: self.outbox.pending().cloned().collect(),
+                outbox: self.outbox.pending().to_vec(),
             });
         }
         None
@@ -825,7 +825,7 @@ impl ClientSession {
                     self.record(now, "connected", format!("session {}", welcome.session));
                 }
                 // Flush the outbox, oldest first, before anything new.
-                let pending: Vec<Publish> = self.outbox.pending().cloned().collect();
+                let pending: Vec<Publish> = self.outbox.pending().to_vec();
                 self.quality.on_sent(pending.len() as u64);
                 for publish in pending {
                     self.transmit(socket, &ClientFrame::Publish(publish));

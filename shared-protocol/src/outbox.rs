@@ -110,8 +110,8 @@ impl Outbox {
     }
 
     /// Entries to (re)send after a connection opens, in order.
-    pub fn pending(&self) -> impl Iterator<Item = &Publish> {
-        self.items.iter()
+    pub fn pending(&self) -> &[Publish] {
+        &self.items
     }
 
     pub fn len(&self) -> usize {
@@ -161,7 +161,7 @@ mod tests {
         );
         assert_eq!(o.len(), 3);
         assert_eq!(o.on_accepted(2), 2);
-        assert_eq!(o.pending().map(|p| p.client_seq).collect::<Vec<_>>(), [3]);
+        assert_eq!(o.pending().iter().map(|p| p.client_seq).collect::<Vec<_>>(), [3]);
     }
 
     #[test]
@@ -206,7 +206,7 @@ mod tests {
             ],
         );
         assert_eq!(
-            o.pending().map(|p| p.client_seq).collect::<Vec<_>>(),
+            o.pending().iter().map(|p| p.client_seq).collect::<Vec<_>>(),
             [3, 5]
         );
         assert_eq!(o.next_client_seq(), 6);

@@ -603,17 +603,17 @@ proptest! {
                 }
                 OutStep::Accept(upto) => {
                     o.on_accepted(upto);
-                    prop_assert!(o.pending().all(|p| p.client_seq > upto));
+                    prop_assert!(o.pending().iter().all(|p| p.client_seq > upto));
                 }
                 OutStep::Reject(seq) => {
                     o.on_rejected(seq);
-                    prop_assert!(o.pending().all(|p| p.client_seq != seq));
+                    prop_assert!(o.pending().iter().all(|p| p.client_seq != seq));
                 }
             }
             prop_assert!(o.len() <= capacity);
-            let seqs: Vec<u64> = o.pending().map(|p| p.client_seq).collect();
+            let seqs: Vec<u64> = o.pending().iter().map(|p| p.client_seq).collect();
             prop_assert!(seqs.windows(2).all(|w| w[0] < w[1]));
-            prop_assert!(o.pending().all(|p| p.kind != "radio.ptt"));
+            prop_assert!(o.pending().iter().all(|p| p.kind != "radio.ptt"));
         }
     }
 }

@@ -249,6 +249,7 @@ pub fn pkg() -> Result<PathBuf> {
         let report = Command::new(&wasm_opt)
             .args([
                 "-Oz",
+                "--strip-target-features",
                 "--minify-imports-and-exports-and-modules",
                 "--enable-bulk-memory",
                 "--enable-nontrapping-float-to-int",
