@@ -161,7 +161,10 @@ mod tests {
         );
         assert_eq!(o.len(), 3);
         assert_eq!(o.on_accepted(2), 2);
-        assert_eq!(o.pending().iter().map(|p| p.client_seq).collect::<Vec<_>>(), [3]);
+        assert_eq!(
+            o.pending().iter().map(|p| p.client_seq).collect::<Vec<_>>(),
+            [3]
+        );
     }
 
     #[test]

@@ -6,6 +6,7 @@
 use std::cell::RefCell;
 use std::rc::{Rc, Weak};
 
+use gloo_timers::callback::Timeout;
 use js_sys::{Array, Function, Reflect, Uint8Array};
 use shared_protocol::client::{ClientSession, Input, LinkState, Notice, Output};
 use shared_protocol::frame::{Delivery, Payload};
@@ -29,6 +30,14 @@ const LOG_LINES: usize = 500;
 /// costs about 12 µs in Chromium, more than everything else an event
 /// costs), and at once when the page is hidden or goes away.
 const CURSOR_FLUSH_MS: u32 = 50;
+
+/// A gloo timeout with its callback boxed first. `Timeout::new` is generic
+/// over the callback, and each of the link's eight timers carried its own
+/// copy of wasm-bindgen's closure plumbing (about 2 KB of the module).
+pub(crate) fn timeout(ms: u32, f: impl FnOnce() + 'static) -> Timeout {
+    let f: Box<dyn FnOnce()> = Box::new(f);
+    Timeout::new(ms, f)
+}
 
 pub(crate) fn now_ms() -> Millis {
     web_sys::window()
@@ -72,7 +81,7 @@ pub(crate) struct Inner {
     pub(crate) options: LinkOptions,
     pub(crate) store: Store,
     socket: Option<Socket>,
-    timer: Option<(Millis, gloo_timers::callback::Timeout)>,
+    timer: Option<(Millis, Timeout)>,
     /// Shared so that a pump takes a cheap handle, not a copy.
     pub(crate) listeners: Rc<Listeners>,
     pub(crate) latency_waiters: Vec<Function>,
@@ -88,7 +97,7 @@ pub(crate) struct Inner {
     pub(crate) want_connect: bool,
     /// A position not yet written to localStorage, and the timer that will.
     cursor_to_save: Option<(u64, u64)>,
-    cursor_timer: Option<gloo_timers::callback::Timeout>,
+    cursor_timer: Option<Timeout>,
 }
 
 impl Inner {
@@ -139,7 +148,7 @@ fn perform(inner: &mut Inner, out: Output, emits: &mut Vec<(&'static str, JsValu
                     ));
                     // Report it as a closed socket so the backoff takes over.
                     let weak = inner.weak.clone();
-                    gloo_timers::callback::Timeout::new(0, move || {
+                    timeout(0, move || {
                         if let Some(rc) = weak.upgrade() {
                             Link::feed(
                                 &rc,
@@ -186,14 +195,11 @@ fn perform(inner: &mut Inner, out: Output, emits: &mut Vec<(&'static str, JsValu
             inner.cursor_to_save = Some((epoch, last_seq));
             if inner.cursor_timer.is_none() {
                 let weak = inner.weak.clone();
-                inner.cursor_timer = Some(gloo_timers::callback::Timeout::new(
-                    CURSOR_FLUSH_MS,
-                    move || {
-                        if let Some(rc) = weak.upgrade() {
-                            Link::flush_cursor(&rc);
-                        }
-                    },
-                ));
+                inner.cursor_timer = Some(timeout(CURSOR_FLUSH_MS, move || {
+                    if let Some(rc) = weak.upgrade() {
+                        Link::flush_cursor(&rc);
+                    }
+                }));
             }
         }
         Output::PersistOutbox {
@@ -393,7 +399,7 @@ impl Link {
         } else {
             // Re-entered from inside a perform step: retry on a clean stack.
             let weak = Rc::downgrade(rc);
-            gloo_timers::callback::Timeout::new(0, move || {
+            timeout(0, move || {
                 if let Some(rc) = weak.upgrade() {
                     Link::feed(&rc, input);
                 }
@@ -468,7 +474,7 @@ impl Link {
         }
         let delay = at.saturating_sub(now_ms()).min(i32::MAX as u64) as u32;
         let weak = inner.weak.clone();
-        let timeout = gloo_timers::callback::Timeout::new(delay, move || {
+        let timeout = timeout(delay, move || {
             if let Some(rc) = weak.upgrade() {
                 if let Ok(mut inner) = rc.try_borrow_mut() {
                     inner.timer = None;
@@ -616,7 +622,7 @@ impl Link {
         if !problems.is_empty() {
             // Reported after construction, so listeners added right away hear it.
             let weak = Rc::downgrade(&link.inner);
-            gloo_timers::callback::Timeout::new(0, move || {
+            timeout(0, move || {
                 if let Some(rc) = weak.upgrade() {
                     let listeners = rc.borrow().listeners.clone();
                     for message in &problems {
@@ -635,7 +641,7 @@ impl Link {
         }
         if options.auto_connect {
             let weak = Rc::downgrade(&link.inner);
-            gloo_timers::callback::Timeout::new(0, move || {
+            timeout(0, move || {
                 if let Some(rc) = weak.upgrade() {
                     Link::feed(&rc, Input::Connect);
                 }
@@ -751,7 +757,7 @@ impl Link {
                 // The leader measures; its relayed latency resolves this.
                 inner.borrow_mut().latency_waiters.push(resolve);
                 let reject = reject.clone();
-                gloo_timers::callback::Timeout::new(5_000, move || {
+                timeout(5_000, move || {
                     let _ =
                         reject.call1(&JsValue::NULL, &JsError::new("no pong within 5 s").into());
                 })
@@ -768,7 +774,7 @@ impl Link {
                 return;
             }
             inner.borrow_mut().latency_waiters.push(resolve);
-            gloo_timers::callback::Timeout::new(5_000, move || {
+            timeout(5_000, move || {
                 let _ = reject.call1(&JsValue::NULL, &JsError::new("no pong within 5 s").into());
             })
             .forget();

@@ -27,7 +27,7 @@ use std::rc::Rc;
 use js_sys::{Array, Function, Promise, Uint8Array};
 
 use crate::js::{delivered_to_js, emit_all, get, obj, publish_input};
-use crate::link::{now_ms, Inner, Link, RELAYED};
+use crate::link::{now_ms, timeout, Inner, Link, RELAYED};
 use shared_protocol::client::{ClientSession, Input};
 use shared_protocol::frame::{Resume, ServerFrame, Snapshot, State};
 use shared_protocol::receiver::{Delivered, Receiver};
@@ -341,7 +341,7 @@ impl Link {
             let Ok(mut inner) = rc.try_borrow_mut() else {
                 // Busy: handle it on a clean stack.
                 let weak = Rc::downgrade(rc);
-                gloo_timers::callback::Timeout::new(0, move || {
+                timeout(0, move || {
                     if let Some(rc) = weak.upgrade() {
                         Link::on_tab_message(&rc, msg);
                     }
