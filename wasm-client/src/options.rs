@@ -7,7 +7,7 @@ use shared_protocol::client::ClientConfig;
 use shared_protocol::heartbeat::HeartbeatConfig;
 use wasm_bindgen::JsValue;
 
-use crate::js::{get, show, whole_number};
+use crate::js::{get, show, try_map, whole_number};
 
 /// The options a page passes, with the names it passes them by (camelCase).
 /// Read by hand rather than through serde: the browser build stays small.
@@ -132,14 +132,13 @@ impl Field<'_> {
     fn strings(&self) -> Result<Option<Vec<String>>, String> {
         self.present()
             .map(|v| {
-                let list = js_sys::Array::is_array(&v).then(|| {
-                    js_sys::Array::from(&v)
-                        .iter()
-                        .map(|s| s.as_string())
-                        .collect()
-                });
-                list.flatten()
-                    .ok_or_else(|| self.wrong(&v, "an array of strings"))
+                let wrong = || self.wrong(&v, "an array of strings");
+                if !js_sys::Array::is_array(&v) {
+                    return Err(wrong());
+                }
+                try_map(&js_sys::Array::from(&v), |s| {
+                    s.as_string().ok_or_else(wrong)
+                })
             })
             .transpose()
     }
