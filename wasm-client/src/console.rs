@@ -32,6 +32,14 @@ const HELP: &[(&str, &str)] = &[
     ("help()", "this list"),
 ];
 
+/// A console method. All have one signature (an argument in, a value out)
+/// and are boxed before wasm-bindgen sees them: it writes glue for each
+/// closure signature and each closure type it is given.
+fn method(f: impl Fn(JsValue) -> JsValue + 'static) -> JsValue {
+    let f: Box<dyn Fn(JsValue) -> JsValue> = Box::new(f);
+    Closure::wrap(f).into_js_value()
+}
+
 fn set(target: &Object, name: &str, f: &JsValue) {
     let _ = Reflect::set(target, &JsValue::from_str(name), f);
 }
@@ -42,66 +50,62 @@ pub fn install(name: &str, link: Link) {
     };
     let api = Object::new();
     let l = link.clone();
-    set(
-        &api,
-        "metrics",
-        &Closure::<dyn Fn() -> JsValue>::new(move || l.metrics()).into_js_value(),
-    );
+    set(&api, "metrics", &method(move |_| l.metrics()));
     let l = link.clone();
     set(
         &api,
         "forceReconnect",
-        &Closure::<dyn Fn()>::new(move || l.force_reconnect()).into_js_value(),
+        &method(move |_| {
+            l.force_reconnect();
+            JsValue::UNDEFINED
+        }),
     );
     let l = link.clone();
-    set(
-        &api,
-        "buffer",
-        &Closure::<dyn Fn() -> JsValue>::new(move || l.buffer()).into_js_value(),
-    );
+    set(&api, "buffer", &method(move |_| l.buffer()));
     let l = link.clone();
     set(
         &api,
         "clearBuffer",
-        &Closure::<dyn Fn()>::new(move || l.clear_buffer()).into_js_value(),
+        &method(move |_| {
+            l.clear_buffer();
+            JsValue::UNDEFINED
+        }),
     );
     let l = link.clone();
     set(
         &api,
         "simulateDisconnect",
-        &Closure::<dyn Fn(f64)>::new(move |ms| l.simulate_disconnect(ms)).into_js_value(),
+        &method(move |ms| {
+            l.simulate_disconnect(ms.as_f64().unwrap_or(f64::NAN));
+            JsValue::UNDEFINED
+        }),
     );
     let l = link.clone();
-    set(
-        &api,
-        "history",
-        &Closure::<dyn Fn() -> JsValue>::new(move || l.history()).into_js_value(),
-    );
+    set(&api, "history", &method(move |_| l.history()));
     let l = link;
     set(
         &api,
         "exportLogs",
-        &Closure::<dyn Fn() -> JsValue>::new(move || match l.export_logs() {
+        &method(move |_| match l.export_logs() {
             Ok(blob) => {
                 download(&blob);
                 blob.into()
             }
             Err(e) => e.into(),
-        })
-        .into_js_value(),
+        }),
     );
     let name_owned = name.to_string();
     set(
         &api,
         "help",
-        &Closure::<dyn Fn()>::new(move || {
+        &method(move |_| {
             let mut text = format!("{name_owned}: the station link's console API\n");
             for (call, what) in HELP {
                 text.push_str(&format!("  {name_owned}.{call:<24} {what}\n"));
             }
             web_sys::console::log_1(&text.into());
-        })
-        .into_js_value(),
+            JsValue::UNDEFINED
+        }),
     );
     let _ = Reflect::set(&window, &JsValue::from_str(name), &api);
 }
