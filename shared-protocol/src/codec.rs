@@ -1,5 +1,5 @@
-//! The frame codec, written by hand: `rmp`'s primitives for writing, a
-//! small reader of our own for reading.
+//! The frame codec, written by hand: a small MessagePack writer and reader
+//! of our own.
 //!
 //! Why not `rmp_serde`: serde's derive instantiates a generic deserializer
 //! per frame type, which made up half of the browser module (about 225 KB of
@@ -15,7 +15,6 @@
 //! ([`DecodeError::Truncated`]) and "not what this field needs"
 //! ([`DecodeError::Malformed`], naming the field and what was found).
 
-use rmp::encode as e;
 use rmp::Marker;
 
 use crate::frame::*;
@@ -24,59 +23,111 @@ use crate::frame::*;
 
 struct W(Vec<u8>);
 
+/// MessagePack writing, byte for byte as `rmp::encode` (and so `rmp_serde`
+/// and `rmpv`) writes it: always the shortest form. Our own because `rmp`'s
+/// writers go through `std::io::Write` and its error types, which the
+/// browser module would carry for writes into a `Vec` that cannot fail.
 impl W {
+    /// `marker`, then the low `width` bytes of `v`, big-endian.
+    fn be(&mut self, marker: u8, v: u64, width: usize) {
+        self.0.push(marker);
+        self.0.extend_from_slice(&v.to_be_bytes()[8 - width..]);
+    }
+    /// A length: the one-byte form below `fix.0` (`fix.1 | n`), else the
+    /// 8-bit form where the type has one (`m8` non-zero), else 16 bits
+    /// (`m16`) or 32 (`m16 + 1`).
+    fn len(&mut self, n: usize, fix: (usize, u8), m8: u8, m16: u8) {
+        if n < fix.0 {
+            self.0.push(fix.1 | n as u8);
+        } else if m8 != 0 && n < 0x100 {
+            self.be(m8, n as u64, 1);
+        } else if n < 0x1_0000 {
+            self.be(m16, n as u64, 2);
+        } else {
+            self.be(m16 + 1, n as u64, 4);
+        }
+    }
     fn str(&mut self, s: &str) {
-        // Writing into a Vec cannot fail.
-        let _ = e::write_str(&mut self.0, s);
+        self.len(s.len(), (32, 0xa0), 0xd9, 0xda);
+        self.0.extend_from_slice(s.as_bytes());
     }
     fn nil(&mut self) {
-        let _ = e::write_nil(&mut self.0);
-    }
-    fn uint(&mut self, v: u64) {
-        let _ = e::write_uint(&mut self.0, v);
+        self.0.push(0xc0);
     }
     fn boolean(&mut self, v: bool) {
-        let _ = e::write_bool(&mut self.0, v);
+        self.0.push(0xc2 | u8::from(v));
     }
-    fn map(&mut self, n: u32) {
-        let _ = e::write_map_len(&mut self.0, n);
-    }
-    /// Byte for byte what `rmpv::encode::write_value` writes. Writing into
-    /// a `Vec` cannot fail, so the writers' results are dropped.
-    fn payload(&mut self, v: &Payload) {
-        let out = &mut self.0;
+    fn uint(&mut self, v: u64) {
         match v {
-            Payload::Nil => drop(e::write_nil(out)),
-            Payload::Boolean(b) => drop(e::write_bool(out, *b)),
+            0..=0x7f => self.0.push(v as u8),
+            0x80..=0xff => self.be(0xcc, v, 1),
+            0x100..=0xffff => self.be(0xcd, v, 2),
+            0x1_0000..=0xffff_ffff => self.be(0xce, v, 4),
+            _ => self.be(0xcf, v, 8),
+        }
+    }
+    /// A negative integer (two's complement in the low bytes).
+    fn negative(&mut self, v: i64) {
+        let bits = v as u64;
+        match v {
+            -32..=-1 => self.0.push(bits as u8),
+            -0x80..=-33 => self.be(0xd0, bits, 1),
+            -0x8000..=-0x81 => self.be(0xd1, bits, 2),
+            -0x8000_0000..=-0x8001 => self.be(0xd2, bits, 4),
+            _ => self.be(0xd3, bits, 8),
+        }
+    }
+    fn array(&mut self, n: usize) {
+        self.len(n, (16, 0x90), 0, 0xdc);
+    }
+    fn map(&mut self, n: usize) {
+        self.len(n, (16, 0x80), 0, 0xde);
+    }
+    /// Byte for byte what `rmpv::encode::write_value` writes.
+    fn payload(&mut self, v: &Payload) {
+        match v {
+            Payload::Nil => self.nil(),
+            Payload::Boolean(b) => self.boolean(*b),
             Payload::Integer(i) => match (i.as_u64(), i.as_i64()) {
-                (Some(u), _) => drop(e::write_uint(out, u)),
-                (None, Some(n)) => drop(e::write_sint(out, n)),
+                (Some(u), _) => self.uint(u),
+                (None, Some(n)) => self.negative(n),
                 (None, None) => {}
             },
-            Payload::F32(f) => drop(e::write_f32(out, *f)),
-            Payload::F64(f) => drop(e::write_f64(out, *f)),
+            Payload::F32(f) => self.be(0xca, u64::from(f.to_bits()), 4),
+            Payload::F64(f) => self.be(0xcb, f.to_bits(), 8),
             Payload::String(s) => {
                 let bytes = s.as_bytes();
-                drop(e::write_str_len(out, bytes.len() as u32));
-                out.extend_from_slice(bytes);
+                self.len(bytes.len(), (32, 0xa0), 0xd9, 0xda);
+                self.0.extend_from_slice(bytes);
             }
-            Payload::Binary(b) => drop(e::write_bin(out, b)),
+            Payload::Binary(b) => {
+                self.len(b.len(), (0, 0), 0xc4, 0xc5);
+                self.0.extend_from_slice(b);
+            }
             Payload::Array(items) => {
-                drop(e::write_array_len(out, items.len() as u32));
+                self.array(items.len());
                 for item in items {
                     self.payload(item);
                 }
             }
             Payload::Map(entries) => {
-                drop(e::write_map_len(out, entries.len() as u32));
+                self.map(entries.len());
                 for (k, v) in entries {
                     self.payload(k);
                     self.payload(v);
                 }
             }
             Payload::Ext(ty, data) => {
-                drop(e::write_ext_meta(out, data.len() as u32, *ty));
-                out.extend_from_slice(data);
+                match data.len() {
+                    1 => self.0.push(0xd4),
+                    2 => self.0.push(0xd5),
+                    4 => self.0.push(0xd6),
+                    8 => self.0.push(0xd7),
+                    16 => self.0.push(0xd8),
+                    n => self.len(n, (0, 0), 0xc7, 0xc8),
+                }
+                self.0.push(*ty as u8);
+                self.0.extend_from_slice(data);
             }
         }
     }
@@ -84,7 +135,7 @@ impl W {
     fn variant(&mut self, name: &str, fields: u32) {
         self.map(1);
         self.str(name);
-        self.map(fields);
+        self.map(fields as usize);
     }
     fn field_uint(&mut self, name: &str, v: u64) {
         self.str(name);
@@ -103,7 +154,7 @@ impl W {
 
 fn envelope() -> W {
     let mut w = W(Vec::with_capacity(64));
-    let _ = e::write_array_len(&mut w.0, 2);
+    w.array(2);
     w.uint(u64::from(PROTOCOL_VERSION));
     w
 }
@@ -186,7 +237,7 @@ pub fn encode_server(frame: &ServerFrame) -> Vec<u8> {
             w.variant("Snapshot", 2);
             w.field_uint("upto", x.upto);
             w.str("state");
-            w.map(x.state.len() as u32);
+            w.map(x.state.len());
             for (k, v) in &x.state {
                 w.str(k);
                 w.payload(v);
@@ -808,4 +859,44 @@ pub(crate) fn decode_server(r: &mut R<'_>) -> Result<ServerFrame, DecodeError> {
             )))
         }
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Every size class boundary of every type: the writer picks the same
+    /// form as `rmpv` (the property tests' random values rarely land on
+    /// them), and the reader reads it back.
+    #[test]
+    fn writer_matches_rmpv_at_every_boundary() {
+        let mut values = vec![Payload::Nil, Payload::from(true), Payload::from(false)];
+        for edge in [0x7f_u64, 0xff, 0xffff, 0xffff_ffff] {
+            values.extend([edge, edge + 1].map(Payload::from));
+        }
+        values.push(Payload::from(u64::MAX));
+        for edge in [-32_i64, -0x80, -0x8000, -0x8000_0000] {
+            values.extend([edge, edge - 1].map(Payload::from));
+        }
+        values.extend([Payload::from(-1), Payload::from(i64::MIN)]);
+        values.extend([Payload::F32(-1.5), Payload::F64(1e300)]);
+        for n in [
+            0, 1, 2, 4, 8, 15, 16, 17, 31, 32, 255, 256, 0xffff, 0x1_0000,
+        ] {
+            values.push(Payload::from("x".repeat(n)));
+            values.push(Payload::Binary(vec![7; n]));
+            values.push(Payload::Ext(-3, vec![7; n]));
+            values.push(Payload::Array(vec![Payload::Nil; n]));
+            values.push(Payload::Map(vec![(Payload::Nil, Payload::Nil); n]));
+        }
+        for value in values {
+            let mut ours = W(Vec::new());
+            ours.payload(&value);
+            let mut theirs = Vec::new();
+            rmpv::encode::write_value(&mut theirs, &value).unwrap();
+            let shown: String = format!("{value:?}").chars().take(60).collect();
+            assert!(ours.0 == theirs, "{shown} written differently");
+            assert_eq!(R::new(&ours.0).payload().unwrap(), value);
+        }
+    }
 }
