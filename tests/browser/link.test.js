@@ -205,6 +205,11 @@ test('the console API, latency test, metrics and exported logs', async () => {
     assert.equal(pongsInApp, 0, 'pongs never reach the application');
     await page.evaluate(() => stationLink.forceReconnect());
     await until(page, () => rec.reconnected.length >= 1);
+    // A string from the console is a number of ms, as JS would read it.
+    await page.evaluate(() => stationLink.simulateDisconnect('300'));
+    await until(page, () => rec.reconnected.length >= 2);
+    const away = await page.evaluate(() => rec.stateTimes.map((s) => s[2]).filter((r) => /^simulated/.test(r)));
+    assert.deepEqual(away, ['simulated disconnect for 300 ms']);
     const report = await page.evaluate(async () => JSON.parse(await link.exportLogs().text()));
     assert.ok(report.metrics && Array.isArray(report.history) && Array.isArray(report.log));
     assert.ok(report.history.some((h) => h.event === 'reconnected'));

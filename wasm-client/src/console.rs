@@ -76,7 +76,8 @@ pub fn install(name: &str, link: Link) {
         &api,
         "simulateDisconnect",
         &method(move |ms| {
-            l.simulate_disconnect(ms.as_f64().unwrap_or(f64::NAN));
+            // JS number coercion, as a `number` parameter would apply.
+            l.simulate_disconnect(ms.unchecked_into_f64());
             JsValue::UNDEFINED
         }),
     );
