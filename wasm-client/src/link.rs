@@ -474,7 +474,7 @@ impl Link {
         }
         let delay = at.saturating_sub(now_ms()).min(i32::MAX as u64) as u32;
         let weak = inner.weak.clone();
-        let timeout = timeout(delay, move || {
+        let armed = timeout(delay, move || {
             if let Some(rc) = weak.upgrade() {
                 if let Ok(mut inner) = rc.try_borrow_mut() {
                     inner.timer = None;
@@ -483,7 +483,7 @@ impl Link {
                 Link::pump(&rc);
             }
         });
-        inner.timer = Some((at, timeout));
+        inner.timer = Some((at, armed));
     }
 
     /// Writes the pending position; a storage problem becomes an `error` event.
