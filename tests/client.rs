@@ -362,6 +362,20 @@ pub fn map(pairs: &[(&str, Payload)]) -> Payload {
     )
 }
 
+/// Keys or unkeys through the proxy, as the dashboard does: volatile, with
+/// a 2 s expiry.
+pub async fn key_ptt(op: &mut TestClient, on: bool) {
+    let payload = map(&[("on", Payload::from(on))]);
+    op.publish(
+        "radio.ptt",
+        payload,
+        Delivery::Volatile,
+        Some(now_ms() + 2_000),
+    )
+    .await
+    .unwrap();
+}
+
 /// Wall-clock Unix ms (for `expires_at_ms`).
 pub fn now_ms() -> u64 {
     std::time::SystemTime::now()

@@ -6,7 +6,7 @@
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use e2e::client::{assert_in_order_once, map, n_of, numbered, read_whole_log};
+use e2e::client::{assert_in_order_once, key_ptt, map, n_of, numbered, read_whole_log};
 use e2e::session_client::{self, Record};
 use e2e::{Nats, Proxy, TestClient};
 use shared_protocol::frame::{Delivery, Payload};
@@ -380,15 +380,7 @@ async fn the_radio_owner_unkeys_a_transmitter_keyed_through_a_proxy_that_died() 
     on_a.connect(&a.ws_url()).await.unwrap();
     let mut keyer = TestClient::new("keyer");
     keyer.connect(&b.ws_url()).await.unwrap();
-    keyer
-        .publish(
-            "radio.ptt",
-            map(&[("on", Payload::from(true))]),
-            Delivery::Volatile,
-            Some(e2e::client::now_ms() + 2_000),
-        )
-        .await
-        .unwrap();
+    key_ptt(&mut keyer, true).await;
     assert!(keyer
         .pump_until(SECS, |c| c.accepted_upto >= 1)
         .await
@@ -480,15 +472,7 @@ async fn a_ptt_on_held_up_by_a_nats_outage_is_not_keyed_when_it_arrives() {
 
     // NATS is away when the PTT-on is sent, and back 1.5 s later.
     nats.kill9();
-    keyer
-        .publish(
-            "radio.ptt",
-            map(&[("on", Payload::from(true))]),
-            Delivery::Volatile,
-            Some(e2e::client::now_ms() + 2_000),
-        )
-        .await
-        .unwrap();
+    key_ptt(&mut keyer, true).await;
     keyer
         .pump_until(Duration::from_millis(1_500), |_| false)
         .await

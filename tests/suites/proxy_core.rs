@@ -3,7 +3,7 @@
 
 use std::time::Duration;
 
-use e2e::client::{assert_in_order_once, map, n_of, numbered};
+use e2e::client::{assert_in_order_once, key_ptt, n_of, numbered};
 use e2e::{Proxy, TestClient};
 use shared_protocol::frame::*;
 use shared_protocol::receiver::Delivered;
@@ -728,8 +728,6 @@ async fn the_tx_watchdog_unkeys_a_silent_or_vanished_keyer() {
             .map(|e| e.payload["reason"].as_str().unwrap_or_default().to_string())
             .collect()
     };
-    let deadline = || Some(e2e::client::now_ms() + 2_000);
-    let on = || map(&[("on", Payload::from(true))]);
 
     // 1. A keyer that keeps refreshing stays on the air...
     let mut op = TestClient::new("operator");
@@ -737,9 +735,7 @@ async fn the_tx_watchdog_unkeys_a_silent_or_vanished_keyer() {
     let keyed_at = std::time::Instant::now();
     let mut last_refresh = keyed_at;
     for _ in 0..6 {
-        op.publish("radio.ptt", on(), Delivery::Volatile, deadline())
-            .await
-            .unwrap();
+        key_ptt(&mut op, true).await;
         last_refresh = std::time::Instant::now();
         op.pump_until(Duration::from_millis(200), |_| false)
             .await
@@ -782,9 +778,7 @@ async fn the_tx_watchdog_unkeys_a_silent_or_vanished_keyer() {
     );
 
     // 2. A keyer whose connection drops is unkeyed at once.
-    op.publish("radio.ptt", on(), Delivery::Volatile, deadline())
-        .await
-        .unwrap();
+    key_ptt(&mut op, true).await;
     op.pump_until(Duration::from_millis(200), |_| false)
         .await
         .unwrap();

@@ -6,7 +6,7 @@
 use std::sync::atomic::Ordering;
 use std::time::Duration;
 
-use e2e::client::{map, now_ms};
+use e2e::client::{key_ptt, map};
 use e2e::{Proxy, TestClient};
 use shared_protocol::frame::{Delivery, Payload};
 use station_sim::hamlib::DummyRig;
@@ -34,20 +34,6 @@ fn events_of(c: &TestClient, kind: &str) -> Vec<Payload> {
         .filter(|e| e.kind == kind)
         .map(|e| e.payload.clone())
         .collect()
-}
-
-/// Keys or unkeys through the proxy, as the dashboard does: volatile, with
-/// a 2 s expiry.
-async fn key_ptt(op: &mut TestClient, on: bool) {
-    let payload = map(&[("on", Payload::from(on))]);
-    op.publish(
-        "radio.ptt",
-        payload,
-        Delivery::Volatile,
-        Some(now_ms() + 2_000),
-    )
-    .await
-    .unwrap();
 }
 
 /// Plugs a simulated radio in behind a stable path (a symlink), as udev does.
