@@ -376,6 +376,15 @@ pub async fn key_ptt(op: &mut TestClient, on: bool) {
     .unwrap();
 }
 
+/// Tunes the radio through the proxy, as the dashboard does: a reliable
+/// `radio.set_freq`.
+pub async fn set_freq(op: &mut TestClient, hz: u64) {
+    let payload = map(&[("hz", Payload::from(hz))]);
+    op.publish("radio.set_freq", payload, Delivery::Reliable, None)
+        .await
+        .unwrap();
+}
+
 /// Wall-clock Unix ms (for `expires_at_ms`).
 pub fn now_ms() -> u64 {
     std::time::SystemTime::now()

@@ -6,10 +6,10 @@
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use e2e::client::{assert_in_order_once, key_ptt, map, n_of, numbered, read_whole_log};
+use e2e::client::{assert_in_order_once, key_ptt, n_of, numbered, read_whole_log, set_freq};
 use e2e::session_client::{self, Record};
 use e2e::{Nats, Proxy, TestClient};
-use shared_protocol::frame::{Delivery, Payload};
+use shared_protocol::frame::Delivery;
 use station_sim::kenwood::Radio;
 use station_sim::pty::PtyRadio;
 
@@ -148,14 +148,7 @@ async fn a_command_sent_through_one_proxy_reaches_the_radio_owned_by_another() {
         "B's dashboard sees the radio A owns"
     );
 
-    on_b.publish(
-        "radio.set_freq",
-        map(&[("hz", Payload::from(7_074_000))]),
-        Delivery::Reliable,
-        None,
-    )
-    .await
-    .unwrap();
+    set_freq(&mut on_b, 7_074_000).await;
     assert!(
         on_b.pump_until(SECS, |c| freq(c) == Some(7_074_000))
             .await

@@ -6,7 +6,7 @@
 use std::sync::atomic::Ordering;
 use std::time::Duration;
 
-use e2e::client::{key_ptt, map};
+use e2e::client::{key_ptt, map, set_freq};
 use e2e::{Proxy, TestClient};
 use shared_protocol::frame::{Delivery, Payload};
 use station_sim::hamlib::DummyRig;
@@ -96,14 +96,7 @@ async fn the_bridge_drives_a_real_pty_radio_and_survives_an_unplug() {
     );
 
     // A command goes through the log to the radio, and the change comes back.
-    op.publish(
-        "radio.set_freq",
-        map(&[("hz", Payload::from(7_074_000))]),
-        Delivery::Reliable,
-        None,
-    )
-    .await
-    .unwrap();
+    set_freq(&mut op, 7_074_000).await;
     assert!(op
         .pump_until(SECS, |c| freq(c) == Some(7_074_000))
         .await
@@ -319,14 +312,7 @@ async fn the_bridge_drives_a_real_rigctld_and_reconnects_on_request() {
         "no radio.state from rigctld"
     );
 
-    op.publish(
-        "radio.set_freq",
-        map(&[("hz", Payload::from(14_074_000))]),
-        Delivery::Reliable,
-        None,
-    )
-    .await
-    .unwrap();
+    set_freq(&mut op, 14_074_000).await;
     op.publish(
         "radio.set_mode",
         map(&[("mode", Payload::from("CW"))]),
