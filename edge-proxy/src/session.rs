@@ -321,12 +321,9 @@ impl Session {
 
     async fn send_snapshot(&self, sink: &mut Sink) -> Result<u64, String> {
         let (upto, state) = self.state.log.snapshot().map_err(|e| e.to_string())?;
-        sink.feed(encode(&ServerFrame::Snapshot(Snapshot {
-            upto,
-            state: state.into_iter().collect(),
-        })))
-        .await
-        .map_err(|e| e.to_string())?;
+        sink.feed(encode(&ServerFrame::Snapshot(Snapshot { upto, state })))
+            .await
+            .map_err(|e| e.to_string())?;
         Ok(upto)
     }
 

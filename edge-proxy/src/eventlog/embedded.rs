@@ -12,13 +12,13 @@
 //! `watch` of the head `seq`. No per-session queue exists, so a slow client
 //! costs nothing but its own cursor.
 
-use std::collections::{BTreeMap, VecDeque};
+use std::collections::VecDeque;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, RwLock};
 use std::thread::JoinHandle;
 use std::time::Instant;
 
-use shared_protocol::frame::Payload;
+use shared_protocol::frame::State;
 use tokio::sync::{mpsc, oneshot, watch};
 
 use super::store::{Append, Outcome, Store};
@@ -157,7 +157,7 @@ impl Embedded {
     }
 
     /// `(upto, state)`: the last value of every kind, current as of `upto`.
-    pub fn snapshot(&self) -> Result<(u64, BTreeMap<String, Payload>), LogError> {
+    pub fn snapshot(&self) -> Result<(u64, State), LogError> {
         self.shared.store.snapshot()
     }
 
@@ -275,6 +275,7 @@ fn publish_to_tail(shared: &Shared, outcomes: &[Outcome]) {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use shared_protocol::frame::Payload;
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn concurrent_appends_get_gap_free_seqs_and_wake_readers() {

@@ -27,7 +27,7 @@
 //! The stream's own limits do retention (`max_age`, `max_msgs`); the mirror
 //! applies the same limits locally.
 
-use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::collections::{HashMap, VecDeque};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, RwLock};
 use std::time::Duration;
@@ -35,7 +35,7 @@ use std::time::Duration;
 use async_nats::jetstream::{self, consumer, message::PublishMessage, stream};
 use bytes::Bytes;
 use futures_util::StreamExt;
-use shared_protocol::frame::Payload;
+use shared_protocol::frame::{Payload, State};
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
@@ -86,7 +86,7 @@ fn nats_error(what: &str, e: impl std::fmt::Display) -> LogError {
 #[derive(Default)]
 struct Mirror {
     events: VecDeque<Logged>,
-    state: BTreeMap<String, Payload>,
+    state: State,
     /// The newest `seq` seen (kept when `events` is trimmed empty).
     head: u64,
 }
@@ -501,7 +501,7 @@ impl JetLog {
         Ok(mirror.events.front().map_or(mirror.head + 1, |e| e.seq))
     }
 
-    pub fn snapshot(&self) -> Result<(u64, BTreeMap<String, Payload>), LogError> {
+    pub fn snapshot(&self) -> Result<(u64, State), LogError> {
         let mirror = self.shared.mirror.read().map_err(|_| LogError::Closed)?;
         Ok((mirror.head, mirror.state.clone()))
     }
@@ -744,8 +744,8 @@ mod tests {
         assert!(
             matches!(third, ServerFrame::Event(e) if e.seq == 3 && e.kind == "a" && e.ts_ms == 1_000)
         );
-        assert_eq!(mirror.state["a"], Payload::from(30));
-        assert_eq!(mirror.state["b"], Payload::from(20));
+        assert_eq!(mirror.state.get("a"), Some(&Payload::from(30)));
+        assert_eq!(mirror.state.get("b"), Some(&Payload::from(20)));
     }
 
     #[test]

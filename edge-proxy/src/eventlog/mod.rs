@@ -17,11 +17,10 @@ pub mod jetstream;
 mod record;
 mod store;
 
-use std::collections::BTreeMap;
 use std::path::Path;
 use std::sync::Arc;
 
-use shared_protocol::frame::Payload;
+use shared_protocol::frame::State;
 use tokio::sync::watch;
 
 pub use jetstream::NatsConfig;
@@ -194,7 +193,7 @@ impl EventLog {
     }
 
     /// `(upto, state)`: the last value of every kind, current as of `upto`.
-    pub fn snapshot(&self) -> Result<(u64, BTreeMap<String, Payload>), LogError> {
+    pub fn snapshot(&self) -> Result<(u64, State), LogError> {
         each!(self, log => log.snapshot())
     }
 

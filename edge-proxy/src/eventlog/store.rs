@@ -8,11 +8,10 @@
 //! Everything a commit changes (events, head, last values, publisher marks)
 //! changes in one transaction, so a `kill -9` leaves either all of it or none.
 
-use std::collections::BTreeMap;
 use std::path::Path;
 
 use redb::{Database, ReadableDatabase, ReadableTable, ReadableTableMetadata, TableDefinition};
-use shared_protocol::frame::Payload;
+use shared_protocol::frame::State;
 
 use super::record::{Logged, NewEvent};
 use super::LogError;
@@ -153,11 +152,12 @@ impl Store {
 
     /// The last value of every kind and the `seq` it is current as of, read
     /// in one transaction so the two agree.
-    pub fn snapshot(&self) -> Result<(u64, BTreeMap<String, Payload>), LogError> {
+    pub fn snapshot(&self) -> Result<(u64, State), LogError> {
         let txn = self.db.begin_read()?;
         let head = txn.open_table(META)?.get("head")?.map_or(0, |v| v.value());
         let table = txn.open_table(STATE)?;
-        let mut state = BTreeMap::new();
+        // redb iterates in key order: each insert lands at the end.
+        let mut state = State::new();
         for entry in table.iter()? {
             let (kind, value) = entry?;
             let mut bytes = value.value();
@@ -221,6 +221,7 @@ fn new_epoch() -> u64 {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use shared_protocol::frame::Payload;
 
     fn open() -> (tempfile::TempDir, Store) {
         let dir = tempfile::tempdir().unwrap();
@@ -276,7 +277,7 @@ mod tests {
         assert_eq!(all.iter().map(|e| e.seq).collect::<Vec<_>>(), [1, 2, 3, 4]);
         let (head, state) = store.snapshot().unwrap();
         assert_eq!(head, 4);
-        assert_eq!(state["a"], Payload::from(3));
+        assert_eq!(state.get("a"), Some(&Payload::from(3)));
     }
 
     #[test]
