@@ -35,6 +35,8 @@ pub struct TestClient {
     pub auto_ack: bool,
     next_client_seq: u64,
     acked: u64,
+    /// How far this client's wall clock is ahead of the machine's.
+    clock_skew_ms: i64,
 }
 
 impl TestClient {
@@ -55,7 +57,20 @@ impl TestClient {
             auto_ack: true,
             next_client_seq: 1,
             acked: 0,
+            clock_skew_ms: 0,
         }
+    }
+
+    /// A client whose wall clock is `skew_ms` ahead of the machine's
+    /// (behind when negative), as a laptop or a Pi without a clock can be.
+    pub fn with_clock_skew(mut self, skew_ms: i64) -> Self {
+        self.clock_skew_ms = skew_ms;
+        self
+    }
+
+    /// This client's wall clock (Unix ms): the machine's plus its skew.
+    pub fn now_ms(&self) -> u64 {
+        now_ms().saturating_add_signed(self.clock_skew_ms)
     }
 
     pub fn with_token(mut self, token: &str) -> Self {
@@ -73,6 +88,7 @@ impl TestClient {
             client_id: self.client_id.clone(),
             token: self.token.clone(),
             resume: self.receiver.resume(),
+            t: Some(self.now_ms()),
         });
         self.send(&hello).await?;
         match self.recv(Duration::from_secs(10)).await? {
@@ -144,6 +160,9 @@ impl TestClient {
             payload,
             delivery,
             expires_at_ms,
+            // As a real client: the lifetime left at the moment of sending,
+            // on this client's own (possibly skewed) clock.
+            ttl_ms: expires_at_ms.map(|at| at.saturating_sub(self.now_ms())),
         });
         self.send(&frame).await
     }
@@ -370,7 +389,7 @@ pub async fn key_ptt(op: &mut TestClient, on: bool) {
         "radio.ptt",
         payload,
         Delivery::Volatile,
-        Some(now_ms() + 2_000),
+        Some(op.now_ms() + 2_000),
     )
     .await
     .unwrap();

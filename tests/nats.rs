@@ -101,6 +101,26 @@ impl Nats {
     }
 
     /// `kill -9`: no chance to write anything more.
+    /// SIGSTOP: the server is frozen, not gone (connections stay open and
+    /// every request hangs), as a stalled disk or an overloaded host does.
+    pub fn pause(&mut self) {
+        self.signal("-STOP");
+    }
+
+    /// SIGCONT after [`Nats::pause`].
+    pub fn resume(&mut self) {
+        self.signal("-CONT");
+    }
+
+    fn signal(&self, signal: &str) {
+        if let Some(child) = &self.child {
+            let _ = Command::new("kill")
+                .arg(signal)
+                .arg(child.id().to_string())
+                .status();
+        }
+    }
+
     pub fn kill9(&mut self) {
         if let Some(mut child) = self.child.take() {
             let _ = child.kill();
@@ -124,6 +144,7 @@ impl Nats {
 
 impl Drop for Nats {
     fn drop(&mut self) {
+        self.resume();
         self.kill9();
     }
 }

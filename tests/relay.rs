@@ -33,6 +33,7 @@ pub struct Relay {
     pub addr: String,
     pub counts: Arc<RelayCounts>,
     task: tokio::task::JoinHandle<()>,
+    hold: tokio::sync::watch::Sender<bool>,
 }
 
 impl Relay {
@@ -42,12 +43,13 @@ impl Relay {
         let addr = listener.local_addr()?.to_string();
         let counts = Arc::new(RelayCounts::default());
         let c = counts.clone();
+        let (hold, held) = tokio::sync::watch::channel(false);
         let task = tokio::spawn(async move {
             let mut n = 0u64;
             while let Ok((client, _)) = listener.accept().await {
                 n += 1;
                 c.connections.fetch_add(1, Ordering::Relaxed);
-                let (upstream, counts) = (upstream.clone(), c.clone());
+                let (upstream, counts, held) = (upstream.clone(), c.clone(), held.clone());
                 let conn_seed = seed ^ n.wrapping_mul(0x9e37_79b9_7f4a_7c15);
                 tokio::spawn(async move {
                     let Ok(server) = TcpStream::connect(&upstream).await else {
@@ -59,14 +61,25 @@ impl Relay {
                     let (cr, cw) = client.into_split();
                     let (sr, sw) = server.into_split();
                     let cut = Arc::new(tokio::sync::Notify::new());
-                    let a = pump(cr, sw, conn_seed, faults, counts.clone(), cut.clone());
-                    let b = pump(sr, cw, conn_seed.rotate_left(17), faults, counts, cut);
+                    let a = pump(cr, sw, conn_seed, faults, counts.clone(), cut.clone(), Some(held));
+                    let b = pump(sr, cw, conn_seed.rotate_left(17), faults, counts, cut, None);
                     // Either direction ending (or a cut) ends both.
                     tokio::select! { _ = a => {}, _ = b => {} }
                 });
             }
         });
-        Ok(Relay { addr, counts, task })
+        Ok(Relay {
+            addr,
+            counts,
+            task,
+            hold,
+        })
+    }
+
+    /// While on, bytes from clients to the proxy are held back (a frame
+    /// delayed in transit); turned off, they go on in order.
+    pub fn hold_upstream(&self, on: bool) {
+        self.hold.send_replace(on);
     }
 
     pub fn ws_url(&self) -> String {
@@ -87,6 +100,7 @@ async fn pump(
     faults: Faults,
     counts: Arc<RelayCounts>,
     cut: Arc<tokio::sync::Notify>,
+    mut held: Option<tokio::sync::watch::Receiver<bool>>,
 ) {
     let mut rng = fastrand::Rng::with_seed(seed);
     let mut buf = vec![0u8; 16 * 1024];
@@ -106,6 +120,11 @@ async fn pump(
         } else if roll < faults.cut + faults.stall + faults.delay {
             counts.delays.fetch_add(1, Ordering::Relaxed);
             tokio::time::sleep(Duration::from_millis(1 + (rng.f64() * 19.0) as u64)).await;
+        }
+        if let Some(held) = held.as_mut() {
+            if held.wait_for(|on| !on).await.is_err() {
+                return;
+            }
         }
         if to.write_all(&buf[..n]).await.is_err() {
             return;

@@ -8,6 +8,7 @@
 
 mod auth;
 mod bridge;
+mod clock;
 mod config;
 mod eventlog;
 mod hooks;
@@ -139,8 +140,11 @@ async fn run(config: Config, port_file: Option<std::path::PathBuf>) -> Result<()
 
     tokio::spawn(maintenance(state.clone()));
     claim_hardware(&config, &log).await?;
-    let (links, _demo_hardware) = bridge::start(&config, &log, state.clock, &shutdown_rx)?;
+    let (links, _demo_hardware, bridge) = bridge::start(&config, &log, state.clock, &shutdown_rx)?;
     let _ = state.links.set(links);
+    if let Some(unkey) = bridge.unkey.clone() {
+        state.watchdog.attach_radio(unkey);
+    }
     if let Some(path) = port_file {
         std::fs::write(&path, addr.to_string())
             .with_context(|| format!("writing the port file {}", path.display()))?;
@@ -190,6 +194,11 @@ async fn run(config: Config, port_file: Option<std::path::PathBuf>) -> Result<()
     axum::serve(listener, app)
         .with_graceful_shutdown(signal)
         .await?;
+    // The radio link unkeys a transmitting radio and waits for it to report
+    // receive before it lets go of the port (it began at the signal).
+    if !bridge.finished(Duration::from_secs(5)).await {
+        tracing::error!("the radio link did not finish leaving the radio in receive within 5 s");
+    }
     // Upgraded WebSockets outlive the HTTP server; give them a moment to
     // send their close frames.
     let deadline = tokio::time::Instant::now() + Duration::from_secs(3);

@@ -3,6 +3,7 @@
 //! session task only carries them out, so they are tested here without sockets.
 
 use shared_protocol::frame::{Gap, GapReason, Publish, RejectReason, Resume};
+use shared_protocol::peerclock::PeerClock;
 use shared_protocol::{is_transmit_kind, Millis};
 
 use crate::auth::{is_command_kind, is_reserved_kind, Role};
@@ -61,9 +62,40 @@ pub fn plan_start(
     Start::Replay { from, gap: None }
 }
 
+/// The longest lifetime a transmit command may ask for. A PTT-on is a
+/// keepalive repeated every second; a longer one would let a command held up
+/// somewhere key the transmitter long after its sender let go.
+pub const MAX_TRANSMIT_TTL_MS: u64 = 10_000;
+
+/// What a session knows of time when it judges a publish: its monotonic
+/// `now`, what it has learnt of the client's clock, and (only for deadlines
+/// of clients that send no clock samples, which are never transmit
+/// commands) the wall clock.
+pub struct Clocks<'a> {
+    pub now: Millis,
+    pub peer: &'a PeerClock,
+    pub now_wall_ms: u64,
+}
+
+/// Whether the publish keys a transmitter (`radio.ptt {on: true}`); PTT-off
+/// and other commands are never held to a transmit command's rules.
+pub fn keys_transmitter(publish: &Publish) -> bool {
+    is_transmit_kind(&publish.kind) && publish.payload["on"].as_bool() != Some(false)
+}
+
 /// Checks a publish before it reaches the log. Rate limiting is separate
-/// (reliable publishes wait for the bucket instead of being refused).
-pub fn admit(publish: &Publish, role: Role, now_wall_ms: u64) -> Result<(), RejectReason> {
+/// (reliable publishes wait for the bucket instead of being refused), and so
+/// is the TX watchdog's time-out lock-out.
+///
+/// Deadlines are judged without trusting clocks (docs/PROTOCOL.md,
+/// "Deadlines without trusting clocks"): `expires_at_ms` is on the client's
+/// clock and is turned into this proxy's monotonic clock with the offset
+/// learnt from the client's own timestamps (`Hello.t`, and
+/// `expires_at_ms - ttl_ms` of each publish that carries both), so a client
+/// ten minutes off keys normally and a command held up in transit for longer
+/// than its lifetime is refused. A PTT-off is never refused for its age:
+/// unkeying is always safe.
+pub fn admit(publish: &Publish, role: Role, clocks: &Clocks<'_>) -> Result<(), RejectReason> {
     if publish.kind.is_empty() || publish.kind.len() > 128 {
         return Err(RejectReason::Invalid);
     }
@@ -73,14 +105,27 @@ pub fn admit(publish: &Publish, role: Role, now_wall_ms: u64) -> Result<(), Reje
     if is_command_kind(&publish.kind) && role != Role::Control {
         return Err(RejectReason::Forbidden);
     }
-    if is_transmit_kind(&publish.kind) && publish.expires_at_ms.is_none() {
-        // Keying a transmitter must always carry a deadline.
-        return Err(RejectReason::Invalid);
+    let keys = keys_transmitter(publish);
+    if keys {
+        // Keying a transmitter must always carry a lifetime the proxy can
+        // judge by its own clock.
+        match (publish.expires_at_ms, publish.ttl_ms) {
+            (Some(_), Some(ttl)) if ttl <= MAX_TRANSMIT_TTL_MS => {}
+            _ => return Err(RejectReason::Invalid),
+        }
+    } else if is_transmit_kind(&publish.kind) {
+        return Ok(());
     }
-    if publish
-        .expires_at_ms
-        .is_some_and(|deadline| deadline < now_wall_ms)
-    {
+    let Some(deadline) = publish.expires_at_ms else {
+        return Ok(());
+    };
+    let passed = match clocks.peer.to_local(deadline, clocks.now) {
+        Some(local) => local <= clocks.now,
+        // A client that never said what its clock reads (an older client),
+        // for a command that is not a transmit one: its wall clock against ours.
+        None => deadline < clocks.now_wall_ms,
+    };
+    if passed {
         return Err(RejectReason::Expired);
     }
     Ok(())
@@ -247,18 +292,41 @@ mod tests {
             payload: Payload::Nil,
             delivery: Delivery::Reliable,
             expires_at_ms,
+            ttl_ms: None,
         }
+    }
+
+    fn ptt(on: bool, expires_at_ms: u64, ttl_ms: Option<u64>) -> Publish {
+        Publish {
+            kind: "radio.ptt".into(),
+            payload: Payload::Map(vec![("on".into(), on.into())]),
+            delivery: Delivery::Volatile,
+            ttl_ms,
+            ..publish("radio.ptt", Some(expires_at_ms))
+        }
+    }
+
+    /// A session's view of time at monotonic `now`, with the client's clock
+    /// `skew` ahead of the proxy's wall clock, which reads `WALL + now`.
+    const WALL: u64 = 1_700_000_000_000;
+
+    fn admit_at(p: &Publish, role: Role, peer: &mut PeerClock, now: Millis) -> Result<(), RejectReason> {
+        if let (Some(e), Some(ttl)) = (p.expires_at_ms, p.ttl_ms) {
+            peer.sample(e.saturating_sub(ttl), now);
+        }
+        admit(p, role, &Clocks { now, peer, now_wall_ms: WALL + now })
     }
 
     #[test]
     fn admission_rules() {
-        assert_eq!(admit(&publish("note", None), Role::Read, 0), Ok(()));
+        let peer = &mut PeerClock::new(60_000);
+        assert_eq!(admit_at(&publish("note", None), Role::Read, peer, 0), Ok(()));
         assert_eq!(
-            admit(&publish("radio.set_freq", None), Role::Read, 0),
+            admit_at(&publish("radio.set_freq", None), Role::Read, peer, 0),
             Err(RejectReason::Forbidden)
         );
         assert_eq!(
-            admit(&publish("radio.set_freq", None), Role::Control, 0),
+            admit_at(&publish("radio.set_freq", None), Role::Control, peer, 0),
             Ok(())
         );
         for forged in [
@@ -268,31 +336,62 @@ mod tests {
             "watchdog.unkeyed",
         ] {
             assert_eq!(
-                admit(&publish(forged, None), Role::Control, 0),
+                admit_at(&publish(forged, None), Role::Control, peer, 0),
                 Err(RejectReason::Forbidden),
                 "{forged} is the proxy's to write"
             );
         }
         assert_eq!(
-            admit(&publish("link.reconnect", None), Role::Control, 0),
+            admit_at(&publish("link.reconnect", None), Role::Control, peer, 0),
             Ok(())
         );
         assert_eq!(
-            admit(&publish("radio.ptt", None), Role::Control, 0),
+            admit_at(&publish("", None), Role::Control, peer, 0),
             Err(RejectReason::Invalid)
         );
+        // Without a clock sample, a plain deadline is the wall clock's.
         assert_eq!(
-            admit(&publish("radio.ptt", Some(999)), Role::Control, 1_000),
+            admit_at(&publish("note", Some(WALL + 999)), Role::Read, peer, 1_000),
             Err(RejectReason::Expired)
         );
+    }
+
+    #[test]
+    fn keying_needs_a_lifetime_and_unkeying_always_passes() {
+        let peer = &mut PeerClock::new(60_000);
+        let bare = Publish { ttl_ms: None, ..ptt(true, WALL + 2_000, None) };
+        assert_eq!(admit_at(&bare, Role::Control, peer, 0), Err(RejectReason::Invalid));
+        let long = ptt(true, WALL + 60_000, Some(60_000));
+        assert_eq!(admit_at(&long, Role::Control, peer, 0), Err(RejectReason::Invalid));
         assert_eq!(
-            admit(&publish("radio.ptt", Some(1_500)), Role::Control, 1_000),
-            Ok(())
+            admit_at(&ptt(true, WALL + 2_000, Some(2_000)), Role::Read, peer, 0),
+            Err(RejectReason::Forbidden)
         );
-        assert_eq!(
-            admit(&publish("", None), Role::Control, 0),
-            Err(RejectReason::Invalid)
-        );
+        // An ancient PTT-off, even without a lifetime, still unkeys.
+        let off = Publish { ttl_ms: None, ..ptt(false, 5, None) };
+        assert_eq!(admit_at(&off, Role::Control, peer, 0), Ok(()));
+    }
+
+    #[test]
+    fn skewed_clocks_key_and_a_held_command_is_refused() {
+        const MIN: i64 = 60_000;
+        for skew in [10 * MIN, -10 * MIN] {
+            let peer = &mut PeerClock::new(60_000);
+            let client = |mono: u64| (WALL as i64 + mono as i64 + skew) as u64;
+            // Hello at 1_000 (5 ms in transit).
+            peer.sample(client(995), 1_000);
+            for sent in (2_000..10_000).step_by(1_000) {
+                let p = ptt(true, client(sent) + 2_000, Some(2_000));
+                assert_eq!(admit_at(&p, Role::Control, peer, sent + 5), Ok(()), "skew {skew}");
+            }
+            // Sent at 10_000, held 2.5 s on the way.
+            let held = ptt(true, client(10_000) + 2_000, Some(2_000));
+            assert_eq!(
+                admit_at(&held, Role::Control, peer, 12_500),
+                Err(RejectReason::Expired),
+                "skew {skew}"
+            );
+        }
     }
 
     #[test]

@@ -4,7 +4,6 @@
 use std::net::SocketAddr;
 use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
 
 use axum::extract::ws::WebSocketUpgrade;
 use axum::extract::{ConnectInfo, State};
@@ -15,38 +14,14 @@ use axum::{Json, Router};
 use metrics_exporter_prometheus::PrometheusHandle;
 use serde_json::json;
 use shared_protocol::frame::{Drain, DrainReason, ErrorCode};
-use shared_protocol::Millis;
 use tokio::sync::watch;
 
 use crate::auth::origin_allowed;
+use crate::clock::Clock;
 use crate::config::Config;
 use crate::eventlog::EventLog;
 use crate::policy::RateBucket;
 use crate::registry::{Registry, Totals};
-
-/// Milliseconds since the proxy started, on tokio's monotonic clock (which
-/// tests can pause); the sans-IO state machines take these as `now`.
-#[derive(Clone, Copy)]
-pub struct Clock {
-    start: tokio::time::Instant,
-}
-
-impl Clock {
-    pub fn new() -> Self {
-        Clock {
-            start: tokio::time::Instant::now(),
-        }
-    }
-
-    pub fn now(&self) -> Millis {
-        self.start.elapsed().as_millis() as Millis
-    }
-
-    pub fn instant_at(&self, at: Millis) -> tokio::time::Instant {
-        // Far-future wake-ups are capped so the addition cannot overflow.
-        self.start + Duration::from_millis(at.min(u64::MAX / 4).min(10 * 365 * 86_400_000))
-    }
-}
 
 pub struct AppState {
     pub config: Arc<Config>,

@@ -21,12 +21,13 @@ use shared_protocol::frame::{
     Welcome,
 };
 use shared_protocol::heartbeat::{Heartbeat, HeartbeatAction, HeartbeatConfig};
+use shared_protocol::peerclock::PeerClock;
 use shared_protocol::Millis;
 use tokio::time::{sleep_until, timeout};
 
 use crate::auth::{role_for, Role};
 use crate::eventlog::{now_ms, Logged, NewEvent, Published};
-use crate::policy::{admit, plan_start, RateBucket, Start};
+use crate::policy::{admit, keys_transmitter, plan_start, Clocks, RateBucket, Start};
 use crate::registry::Progress;
 use crate::server::AppState;
 
@@ -102,9 +103,14 @@ struct Session {
     last_rx: Millis,
     heartbeat: Heartbeat,
     bucket: RateBucket,
+    /// What the client's timestamps say of its clock (deadlines).
+    peer_clock: PeerClock,
     replaced: tokio::sync::watch::Receiver<bool>,
     welcomed: bool,
 }
+
+/// How long a clock sample counts (see `shared_protocol::peerclock`).
+const CLOCK_WINDOW_MS: u64 = 60_000;
 
 enum Incoming {
     Frame(ClientFrame),
@@ -210,7 +216,12 @@ impl Session {
             now,
         );
         let bucket = RateBucket::new(state.config.max_publish_per_sec, now);
+        let mut peer_clock = PeerClock::new(CLOCK_WINDOW_MS);
+        if let Some(t) = hello.t {
+            peer_clock.sample(t, now);
+        }
         Session {
+            peer_clock,
             client_id: hello.client_id.clone(),
             connection: claim.connection,
             role,
@@ -481,7 +492,25 @@ impl Session {
                 .increment(1);
             futures_util::future::ready(PublishDone::Rejected(client_seq, reason)).boxed()
         };
-        if let Err(reason) = admit(&publish, self.role, now_ms()) {
+        let now = self.state.clock.now();
+        if let (Some(deadline), Some(ttl)) = (publish.expires_at_ms, publish.ttl_ms) {
+            // When the client created it, on its clock: a sample.
+            self.peer_clock.sample(deadline.saturating_sub(ttl), now);
+        }
+        let clocks = Clocks {
+            now,
+            peer: &self.peer_clock,
+            now_wall_ms: now_ms(),
+        };
+        let keys = keys_transmitter(&publish);
+        let admitted = admit(&publish, self.role, &clocks).and_then(|()| {
+            // The time-out timer's lock-out, where the command enters.
+            if keys && !self.state.watchdog.admit_ptt_on(&self.client_id) {
+                return Err(RejectReason::TxTimeout);
+            }
+            Ok(())
+        });
+        if let Err(reason) = admitted {
             self.state
                 .totals()
                 .publishes_rejected
@@ -490,7 +519,6 @@ impl Session {
             publishes.push_back(reject(reason));
             return None;
         }
-        let now = self.state.clock.now();
         if let Err(wait_ms) = self.bucket.take(now) {
             if publish.delivery == Delivery::Volatile {
                 publishes.push_back(reject(RejectReason::RateLimited));
@@ -505,8 +533,7 @@ impl Session {
         let client_id = self.client_id.clone();
         let state = self.state.clone();
         // A PTT command that gets applied feeds the TX watchdog.
-        let ptt =
-            (publish.kind == "radio.ptt").then(|| publish.payload["on"].as_bool() == Some(true));
+        let ptt = shared_protocol::is_transmit_kind(&publish.kind).then_some(keys);
         let event = NewEvent {
             kind: publish.kind,
             payload: publish.payload,
@@ -519,7 +546,7 @@ impl Session {
                         use crate::watchdog::Input;
                         match ptt {
                             Some(true) => state.watchdog.report(Input::PttOn(client_id.clone())),
-                            Some(false) => state.watchdog.report(Input::PttOff),
+                            Some(false) => state.watchdog.report(Input::PttOff(client_id.clone())),
                             None => {}
                         }
                         state
@@ -685,6 +712,7 @@ fn reject_label(reason: RejectReason) -> &'static str {
         RejectReason::RateLimited => "rejected_rate_limited",
         RejectReason::Invalid => "rejected_invalid",
         RejectReason::Unavailable => "rejected_unavailable",
+        RejectReason::TxTimeout => "rejected_tx_timeout",
     }
 }
 

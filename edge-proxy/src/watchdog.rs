@@ -1,27 +1,43 @@
 //! The TX watchdog's shell: feeds `shared_protocol::txwatchdog` with PTT
 //! commands and session ends, wakes it when it asks, and when it decides to
-//! unkey, writes the unkey command (`radio.ptt {on: false}`, which the radio
-//! bridge applies like any command) and a `watchdog.unkeyed` event for the
-//! dashboards into the log.
+//! unkey, carries the unkey out two ways at once:
+//! - straight to this proxy's radio link, through a bounded channel that
+//!   never waits ([`crate::bridge::radio::RadioHandle::unkey`]), so a stalled
+//!   log (a full disk, NATS down) cannot keep the transmitter keyed;
+//! - into the log as `radio.ptt {on: false}` (which a radio owned by
+//!   another proxy of a shared log applies like any command) plus a
+//!   `watchdog.unkeyed` event for the dashboards, written by a task of its
+//!   own so that the watchdog never waits for the log either.
+//!
+//! Sessions ask [`Watchdog::admit_ptt_on`] before a PTT-on goes to the log:
+//! the time-out timer's lock-out is enforced where the command enters.
+
+use std::sync::{Arc, Mutex, OnceLock};
 
 use rmpv::Value;
-use shared_protocol::txwatchdog::{TxWatchdog, TxWatchdogConfig};
-use tokio::sync::{mpsc, watch};
+use shared_protocol::txwatchdog::{TxWatchdog, TxWatchdogConfig, Unkey, UnkeyReason};
+use tokio::sync::{mpsc, watch, Notify};
 
+use crate::clock::Clock;
 use crate::eventlog::{EventLog, NewEvent};
-use crate::server::Clock;
 
 #[derive(Debug)]
 pub enum Input {
     PttOn(String),
-    PttOff,
+    PttOff(String),
     SessionEnded(String),
 }
 
 /// Cheap to clone; sessions report through it.
 #[derive(Clone)]
 pub struct Watchdog {
-    tx: mpsc::UnboundedSender<Input>,
+    dog: Arc<Mutex<TxWatchdog>>,
+    wake: Arc<Notify>,
+    clock: Clock,
+    log: EventLog,
+    /// This proxy's radio link, once it runs (none without a radio, or on a
+    /// proxy of a shared log whose radio is elsewhere).
+    radio: Arc<OnceLock<mpsc::Sender<String>>>,
 }
 
 impl Watchdog {
@@ -31,66 +47,111 @@ impl Watchdog {
         clock: Clock,
         shutdown: watch::Receiver<bool>,
     ) -> Self {
-        let (tx, rx) = mpsc::unbounded_channel();
-        tokio::spawn(run(TxWatchdog::new(config), rx, log, clock, shutdown));
-        Watchdog { tx }
+        let watchdog = Watchdog {
+            dog: Arc::new(Mutex::new(TxWatchdog::new(config))),
+            wake: Arc::new(Notify::new()),
+            clock,
+            log,
+            radio: Arc::new(OnceLock::new()),
+        };
+        tokio::spawn(watchdog.clone().run(shutdown));
+        watchdog
+    }
+
+    /// Unkeys go straight to this radio link from now on.
+    pub fn attach_radio(&self, unkey: mpsc::Sender<String>) {
+        let _ = self.radio.set(unkey);
+    }
+
+    /// Whether a PTT-on from `client_id` may go to the radio: false while
+    /// the time-out timer has it locked out (refuse it with `tx_timeout`).
+    pub fn admit_ptt_on(&self, client_id: &str) -> bool {
+        let now = self.clock.now();
+        self.with(|dog| dog.admit_ptt_on(client_id, now))
+            .unwrap_or(false)
     }
 
     pub fn report(&self, input: Input) {
-        // The task only ends at shutdown, when nothing is keyed any more.
-        let _ = self.tx.send(input);
-    }
-}
-
-async fn run(
-    mut dog: TxWatchdog,
-    mut rx: mpsc::UnboundedReceiver<Input>,
-    log: EventLog,
-    clock: Clock,
-    mut shutdown: watch::Receiver<bool>,
-) {
-    loop {
-        let wake = dog.poll_timeout().map(|at| clock.instant_at(at));
-        let unkey = tokio::select! {
-            input = rx.recv() => match input {
-                None => return,
-                Some(Input::PttOn(client)) => { dog.on_ptt_on(&client, clock.now()); None }
-                Some(Input::PttOff) => { dog.on_ptt_off(); None }
-                Some(Input::SessionEnded(client)) => dog.on_session_ended(&client, clock.now()),
-            },
-            _ = async { tokio::time::sleep_until(wake.unwrap_or_else(tokio::time::Instant::now)).await }, if wake.is_some() => {
-                dog.handle_timeout(clock.now())
-            }
-            _ = shutdown.changed() => {
-                // Leaving: never leave the transmitter keyed behind us.
-                let unkey = dog.on_session_ended(dog.keyed_by().unwrap_or_default().to_string().as_str(), clock.now());
-                if let Some(unkey) = unkey { write(&log, &unkey.client_id, "shutting_down", unkey.transmitted_ms).await; }
-                return;
-            }
-        };
+        let now = self.clock.now();
+        let unkey = self
+            .with(|dog| match &input {
+                Input::PttOn(client) => dog.on_ptt_on(client, now),
+                Input::PttOff(client) => {
+                    dog.on_ptt_off(client);
+                    None
+                }
+                Input::SessionEnded(client) => dog.on_session_ended(client, now),
+            })
+            .flatten();
+        // The deadline may have moved.
+        self.wake.notify_one();
         if let Some(unkey) = unkey {
-            write(
-                &log,
-                &unkey.client_id,
-                unkey.reason.as_str(),
-                unkey.transmitted_ms,
-            )
-            .await;
+            self.carry_out(unkey);
         }
     }
+
+    fn with<T>(&self, f: impl FnOnce(&mut TxWatchdog) -> T) -> Option<T> {
+        // A poisoned lock means a panic elsewhere: fail closed (refuse).
+        self.dog.lock().ok().map(|mut dog| f(&mut dog))
+    }
+
+    async fn run(self, mut shutdown: watch::Receiver<bool>) {
+        loop {
+            let wake = self
+                .with(|dog| dog.poll_timeout())
+                .flatten()
+                .map(|at| self.clock.instant_at(at));
+            let unkey = tokio::select! {
+                _ = self.wake.notified() => None,
+                _ = async { tokio::time::sleep_until(wake.unwrap_or_else(tokio::time::Instant::now)).await }, if wake.is_some() => {
+                    let now = self.clock.now();
+                    self.with(|dog| dog.handle_timeout(now)).flatten()
+                }
+                _ = shutdown.changed() => {
+                    // Leaving: never leave the transmitter keyed behind us (the
+                    // radio link also unkeys the radio itself before it closes).
+                    let now = self.clock.now();
+                    let unkey = self.with(|dog| dog.unkey_now(UnkeyReason::SessionEnded, now)).flatten();
+                    if let Some(unkey) = unkey {
+                        self.carry_out_as(&unkey, "shutting_down");
+                    }
+                    return;
+                }
+            };
+            if let Some(unkey) = unkey {
+                self.carry_out(unkey);
+            }
+        }
+    }
+
+    fn carry_out(&self, unkey: Unkey) {
+        self.carry_out_as(&unkey, unkey.reason.as_str());
+    }
+
+    /// Tells the radio link (never waiting) and the log (in a task of its own).
+    fn carry_out_as(&self, unkey: &Unkey, reason: &'static str) {
+        tracing::warn!(
+            client_id = %unkey.client_id,
+            reason,
+            transmitted_ms = unkey.transmitted_ms,
+            "EVENT_TX_WATCHDOG: unkeying the transmitter"
+        );
+        metrics::counter!("proxy_tx_watchdog_unkeys_total", "reason" => reason).increment(1);
+        if let Some(radio) = self.radio.get() {
+            if radio.try_send(reason.to_string()).is_err() {
+                // Full: unkeys are already waiting, and one is enough.
+                tracing::debug!("an unkey is already queued for the radio");
+            }
+        }
+        let log = self.log.clone();
+        let (client_id, transmitted_ms) = (unkey.client_id.clone(), unkey.transmitted_ms);
+        tokio::spawn(async move { write(&log, &client_id, reason, transmitted_ms).await });
+    }
 }
 
-/// Logs the unkey command (which the radio bridge applies) and the notice
-/// for dashboards. Also used by the bridge's backstop (`client_id` empty).
+/// Logs the unkey command (which the radio bridge applies, on whichever
+/// proxy owns the radio) and the notice for dashboards.
 pub async fn write(log: &EventLog, client_id: &str, reason: &str, transmitted_ms: u64) {
-    tracing::warn!(
-        client_id,
-        reason,
-        transmitted_ms,
-        "EVENT_TX_WATCHDOG: unkeying the transmitter"
-    );
-    metrics::counter!("proxy_tx_watchdog_unkeys_total", "reason" => reason.to_string())
-        .increment(1);
     let off = NewEvent::reliable(
         "radio.ptt",
         Value::Map(vec![
@@ -98,15 +159,22 @@ pub async fn write(log: &EventLog, client_id: &str, reason: &str, transmitted_ms
             ("by".into(), "watchdog".into()),
         ]),
     );
-    let notice = NewEvent::reliable(
+    if let Err(e) = log
+        .append(vec![off, notice(client_id, reason, transmitted_ms)])
+        .await
+    {
+        tracing::error!(error = %e, "could not log the watchdog's unkey");
+    }
+}
+
+/// The `watchdog.unkeyed` event the dashboards show as an alarm.
+pub fn notice(client_id: &str, reason: &str, transmitted_ms: u64) -> NewEvent {
+    NewEvent::reliable(
         "watchdog.unkeyed",
         Value::Map(vec![
             ("client_id".into(), client_id.into()),
             ("reason".into(), reason.into()),
             ("transmitted_ms".into(), transmitted_ms.into()),
         ]),
-    );
-    if let Err(e) = log.append(vec![off, notice]).await {
-        tracing::error!(error = %e, "could not log the watchdog's unkey");
-    }
+    )
 }

@@ -36,6 +36,7 @@ pub async fn run(url: &str, sim: &PtyRadio, runs: usize) -> Result<Vec<Run>> {
                 payload: Payload::Map(vec![("on".into(), true.into())]),
                 delivery: Delivery::Volatile,
                 expires_at_ms: Some(expires),
+                ttl_ms: Some(2_000),
             }),
         )
         .await?;

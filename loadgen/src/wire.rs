@@ -37,6 +37,7 @@ pub async fn hello_from(
         client_id: client_id.into(),
         token: None,
         resume,
+        t: None,
     });
     ws.send(Message::Binary(hello.encode()?.into())).await?;
     while let Some(msg) = ws.next().await {
@@ -78,6 +79,7 @@ impl Publisher {
                 payload,
                 delivery: Delivery::Reliable,
                 expires_at_ms: None,
+                ttl_ms: None,
             });
             self.next += 1;
             self.ws
@@ -263,6 +265,7 @@ impl Resilient {
                 client_id: self.id.clone(),
                 token: None,
                 resume: self.receiver.resume(),
+                t: None,
             });
             let connected = async {
                 let (mut ws, _) =
@@ -394,6 +397,7 @@ async fn send_numbered(ws: &mut Ws, n: u64) -> Result<()> {
         payload,
         delivery: Delivery::Reliable,
         expires_at_ms: None,
+        ttl_ms: None,
     });
     ws.send(Message::Binary(frame.encode()?.into())).await?;
     Ok(())

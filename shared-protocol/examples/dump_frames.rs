@@ -22,6 +22,7 @@ fn main() {
                 epoch: 42,
                 last_seq: 17,
             }),
+            t: Some(1_700_000_000_000),
         }),
         ClientFrame::Publish(Publish {
             client_seq: 3,
@@ -29,6 +30,7 @@ fn main() {
             payload: Payload::Map(vec![("hz".into(), 7_074_000.into())]),
             delivery: Delivery::Reliable,
             expires_at_ms: None,
+            ttl_ms: None,
         }),
         ClientFrame::Ack { upto: 17 },
         ClientFrame::Ping(Ping { nonce: 1, t: 1234 }),

@@ -531,6 +531,7 @@ impl ClientSession {
                     client_id: self.client_id.clone(),
                     token: self.config.token.clone(),
                     resume: self.receiver.resume(),
+                    t: Some(now + self.wall_offset_ms),
                 });
                 self.transmit(socket, &hello);
             }
@@ -640,7 +641,10 @@ impl ClientSession {
                 ttl_ms,
             } => {
                 let expires_at_ms = ttl_ms.map(|ttl| now + self.wall_offset_ms + ttl);
-                match self.outbox.publish(kind, payload, delivery, expires_at_ms) {
+                match self
+                    .outbox
+                    .publish(kind, payload, delivery, expires_at_ms, ttl_ms)
+                {
                     Queued::Stored { publish, evicted } => {
                         self.outbox_dirty = true;
                         if let Some(old) = evicted {

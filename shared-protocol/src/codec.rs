@@ -165,7 +165,9 @@ pub fn encode_client(frame: &ClientFrame) -> Vec<u8> {
         ClientFrame::Hello(h) => {
             w.variant(
                 "Hello",
-                1 + u32::from(h.token.is_some()) + u32::from(h.resume.is_some()),
+                1 + u32::from(h.token.is_some())
+                    + u32::from(h.resume.is_some())
+                    + u32::from(h.t.is_some()),
             );
             w.field_str("client_id", &h.client_id);
             if let Some(token) = &h.token {
@@ -177,9 +179,15 @@ pub fn encode_client(frame: &ClientFrame) -> Vec<u8> {
                 w.field_uint("epoch", r.epoch);
                 w.field_uint("last_seq", r.last_seq);
             }
+            if let Some(t) = h.t {
+                w.field_uint("t", t);
+            }
         }
         ClientFrame::Publish(p) => {
-            w.variant("Publish", 4 + u32::from(p.expires_at_ms.is_some()));
+            w.variant(
+                "Publish",
+                4 + u32::from(p.expires_at_ms.is_some()) + u32::from(p.ttl_ms.is_some()),
+            );
             w.field_uint("client_seq", p.client_seq);
             w.field_str("kind", &p.kind);
             w.str("payload");
@@ -187,6 +195,9 @@ pub fn encode_client(frame: &ClientFrame) -> Vec<u8> {
             w.field_str("delivery", p.delivery.as_str());
             if let Some(t) = p.expires_at_ms {
                 w.field_uint("expires_at_ms", t);
+            }
+            if let Some(ttl) = p.ttl_ms {
+                w.field_uint("ttl_ms", ttl);
             }
         }
         ClientFrame::Ack { upto } => {
@@ -308,6 +319,7 @@ names!(gap_reason_from, GapReason, {
 });
 names!(reject_from, RejectReason, {
     Expired => "expired", Forbidden => "forbidden", RateLimited => "rate_limited", Invalid => "invalid", Unavailable => "unavailable",
+    TxTimeout => "tx_timeout",
 });
 names!(error_code_from, ErrorCode, {
     Malformed => "malformed", TooLarge => "too_large", UnsupportedVersion => "unsupported_version",
@@ -612,11 +624,12 @@ pub(crate) fn decode_client(r: &mut R<'_>) -> Result<ClientFrame, DecodeError> {
     let (name, fields) = r.variant(&["Hello", "Publish", "Ack", "Ping", "Pong"], "client")?;
     Ok(match name {
         "Hello" => {
-            let (mut client_id, mut token, mut resume) = (None, None, None);
+            let (mut client_id, mut token, mut resume, mut t) = (None, None, None, None);
             for _ in 0..fields {
                 match r.str("field")? {
                     "client_id" => client_id = Some(r.str("client_id")?.to_string()),
                     "token" => token = r.opt_str("token")?,
+                    "t" => t = r.opt_uint("t")?,
                     "resume" => {
                         if !r.is_nil() {
                             let (mut epoch, mut last_seq) = (None, None);
@@ -640,11 +653,12 @@ pub(crate) fn decode_client(r: &mut R<'_>) -> Result<ClientFrame, DecodeError> {
                 client_id: need(client_id, "client_id")?,
                 token,
                 resume,
+                t,
             })
         }
         "Publish" => {
-            let (mut client_seq, mut kind, mut payload, mut delivery, mut expires_at_ms) =
-                (None, None, None, None, None);
+            let (mut client_seq, mut kind, mut payload, mut delivery) = (None, None, None, None);
+            let (mut expires_at_ms, mut ttl_ms) = (None, None);
             for _ in 0..fields {
                 match r.str("field")? {
                     "client_seq" => client_seq = Some(r.uint("client_seq")?),
@@ -652,6 +666,7 @@ pub(crate) fn decode_client(r: &mut R<'_>) -> Result<ClientFrame, DecodeError> {
                     "payload" => payload = Some(r.payload()?),
                     "delivery" => delivery = Some(delivery_from(r.str("delivery")?)?),
                     "expires_at_ms" => expires_at_ms = r.opt_uint("expires_at_ms")?,
+                    "ttl_ms" => ttl_ms = r.opt_uint("ttl_ms")?,
                     _ => r.skip()?,
                 }
             }
@@ -661,6 +676,7 @@ pub(crate) fn decode_client(r: &mut R<'_>) -> Result<ClientFrame, DecodeError> {
                 payload: need(payload, "payload")?,
                 delivery: need(delivery, "delivery")?,
                 expires_at_ms,
+                ttl_ms,
             })
         }
         "Ack" => {

@@ -52,6 +52,12 @@ pub struct Hello {
     /// Where the client stopped, if it has ever received anything.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub resume: Option<Resume>,
+    /// The client's wall clock (Unix ms) when it sent this frame: one sample
+    /// from which the proxy learns how far the client's clock is from its
+    /// own, so that deadlines are judged without trusting either clock
+    /// (docs/PROTOCOL.md, "Deadlines without trusting clocks").
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub t: Option<u64>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -70,9 +76,16 @@ pub struct Publish {
     pub kind: String,
     pub payload: Payload,
     pub delivery: Delivery,
-    /// Wall-clock deadline (Unix ms); past it the proxy rejects the command.
+    /// Deadline on the client's own wall clock (Unix ms); past it the proxy
+    /// rejects the command. The proxy never compares it with its own clock
+    /// directly: see `ttl_ms`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub expires_at_ms: Option<u64>,
+    /// The lifetime the client gave the command when it created it, so
+    /// `expires_at_ms - ttl_ms` is the client's clock at that moment (a clock
+    /// sample, like `Hello.t`). Required for transmit commands.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ttl_ms: Option<u64>,
 }
 
 /// How hard the client tries to get a publish through.
@@ -329,6 +342,9 @@ pub enum RejectReason {
     Invalid,
     /// The target (e.g. the radio link) cannot take commands now.
     Unavailable,
+    /// The transmit time-out timer fired for this client: PTT-on is refused
+    /// until the client sends PTT-off (releases the key).
+    TxTimeout,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -566,6 +582,7 @@ mod tests {
                 epoch: 7,
                 last_seq: 41,
             }),
+            t: Some(1_700_000_000_000),
         })
     }
 
@@ -618,6 +635,7 @@ mod tests {
                 R::RateLimited,
                 R::Invalid,
                 R::Unavailable,
+                R::TxTimeout,
             ],
             R::as_str,
             Some(R::from_name),

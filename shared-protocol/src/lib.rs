@@ -22,6 +22,7 @@
 //! | [`meter`] | the Telepost LP-100A wattmeter protocol: poll, reply framing, parsing |
 //! | [`power`] | the RF power monitor: zero-power warning and critical, trend |
 //! | [`outbox`] | send side: `client_seq`, the reliable outbox, acceptance |
+//! | [`peerclock`] | a peer's clock offset from its timestamps: deadlines judged without trusting clocks |
 
 pub mod backoff;
 pub mod cat;
@@ -33,6 +34,7 @@ pub mod heartbeat;
 pub mod link;
 pub mod meter;
 pub mod outbox;
+pub mod peerclock;
 pub mod power;
 pub mod quality;
 pub mod receiver;

@@ -70,6 +70,7 @@ impl Outbox {
         payload: Payload,
         delivery: Delivery,
         expires_at_ms: Option<u64>,
+        ttl_ms: Option<u64>,
     ) -> Queued {
         let client_seq = self.next_client_seq;
         self.next_client_seq += 1;
@@ -84,6 +85,7 @@ impl Outbox {
                 Delivery::Volatile
             },
             expires_at_ms,
+            ttl_ms,
         };
         if !keep {
             return Queued::SendOnly(publish);
@@ -147,7 +149,7 @@ mod tests {
     use super::*;
 
     fn publish(o: &mut Outbox, kind: &str, d: Delivery) -> Queued {
-        o.publish(kind.into(), Payload::Nil, d, None)
+        o.publish(kind.into(), Payload::Nil, d, None, None)
     }
 
     #[test]
@@ -196,6 +198,7 @@ mod tests {
             payload: Payload::Nil,
             delivery: Delivery::Reliable,
             expires_at_ms: None,
+            ttl_ms: None,
         };
         let o = Outbox::restore(
             2,

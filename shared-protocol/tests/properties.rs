@@ -50,29 +50,35 @@ fn client_frame() -> impl Strategy<Value = ClientFrame> {
         (
             ".{0,40}",
             proptest::option::of(".{0,40}"),
-            proptest::option::of((any::<u64>(), any::<u64>()))
+            proptest::option::of((any::<u64>(), any::<u64>())),
+            proptest::option::of(any::<u64>()),
         )
-            .prop_map(|(client_id, token, resume)| ClientFrame::Hello(Hello {
+            .prop_map(|(client_id, token, resume, t)| ClientFrame::Hello(Hello {
                 client_id,
                 token,
                 resume: resume.map(|(epoch, last_seq)| Resume { epoch, last_seq }),
+                t,
             })),
         (
             any::<u64>(),
             "[a-z.]{1,20}",
             payload(),
             delivery(),
-            proptest::option::of(any::<u64>())
+            proptest::option::of(any::<u64>()),
+            proptest::option::of(any::<u64>()),
         )
-            .prop_map(|(client_seq, kind, payload, delivery, expires_at_ms)| {
-                ClientFrame::Publish(Publish {
-                    client_seq,
-                    kind,
-                    payload,
-                    delivery,
-                    expires_at_ms,
-                })
-            }),
+            .prop_map(
+                |(client_seq, kind, payload, delivery, expires_at_ms, ttl_ms)| {
+                    ClientFrame::Publish(Publish {
+                        client_seq,
+                        kind,
+                        payload,
+                        delivery,
+                        expires_at_ms,
+                        ttl_ms,
+                    })
+                }
+            ),
         any::<u64>().prop_map(|upto| ClientFrame::Ack { upto }),
         ping().prop_map(ClientFrame::Ping),
         ping().prop_map(ClientFrame::Pong),
@@ -145,7 +151,8 @@ fn server_frame() -> impl Strategy<Value = ServerFrame> {
                 Just(RejectReason::Forbidden),
                 Just(RejectReason::RateLimited),
                 Just(RejectReason::Invalid),
-                Just(RejectReason::Unavailable)
+                Just(RejectReason::Unavailable),
+                Just(RejectReason::TxTimeout)
             ]
         )
             .prop_map(|(client_seq, reason)| ServerFrame::Rejected(Rejected {
@@ -588,7 +595,7 @@ proptest! {
             match step {
                 OutStep::Publish(ptt, d) => {
                     let kind = if ptt { "radio.ptt" } else { "note" };
-                    match o.publish(kind.into(), Payload::Nil, d, None) {
+                    match o.publish(kind.into(), Payload::Nil, d, None, None) {
                         Queued::Stored { publish, .. } => {
                             prop_assert!(!ptt && d == Delivery::Reliable);
                             prop_assert!(publish.client_seq > last_seq);
@@ -646,14 +653,14 @@ proptest! {
             }
             let id = format!("c{client}");
             match action {
-                0 => {
-                    w.on_ptt_on(&id, now);
+                0 if w.admit_ptt_on(&id, now) => {
+                    prop_assert!(w.on_ptt_on(&id, now).is_none(), "admitted, so not locked out");
                     keyed = match keyed {
                         Some((k, since, _)) if k == client => Some((k, since, now)),
                         _ => Some((client, now, now)),
                     };
                 }
-                1 => { w.on_ptt_off(); keyed = None; }
+                1 => { w.on_ptt_off(&id); keyed = None; }
                 2 if w.on_session_ended(&id, now).is_some() => keyed = None,
                 _ => {}
             }

@@ -16,6 +16,17 @@ pub struct DummyRig {
 impl DummyRig {
     /// Starts `rigctld -m 1 -P RIG` and waits until it accepts connections.
     pub fn start() -> Result<DummyRig> {
+        DummyRig::start_with(&["-m", "1", "-P", "RIG"])
+    }
+
+    /// Starts `rigctld -m 2014 -r DEVICE`: Hamlib's own TS-2000 driver on a
+    /// (simulated) radio's serial port, as an operator runs it.
+    pub fn ts2000(device: &str) -> Result<DummyRig> {
+        DummyRig::start_with(&["-m", "2014", "-r", device])
+    }
+
+    /// Starts `rigctld` with `args` on a free loopback port.
+    pub fn start_with(args: &[&str]) -> Result<DummyRig> {
         if !std::path::Path::new("/usr/bin/rigctld").exists() {
             bail!("rigctld is missing: `cargo xtask setup` installs it (Debian package libhamlib-utils)");
         }
@@ -23,16 +34,8 @@ impl DummyRig {
             .local_addr()?
             .port();
         let child = Command::new("rigctld")
-            .args([
-                "-m",
-                "1",
-                "-T",
-                "127.0.0.1",
-                "-t",
-                &port.to_string(),
-                "-P",
-                "RIG",
-            ])
+            .args(args)
+            .args(["-T", "127.0.0.1", "-t", &port.to_string()])
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()

@@ -401,6 +401,7 @@ async fn bad_input_gets_a_clear_error_and_disturbs_no_one() {
                 payload: Payload::from("x".repeat(1_500)),
                 delivery: Delivery::Reliable,
                 expires_at_ms: None,
+                ttl_ms: None,
             })
             .encode()
             .unwrap(),
@@ -413,6 +414,7 @@ async fn bad_input_gets_a_clear_error_and_disturbs_no_one() {
                 client_id: "x".into(),
                 token: None,
                 resume: None,
+                t: None,
             })
             .encode()
             .unwrap(),

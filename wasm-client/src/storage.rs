@@ -44,6 +44,8 @@ fn publish_from_js(v: &JsValue) -> Result<Publish, String> {
         payload: payload_from_js(&get(v, "payload"))?,
         delivery,
         expires_at_ms,
+        // Only a transmit command needs it, and those are never stored.
+        ttl_ms: None,
     })
 }
 

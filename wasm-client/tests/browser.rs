@@ -30,6 +30,7 @@ fn a_js_value_survives_the_wire_unchanged() {
         payload,
         delivery: Delivery::Reliable,
         expires_at_ms: None,
+        ttl_ms: None,
     });
     let bytes = frame.encode().unwrap();
     let ClientFrame::Publish(back) = ClientFrame::decode(&bytes, MAX_FRAME_BYTES).unwrap() else {

@@ -12,9 +12,10 @@ use tokio::sync::{mpsc, watch};
 
 use super::power::{PowerWatch, SharedPower};
 use super::{is_reconnect, new_status, payload_of, HwLink, SharedStatus};
+use super::logq::LogQueue;
 use crate::eventlog::EventLog;
 use crate::hooks::Hooks;
-use crate::server::Clock;
+use crate::clock::Clock;
 use edge_proxy::hardware::lp100::{Lp100, Lp100Error, LP100_BAUD};
 use edge_proxy::hardware::open_serial;
 
@@ -46,12 +47,13 @@ pub fn start(
     settings: MeterSettings,
     radio: Option<RadioSide>,
     log: EventLog,
+    queue: LogQueue,
     clock: Clock,
     hooks: Hooks,
     shutdown: watch::Receiver<bool>,
 ) -> MeterHandle {
     let status = new_status("lp100", &settings.port);
-    let power = PowerWatch::new("lp100", settings.power, log.clone());
+    let power = PowerWatch::new("lp100", settings.power, queue.clone());
     let handle = MeterHandle {
         status: status.clone(),
         power: power.status(),
@@ -61,7 +63,7 @@ pub fn start(
         settings.link.clone(),
         status,
         Some(settings.port.as_str()),
-        log.clone(),
+        queue,
         hooks,
         clock,
     );
@@ -148,10 +150,9 @@ impl MeterTask {
         let now = self.clock.now();
         let dropped = self
             .power
-            .reading(&mut self.hw.link, now, watts, swr, transmitting)
-            .await;
+            .reading(&mut self.hw.link, now, watts, swr, transmitting);
         if let (Some(context), Some(radio)) = (dropped, &self.radio) {
-            let _ = radio.tx_drop.send(context).await;
+            let _ = radio.tx_drop.try_send(context);
         }
     }
 

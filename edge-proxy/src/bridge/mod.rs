@@ -8,6 +8,7 @@
 //! | [`radio`] | the radio link: warm open, state polling, commands, TX-drop detection |
 //! | [`meter`] | the power-meter link (a Telepost LP-100A on a serial port) |
 //! | [`power`] | readings into `shared_protocol::power::PowerMonitor`: `meter.power`, alarms |
+//! | [`logq`] | the bounded queue through which every hardware event reaches the log (no loop waits for the log) |
 //!
 //! Each link runs `shared_protocol::link::LinkManager` for its decisions,
 //! wrapped in [`HwLink`] (open, close, log every `EVENT_*` as a
@@ -15,6 +16,7 @@
 //! the link whose meter produced the reading; a critical alarm while the radio
 //! is on the air is a TX drop, and the radio link takes its fast path.
 
+pub mod logq;
 pub mod meter;
 pub mod power;
 pub mod radio;
@@ -34,8 +36,9 @@ use tokio::sync::watch;
 
 use crate::config::{Config, MeterSource};
 use crate::eventlog::{EventLog, Logged, NewEvent};
+use logq::LogQueue;
 use crate::hooks::Hooks;
-use crate::server::Clock;
+use crate::clock::Clock;
 use edge_proxy::hardware::RadioBackend;
 
 /// What `/stats` shows of a link.
@@ -87,8 +90,8 @@ fn publish_status(name: &'static str, status: &SharedStatus, link: &LinkManager)
 
 /// Logs one link event as a reliable `link.<name>` event, runs the
 /// operator's hooks for it, and keeps it in the status.
-async fn record(
-    log: &EventLog,
+fn record(
+    log: &LogQueue,
     hooks: &Hooks,
     name: &'static str,
     status: &SharedStatus,
@@ -113,14 +116,7 @@ async fn record(
         ("health".into(), u64::from(link.health_score()).into()),
         ("context".into(), event.context.as_str().into()),
     ]);
-    let kind = format!("link.{name}");
-    if log
-        .append(vec![NewEvent::reliable(kind, payload)])
-        .await
-        .is_err()
-    {
-        tracing::warn!(link = name, "could not log a link event");
-    }
+    log.push(NewEvent::reliable(format!("link.{name}"), payload));
 }
 
 /// The payload of a logged event, for the commands the bridge reads back.
@@ -158,7 +154,7 @@ pub(crate) struct HwLink {
     pub link: LinkManager,
     status: SharedStatus,
     reappear: Reappear,
-    log: EventLog,
+    log: LogQueue,
     hooks: Hooks,
     clock: Clock,
 }
@@ -170,7 +166,7 @@ impl HwLink {
         config: LinkConfig,
         status: SharedStatus,
         device_path: Option<&str>,
-        log: EventLog,
+        log: LogQueue,
         hooks: Hooks,
         clock: Clock,
     ) -> Self {
@@ -230,7 +226,6 @@ impl HwLink {
                         &self.link,
                         event,
                     )
-                    .await
                 }
             }
         }
@@ -297,7 +292,7 @@ pub fn start(
     log: &EventLog,
     clock: Clock,
     shutdown: &watch::Receiver<bool>,
-) -> anyhow::Result<(Links, DemoHardware)> {
+) -> anyhow::Result<(Links, DemoHardware, Running)> {
     let hooks = Hooks::new(config.hooks.clone());
     let power = PowerConfig {
         poll_ms: config.meter_poll_ms,
@@ -331,6 +326,7 @@ pub fn start(
         demo._radio = Some(radio);
     }
     let meter_poll = Duration::from_millis(config.meter_poll_ms);
+    let queue = LogQueue::start(log.clone());
     let mut links = Links::default();
     let radio = radio_port.map(|port| {
         radio::start(
@@ -347,11 +343,13 @@ pub fn start(
                 tx_max: Duration::from_millis(config.tx_max_ms),
             },
             log.clone(),
+            queue.clone(),
             clock,
             hooks.clone(),
             shutdown.clone(),
         )
     });
+    let mut running = Running::default();
     if let Some(r) = &radio {
         links.radio = Some(r.status.clone());
         links.power = r.power.clone();
@@ -369,6 +367,7 @@ pub fn start(
                 tx_drop: r.tx_drop.clone(),
             }),
             log.clone(),
+            queue,
             clock,
             hooks,
             shutdown.clone(),
@@ -376,5 +375,29 @@ pub fn start(
         links.meter = Some(m.status);
         links.power = Some(m.power);
     }
-    Ok((links, demo))
+    if let Some(r) = radio {
+        running.unkey = Some(r.unkey);
+        running.radio = Some(r.done);
+    }
+    Ok((links, demo, running))
+}
+
+/// What the rest of the proxy keeps of the running bridge.
+#[derive(Default)]
+pub struct Running {
+    /// The radio link's direct unkey line, for the TX watchdog.
+    pub unkey: Option<tokio::sync::mpsc::Sender<String>>,
+    radio: Option<tokio::task::JoinHandle<()>>,
+}
+
+impl Running {
+    /// After shutdown began: waits (at most `within`) for the radio link to
+    /// leave the radio in receive and close its port. Returns false if it
+    /// did not finish in time.
+    pub async fn finished(self, within: Duration) -> bool {
+        match self.radio {
+            Some(task) => tokio::time::timeout(within, task).await.is_ok(),
+            None => true,
+        }
+    }
 }

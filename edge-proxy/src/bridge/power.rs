@@ -13,7 +13,8 @@ use shared_protocol::link::{LinkEventType, LinkManager};
 use shared_protocol::power::{PowerAlert, PowerConfig, PowerLevel, PowerMonitor, Reading};
 use shared_protocol::Millis;
 
-use crate::eventlog::{EventLog, NewEvent};
+use super::logq::LogQueue;
+use crate::eventlog::NewEvent;
 
 /// What `/stats` shows of the power meter.
 #[derive(Debug, Clone, Default, Serialize)]
@@ -44,12 +45,12 @@ pub fn level_name(level: PowerLevel) -> &'static str {
 pub struct PowerWatch {
     monitor: PowerMonitor,
     threshold_w: f64,
-    log: EventLog,
+    log: LogQueue,
     status: SharedPower,
 }
 
 impl PowerWatch {
-    pub fn new(source: &str, config: PowerConfig, log: EventLog) -> Self {
+    pub fn new(source: &str, config: PowerConfig, log: LogQueue) -> Self {
         let status = Arc::new(Mutex::new(PowerStatus {
             source: source.to_string(),
             level: "normal",
@@ -70,7 +71,7 @@ impl PowerWatch {
     /// Records one reading (`watts` NaN: the meter answered garbage). A rise
     /// to warning or critical is noted on `link`, the link whose meter read
     /// it; returns the TX-drop context when the power went critical.
-    pub async fn reading(
+    pub fn reading(
         &mut self,
         link: &mut LinkManager,
         now: Millis,
@@ -107,10 +108,8 @@ impl PowerWatch {
             if let Some(t) = self.monitor.seconds_to_zero() {
                 payload.push(("seconds_to_zero".into(), t.round().into()));
             }
-            let event = NewEvent::volatile("meter.power", Value::Map(payload));
-            if self.log.append(vec![event]).await.is_err() {
-                tracing::warn!("could not log meter.power");
-            }
+            self.log
+                .push(NewEvent::volatile("meter.power", Value::Map(payload)));
         }
         metrics::gauge!("power_alarm_level").set(match self.monitor.level() {
             PowerLevel::Normal => 0.0,

@@ -9,25 +9,57 @@
 //! receive while a transmission the bridge keyed is in progress, when its
 //! answer stops half-way (or never comes) while keyed, or when the power
 //! meter goes critical on the air. The bridge never re-keys by itself.
+//!
+//! Safety is checked against the radio, not the log (docs/SAFETY.md):
+//! - every exchange with the radio is bounded ([`EXCHANGE_TIMEOUT`]), and the
+//!   loop never waits for the log (events go through [`LogQueue`]);
+//! - the TX watchdog's unkeys arrive on a channel of their own and go to the
+//!   radio at once, whatever the log is doing;
+//! - when the link (re)opens and the radio reports transmitting with nobody
+//!   keying it here (after a crash, a restart, a cable replugged), it is
+//!   unkeyed at once (`no_keeper_at_start`);
+//! - at shutdown the task unkeys a transmitting radio and waits (bounded)
+//!   for it to report receive before it closes the port;
+//! - a backstop watchdog here covers transmissions keyed through another
+//!   proxy of a shared log, with its own time-out lock-out;
+//! - a PTT-on is keyed only if it is fresh by this proxy's clock, judged
+//!   with what the log's timestamps say of the clock of the proxy that
+//!   logged it (`shared_protocol::peerclock`), never by comparing clocks.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use rmpv::Value;
 use shared_protocol::link::{LinkConfig, LinkState};
+use shared_protocol::peerclock::PeerClock;
 use shared_protocol::power::PowerConfig;
+use shared_protocol::txwatchdog::{TxWatchdog, TxWatchdogConfig, UnkeyReason};
+use shared_protocol::Millis;
 use tokio::sync::{mpsc, watch};
 
+use super::logq::LogQueue;
 use super::power::{PowerWatch, SharedPower};
 use super::{is_reconnect, new_status, payload_of, HwLink, SharedStatus};
-use crate::eventlog::{now_ms, EventLog, NewEvent};
+use crate::clock::Clock;
+use crate::eventlog::{EventLog, Logged, NewEvent};
 use crate::hooks::Hooks;
-use crate::server::Clock;
 use edge_proxy::hardware::{Radio, RadioBackend, RadioError, RadioStatus};
 
 const NAME: &str = "radio";
 
-/// How long one CAT or rigctld exchange may take.
+/// How long one CAT or rigctld answer may take.
 const ANSWER_TIMEOUT: Duration = Duration::from_millis(500);
+/// How long one whole exchange (write and answer) may take before the link
+/// is declared hung: the loop must come back to its timers and its unkeys.
+const EXCHANGE_TIMEOUT: Duration = Duration::from_millis(1_500);
+/// At shutdown, how long the radio has to report receive after the unkey.
+const SHUTDOWN_CONFIRM: Duration = Duration::from_secs(2);
+/// How long to wait before reading the log again after a read error.
+const READ_RETRY: Duration = Duration::from_millis(100);
+/// The backstop's keeper: every PTT-on read from the log.
+const LOG_KEEPER: &str = "log";
+/// Origins whose clocks are tracked at most (proxies of a shared log).
+const MAX_ORIGINS: usize = 32;
 
 pub struct RadioSettings {
     pub backend: RadioBackend,
@@ -58,11 +90,18 @@ pub struct RadioHandle {
     pub on_air: watch::Receiver<bool>,
     /// Tells the radio link about a TX drop seen elsewhere (the power meter).
     pub tx_drop: mpsc::Sender<String>,
+    /// Unkey now, for this reason: the TX watchdog's direct line, which
+    /// does not go through the log.
+    pub unkey: mpsc::Sender<String>,
+    /// Ends after shutdown, once the radio was left in receive (or could
+    /// not be reached) and the port closed.
+    pub done: tokio::task::JoinHandle<()>,
 }
 
 pub fn start(
     settings: RadioSettings,
     log: EventLog,
+    queue: LogQueue,
     clock: Clock,
     hooks: Hooks,
     shutdown: watch::Receiver<bool>,
@@ -71,28 +110,30 @@ pub fn start(
     let status = new_status(&backend, &settings.port);
     let power = settings
         .meter_poll
-        .map(|_| PowerWatch::new("radio", settings.power, log.clone()));
+        .map(|_| PowerWatch::new("radio", settings.power, queue.clone()));
     let (on_air_tx, on_air) = watch::channel(false);
     let (tx_drop, tx_drop_rx) = mpsc::channel(8);
-    let handle = RadioHandle {
-        status: status.clone(),
-        power: power.as_ref().map(PowerWatch::status),
-        on_air,
-        tx_drop,
-    };
+    let (unkey, unkey_rx) = mpsc::channel(8);
     let serial = (settings.backend == RadioBackend::Kenwood).then_some(settings.port.as_str());
     let hw = HwLink::new(
         NAME,
         settings.link.clone(),
-        status,
+        status.clone(),
         serial,
-        log.clone(),
+        queue.clone(),
         hooks,
         clock,
     );
+    let keepalive = settings.tx_keepalive.as_millis() as u64;
+    let backstop = TxWatchdog::new(TxWatchdogConfig {
+        keepalive_ms: 2 * keepalive,
+        max_tx_ms: settings.tx_max.as_millis() as u64 + keepalive,
+    });
+    let power_status = power.as_ref().map(PowerWatch::status);
     let task = RadioTask {
         settings,
         log,
+        queue,
         clock,
         power,
         on_air: on_air_tx,
@@ -100,16 +141,26 @@ pub fn start(
         radio: None,
         last: None,
         keyed: false,
-        keyed_at_ms: 0,
-        last_ptt_on_ms: 0,
+        backstop,
+        ptt_floor: 0,
+        origins: Vec::new(),
+        read_retry: None,
     };
-    tokio::spawn(task.run(shutdown, tx_drop_rx));
-    handle
+    let done = tokio::spawn(task.run(shutdown, tx_drop_rx, unkey_rx));
+    RadioHandle {
+        status,
+        power: power_status,
+        on_air,
+        tx_drop,
+        unkey,
+        done,
+    }
 }
 
 struct RadioTask {
     settings: RadioSettings,
     log: EventLog,
+    queue: LogQueue,
     clock: Clock,
     power: Option<PowerWatch>,
     on_air: watch::Sender<bool>,
@@ -118,9 +169,24 @@ struct RadioTask {
     last: Option<RadioStatus>,
     /// A transmission the bridge keyed and nobody has released yet.
     keyed: bool,
-    /// Wall-clock ms: when it keyed, and when the newest PTT-on was logged.
-    keyed_at_ms: u64,
-    last_ptt_on_ms: u64,
+    /// The backstop watchdog over PTT-ons read from the log.
+    backstop: TxWatchdog,
+    /// PTT-ons logged at or before this `seq` are superseded by an unkey
+    /// the watchdog sent straight to the radio.
+    ptt_floor: u64,
+    /// What each origin's timestamps say of its clock (see the module doc).
+    origins: Vec<(Option<Arc<str>>, PeerClock)>,
+    /// After a read error, the log is read again from here on.
+    read_retry: Option<tokio::time::Instant>,
+}
+
+/// Runs one exchange with the radio, bounded.
+async fn bounded<T>(
+    exchange: impl std::future::Future<Output = Result<T, RadioError>>,
+) -> Result<T, RadioError> {
+    tokio::time::timeout(EXCHANGE_TIMEOUT, exchange)
+        .await
+        .unwrap_or(Err(RadioError::Hung(EXCHANGE_TIMEOUT)))
 }
 
 impl RadioTask {
@@ -128,6 +194,7 @@ impl RadioTask {
         mut self,
         mut shutdown: watch::Receiver<bool>,
         mut tx_drops: mpsc::Receiver<String>,
+        mut unkeys: mpsc::Receiver<String>,
     ) {
         let mut cursor = self.log.head() + 1;
         let mut head = self.log.subscribe();
@@ -141,6 +208,9 @@ impl RadioTask {
         meter_tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         self.hw.link.start(self.clock.now());
         loop {
+            if *shutdown.borrow() {
+                return self.shut_down().await;
+            }
             self.carry_out().await;
             let wake = self
                 .hw
@@ -149,9 +219,11 @@ impl RadioTask {
                 .map(|at| self.clock.instant_at(at));
             let connected = self.radio.is_some();
             // Commands are read in batches; more may be waiting.
-            let behind = cursor <= self.log.head();
+            let behind = cursor <= self.log.head() && self.read_retry.is_none();
             tokio::select! {
-                _ = shutdown.changed() => return,
+                biased;
+                _ = shutdown.changed() => return self.shut_down().await,
+                Some(reason) = unkeys.recv() => self.unkey_for_watchdog(&reason).await,
                 _ = async { tokio::time::sleep_until(wake.unwrap_or_else(tokio::time::Instant::now)).await }, if wake.is_some() => {
                     self.hw.link.handle_timeout(self.clock.now());
                 }
@@ -164,6 +236,9 @@ impl RadioTask {
                 _ = meter_tick.tick(), if connected && self.power.is_some() => self.read_power().await,
                 Some(context) = tx_drops.recv() => self.tx_drop(&context),
                 _ = failed_tick.tick(), if self.hw.link.state() == LinkState::Failed => self.hw.check_failed(),
+                _ = async { tokio::time::sleep_until(self.read_retry.unwrap_or_else(tokio::time::Instant::now)).await }, if self.read_retry.is_some() => {
+                    self.read_retry = None;
+                }
                 _ = std::future::ready(()), if behind => {
                     let applied;
                     (cursor, applied) = self.commands(cursor).await;
@@ -177,70 +252,183 @@ impl RadioTask {
         }
     }
 
-    /// Carries out what the link manager decided.
+    /// Carries out what the link manager decided; on a new connection, makes
+    /// sure the radio is not transmitting for nobody.
     async fn carry_out(&mut self) {
         let s = &self.settings;
         let open = || Radio::open(s.backend, &s.port, s.baud, ANSWER_TIMEOUT);
         if self.hw.carry_out(&mut self.radio, open).await {
-            // A new connection: its first state is news.
+            // A new connection: its first state is news, and nothing it
+            // does was keyed by this connection.
             self.last = None;
+            self.keyed = false;
+            if self.radio.is_some() {
+                self.unkey_if_on_air("no_keeper_at_start").await;
+            }
+        }
+    }
+
+    /// The radio reports transmitting and nobody here keyed it: unkey it,
+    /// confirm, and tell the dashboards.
+    async fn unkey_if_on_air(&mut self, reason: &'static str) {
+        let Some(radio) = self.radio.as_mut() else {
+            return;
+        };
+        match bounded(radio.status()).await {
+            Ok(state) if state.ptt => {
+                tracing::warn!(
+                    link = NAME,
+                    port = %self.settings.port,
+                    reason,
+                    "EVENT_TX_WATCHDOG: the radio is transmitting and nobody here keyed it: unkeying"
+                );
+                let confirmed = self.unkey_and_confirm(SHUTDOWN_CONFIRM).await;
+                metrics::counter!("proxy_tx_watchdog_unkeys_total", "reason" => reason)
+                    .increment(1);
+                self.note_unkeyed(reason, confirmed);
+            }
+            Ok(_) => {}
+            Err(e) => tracing::warn!(error = %e, "could not read the radio's state after opening it"),
+        }
+    }
+
+    /// Sends PTT-off until the radio reports receive, for at most `within`.
+    /// Returns whether it did.
+    async fn unkey_and_confirm(&mut self, within: Duration) -> bool {
+        self.keyed = false;
+        self.backstop.on_unkeyed();
+        let deadline = tokio::time::Instant::now() + within;
+        while tokio::time::Instant::now() < deadline {
+            let Some(radio) = self.radio.as_mut() else {
+                return false;
+            };
+            let off = bounded(radio.set_ptt(false)).await;
+            match bounded(radio.status()).await {
+                Ok(state) if !state.ptt => {
+                    self.on_air.send_if_modified(|on| std::mem::replace(on, false));
+                    return true;
+                }
+                other => tracing::warn!(unkey = ?off.err(), status = ?other.err(), "the radio has not confirmed receive yet"),
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        false
+    }
+
+    /// The `watchdog.unkeyed` notice for the dashboards (through the queue).
+    fn note_unkeyed(&self, reason: &str, confirmed: bool) {
+        if confirmed {
+            tracing::info!(link = NAME, reason, "the radio reports receive");
+        } else {
+            tracing::error!(
+                link = NAME,
+                port = %self.settings.port,
+                reason,
+                "the radio did not confirm receive: check it now"
+            );
+        }
+        let mut notice = crate::watchdog::notice("", reason, 0);
+        if let Value::Map(fields) = &mut notice.payload {
+            fields.push(("confirmed".into(), confirmed.into()));
+        }
+        self.queue.push(notice);
+    }
+
+    /// The proxy is stopping: leave the radio in receive, then close.
+    async fn shut_down(mut self) {
+        if self.radio.is_none() {
+            // The link is down (reconnecting): one bounded try to reach the
+            // radio, so a transmitter keyed before the link dropped is not
+            // left on.
+            let s = &self.settings;
+            let open = Radio::open(s.backend, &s.port, s.baud, ANSWER_TIMEOUT);
+            self.radio = tokio::time::timeout(Duration::from_secs(1), open)
+                .await
+                .ok()
+                .and_then(Result::ok);
+        }
+        let on_air = match self.radio.as_mut() {
+            Some(radio) => bounded(radio.status()).await.map_or(true, |s| s.ptt),
+            None => false,
+        };
+        if self.keyed || on_air {
+            tracing::warn!(link = NAME, "EVENT_TX_WATCHDOG: shutting down while transmitting: unkeying the radio");
+            let confirmed = self.unkey_and_confirm(SHUTDOWN_CONFIRM).await;
+            metrics::counter!("proxy_tx_watchdog_unkeys_total", "reason" => "shutting_down")
+                .increment(1);
+            self.note_unkeyed("shutting_down", confirmed);
+            self.queue.flush(Duration::from_millis(500)).await;
+        }
+        // Dropping the task closes the port.
+    }
+
+    /// The TX watchdog decided to unkey: straight to the radio.
+    async fn unkey_for_watchdog(&mut self, reason: &str) {
+        // Whatever PTT-on is already in the log is older than this decision.
+        self.ptt_floor = self.log.head();
+        self.keyed = false;
+        self.backstop.on_unkeyed();
+        if let Some(radio) = self.radio.as_mut() {
+            if let Err(e) = bounded(radio.set_ptt(false)).await {
+                tracing::error!(error = %e, reason, "the watchdog could not unkey the radio");
+                if e.link_down() {
+                    self.hw.link.lost(self.clock.now(), &e.to_string());
+                }
+            }
         }
     }
 
     fn tx_drop(&mut self, context: &str) {
         self.keyed = false;
+        self.backstop.on_unkeyed();
         self.hw.link.tx_drop(self.clock.now(), context);
     }
 
     /// Unkeys a transmission nobody keeps alive any more (see
     /// [`RadioSettings::tx_keepalive`]).
     async fn backstop_watchdog(&mut self) {
-        if !self.keyed {
+        let Some(unkey) = self.backstop.handle_timeout(self.clock.now()) else {
             return;
-        }
-        let now = now_ms();
-        let keepalive = self.settings.tx_keepalive.as_millis() as u64;
-        let reason = if now.saturating_sub(self.last_ptt_on_ms) > 2 * keepalive {
-            "keepalive_lost"
-        } else if now.saturating_sub(self.keyed_at_ms)
-            > self.settings.tx_max.as_millis() as u64 + keepalive
-        {
-            "max_on_air"
-        } else {
-            return;
+        };
+        let reason = match unkey.reason {
+            UnkeyReason::MaxTxTime => "max_on_air",
+            _ => "keepalive_lost",
         };
         self.keyed = false;
         if let Some(radio) = self.radio.as_mut() {
-            if let Err(e) = radio.set_ptt(false).await {
+            if let Err(e) = bounded(radio.set_ptt(false)).await {
                 tracing::error!(error = %e, "the backstop watchdog could not unkey the radio");
             }
         }
-        let transmitted_ms = now.saturating_sub(self.keyed_at_ms);
-        crate::watchdog::write(&self.log, "", reason, transmitted_ms).await;
+        tracing::warn!(
+            reason,
+            transmitted_ms = unkey.transmitted_ms,
+            "EVENT_TX_WATCHDOG: unkeying the transmitter"
+        );
+        metrics::counter!("proxy_tx_watchdog_unkeys_total", "reason" => reason).increment(1);
+        self.queue
+            .push(crate::watchdog::notice("", reason, unkey.transmitted_ms));
     }
 
     async fn poll(&mut self) {
         let Some(radio) = self.radio.as_mut() else {
             return;
         };
-        match radio.status().await {
+        match bounded(radio.status()).await {
             Ok(state) => {
                 self.hw.link.data(self.clock.now());
                 self.on_air
                     .send_if_modified(|on| std::mem::replace(on, state.ptt) != state.ptt);
                 let dropped = self.keyed && !state.ptt;
                 if self.last.as_ref() != Some(&state) {
-                    let event = NewEvent::reliable(
+                    self.queue.push(NewEvent::reliable(
                         "radio.state",
                         Value::Map(vec![
                             ("freq_hz".into(), state.freq_hz.into()),
                             ("mode".into(), state.mode.as_str().into()),
                             ("ptt".into(), state.ptt.into()),
                         ]),
-                    );
-                    if self.log.append(vec![event]).await.is_err() {
-                        tracing::warn!("could not log radio.state");
-                    }
+                    ));
                     self.last = Some(state);
                 }
                 if dropped {
@@ -265,7 +453,7 @@ impl RadioTask {
         let on_air = self.last.as_ref().is_some_and(|s| s.ptt);
         // Receiving, the meter shows the S-meter, not power.
         let watts = if on_air {
-            match radio.power_watts().await {
+            match bounded(radio.power_watts()).await {
                 Ok(w) => w,
                 Err(e) if e.link_down() => {
                     self.hw.link.lost(self.clock.now(), &e.to_string());
@@ -277,12 +465,46 @@ impl RadioTask {
             0.0
         };
         let now = self.clock.now();
-        if let Some(context) = power
-            .reading(&mut self.hw.link, now, watts, None, on_air)
-            .await
-        {
+        if let Some(context) = power.reading(&mut self.hw.link, now, watts, None, on_air) {
             self.tx_drop(&context);
         }
+    }
+
+    /// Whether a PTT-on logged at `event.ts_ms` (its origin's clock) is still
+    /// fresh by this proxy's clock: within one keepalive of being logged,
+    /// relative to the fastest event seen from that origin (the event itself
+    /// was sampled already). The very first event of an origin has nothing
+    /// to be compared with: it is judged by the wall clocks, which must then
+    /// agree within the keepalive (docs/SAFETY.md; `chrony`/NTP on proxies
+    /// that share a log).
+    fn fresh(&mut self, event: &Logged, now: Millis) -> bool {
+        let keepalive = self.settings.tx_keepalive.as_millis() as u64;
+        let clock = self.origin_clock(&event.origin);
+        tracing::debug!(origin = ?event.origin, ts = event.ts_ms, samples = clock.samples(), offset = ?clock.offset(now), now, "judging a PTT-on");
+        if clock.samples() < 2 {
+            let age = crate::eventlog::now_ms().abs_diff(event.ts_ms);
+            return age <= keepalive;
+        }
+        clock
+            .to_local(event.ts_ms.saturating_add(keepalive), now)
+            .is_some_and(|until| now < until)
+    }
+
+    fn origin_clock(&mut self, origin: &Option<Arc<str>>) -> &mut PeerClock {
+        let at = match self.origins.iter().position(|(o, _)| o == origin) {
+            Some(at) => at,
+            None => {
+                // The window: a clock stepped back is followed within a minute.
+                let clock = PeerClock::new(60_000);
+                shared_protocol::push_bounded(
+                    &mut self.origins,
+                    MAX_ORIGINS,
+                    (origin.clone(), clock),
+                );
+                self.origins.len() - 1
+            }
+        };
+        &mut self.origins[at].1
     }
 
     /// Applies the commands logged since `cursor` (a batch); returns the new
@@ -290,12 +512,20 @@ impl RadioTask {
     async fn commands(&mut self, mut cursor: u64) -> (u64, bool) {
         let events = match self.log.read(cursor, 256) {
             Ok(events) if !events.is_empty() => events,
-            // Trimmed or unreadable: nothing to act on up to the head.
-            _ => return (self.log.head() + 1, false),
+            Ok(_) => return (self.skip_lost(cursor).await, false),
+            Err(e) => {
+                // Read again shortly: skipping ahead could lose a PTT-off.
+                tracing::warn!(error = %e, cursor, "could not read commands from the log; retrying");
+                self.read_retry = Some(tokio::time::Instant::now() + READ_RETRY);
+                return (cursor, false);
+            }
         };
+        let now = self.clock.now();
         let mut applied = false;
         for event in &events {
             cursor = event.seq + 1;
+            // Every event is a sample of its origin's clock.
+            self.origin_clock(&event.origin).sample(event.ts_ms, now);
             let relevant = (event.kind.starts_with("radio.") && &*event.kind != "radio.state")
                 || &*event.kind == "link.reconnect";
             let Some((kind, payload)) = relevant.then(|| payload_of(event)).flatten() else {
@@ -304,32 +534,22 @@ impl RadioTask {
             if is_reconnect(&kind, &payload, NAME) {
                 tracing::info!("operator asked to reconnect the radio");
                 self.keyed = false;
+                self.backstop.on_unkeyed();
                 self.hw.link.force_reconnect(self.clock.now());
                 continue;
             }
-            let Some(radio) = self.radio.as_mut() else {
+            if self.radio.is_none() {
                 tracing::warn!(%kind, "radio command while the radio link is down: not applied");
                 continue;
-            };
-            if kind == "radio.ptt" {
-                let on = payload["on"].as_bool() == Some(true);
-                let age = now_ms().saturating_sub(event.ts_ms);
-                if on && age > self.settings.tx_keepalive.as_millis() as u64 {
-                    // Held up on its way here (an outage of the shared log):
-                    // keying now would transmit for someone no longer there.
-                    tracing::warn!(age_ms = age, "a PTT-on logged too long ago: not keyed");
-                    continue;
-                }
-                if on && !self.keyed {
-                    self.keyed_at_ms = now_ms();
-                }
-                if on {
-                    self.last_ptt_on_ms = event.ts_ms;
-                }
-                self.keyed = on;
+            }
+            if kind == "radio.ptt" && !self.ptt_allowed(event, &payload, now) {
+                continue;
             }
             applied = true;
-            if let Err(err) = apply(radio, &kind, &payload).await {
+            let Some(radio) = self.radio.as_mut() else {
+                continue;
+            };
+            if let Err(err) = bounded(apply(radio, &kind, &payload)).await {
                 tracing::warn!(%kind, error = %err, "radio command failed");
                 if err.link_down() {
                     self.hw.link.lost(self.clock.now(), &err.to_string());
@@ -337,6 +557,58 @@ impl RadioTask {
             }
         }
         (cursor, applied)
+    }
+
+    /// Whether a logged PTT command may reach the radio; keeps the backstop
+    /// up to date. A PTT-off always may.
+    fn ptt_allowed(&mut self, event: &Logged, payload: &Value, now: Millis) -> bool {
+        if payload["on"].as_bool() != Some(true) {
+            self.backstop.on_ptt_off(LOG_KEEPER);
+            self.keyed = false;
+            return true;
+        }
+        if event.seq <= self.ptt_floor {
+            tracing::info!(seq = event.seq, "a PTT-on older than the watchdog's unkey: not keyed");
+            return false;
+        }
+        if !self.fresh(event, now) {
+            // Held up on its way here (an outage of the shared log):
+            // keying now would transmit for someone no longer there.
+            tracing::warn!(seq = event.seq, "a PTT-on that reached the radio too late: not keyed");
+            return false;
+        }
+        if !self.backstop.admit_ptt_on(LOG_KEEPER, now)
+            || self.backstop.on_ptt_on(LOG_KEEPER, now).is_some()
+        {
+            tracing::warn!(seq = event.seq, "the time-out timer fired: PTT-on refused until released");
+            return false;
+        }
+        self.keyed = true;
+        true
+    }
+
+    /// Nothing at `cursor`: either nothing new, or the log dropped events
+    /// before the bridge read them (trimmed, or a stream's limits). Then a
+    /// PTT-off may have been among them: a keyed transmitter is unkeyed.
+    async fn skip_lost(&mut self, cursor: u64) -> u64 {
+        let head = self.log.head();
+        let oldest = self.log.oldest().unwrap_or(head + 1);
+        let resume = oldest.max(cursor).min(head + 1);
+        if resume > cursor && self.keyed {
+            tracing::warn!(
+                from = cursor,
+                to = resume - 1,
+                "commands left the log before the radio link read them: unkeying to be safe"
+            );
+            let confirmed = self.unkey_and_confirm(SHUTDOWN_CONFIRM).await;
+            self.note_unkeyed("log_gap", confirmed);
+        }
+        // Past the head only when there is nothing to read at all.
+        if resume == cursor && cursor <= head {
+            head + 1
+        } else {
+            resume
+        }
     }
 }
 

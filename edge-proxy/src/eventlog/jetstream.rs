@@ -648,12 +648,19 @@ async fn consume(stream: &stream::Stream, shared: &Shared, from: u64) -> Result<
                 continue;
             }
         };
-        apply(shared, seq, &message.payload);
+        // "p:{proxy}:{boot}:{n}": the proxy (and its run) that logged it.
+        let origin = message
+            .headers
+            .as_ref()
+            .and_then(|h| h.get("Nats-Msg-Id"))
+            .and_then(|id| id.as_str().rsplit_once(':'))
+            .map(|(origin, _)| Arc::<str>::from(origin));
+        apply(shared, seq, &message.payload, origin);
     }
 }
 
 /// Adds one stored record to the mirror and moves the head.
-fn apply(shared: &Shared, seq: u64, record: &[u8]) {
+fn apply(shared: &Shared, seq: u64, record: &[u8], origin: Option<Arc<str>>) {
     let Ok(mut mirror) = shared.mirror.write() else {
         return;
     };
@@ -678,7 +685,9 @@ fn apply(shared: &Shared, seq: u64, record: &[u8]) {
         mirror.events.clear();
     }
     mirror.head = seq;
-    let parsed = Logged::from_bytes(0, record).and_then(|l| l.resequenced(seq));
+    let parsed = Logged::from_bytes(0, record)
+        .map(|l| Logged { origin, ..l })
+        .and_then(|l| l.resequenced(seq));
     match parsed {
         Some((logged, payload)) => {
             mirror.state.insert(logged.kind.to_string(), payload);
@@ -734,9 +743,9 @@ mod tests {
     #[test]
     fn the_mirror_takes_the_streams_seq_into_the_frame_and_keeps_last_values() {
         let s = shared(100);
-        apply(&s, 1, &record("a", 10));
-        apply(&s, 2, &record("b", 20));
-        apply(&s, 3, &record("a", 30));
+        apply(&s, 1, &record("a", 10), None);
+        apply(&s, 2, &record("b", 20), None);
+        apply(&s, 3, &record("a", 30), None);
         assert_eq!(seqs(&s), vec![1, 2, 3]);
         assert_eq!(*s.head.borrow(), 3);
         let mirror = s.mirror.read().unwrap();
@@ -751,13 +760,13 @@ mod tests {
     #[test]
     fn repeats_are_ignored_and_a_hole_restarts_the_mirror_after_it() {
         let s = shared(100);
-        apply(&s, 1, &record("a", 1));
-        apply(&s, 2, &record("a", 2));
-        apply(&s, 2, &record("a", 2));
-        apply(&s, 1, &record("a", 1));
+        apply(&s, 1, &record("a", 1), None);
+        apply(&s, 2, &record("a", 2), None);
+        apply(&s, 2, &record("a", 2), None);
+        apply(&s, 1, &record("a", 1), None);
         assert_eq!(seqs(&s), vec![1, 2]);
         // 3..=4 left the stream before this proxy read them.
-        apply(&s, 5, &record("a", 5));
+        apply(&s, 5, &record("a", 5), None);
         assert_eq!(seqs(&s), vec![5], "sessions behind 5 get a Gap, not a hole");
         assert_eq!(*s.head.borrow(), 5);
     }
@@ -765,10 +774,10 @@ mod tests {
     #[test]
     fn foreign_messages_keep_the_sequence_gap_free_and_the_cap_holds() {
         let s = shared(3);
-        apply(&s, 1, &record("a", 1));
-        apply(&s, 2, b"not an event");
-        apply(&s, 3, &record("a", 3));
-        apply(&s, 4, &record("a", 4));
+        apply(&s, 1, &record("a", 1), None);
+        apply(&s, 2, b"not an event", None);
+        apply(&s, 3, &record("a", 3), None);
+        apply(&s, 4, &record("a", 4), None);
         assert_eq!(seqs(&s), vec![2, 3, 4]);
         let mirror = s.mirror.read().unwrap();
         assert_eq!(&*mirror.events[0].kind, "invalid");

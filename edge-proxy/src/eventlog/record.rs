@@ -54,6 +54,10 @@ pub struct Logged {
     pub kind: Arc<str>,
     /// The encoded `ServerFrame::Event`, ready for the socket.
     pub frame: Bytes,
+    /// Which proxy logged it, on a shared log (its `ts_ms` is that proxy's
+    /// clock); `None` for this proxy's own embedded log. Not stored in the
+    /// record: the JetStream mirror learns it from the message's id.
+    pub origin: Option<Arc<str>>,
 }
 
 impl Logged {
@@ -71,6 +75,7 @@ impl Logged {
             volatile: event.volatile,
             kind: Arc::from(event.kind.as_str()),
             frame: Bytes::from(frame),
+            origin: None,
         })
     }
 
@@ -99,6 +104,7 @@ impl Logged {
             volatile: flags & FLAG_VOLATILE != 0,
             kind: Arc::from(kind),
             frame: Bytes::copy_from_slice(frame),
+            origin: None,
         })
     }
 
@@ -119,6 +125,7 @@ impl Logged {
             volatile: self.volatile,
             kind: self.kind.clone(),
             frame: Bytes::from(frame),
+            origin: self.origin.clone(),
         };
         Some((logged, payload))
     }

@@ -53,6 +53,10 @@ pub enum RadioError {
     Rig(#[from] RigError),
     #[error("{0}")]
     BadCommand(String),
+    /// The exchange did not finish in time (a write that never drained, a
+    /// peer that stopped answering mid-exchange).
+    #[error("the radio did not finish an exchange within {0:?}")]
+    Hung(Duration),
 }
 
 impl RadioError {
@@ -65,6 +69,7 @@ impl RadioError {
                 matches!(e, RigError::Io(_) | RigError::Timeout(_) | RigError::Closed)
             }
             RadioError::BadCommand(_) => false,
+            RadioError::Hung(_) => true,
         }
     }
 }
