@@ -61,7 +61,15 @@ impl Relay {
                     let (cr, cw) = client.into_split();
                     let (sr, sw) = server.into_split();
                     let cut = Arc::new(tokio::sync::Notify::new());
-                    let a = pump(cr, sw, conn_seed, faults, counts.clone(), cut.clone(), Some(held));
+                    let a = pump(
+                        cr,
+                        sw,
+                        conn_seed,
+                        faults,
+                        counts.clone(),
+                        cut.clone(),
+                        Some(held),
+                    );
                     let b = pump(sr, cw, conn_seed.rotate_left(17), faults, counts, cut, None);
                     // Either direction ending (or a cut) ends both.
                     tokio::select! { _ = a => {}, _ = b => {} }

@@ -310,17 +310,33 @@ mod tests {
     /// `skew` ahead of the proxy's wall clock, which reads `WALL + now`.
     const WALL: u64 = 1_700_000_000_000;
 
-    fn admit_at(p: &Publish, role: Role, peer: &mut PeerClock, now: Millis) -> Result<(), RejectReason> {
+    fn admit_at(
+        p: &Publish,
+        role: Role,
+        peer: &mut PeerClock,
+        now: Millis,
+    ) -> Result<(), RejectReason> {
         if let (Some(e), Some(ttl)) = (p.expires_at_ms, p.ttl_ms) {
             peer.sample(e.saturating_sub(ttl), now);
         }
-        admit(p, role, &Clocks { now, peer, now_wall_ms: WALL + now })
+        admit(
+            p,
+            role,
+            &Clocks {
+                now,
+                peer,
+                now_wall_ms: WALL + now,
+            },
+        )
     }
 
     #[test]
     fn admission_rules() {
         let peer = &mut PeerClock::new(60_000);
-        assert_eq!(admit_at(&publish("note", None), Role::Read, peer, 0), Ok(()));
+        assert_eq!(
+            admit_at(&publish("note", None), Role::Read, peer, 0),
+            Ok(())
+        );
         assert_eq!(
             admit_at(&publish("radio.set_freq", None), Role::Read, peer, 0),
             Err(RejectReason::Forbidden)
@@ -359,16 +375,28 @@ mod tests {
     #[test]
     fn keying_needs_a_lifetime_and_unkeying_always_passes() {
         let peer = &mut PeerClock::new(60_000);
-        let bare = Publish { ttl_ms: None, ..ptt(true, WALL + 2_000, None) };
-        assert_eq!(admit_at(&bare, Role::Control, peer, 0), Err(RejectReason::Invalid));
+        let bare = Publish {
+            ttl_ms: None,
+            ..ptt(true, WALL + 2_000, None)
+        };
+        assert_eq!(
+            admit_at(&bare, Role::Control, peer, 0),
+            Err(RejectReason::Invalid)
+        );
         let long = ptt(true, WALL + 60_000, Some(60_000));
-        assert_eq!(admit_at(&long, Role::Control, peer, 0), Err(RejectReason::Invalid));
+        assert_eq!(
+            admit_at(&long, Role::Control, peer, 0),
+            Err(RejectReason::Invalid)
+        );
         assert_eq!(
             admit_at(&ptt(true, WALL + 2_000, Some(2_000)), Role::Read, peer, 0),
             Err(RejectReason::Forbidden)
         );
         // An ancient PTT-off, even without a lifetime, still unkeys.
-        let off = Publish { ttl_ms: None, ..ptt(false, 5, None) };
+        let off = Publish {
+            ttl_ms: None,
+            ..ptt(false, 5, None)
+        };
         assert_eq!(admit_at(&off, Role::Control, peer, 0), Ok(()));
     }
 
@@ -382,7 +410,11 @@ mod tests {
             peer.sample(client(995), 1_000);
             for sent in (2_000..10_000).step_by(1_000) {
                 let p = ptt(true, client(sent) + 2_000, Some(2_000));
-                assert_eq!(admit_at(&p, Role::Control, peer, sent + 5), Ok(()), "skew {skew}");
+                assert_eq!(
+                    admit_at(&p, Role::Control, peer, sent + 5),
+                    Ok(()),
+                    "skew {skew}"
+                );
             }
             // Sent at 10_000, held 2.5 s on the way.
             let held = ptt(true, client(10_000) + 2_000, Some(2_000));

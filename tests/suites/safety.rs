@@ -134,7 +134,9 @@ async fn a_tight_kill_restart_loop_never_leaves_it_keyed_nor_re_keys() {
         let killed = Instant::now();
         proxy.restart();
         assert!(
-            radio_reports(&sim, false, Duration::from_secs(5)).await.is_some(),
+            radio_reports(&sim, false, Duration::from_secs(5))
+                .await
+                .is_some(),
             "round {round}: still keyed 5 s after the restart"
         );
         // The documented bound: receive within 3 s of the kill (a start,
@@ -253,7 +255,11 @@ async fn clients_ten_minutes_off_key_and_unkey_normally() {
 async fn a_ptt_on_held_in_transit_longer_than_its_lifetime_is_refused() {
     let (sim, proxy) = station("tx_keepalive_ms = 60000\n");
     let relay = Relay::start(
-        proxy.ws_url().trim_start_matches("ws://").trim_end_matches("/ws").to_string(),
+        proxy
+            .ws_url()
+            .trim_start_matches("ws://")
+            .trim_end_matches("/ws")
+            .to_string(),
         1,
         Faults {
             delay: 0.0,
@@ -303,8 +309,11 @@ async fn with_the_log_stalled_the_radio_is_still_polled_and_unkeyed() {
     key_ptt(&mut op, true).await;
     let took = radio_reports(&sim, false, Duration::from_secs(5)).await;
     nats.resume();
+    // The watchdog's unkey goes straight to the radio (about 1 s after the
+    // last applied PTT-on); the bridge's backstop, also still running,
+    // would take 2 s.
     assert!(
-        took.is_some_and(|t| t < Duration::from_millis(1_000 + 1_500)),
+        took.is_some_and(|t| t < Duration::from_millis(1_500)),
         "with the log stalled the radio stayed keyed ({took:?})"
     );
 }

@@ -10,12 +10,12 @@ use shared_protocol::link::{LinkConfig, LinkState};
 use shared_protocol::power::PowerConfig;
 use tokio::sync::{mpsc, watch};
 
+use super::logq::LogQueue;
 use super::power::{PowerWatch, SharedPower};
 use super::{is_reconnect, new_status, payload_of, HwLink, SharedStatus};
-use super::logq::LogQueue;
+use crate::clock::Clock;
 use crate::eventlog::EventLog;
 use crate::hooks::Hooks;
-use crate::clock::Clock;
 use edge_proxy::hardware::lp100::{Lp100, Lp100Error, LP100_BAUD};
 use edge_proxy::hardware::open_serial;
 

@@ -34,12 +34,12 @@ use shared_protocol::ServerFrame;
 use station_sim::pty::{PtyMeter, PtyRadio};
 use tokio::sync::watch;
 
+use crate::clock::Clock;
 use crate::config::{Config, MeterSource};
 use crate::eventlog::{EventLog, Logged, NewEvent};
-use logq::LogQueue;
 use crate::hooks::Hooks;
-use crate::clock::Clock;
 use edge_proxy::hardware::RadioBackend;
+use logq::LogQueue;
 
 /// What `/stats` shows of a link.
 #[derive(Debug, Clone, Default, Serialize)]
@@ -217,16 +217,14 @@ impl HwLink {
                     }
                 }
                 LinkOutput::Close => *device = None,
-                LinkOutput::Event(event) => {
-                    record(
-                        &self.log,
-                        &self.hooks,
-                        self.name,
-                        &self.status,
-                        &self.link,
-                        event,
-                    )
-                }
+                LinkOutput::Event(event) => record(
+                    &self.log,
+                    &self.hooks,
+                    self.name,
+                    &self.status,
+                    &self.link,
+                    event,
+                ),
             }
         }
         publish_status(self.name, &self.status, &self.link);

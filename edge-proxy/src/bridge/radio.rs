@@ -288,7 +288,9 @@ impl RadioTask {
                 self.note_unkeyed(reason, confirmed);
             }
             Ok(_) => {}
-            Err(e) => tracing::warn!(error = %e, "could not read the radio's state after opening it"),
+            Err(e) => {
+                tracing::warn!(error = %e, "could not read the radio's state after opening it")
+            }
         }
     }
 
@@ -305,10 +307,13 @@ impl RadioTask {
             let off = bounded(radio.set_ptt(false)).await;
             match bounded(radio.status()).await {
                 Ok(state) if !state.ptt => {
-                    self.on_air.send_if_modified(|on| std::mem::replace(on, false));
+                    self.on_air
+                        .send_if_modified(|on| std::mem::replace(on, false));
                     return true;
                 }
-                other => tracing::warn!(unkey = ?off.err(), status = ?other.err(), "the radio has not confirmed receive yet"),
+                other => {
+                    tracing::warn!(unkey = ?off.err(), status = ?other.err(), "the radio has not confirmed receive yet")
+                }
             }
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
@@ -352,7 +357,10 @@ impl RadioTask {
             None => false,
         };
         if self.keyed || on_air {
-            tracing::warn!(link = NAME, "EVENT_TX_WATCHDOG: shutting down while transmitting: unkeying the radio");
+            tracing::warn!(
+                link = NAME,
+                "EVENT_TX_WATCHDOG: shutting down while transmitting: unkeying the radio"
+            );
             let confirmed = self.unkey_and_confirm(SHUTDOWN_CONFIRM).await;
             metrics::counter!("proxy_tx_watchdog_unkeys_total", "reason" => "shutting_down")
                 .increment(1);
@@ -568,19 +576,28 @@ impl RadioTask {
             return true;
         }
         if event.seq <= self.ptt_floor {
-            tracing::info!(seq = event.seq, "a PTT-on older than the watchdog's unkey: not keyed");
+            tracing::info!(
+                seq = event.seq,
+                "a PTT-on older than the watchdog's unkey: not keyed"
+            );
             return false;
         }
         if !self.fresh(event, now) {
             // Held up on its way here (an outage of the shared log):
             // keying now would transmit for someone no longer there.
-            tracing::warn!(seq = event.seq, "a PTT-on that reached the radio too late: not keyed");
+            tracing::warn!(
+                seq = event.seq,
+                "a PTT-on that reached the radio too late: not keyed"
+            );
             return false;
         }
         if !self.backstop.admit_ptt_on(LOG_KEEPER, now)
             || self.backstop.on_ptt_on(LOG_KEEPER, now).is_some()
         {
-            tracing::warn!(seq = event.seq, "the time-out timer fired: PTT-on refused until released");
+            tracing::warn!(
+                seq = event.seq,
+                "the time-out timer fired: PTT-on refused until released"
+            );
             return false;
         }
         self.keyed = true;
