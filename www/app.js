@@ -8,12 +8,15 @@ const $ = (id) => document.getElementById(id);
 const badge = $('badge');
 const say = (text) => { $('live').textContent = text; };
 
-function toast(text, kind = 'info') {
+// Toasts: `info`, `warn`, `error` and `alarm` (a transmitter the proxy had to
+// unkey: shown longer). Screen readers hear them through two live regions:
+// #toasts (assertive, the default) and #toasts-polite (waits for a pause).
+function toast(text, kind = 'info', { polite = false } = {}) {
   const t = document.createElement('div');
   t.className = `toast ${kind}`;
   t.textContent = text;
-  $('toasts').append(t);
-  setTimeout(() => t.remove(), 5000);
+  $(polite ? 'toasts-polite' : 'toasts').append(t);
+  setTimeout(() => t.remove(), kind === 'alarm' ? 15_000 : 5000);
 }
 
 await init();
