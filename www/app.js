@@ -34,6 +34,7 @@ let readOnly = false;
 let state = 'disconnected';
 let ptt = false;
 let radioLink = null;
+let hold = null; // while PTT is held: { via: 'pointer' | 'space', keepalive }
 const power = [];
 
 function setControls() {
@@ -90,6 +91,8 @@ function logEvent(e) {
 
 link.on('state', ({ state: s, reason, access }) => {
   state = s;
+  // A hold never outlives the connection: it is not resumed after a reconnect.
+  if (s !== 'connected') release(`link ${s}`);
   // The proxy says what this dashboard's token allows: no need to learn it
   // from a refused command.
   if (access) readOnly = access === 'read';
@@ -167,24 +170,60 @@ $('freq-form').addEventListener('submit', (ev) => {
   link.send('radio.set_freq', { hz: Math.round(Number($('freq-in').value) * 1000) });
 });
 $('mode-in').addEventListener('change', () => link.send('radio.set_mode', { mode: $('mode-in').value }));
-// PTT: volatile with a 2 s deadline; never queued, never replayed.
+// PTT ("Hold to transmit"): held with the pointer (mouse, touch, pen) or
+// with Space while the button has focus. PTT is volatile with a 2 s
+// deadline; never queued, never replayed. While held, PTT-on is repeated
+// every second: the proxy's TX watchdog unkeys a transmitter whose client
+// stops repeating it (a frozen tab, a dropped network), so a lost "off" can
+// never leave the radio keyed. Every way the hold can end (letting go, the
+// pointer leaving or being cancelled, focus or the page going away, the link
+// dropping) goes through release(), which is safe to call any number of times.
 const key = (on) => link.send('radio.ptt', { on }, { delivery: 'volatile', ttlMs: 2000 });
-// While held, PTT-on is repeated every second: the proxy's TX watchdog
-// unkeys a transmitter whose client stops repeating it (a frozen tab, a
-// dropped network), so a lost "off" can never leave the radio keyed.
-const btn = $('ptt-btn');
-let keepalive = null;
-btn.addEventListener('pointerdown', () => {
-  btn.setAttribute('aria-pressed', 'true');
+const pttBtn = $('ptt-btn');
+
+function press(via) {
+  if (hold || pttBtn.disabled) return;
+  hold = { via, keepalive: setInterval(() => key(true), 1000) };
+  pttBtn.setAttribute('aria-pressed', 'true');
   key(true);
-  keepalive = setInterval(() => key(true), 1000);
-});
-for (const ev of ['pointerup', 'pointerleave']) btn.addEventListener(ev, () => {
-  if (btn.getAttribute('aria-pressed') !== 'true') return;
-  btn.setAttribute('aria-pressed', 'false');
-  clearInterval(keepalive);
+}
+
+/** Ends the hold, if there is one: stops the keepalive and sends PTT off. */
+function release(reason) {
+  if (!hold) return false;
+  clearInterval(hold.keepalive);
+  hold = null;
+  pttBtn.setAttribute('aria-pressed', 'false');
+  pttBtn.dataset.released = reason;
   key(false);
+  return true;
+}
+
+const isSpace = (ev) => (ev.code === 'Space' || ev.key === ' ') && !ev.ctrlKey && !ev.altKey && !ev.metaKey;
+pttBtn.addEventListener('pointerdown', (ev) => { if (ev.button === 0) press('pointer'); });
+pttBtn.addEventListener('pointerleave', () => { if (hold?.via === 'pointer') release('pointer left the button'); });
+// Let go anywhere (or the browser takes the pointer over, e.g. for a
+// scroll): on the window too, as a disabled button may not see it.
+for (const type of ['pointerup', 'pointercancel']) {
+  window.addEventListener(type, () => { if (hold?.via === 'pointer') release(type); }, true);
+}
+// A long press on a touch screen opens no menu (it would cancel the pointer).
+pttBtn.addEventListener('contextmenu', (ev) => ev.preventDefault());
+pttBtn.addEventListener('keydown', (ev) => {
+  if (!isSpace(ev)) return; // Enter does nothing: a keyed button must never latch.
+  ev.preventDefault(); // no scrolling, no click
+  if (!ev.repeat) press('space'); // a key's auto-repeat keys nothing: only a fresh press does
 });
+// Space let go wherever focus went by then.
+document.addEventListener('keyup', (ev) => {
+  if (!isSpace(ev) || hold?.via !== 'space') return;
+  ev.preventDefault();
+  release('space released');
+}, true);
+pttBtn.addEventListener('blur', () => { if (hold?.via === 'space') release('focus left the button'); });
+window.addEventListener('blur', () => release('window lost focus'));
+document.addEventListener('visibilitychange', () => { if (document.visibilityState === 'hidden') release('page hidden'); });
+window.addEventListener('pagehide', () => release('page hidden'));
 
 document.addEventListener('keydown', (ev) => {
   if (ev.ctrlKey && ev.shiftKey && ev.key.toLowerCase() === 'd') {
