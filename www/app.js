@@ -34,7 +34,7 @@ let readOnly = false;
 let state = 'disconnected';
 let ptt = false;
 let radioLink = null;
-let hold = null; // while PTT is held: { via: 'pointer' | 'space', keepalive }
+let hold = null; // while PTT is held: { via: 'pointer' | 'space', keepalive, refused: null or the reason }
 const power = [];
 
 function setControls() {
@@ -149,7 +149,8 @@ $('filter').addEventListener('input', () => {
 link.on('rejected', (r) => {
   // A read-only token: say so and disable the controls instead of failing on.
   if (r.reason === 'forbidden') { readOnly = true; setControls(); }
-  toast(`Command ${r.clientSeq} rejected: ${r.reason}`, 'warn');
+  if (isPttRefusal(r)) pttRefused(r.reason);
+  else toast(`Command ${r.clientSeq} rejected: ${r.reason}`, 'warn');
 });
 link.on('error', (e) => { if (e.kind !== 'notSent') toast(`${e.kind}: ${e.message}`, 'error'); });
 link.on('quality', (q) => {
@@ -183,7 +184,8 @@ const pttBtn = $('ptt-btn');
 
 function press(via) {
   if (hold || pttBtn.disabled) return;
-  hold = { via, keepalive: setInterval(() => key(true), 1000) };
+  hold = { via, keepalive: setInterval(() => key(true), 1000), refused: null };
+  pttToasted = false;
   pttBtn.setAttribute('aria-pressed', 'true');
   key(true);
 }
@@ -194,9 +196,28 @@ function release(reason) {
   clearInterval(hold.keepalive);
   hold = null;
   pttBtn.setAttribute('aria-pressed', 'false');
+  pttBtn.classList.remove('refused');
   pttBtn.dataset.released = reason;
   key(false);
   return true;
+}
+
+// A refused PTT. The rejection names only the publish's number, so: a
+// `tx_timeout` (the proxy's time-out timer locked this client out) is always
+// one, and so is `expired`, as PTT is the only deadline this page sends.
+const isPttRefusal = (r) => (r.kind ? r.kind === 'radio.ptt' : r.reason === 'tx_timeout' || r.reason === 'expired');
+let pttToasted = false; // one toast per press, not one per refused repeat
+
+/** The proxy refused a PTT: stop repeating it until the button is let go, and say so once. */
+function pttRefused(reason) {
+  if (hold && !hold.refused) {
+    hold.refused = reason;
+    clearInterval(hold.keepalive);
+    pttBtn.classList.add('refused');
+  }
+  if (pttToasted) return;
+  pttToasted = true;
+  toast(reason === 'tx_timeout' ? 'Transmit time-out: release PTT, then key again' : `PTT refused: ${reason}`, 'warn', { polite: true });
 }
 
 const isSpace = (ev) => (ev.code === 'Space' || ev.key === ' ') && !ev.ctrlKey && !ev.altKey && !ev.metaKey;
