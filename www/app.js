@@ -140,8 +140,23 @@ link.on('event', (e) => {
     if (t === 'EVENT_POWER_WARNING') toast(`Power warning: ${e.payload.context}`, 'warn');
     if (t === 'EVENT_POWER_CRITICAL') toast(`Power critical: ${e.payload.context}`, 'error');
   }
-  if (e.kind === 'watchdog.unkeyed') toast(`TX watchdog unkeyed the radio (${e.payload.reason})`, 'warn');
+  if (e.kind === 'watchdog.unkeyed') toast(unkeyedText(e.payload), 'alarm');
 });
+// watchdog.unkeyed {client_id, reason, transmitted_ms}: the proxy unkeyed the radio on its own.
+const UNKEYED = {
+  silent: 'The keying dashboard stopped repeating PTT (a frozen tab or a lost network): unkeyed',
+  session_ended: 'The keying dashboard disconnected while transmitting: unkeyed',
+  max_tx_time: 'Transmit time-out: the transmission reached the maximum time: unkeyed',
+  keepalive_lost: 'No PTT keepalive reached the radio for too long: unkeyed',
+  max_on_air: 'The radio stayed on the air past the maximum time: unkeyed',
+  shutting_down: 'The proxy is shutting down while the radio was transmitting: unkeyed',
+  no_keeper_at_start: 'The radio was transmitting with nobody keying it: unkeyed',
+  log_gap: 'The proxy lost track of who was keying the radio (a gap in its event log): unkeyed',
+};
+function unkeyedText({ reason, transmitted_ms: ms } = {}) {
+  const text = UNKEYED[reason] || `TX watchdog unkeyed the radio (${reason})`;
+  return ms > 0 ? `${text} after ${(ms / 1000).toFixed(1)} s on the air` : text;
+}
 const matchesFilter = (kind) => kind.includes($('filter').value.trim());
 $('filter').addEventListener('input', () => {
   for (const li of $('events').children) li.hidden = !matchesFilter(li.dataset.kind);
