@@ -34,6 +34,7 @@ let readOnly = false;
 let state = 'disconnected';
 let ptt = false;
 let radioLink = null;
+let releasedAt = -Infinity; // when this dashboard last let go of PTT (performance.now())
 let hold = null; // while PTT is held: { via: 'pointer' | 'space', keepalive, refused: null or the reason }
 const power = [];
 
@@ -45,7 +46,7 @@ function setControls() {
   const radioWhy = why || (radioLink && radioLink !== 'connected'
     ? `Radio controls are disabled: the radio link is ${radioLink.replace('_', ' ')}.` : '');
   for (const el of document.querySelectorAll('#freq-form input, #freq-form button, #mode-in, #ptt-btn')) el.disabled = !!radioWhy;
-  for (const el of document.querySelectorAll('.relink')) el.disabled = !!why;
+  for (const el of document.querySelectorAll('.relink, #unkey-btn')) el.disabled = !!why;
   $('controls-why').textContent = radioWhy;
 }
 
@@ -57,6 +58,16 @@ function showRadio(r) {
   ptt = !!r.ptt;
   $('ptt').textContent = ptt ? 'TX' : 'RX';
   $('ptt').className = `ptt ${ptt ? 'on' : 'off'}`;
+  showUnkey();
+}
+
+// "Unkey now": shown while the radio reports TX and this dashboard is not
+// holding PTT (another client keys it, a lost "off", the radio keyed at the
+// microphone), so an operator always has a way to unkey. Not in the moment
+// after this dashboard let go, while its own "off" is on its way.
+const UNKEY_GRACE_MS = 1000;
+function showUnkey() {
+  $('unkey-btn').hidden = !(ptt && !hold && performance.now() - releasedAt >= UNKEY_GRACE_MS);
 }
 
 function showPower(p) {
@@ -203,6 +214,7 @@ function press(via) {
   pttToasted = false;
   pttBtn.setAttribute('aria-pressed', 'true');
   key(true);
+  showUnkey();
 }
 
 /** Ends the hold, if there is one: stops the keepalive and sends PTT off. */
@@ -214,8 +226,11 @@ function release(reason) {
   pttBtn.classList.remove('refused');
   pttBtn.dataset.released = reason;
   key(false);
+  releasedAt = performance.now();
+  setTimeout(showUnkey, UNKEY_GRACE_MS + 10);
   return true;
 }
+$('unkey-btn').addEventListener('click', () => key(false));
 
 // A refused PTT. The rejection names only the publish's number, so: a
 // `tx_timeout` (the proxy's time-out timer locked this client out) is always
