@@ -250,7 +250,7 @@ function pttRefused(reason) {
   toast(reason === 'tx_timeout' ? 'Transmit time-out: release PTT, then key again' : `PTT refused: ${reason}`, 'warn', { polite: true });
 }
 
-const isSpace = (ev) => (ev.code === 'Space' || ev.key === ' ') && !ev.ctrlKey && !ev.altKey && !ev.metaKey;
+const isSpace = (ev) => ev.code === 'Space' || ev.key === ' ';
 pttBtn.addEventListener('pointerdown', (ev) => { if (ev.button === 0) press('pointer'); });
 pttBtn.addEventListener('pointerleave', () => { if (hold?.via === 'pointer') release('pointer left the button'); });
 // Let go anywhere (or the browser takes the pointer over, e.g. for a
@@ -261,11 +261,12 @@ for (const type of ['pointerup', 'pointercancel']) {
 // A long press on a touch screen opens no menu (it would cancel the pointer).
 pttBtn.addEventListener('contextmenu', (ev) => ev.preventDefault());
 pttBtn.addEventListener('keydown', (ev) => {
-  if (!isSpace(ev)) return; // Enter does nothing: a keyed button must never latch.
+  // Enter does nothing: a keyed button must never latch.
+  if (!isSpace(ev) || ev.ctrlKey || ev.altKey || ev.metaKey) return;
   ev.preventDefault(); // no scrolling, no click
   if (!ev.repeat) press('space'); // a key's auto-repeat keys nothing: only a fresh press does
 });
-// Space let go wherever focus went by then.
+// Space let go wherever focus went by then, and whatever modifier is down by then.
 document.addEventListener('keyup', (ev) => {
   if (!isSpace(ev) || hold?.via !== 'space') return;
   ev.preventDefault();
