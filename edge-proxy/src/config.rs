@@ -145,7 +145,8 @@ pub struct Config {
     pub drain_retry_after_ms: u64,
     /// TX watchdog: unkey when the keying client has not repeated PTT-on for this long.
     pub tx_keepalive_ms: u64,
-    /// TX watchdog: unkey after this long on the air, whatever the client does.
+    /// TX watchdog's time-out timer: unkey after this long on the air, then
+    /// refuse that client's PTT-on until it releases.
     pub tx_max_ms: u64,
     /// How the radio is reached.
     pub radio_backend: RadioBackend,

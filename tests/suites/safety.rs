@@ -317,3 +317,73 @@ async fn with_the_log_stalled_the_radio_is_still_polled_and_unkeyed() {
         "with the log stalled the radio stayed keyed ({took:?})"
     );
 }
+
+/// The benchmark of docs/BENCHMARKS.md ("Safety: fault to receive"), not a
+/// test: `cargo test -p e2e --test safety -- --ignored --nocapture`. Prints
+/// median and max over 20 runs of each fault; asserts only that each run
+/// ended on receive.
+#[tokio::test]
+#[ignore]
+async fn bench_fault_to_receive() {
+    const RUNS: usize = 20;
+    fn report(name: &str, mut ms: Vec<f64>) {
+        ms.sort_by(f64::total_cmp);
+        println!(
+            "{name:<34} median {:>7.1} ms   max {:>7.1} ms   ({} runs)",
+            ms[ms.len() / 2],
+            ms[ms.len() - 1],
+            ms.len()
+        );
+    }
+    let keepalive = 1_000;
+    let config = format!("tx_keepalive_ms = {keepalive}\ntx_max_ms = 2000\n");
+    let (mut sigterm, mut restart, mut silent, mut tot) = (vec![], vec![], vec![], vec![]);
+    for run in 0..RUNS {
+        // SIGTERM: signal sent to the process gone (the radio on RX by then).
+        let (sim, mut proxy) = station(&config);
+        let mut op = operator(&proxy, "op").await;
+        key_and_confirm(&mut op, &sim).await;
+        let t = Instant::now();
+        assert!(proxy.terminate());
+        sigterm.push(t.elapsed().as_secs_f64() * 1e3);
+        assert!(!on_air(&sim));
+        // kill -9, then a restart: from the restart to the radio on RX.
+        let (sim, mut proxy) = station(&config);
+        let mut op = operator(&proxy, &format!("k{run}")).await;
+        key_and_confirm(&mut op, &sim).await;
+        proxy.kill9();
+        let t = Instant::now();
+        proxy.restart();
+        radio_reports(&sim, false, SECS).await.unwrap();
+        restart.push(t.elapsed().as_secs_f64() * 1e3);
+        // The keeper goes silent: from its last PTT-on to the radio on RX.
+        let mut op = operator(&proxy, &format!("s{run}")).await;
+        key_and_confirm(&mut op, &sim).await;
+        let t = Instant::now();
+        radio_reports(&sim, false, SECS).await.unwrap();
+        silent.push(t.elapsed().as_secs_f64() * 1e3);
+        // The time-out timer: repeating PTT-on, from keying to RX.
+        let mut op = operator(&proxy, &format!("t{run}")).await;
+        key_ptt(&mut op, true).await;
+        let t = Instant::now();
+        while on_air(&sim) || t.elapsed() < Duration::from_millis(100) {
+            key_ptt(&mut op, true).await;
+            if radio_reports(&sim, false, Duration::from_millis(250))
+                .await
+                .is_some()
+                && t.elapsed() > Duration::from_millis(500)
+            {
+                break;
+            }
+        }
+        tot.push(t.elapsed().as_secs_f64() * 1e3);
+        key_ptt(&mut op, false).await;
+    }
+    report("SIGTERM to exit (radio on RX)", sigterm);
+    report("kill -9, restart to RX", restart);
+    report(
+        &format!("keeper silent to RX (keepalive {keepalive})"),
+        silent,
+    );
+    report("TOT: key to RX (tx_max 2000)", tot);
+}
