@@ -261,8 +261,18 @@ async fn zero_power_on_the_air_warns_goes_critical_drops_tx_and_clears() {
         .collect();
     assert!(levels.iter().any(|l| l == "critical"), "{levels:?}");
 
-    // Repaired: a good reading clears the alarm.
+    // The fast path reconnected to a radio still transmitting (keyed, no
+    // RF): nobody keys that connection, so it was unkeyed.
+    assert!(
+        op.pump_until(SECS, |_| !sim.radio.lock().unwrap().tx)
+            .await
+            .unwrap(),
+        "unkeyed after the TX drop"
+    );
+    // Repaired, and keyed again (a held button's next repeat): a good
+    // reading clears the alarm.
     sim.radio.lock().unwrap().pa_failed = false;
+    key_ptt(op, true).await;
     assert!(op
         .pump_until(SECS, |c| power(c)
             .last()
