@@ -4,7 +4,7 @@
 
 use shared_protocol::frame::{Gap, GapReason, Publish, RejectReason, Resume};
 use shared_protocol::peerclock::PeerClock;
-use shared_protocol::{is_transmit_kind, Millis};
+use shared_protocol::{is_transmit_kind, keys_transmitter, Millis};
 
 use crate::auth::{is_command_kind, is_reserved_kind, Role};
 
@@ -77,12 +77,6 @@ pub struct Clocks<'a> {
     pub now_wall_ms: u64,
 }
 
-/// Whether the publish keys a transmitter (`radio.ptt {on: true}`); PTT-off
-/// and other commands are never held to a transmit command's rules.
-pub fn keys_transmitter(publish: &Publish) -> bool {
-    is_transmit_kind(&publish.kind) && publish.payload["on"].as_bool() != Some(false)
-}
-
 /// Checks a publish before it reaches the log. Rate limiting is separate
 /// (reliable publishes wait for the bucket instead of being refused), and so
 /// is the TX watchdog's time-out lock-out.
@@ -105,8 +99,11 @@ pub fn admit(publish: &Publish, role: Role, clocks: &Clocks<'_>) -> Result<(), R
     if is_command_kind(&publish.kind) && role != Role::Control {
         return Err(RejectReason::Forbidden);
     }
-    let keys = keys_transmitter(publish);
-    if keys {
+    if is_transmit_kind(&publish.kind) && publish.payload["on"].as_bool().is_none() {
+        // Neither on nor off: refused, so that nothing downstream guesses.
+        return Err(RejectReason::Invalid);
+    }
+    if keys_transmitter(&publish.kind, &publish.payload) {
         // Keying a transmitter must always carry a lifetime the proxy can
         // judge by its own clock.
         match (publish.expires_at_ms, publish.ttl_ms) {
@@ -391,6 +388,15 @@ mod tests {
         assert_eq!(
             admit_at(&ptt(true, WALL + 2_000, Some(2_000)), Role::Read, peer, 0),
             Err(RejectReason::Forbidden)
+        );
+        // A PTT that is neither on nor off is refused.
+        let vague = Publish {
+            payload: Payload::Map(vec![("on".into(), 1.into())]),
+            ..ptt(true, WALL + 2_000, Some(2_000))
+        };
+        assert_eq!(
+            admit_at(&vague, Role::Control, peer, 0),
+            Err(RejectReason::Invalid)
         );
         // An ancient PTT-off, even without a lifetime, still unkeys.
         let off = Publish {

@@ -27,7 +27,7 @@ use tokio::time::{sleep_until, timeout};
 
 use crate::auth::{role_for, Role};
 use crate::eventlog::{now_ms, Logged, NewEvent, Published};
-use crate::policy::{admit, keys_transmitter, plan_start, Clocks, RateBucket, Start};
+use crate::policy::{admit, plan_start, Clocks, RateBucket, Start};
 use crate::registry::Progress;
 use crate::server::AppState;
 
@@ -502,7 +502,7 @@ impl Session {
             peer: &self.peer_clock,
             now_wall_ms: now_ms(),
         };
-        let keys = keys_transmitter(&publish);
+        let keys = shared_protocol::keys_transmitter(&publish.kind, &publish.payload);
         let admitted = admit(&publish, self.role, &clocks).and_then(|()| {
             // The time-out timer's lock-out, where the command enters.
             if keys && !self.state.watchdog.admit_ptt_on(&self.client_id) {

@@ -15,7 +15,7 @@
 use std::sync::{Arc, Mutex, OnceLock};
 
 use rmpv::Value;
-use shared_protocol::txwatchdog::{TxWatchdog, TxWatchdogConfig, Unkey, UnkeyReason};
+use shared_protocol::txwatchdog::{TxWatchdog, TxWatchdogConfig, Unkey};
 use tokio::sync::{mpsc, watch, Notify};
 
 use crate::clock::Clock;
@@ -111,9 +111,8 @@ impl Watchdog {
                     // Leaving: never leave the transmitter keyed behind us (the
                     // radio link also unkeys the radio itself before it closes).
                     let now = self.clock.now();
-                    let unkey = self.with(|dog| dog.unkey_now(UnkeyReason::SessionEnded, now)).flatten();
-                    if let Some(unkey) = unkey {
-                        self.carry_out_as(&unkey, "shutting_down");
+                    if let Some(unkey) = self.with(|dog| dog.on_shutdown(now)).flatten() {
+                        self.carry_out(unkey);
                     }
                     return;
                 }
@@ -124,12 +123,9 @@ impl Watchdog {
         }
     }
 
-    fn carry_out(&self, unkey: Unkey) {
-        self.carry_out_as(&unkey, unkey.reason.as_str());
-    }
-
     /// Tells the radio link (never waiting) and the log (in a task of its own).
-    fn carry_out_as(&self, unkey: &Unkey, reason: &'static str) {
+    fn carry_out(&self, unkey: Unkey) {
+        let reason = unkey.reason.as_str();
         tracing::warn!(
             client_id = %unkey.client_id,
             reason,
@@ -144,8 +140,9 @@ impl Watchdog {
             }
         }
         let log = self.log.clone();
-        let (client_id, transmitted_ms) = (unkey.client_id.clone(), unkey.transmitted_ms);
-        tokio::spawn(async move { write(&log, &client_id, reason, transmitted_ms).await });
+        tokio::spawn(
+            async move { write(&log, &unkey.client_id, reason, unkey.transmitted_ms).await },
+        );
     }
 }
 

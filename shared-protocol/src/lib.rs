@@ -79,6 +79,14 @@ pub fn is_transmit_kind(kind: &str) -> bool {
     TRANSMIT_KINDS.contains(&kind)
 }
 
+/// Whether a command keys the transmitter: `radio.ptt {on: true}`. The one
+/// definition the proxy's admission, its TX watchdog and its radio link
+/// share (a `radio.ptt` whose `on` is not a boolean is refused where it
+/// enters, so they can never disagree).
+pub fn keys_transmitter(kind: &str, payload: &frame::Payload) -> bool {
+    is_transmit_kind(kind) && payload["on"].as_bool() == Some(true)
+}
+
 #[cfg(test)]
 mod tests {
     #[test]

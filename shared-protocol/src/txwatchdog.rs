@@ -47,6 +47,8 @@ pub enum UnkeyReason {
     SessionEnded,
     /// The transmission reached `max_tx_ms` (the time-out timer).
     MaxTxTime,
+    /// The proxy is stopping.
+    ShuttingDown,
 }
 
 impl UnkeyReason {
@@ -55,6 +57,7 @@ impl UnkeyReason {
             UnkeyReason::Silent => "silent",
             UnkeyReason::SessionEnded => "session_ended",
             UnkeyReason::MaxTxTime => "max_tx_time",
+            UnkeyReason::ShuttingDown => "shutting_down",
         }
     }
 }
@@ -166,9 +169,9 @@ impl TxWatchdog {
         None
     }
 
-    /// Unkeys whatever is keyed, for `reason` (the proxy is stopping).
-    pub fn unkey_now(&mut self, reason: UnkeyReason, now: Millis) -> Option<Unkey> {
-        self.unkey(reason, now)
+    /// The proxy is stopping: unkeys whatever is keyed.
+    pub fn on_shutdown(&mut self, now: Millis) -> Option<Unkey> {
+        self.unkey(UnkeyReason::ShuttingDown, now)
     }
 
     pub fn poll_timeout(&self) -> Option<Millis> {

@@ -462,7 +462,12 @@ async fn bad_input_gets_a_clear_error_and_disturbs_no_one() {
     );
     let past = 1_000;
     let seq = good
-        .publish("radio.ptt", numbered(1), Delivery::Volatile, Some(past))
+        .publish(
+            "radio.ptt",
+            e2e::client::map(&[("on", true.into())]),
+            Delivery::Volatile,
+            Some(past),
+        )
         .await
         .unwrap();
     assert!(good

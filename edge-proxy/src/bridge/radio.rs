@@ -180,6 +180,11 @@ struct RadioTask {
     read_retry: Option<tokio::time::Instant>,
 }
 
+/// Opens the link and identifies the radio (the caller bounds it).
+async fn open(s: &RadioSettings) -> Result<Radio, RadioError> {
+    Radio::open(s.backend, &s.port, s.baud, ANSWER_TIMEOUT).await
+}
+
 /// Runs one exchange with the radio, bounded.
 async fn bounded<T>(
     exchange: impl std::future::Future<Output = Result<T, RadioError>>,
@@ -255,9 +260,8 @@ impl RadioTask {
     /// Carries out what the link manager decided; on a new connection, makes
     /// sure the radio is not transmitting for nobody.
     async fn carry_out(&mut self) {
-        let s = &self.settings;
-        let open = || Radio::open(s.backend, &s.port, s.baud, ANSWER_TIMEOUT);
-        if self.hw.carry_out(&mut self.radio, open).await {
+        let settings = &self.settings;
+        if self.hw.carry_out(&mut self.radio, || open(settings)).await {
             // A new connection: its first state is news, and nothing it
             // does was keyed by this connection.
             self.last = None;
@@ -283,9 +287,7 @@ impl RadioTask {
                     "EVENT_TX_WATCHDOG: the radio is transmitting and nobody here keyed it: unkeying"
                 );
                 let confirmed = self.unkey_and_confirm(SHUTDOWN_CONFIRM).await;
-                metrics::counter!("proxy_tx_watchdog_unkeys_total", "reason" => reason)
-                    .increment(1);
-                self.note_unkeyed(reason, confirmed);
+                self.note_unkeyed(reason, 0, Some(confirmed));
             }
             Ok(_) => {}
             Err(e) => {
@@ -297,8 +299,7 @@ impl RadioTask {
     /// Sends PTT-off until the radio reports receive, for at most `within`.
     /// Returns whether it did.
     async fn unkey_and_confirm(&mut self, within: Duration) -> bool {
-        self.keyed = false;
-        self.backstop.on_unkeyed();
+        self.released();
         let deadline = tokio::time::Instant::now() + within;
         while tokio::time::Instant::now() < deadline {
             let Some(radio) = self.radio.as_mut() else {
@@ -320,20 +321,47 @@ impl RadioTask {
         false
     }
 
-    /// The `watchdog.unkeyed` notice for the dashboards (through the queue).
-    fn note_unkeyed(&self, reason: &str, confirmed: bool) {
-        if confirmed {
-            tracing::info!(link = NAME, reason, "the radio reports receive");
-        } else {
-            tracing::error!(
+    /// Nothing keyed here any more, by whatever means.
+    fn released(&mut self) {
+        self.keyed = false;
+        self.backstop.on_unkeyed();
+    }
+
+    /// One PTT-off to the radio, bounded; a dead line is reported to the
+    /// link manager like any other exchange.
+    async fn send_unkey(&mut self, reason: &str) {
+        let Some(radio) = self.radio.as_mut() else {
+            return;
+        };
+        if let Err(e) = bounded(radio.set_ptt(false)).await {
+            tracing::error!(error = %e, reason, "could not unkey the radio");
+            if e.link_down() {
+                self.hw.link.lost(self.clock.now(), &e.to_string());
+            }
+        }
+    }
+
+    /// An unkey of the radio link's own: counted, logged, and the
+    /// `watchdog.unkeyed` notice for the dashboards (through the queue),
+    /// with whether the radio confirmed receive when that was asked.
+    fn note_unkeyed(&self, reason: &'static str, transmitted_ms: u64, confirmed: Option<bool>) {
+        metrics::counter!("proxy_tx_watchdog_unkeys_total", "reason" => reason).increment(1);
+        match confirmed {
+            Some(false) => tracing::error!(
                 link = NAME,
                 port = %self.settings.port,
                 reason,
-                "the radio did not confirm receive: check it now"
-            );
+                "EVENT_TX_WATCHDOG: the radio did not confirm receive: check it now"
+            ),
+            _ => tracing::warn!(
+                link = NAME,
+                reason,
+                transmitted_ms,
+                "EVENT_TX_WATCHDOG: the radio is unkeyed"
+            ),
         }
-        let mut notice = crate::watchdog::notice("", reason, 0);
-        if let Value::Map(fields) = &mut notice.payload {
+        let mut notice = crate::watchdog::notice("", reason, transmitted_ms);
+        if let (Some(confirmed), Value::Map(fields)) = (confirmed, &mut notice.payload) {
             fields.push(("confirmed".into(), confirmed.into()));
         }
         self.queue.push(notice);
@@ -345,9 +373,7 @@ impl RadioTask {
             // The link is down (reconnecting): one bounded try to reach the
             // radio, so a transmitter keyed before the link dropped is not
             // left on.
-            let s = &self.settings;
-            let open = Radio::open(s.backend, &s.port, s.baud, ANSWER_TIMEOUT);
-            self.radio = tokio::time::timeout(Duration::from_secs(1), open)
+            self.radio = tokio::time::timeout(Duration::from_secs(1), open(&self.settings))
                 .await
                 .ok()
                 .and_then(Result::ok);
@@ -362,9 +388,7 @@ impl RadioTask {
                 "EVENT_TX_WATCHDOG: shutting down while transmitting: unkeying the radio"
             );
             let confirmed = self.unkey_and_confirm(SHUTDOWN_CONFIRM).await;
-            metrics::counter!("proxy_tx_watchdog_unkeys_total", "reason" => "shutting_down")
-                .increment(1);
-            self.note_unkeyed("shutting_down", confirmed);
+            self.note_unkeyed("shutting_down", 0, Some(confirmed));
             self.queue.flush(Duration::from_millis(500)).await;
         }
         // Dropping the task closes the port.
@@ -374,21 +398,12 @@ impl RadioTask {
     async fn unkey_for_watchdog(&mut self, reason: &str) {
         // Whatever PTT-on is already in the log is older than this decision.
         self.ptt_floor = self.log.head();
-        self.keyed = false;
-        self.backstop.on_unkeyed();
-        if let Some(radio) = self.radio.as_mut() {
-            if let Err(e) = bounded(radio.set_ptt(false)).await {
-                tracing::error!(error = %e, reason, "the watchdog could not unkey the radio");
-                if e.link_down() {
-                    self.hw.link.lost(self.clock.now(), &e.to_string());
-                }
-            }
-        }
+        self.released();
+        self.send_unkey(reason).await;
     }
 
     fn tx_drop(&mut self, context: &str) {
-        self.keyed = false;
-        self.backstop.on_unkeyed();
+        self.released();
         self.hw.link.tx_drop(self.clock.now(), context);
     }
 
@@ -403,19 +418,8 @@ impl RadioTask {
             _ => "keepalive_lost",
         };
         self.keyed = false;
-        if let Some(radio) = self.radio.as_mut() {
-            if let Err(e) = bounded(radio.set_ptt(false)).await {
-                tracing::error!(error = %e, "the backstop watchdog could not unkey the radio");
-            }
-        }
-        tracing::warn!(
-            reason,
-            transmitted_ms = unkey.transmitted_ms,
-            "EVENT_TX_WATCHDOG: unkeying the transmitter"
-        );
-        metrics::counter!("proxy_tx_watchdog_unkeys_total", "reason" => reason).increment(1);
-        self.queue
-            .push(crate::watchdog::notice("", reason, unkey.transmitted_ms));
+        self.send_unkey(reason).await;
+        self.note_unkeyed(reason, unkey.transmitted_ms, None);
     }
 
     async fn poll(&mut self) {
@@ -488,7 +492,6 @@ impl RadioTask {
     fn fresh(&mut self, event: &Logged, now: Millis) -> bool {
         let keepalive = self.settings.tx_keepalive.as_millis() as u64;
         let clock = self.origin_clock(&event.origin);
-        tracing::debug!(origin = ?event.origin, ts = event.ts_ms, samples = clock.samples(), offset = ?clock.offset(now), now, "judging a PTT-on");
         if clock.samples() < 2 {
             let age = crate::eventlog::now_ms().abs_diff(event.ts_ms);
             return age <= keepalive;
@@ -541,8 +544,7 @@ impl RadioTask {
             };
             if is_reconnect(&kind, &payload, NAME) {
                 tracing::info!("operator asked to reconnect the radio");
-                self.keyed = false;
-                self.backstop.on_unkeyed();
+                self.released();
                 self.hw.link.force_reconnect(self.clock.now());
                 continue;
             }
@@ -570,7 +572,7 @@ impl RadioTask {
     /// Whether a logged PTT command may reach the radio; keeps the backstop
     /// up to date. A PTT-off always may.
     fn ptt_allowed(&mut self, event: &Logged, payload: &Value, now: Millis) -> bool {
-        if payload["on"].as_bool() != Some(true) {
+        if !shared_protocol::keys_transmitter(&event.kind, payload) {
             self.backstop.on_ptt_off(LOG_KEEPER);
             self.keyed = false;
             return true;
@@ -618,7 +620,7 @@ impl RadioTask {
                 "commands left the log before the radio link read them: unkeying to be safe"
             );
             let confirmed = self.unkey_and_confirm(SHUTDOWN_CONFIRM).await;
-            self.note_unkeyed("log_gap", confirmed);
+            self.note_unkeyed("log_gap", 0, Some(confirmed));
         }
         // Past the head only when there is nothing to read at all.
         if resume == cursor && cursor <= head {
@@ -639,7 +641,11 @@ async fn apply(radio: &mut Radio, kind: &str, payload: &Value) -> Result<(), Rad
             Some(mode) => radio.set_mode(mode).await,
             None => Err(RadioError::BadCommand("radio.set_mode without mode".into())),
         },
-        "radio.ptt" => radio.set_ptt(payload["on"].as_bool() == Some(true)).await,
+        "radio.ptt" => {
+            radio
+                .set_ptt(shared_protocol::keys_transmitter(kind, payload))
+                .await
+        }
         _ => Ok(()),
     }
 }
