@@ -84,6 +84,12 @@ const radioIs = (page, want, timeout, what = `radio on ${want}`) =>
 const pressed = (page) => page.getAttribute('#ptt-btn', 'aria-pressed');
 const released = (page) => page.evaluate(() => document.getElementById('ptt-btn').dataset.released);
 
+async function keyWithMouse(page) {
+  await page.hover('#ptt-btn');
+  await page.mouse.down();
+  await radioIs(page, 'TX', 5_000, 'keyed with the mouse');
+}
+
 async function keyWithSpace(page) {
   await page.focus('#ptt-btn');
   await page.keyboard.down('Space');
@@ -171,9 +177,7 @@ test('the window losing focus while PTT is held unkeys at once; Space\'s auto-re
 test('the browser cancelling the pointer (pointercancel) while PTT is held unkeys at once', async () => {
   const { page, context } = await open(strict);
   try {
-    await page.hover('#ptt-btn');
-    await page.mouse.down();
-    await radioIs(page, 'TX', 5_000, 'keyed with the mouse');
+    await keyWithMouse(page);
     await page.dispatchEvent('#ptt-btn', 'pointercancel');
     await radioIs(page, 'RX', 1_500, 'unkeyed after pointercancel');
     assert.equal(await released(page), 'pointercancel');
@@ -187,9 +191,7 @@ test('the link dropping while PTT is held ends the hold: the radio is not keyed 
   const { page, context } = await open(strict);
   try {
     // Held with the mouse: a Space hold would also end as the disabled button loses focus.
-    await page.hover('#ptt-btn');
-    await page.mouse.down();
-    await radioIs(page, 'TX', 5_000, 'keyed with the mouse');
+    await keyWithMouse(page);
     await page.evaluate(() => window.dashboardLink.simulateDisconnect(1_000));
     await waitFor(page, () => document.getElementById('badge').textContent !== 'connected', null, 5_000, 'disconnected');
     assert.equal(await pressed(page), 'false');

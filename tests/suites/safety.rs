@@ -67,34 +67,33 @@ fn unkeyed_reasons(c: &TestClient) -> Vec<String> {
         .collect()
 }
 
-#[tokio::test]
-async fn sigterm_while_keyed_leaves_the_radio_in_receive_before_exit() {
-    let (sim, mut proxy) = station("tx_keepalive_ms = 60000\n");
+/// Keys through `proxy`, stops it with SIGTERM and asks the radio: once
+/// the process is gone, whatever the radio reports is final.
+async fn keyed_then_sigterm(sim: &PtyRadio, mut proxy: Proxy) {
     let mut op = operator(&proxy, "operator").await;
-    key_and_confirm(&mut op, &sim).await;
+    key_and_confirm(&mut op, sim).await;
     assert!(proxy.terminate(), "clean exit");
-    // The process is gone: whatever the radio reports now is final.
     assert!(
-        !on_air(&sim),
+        !on_air(sim),
         "the proxy exited and left the radio transmitting"
     );
+}
+
+#[tokio::test]
+async fn sigterm_while_keyed_leaves_the_radio_in_receive_before_exit() {
+    let (sim, proxy) = station("tx_keepalive_ms = 60000\n");
+    keyed_then_sigterm(&sim, proxy).await;
 }
 
 #[tokio::test]
 async fn sigterm_while_keyed_through_hamlibs_rigctld_leaves_the_radio_in_receive() {
     let sim = PtyRadio::start(Radio::default()).unwrap();
     let rig = DummyRig::ts2000(&sim.path.display().to_string()).unwrap();
-    let mut proxy = Proxy::start(&format!(
+    let proxy = Proxy::start(&format!(
         "radio_backend = \"rigctld\"\nradio_port = \"{}\"\nradio_poll_ms = 100\ntx_keepalive_ms = 60000\n",
         rig.addr
     ));
-    let mut op = operator(&proxy, "operator").await;
-    key_and_confirm(&mut op, &sim).await;
-    assert!(proxy.terminate(), "clean exit");
-    assert!(
-        !on_air(&sim),
-        "the proxy exited and left the radio (behind rigctld) transmitting"
-    );
+    keyed_then_sigterm(&sim, proxy).await;
 }
 
 #[tokio::test]
