@@ -6,15 +6,16 @@
 //! later with a proper close code, the log commits what is queued, and the
 //! process exits.
 
+mod app;
 mod auth;
 mod bridge;
 mod clock;
 mod config;
 mod eventlog;
 mod hooks;
+mod http;
 mod policy;
 mod registry;
-mod server;
 mod session;
 mod telemetry;
 mod watchdog;
@@ -27,9 +28,9 @@ use clap::Parser;
 use metrics_exporter_prometheus::PrometheusBuilder;
 use tokio::sync::watch;
 
+use crate::app::AppState;
 use crate::config::{Cli, Config, LogFormat, MeterSource};
 use crate::eventlog::{EventLog, LogConfig};
-use crate::server::AppState;
 
 fn main() -> Result<()> {
     let cli = Cli::parse();
@@ -162,7 +163,7 @@ async fn run(config: Config, port_file: Option<std::path::PathBuf>) -> Result<()
     }
 
     let app =
-        server::router(state.clone()).into_make_service_with_connect_info::<std::net::SocketAddr>();
+        http::router(state.clone()).into_make_service_with_connect_info::<std::net::SocketAddr>();
     let signal_state = state.clone();
     let lost_history = Arc::new(std::sync::Mutex::new(None::<String>));
     let lost_reason = lost_history.clone();

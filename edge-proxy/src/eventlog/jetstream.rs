@@ -72,13 +72,13 @@ impl Default for NatsConfig {
 }
 
 /// A hardware claim lapses this long after its proxy stopped renewing it.
-const LEASE: Duration = Duration::from_secs(10);
+pub(super) const LEASE: Duration = Duration::from_secs(10);
 
 /// First and longest wait between publish attempts during an outage.
 const RETRY_FIRST: Duration = Duration::from_millis(50);
 const RETRY_MAX: Duration = Duration::from_secs(2);
 
-fn nats_error(what: &str, e: impl std::fmt::Display) -> LogError {
+pub(super) fn nats_error(what: &str, e: impl std::fmt::Display) -> LogError {
     LogError::Nats(format!("{what}: {e}"))
 }
 
@@ -297,87 +297,9 @@ impl JetLog {
         self.client.connection_state() == async_nats::connection::State::Connected
     }
 
-    /// Claims a piece of hardware (`"radio"`, `"meter"`) for this proxy in
-    /// the stream's owners bucket (`{stream}_OWNERS`, a JetStream key-value
-    /// store whose entries expire after [`LEASE`] unless renewed). Each
-    /// radio and meter belongs to exactly one proxy: a second proxy claiming
-    /// it is refused while the owner lives. The same proxy name may take its
-    /// own claim back (a restart within the lease). Renewed in the
-    /// background for as long as the proxy runs.
+    /// Claims a piece of hardware for this proxy; see [`super::lease::claim`].
     pub async fn claim(&self, what: &str, owner: &str) -> Result<(), LogError> {
-        let bucket = format!("{}_OWNERS", self.stream);
-        // The bucket's stream, made by hand as the KV layout prescribes
-        // (`KV_{bucket}` on `$KV.{bucket}.>`): the client's own bucket
-        // creation sends settings that nats-server 2.9 does not take.
-        self.js
-            .get_or_create_stream(stream::Config {
-                name: format!("KV_{bucket}"),
-                subjects: vec![format!("$KV.{bucket}.>")],
-                max_messages_per_subject: 1,
-                max_age: LEASE,
-                storage: stream::StorageType::File,
-                discard: stream::DiscardPolicy::New,
-                allow_rollup: true,
-                deny_delete: true,
-                allow_direct: true,
-                ..Default::default()
-            })
-            .await
-            .map_err(|e| nats_error(&format!("creating the owners bucket {bucket}"), e))?;
-        let store = self
-            .js
-            .get_key_value(&bucket)
-            .await
-            .map_err(|e| nats_error(&format!("opening the owners bucket {bucket}"), e))?;
-        let value = Bytes::from(owner.to_string());
-        let mut revision = match store.create(what, value.clone()).await {
-            Ok(revision) => revision,
-            Err(_) => {
-                let entry = store
-                    .entry(what)
-                    .await
-                    .map_err(|e| nats_error("reading the owners bucket", e))?;
-                match entry {
-                    Some(entry) if entry.value == value.as_ref() => store
-                        .update(what, value.clone(), entry.revision)
-                        .await
-                        .map_err(|e| nats_error("renewing this proxy's claim", e))?,
-                    Some(entry) => {
-                        return Err(LogError::Nats(format!(
-                            "the {what} on stream {} belongs to proxy {:?}; give each radio and meter to one proxy only",
-                            self.stream,
-                            String::from_utf8_lossy(&entry.value)
-                        )))
-                    }
-                    None => store
-                        .create(what, value.clone())
-                        .await
-                        .map_err(|e| nats_error(&format!("claiming the {what}"), e))?,
-                }
-            }
-        };
-        tracing::info!(what, owner, bucket = %bucket, "hardware claimed on the shared log");
-        let what = what.to_string();
-        tokio::spawn(async move {
-            loop {
-                tokio::time::sleep(LEASE / 4).await;
-                let renewed = match store.update(&what, value.clone(), revision).await {
-                    Ok(next) => Ok(next),
-                    // Lapsed (NATS was away longer than the lease): claim again.
-                    Err(_) => store
-                        .create(&what, value.clone())
-                        .await
-                        .map_err(|e| e.to_string()),
-                };
-                match renewed {
-                    Ok(next) => revision = next,
-                    Err(e) => {
-                        tracing::warn!(what, error = %e, "could not renew the hardware claim (NATS down, or another proxy took it); retrying")
-                    }
-                }
-            }
-        });
-        Ok(())
+        super::lease::claim(&self.js, &self.stream, what, owner).await
     }
 
     pub fn head(&self) -> u64 {

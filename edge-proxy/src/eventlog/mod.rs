@@ -14,6 +14,7 @@
 
 mod embedded;
 pub mod jetstream;
+mod lease;
 mod record;
 mod store;
 

@@ -25,11 +25,11 @@ use shared_protocol::peerclock::PeerClock;
 use shared_protocol::Millis;
 use tokio::time::{sleep_until, timeout};
 
+use crate::app::AppState;
 use crate::auth::{role_for, Role};
 use crate::eventlog::{now_ms, Logged, NewEvent, Published};
 use crate::policy::{admit, plan_start, Clocks, RateBucket, Start};
 use crate::registry::Progress;
-use crate::server::AppState;
 
 /// A client must say `Hello` within this long of connecting.
 const HELLO_TIMEOUT: Duration = Duration::from_secs(10);

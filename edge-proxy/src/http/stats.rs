@@ -1,0 +1,83 @@
+//! `/stats` (JSON for people and the dashboard) and `/metrics` (Prometheus).
+
+use std::sync::atomic::Ordering;
+use std::sync::{Arc, Mutex};
+
+use axum::extract::State;
+use axum::http::header;
+use axum::response::IntoResponse;
+use axum::Json;
+use serde_json::json;
+
+use crate::app::AppState;
+
+/// A shared status as JSON (`null` when absent).
+fn shown<T: serde::Serialize>(status: &Option<Arc<Mutex<T>>>) -> Option<serde_json::Value> {
+    let status = status.as_ref()?.lock().ok()?;
+    serde_json::to_value(&*status).ok()
+}
+
+pub(super) async fn stats(State(state): State<Arc<AppState>>) -> Json<serde_json::Value> {
+    let links = state.links.get();
+    let head = state.log.head();
+    let now = state.clock.now();
+    let sessions = state.registry.sessions(head, now);
+    let active = sessions
+        .iter()
+        .filter(|s| {
+            matches!(
+                s.state,
+                crate::registry::SessionState::Connected | crate::registry::SessionState::Stale
+            )
+        })
+        .count();
+    let buffered: u64 = sessions.iter().map(|s| s.behind).sum();
+    let average_quality = if sessions.is_empty() {
+        1.0
+    } else {
+        sessions.iter().map(|s| s.quality).sum::<f64>() / sessions.len() as f64
+    };
+    let t = state.totals();
+    Json(json!({
+        "proxy": state.config.proxy_name,
+        "log": state.log.describe(),
+        "epoch": state.log.epoch(),
+        "global_seq": head,
+        "uptime_ms": now,
+        "connections": {
+            "total": t.connections.load(Ordering::Relaxed),
+            "active": active,
+        },
+        "events": {
+            "sent": t.events_sent.load(Ordering::Relaxed),
+            "acknowledged": t.events_acked.load(Ordering::Relaxed),
+            "buffered": buffered,
+            "dropped": t.events_dropped.load(Ordering::Relaxed),
+            "retained": state.log.retained().unwrap_or(0),
+        },
+        "publishes": {
+            "applied": t.publishes_applied.load(Ordering::Relaxed),
+            "duplicate": t.publishes_duplicate.load(Ordering::Relaxed),
+            "rejected": t.publishes_rejected.load(Ordering::Relaxed),
+        },
+        "bad_input": t.bad_input.load(Ordering::Relaxed),
+        "average_quality": average_quality,
+        "links": {
+            "radio": links.and_then(|l| shown(&l.radio)),
+            "meter": links.and_then(|l| shown(&l.meter)),
+        },
+        "power": links.and_then(|l| shown(&l.power)),
+        "sessions": sessions,
+    }))
+}
+
+pub(super) async fn metrics_text(State(state): State<Arc<AppState>>) -> impl IntoResponse {
+    metrics::gauge!("proxy_global_seq").set(state.log.head() as f64);
+    (
+        [(
+            header::CONTENT_TYPE,
+            "text/plain; version=0.0.4; charset=utf-8",
+        )],
+        state.prometheus.render(),
+    )
+}
