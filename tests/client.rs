@@ -26,6 +26,9 @@ pub struct TestClient {
     pub wire_seqs: Vec<u64>,
     pub accepted_upto: u64,
     pub rejected: Vec<Rejected>,
+    /// Publishes sent on this connection and not yet answered: an honest
+    /// client keeps them under `Welcome.limits.publish_window`.
+    unanswered: std::collections::BTreeSet<u64>,
     pub errors: Vec<ErrorFrame>,
     /// `Drain` frames: when the proxy asked this client to come back.
     pub drains: Vec<Drain>,
@@ -51,6 +54,7 @@ impl TestClient {
             wire_seqs: Vec::new(),
             accepted_upto: 0,
             rejected: Vec::new(),
+            unanswered: Default::default(),
             errors: Vec::new(),
             drains: Vec::new(),
             close_code: None,
@@ -84,6 +88,7 @@ impl TestClient {
         let (ws, _) = tokio_tungstenite::connect_async(url).await?;
         self.ws = Some(ws);
         self.acked = self.receiver.last_seq();
+        self.unanswered.clear();
         let hello = ClientFrame::Hello(Hello {
             client_id: self.client_id.clone(),
             token: self.token.clone(),
@@ -154,6 +159,20 @@ impl TestClient {
         delivery: Delivery,
         expires_at_ms: Option<u64>,
     ) -> Result<()> {
+        // Within the publish window, as the protocol asks: wait for answers.
+        let window = self
+            .welcome
+            .as_ref()
+            .and_then(|w| w.limits.publish_window)
+            .map_or(usize::MAX, |w| w as usize);
+        if self.unanswered.len() >= window
+            && !self
+                .pump_until(Duration::from_secs(60), |c| c.unanswered.len() < window)
+                .await?
+        {
+            bail!("no publish answered within 60 s");
+        }
+        self.unanswered.insert(client_seq);
         let frame = ClientFrame::Publish(Publish {
             client_seq,
             kind: kind.into(),
@@ -208,8 +227,14 @@ impl TestClient {
             ServerFrame::Gap(gap) => self.receiver.on_gap(gap, &mut out),
             ServerFrame::Snapshot(snapshot) => self.receiver.on_snapshot(snapshot, &mut out),
             ServerFrame::Ping(ping) => self.send(&ClientFrame::Pong(ping)).await?,
-            ServerFrame::Accepted { upto } => self.accepted_upto = self.accepted_upto.max(upto),
-            ServerFrame::Rejected(r) => self.rejected.push(r),
+            ServerFrame::Accepted { upto } => {
+                self.accepted_upto = self.accepted_upto.max(upto);
+                self.unanswered = self.unanswered.split_off(&(upto + 1));
+            }
+            ServerFrame::Rejected(r) => {
+                self.unanswered.remove(&r.client_seq);
+                self.rejected.push(r);
+            }
             ServerFrame::Error(e) => self.errors.push(e),
             ServerFrame::Drain(d) => self.drains.push(d),
             ServerFrame::Welcome(_) | ServerFrame::Pong(_) => {}

@@ -126,6 +126,13 @@ pub struct Config {
     /// Events per replay page: a client gets the next page only when it has
     /// acknowledged the one before (at most two pages unacknowledged).
     pub replay_page: u32,
+    /// Publishes a client may have sent and not yet seen answered (announced
+    /// in `Welcome.limits.publish_window`); the session's publish queue.
+    pub publish_window: u32,
+    /// Outbound bytes a session may have queued and unwritten: above a
+    /// quarter of it no more events are queued for that client; above it the
+    /// client is too slow and is closed (`stale`).
+    pub max_pending_bytes: u64,
     /// A client this far behind is "hot": superseded volatile events are
     /// coalesced for it.
     pub cool_above_lag: u32,
@@ -196,6 +203,8 @@ impl Default for Config {
             max_publish_per_sec: 50,
             max_behind: 1_000,
             replay_page: 256,
+            publish_window: 1_024,
+            max_pending_bytes: 4 * 1024 * 1024,
             cool_above_lag: 256,
             retention_ms: 5 * 60_000,
             max_events: 100_000,
@@ -304,6 +313,16 @@ impl Config {
         );
         anyhow::ensure!(self.max_behind > 0, "max_behind must be positive");
         anyhow::ensure!(self.replay_page > 0, "replay_page must be positive");
+        anyhow::ensure!(
+            (1..=65_536).contains(&self.publish_window),
+            "publish_window must be 1 to 65536"
+        );
+        anyhow::ensure!(
+            self.max_pending_bytes >= 4 * u64::from(self.max_frame_bytes),
+            "max_pending_bytes ({}) must be at least 4x max_frame_bytes ({})",
+            self.max_pending_bytes,
+            self.max_frame_bytes
+        );
         anyhow::ensure!(
             self.meter != MeterSource::Lp100 || self.meter_port.is_some() || self.demo,
             "meter = \"lp100\" needs meter_port (the LP-100A's serial port)"

@@ -318,7 +318,7 @@ impl Registry {
 }
 
 /// What a session reports after a batch of sends.
-#[derive(Debug, Clone, Copy, Default)]
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
 pub struct Progress {
     pub sent: u64,
     pub coalesced: u64,

@@ -222,7 +222,7 @@ pub fn encode_server(frame: &ServerFrame) -> Vec<u8> {
             w.boolean(x.resumed);
             w.field_uint("heartbeat_ms", u64::from(x.heartbeat_ms));
             w.str("limits");
-            w.map(4);
+            w.map(4 + usize::from(x.limits.publish_window.is_some()));
             w.field_uint("max_frame_bytes", u64::from(x.limits.max_frame_bytes));
             w.field_uint(
                 "max_publish_per_sec",
@@ -230,6 +230,9 @@ pub fn encode_server(frame: &ServerFrame) -> Vec<u8> {
             );
             w.field_uint("max_behind", u64::from(x.limits.max_behind));
             w.field_uint("retention_ms", x.limits.retention_ms);
+            if let Some(window) = x.limits.publish_window {
+                w.field_uint("publish_window", u64::from(window));
+            }
             w.str("access");
             match x.access {
                 Some(a) => w.str(a.as_str()),
@@ -726,13 +729,14 @@ pub(crate) fn decode_server(r: &mut R<'_>) -> Result<ServerFrame, DecodeError> {
                         }
                     }
                     "limits" => {
-                        let (mut a, mut b, mut c, mut dd) = (None, None, None, None);
+                        let (mut a, mut b, mut c, mut dd, mut e) = (None, None, None, None, None);
                         for _ in 0..r.map_len("limits")? {
                             match r.str("field")? {
                                 "max_frame_bytes" => a = Some(r.u32("max_frame_bytes")?),
                                 "max_publish_per_sec" => b = Some(r.u32("max_publish_per_sec")?),
                                 "max_behind" => c = Some(r.u32("max_behind")?),
                                 "retention_ms" => dd = Some(r.uint("retention_ms")?),
+                                "publish_window" => e = Some(r.u32("publish_window")?),
                                 _ => r.skip()?,
                             }
                         }
@@ -741,6 +745,7 @@ pub(crate) fn decode_server(r: &mut R<'_>) -> Result<ServerFrame, DecodeError> {
                             max_publish_per_sec: need(b, "max_publish_per_sec")?,
                             max_behind: need(c, "max_behind")?,
                             retention_ms: need(dd, "retention_ms")?,
+                            publish_window: e,
                         });
                     }
                     _ => r.skip()?,

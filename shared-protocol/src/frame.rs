@@ -184,6 +184,11 @@ pub struct Limits {
     pub max_behind: u32,
     /// How long events are kept for replay.
     pub retention_ms: u64,
+    /// Most publishes a client may have sent and not yet seen answered
+    /// (`Accepted` or `Rejected`); a reliable publish over it closes the
+    /// connection, a volatile one is refused. Absent from older proxies.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub publish_window: Option<u32>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

@@ -277,6 +277,7 @@ mod tests {
                 max_publish_per_sec: 1,
                 max_behind: 1,
                 retention_ms: 1,
+                publish_window: None,
             },
             access: None,
         };

@@ -127,6 +127,7 @@ fn welcome(epoch: u64, head: u64) -> ServerFrame {
             max_publish_per_sec: 50,
             max_behind: 1_000,
             retention_ms: 300_000,
+            publish_window: None,
         },
         access: Some(Access::Control),
     })

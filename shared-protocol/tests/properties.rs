@@ -102,7 +102,7 @@ fn server_frame() -> impl Strategy<Value = ServerFrame> {
             any::<u64>(),
             any::<bool>(),
             any::<u32>(),
-            any::<(u32, u32, u32, u64)>(),
+            any::<(u32, u32, u32, u64, Option<u32>)>(),
             prop_oneof![
                 Just(None),
                 Just(Some(Access::Read)),
@@ -122,6 +122,7 @@ fn server_frame() -> impl Strategy<Value = ServerFrame> {
                             max_publish_per_sec: l.1,
                             max_behind: l.2,
                             retention_ms: l.3,
+                            publish_window: l.4,
                         },
                         access,
                     })

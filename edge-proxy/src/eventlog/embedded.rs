@@ -21,7 +21,7 @@ use std::time::Instant;
 use shared_protocol::frame::State;
 use tokio::sync::{mpsc, oneshot, watch};
 
-use super::store::{Append, Outcome, Store};
+use super::store::{Append, Outcome, Publisher, Store};
 use super::{now_ms, LogConfig, LogError, Logged, NewEvent, Published};
 
 enum Command {
@@ -110,27 +110,54 @@ impl Embedded {
             .await?
         {
             Outcome::Committed(logged) => Ok(logged),
-            Outcome::Duplicate => Ok(Vec::new()),
+            Outcome::Duplicate | Outcome::OutOfOrder => Ok(Vec::new()),
         }
     }
 
     /// Appends a client's publish, at most once per `(client_id, client_seq)`.
+    #[cfg(test)]
     pub async fn publish(
         &self,
         client_id: &str,
         client_seq: u64,
         event: NewEvent,
     ) -> Result<Published, Arc<LogError>> {
+        self.submit(client_id, client_seq, None, event).await?.await
+    }
+
+    /// Queues a client's publish behind everything queued before and
+    /// returns at once with its answer to come: calls made one after the
+    /// other reach the store in that order (see [`super::EventLog::publisher`]).
+    pub async fn submit(
+        &self,
+        client_id: &str,
+        client_seq: u64,
+        after: Option<u64>,
+        event: NewEvent,
+    ) -> Result<impl std::future::Future<Output = Result<Published, Arc<LogError>>>, Arc<LogError>>
+    {
         let append = Append {
             events: vec![event],
-            publisher: Some((client_id.to_string(), client_seq)),
+            publisher: Some(Publisher {
+                client_id: client_id.to_string(),
+                client_seq,
+                after,
+            }),
         };
-        match self.request(append).await? {
-            Outcome::Committed(logged) => {
-                Ok(Published::Applied(logged.first().map_or(0, |e| e.seq)))
+        let (tx, rx) = oneshot::channel();
+        self.tx
+            .send(Command::Append(append, tx))
+            .await
+            .map_err(|_| Arc::new(LogError::Closed))?;
+        Ok(async move {
+            match rx.await.map_err(|_| Arc::new(LogError::Closed))?? {
+                Outcome::Committed(logged) => {
+                    Ok(Published::Applied(logged.first().map_or(0, |e| e.seq)))
+                }
+                Outcome::Duplicate => Ok(Published::Duplicate),
+                Outcome::OutOfOrder => Ok(Published::OutOfOrder),
             }
-            Outcome::Duplicate => Ok(Published::Duplicate),
-        }
+        })
     }
 
     /// Up to `limit` events from `from` on, from memory when possible.

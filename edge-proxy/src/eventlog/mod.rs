@@ -21,8 +21,10 @@ mod store;
 use std::path::Path;
 use std::sync::Arc;
 
+use futures_util::stream::FuturesOrdered;
+use futures_util::{FutureExt, StreamExt};
 use shared_protocol::frame::State;
-use tokio::sync::watch;
+use tokio::sync::{mpsc, watch};
 
 pub use jetstream::NatsConfig;
 pub use record::{Logged, NewEvent};
@@ -98,7 +100,21 @@ impl Default for LogConfig {
 pub enum Published {
     Applied(u64),
     Duplicate,
+    /// It overtook the publish handed over before it; not applied.
+    OutOfOrder,
 }
+
+/// One publish for [`EventLog::publisher`].
+#[derive(Debug)]
+pub struct PublishRequest {
+    pub client_seq: u64,
+    /// The `client_seq` handed over just before this one on the same lane.
+    pub after: Option<u64>,
+    pub event: NewEvent,
+}
+
+/// What became of a [`PublishRequest`], with its `client_seq`.
+pub type PublishResult = (u64, Result<Published, Arc<LogError>>);
 
 /// A cloneable handle to whichever log the proxy was started with.
 #[derive(Clone)]
@@ -173,14 +189,61 @@ impl EventLog {
         each!(self, log => log.append(events).await)
     }
 
-    /// Appends a client's publish, at most once per `(client_id, client_seq)`.
-    pub async fn publish(
+    /// A lane for one session's publishes: they reach the log in exactly the
+    /// order they are sent into it (many in flight on the embedded log, one
+    /// at a time on JetStream, whose per-client lanes already serialise),
+    /// and their results come back in that order. The lane's task ends once
+    /// the sender is dropped and what is in flight is done. Unbounded
+    /// because the session bounds it (its publish window).
+    pub fn publisher(
         &self,
-        client_id: &str,
-        client_seq: u64,
-        event: NewEvent,
-    ) -> Result<Published, Arc<LogError>> {
-        each!(self, log => log.publish(client_id, client_seq, event).await)
+        client_id: String,
+    ) -> (
+        mpsc::UnboundedSender<PublishRequest>,
+        mpsc::UnboundedReceiver<PublishResult>,
+    ) {
+        let (tx, mut requests) = mpsc::unbounded_channel::<PublishRequest>();
+        let (results, rx) = mpsc::unbounded_channel();
+        match self.clone() {
+            EventLog::Embedded(log) => {
+                tokio::spawn(async move {
+                    let mut in_flight = FuturesOrdered::new();
+                    let mut open = true;
+                    while open || !in_flight.is_empty() {
+                        tokio::select! {
+                            request = requests.recv(), if open => {
+                                let Some(r) = request else {
+                                    open = false;
+                                    continue;
+                                };
+                                let seq = r.client_seq;
+                                // Awaited before the next request is taken: the
+                                // order into the writer is the order sent here.
+                                let answer = log.submit(&client_id, seq, r.after, r.event).await;
+                                in_flight.push_back(async move {
+                                    match answer {
+                                        Ok(answer) => (seq, answer.await),
+                                        Err(e) => (seq, Err(e)),
+                                    }
+                                }.boxed());
+                            }
+                            Some(done) = in_flight.next(), if !in_flight.is_empty() => {
+                                let _ = results.send(done);
+                            }
+                        }
+                    }
+                });
+            }
+            EventLog::JetStream(log) => {
+                tokio::spawn(async move {
+                    while let Some(r) = requests.recv().await {
+                        let answer = log.publish(&client_id, r.client_seq, r.event).await;
+                        let _ = results.send((r.client_seq, answer));
+                    }
+                });
+            }
+        }
+        (tx, rx)
     }
 
     /// Up to `limit` events from `from` on, from memory when possible.

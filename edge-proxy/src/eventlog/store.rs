@@ -29,7 +29,16 @@ const PUBLISHERS: TableDefinition<&str, u64> = TableDefinition::new("publishers"
 pub struct Append {
     pub events: Vec<NewEvent>,
     /// For client publishes: applied at most once per `(client_id, client_seq)`.
-    pub publisher: Option<(String, u64)>,
+    pub publisher: Option<Publisher>,
+}
+
+/// Who made a publish, and where it stands in that client's order.
+#[derive(Debug, Clone)]
+pub struct Publisher {
+    pub client_id: String,
+    pub client_seq: u64,
+    /// The publish the same session handed over just before this one.
+    pub after: Option<u64>,
 }
 
 /// What a commit did with one request.
@@ -38,6 +47,9 @@ pub enum Outcome {
     Committed(Vec<Logged>),
     /// This `(client_id, client_seq)` was applied before; nothing was written.
     Duplicate,
+    /// Its predecessor (`after`) has not been applied: it overtook it on the
+    /// way. Nothing was written; the session must not acknowledge it.
+    OutOfOrder,
 }
 
 pub struct Store {
@@ -94,13 +106,24 @@ impl Store {
             let mut publishers = txn.open_table(PUBLISHERS)?;
             let mut head = meta.get("head")?.map_or(0, |v| v.value());
             for append in batch {
-                if let Some((client_id, client_seq)) = &append.publisher {
-                    let applied = publishers.get(client_id.as_str())?.map_or(0, |v| v.value());
-                    if *client_seq <= applied {
+                if let Some(p) = &append.publisher {
+                    // Only the highest applied `client_seq` is kept, which
+                    // is exact as long as a client's publishes arrive in
+                    // order: an overtaking one is refused, never applied,
+                    // so the one it overtook is not later taken for a
+                    // duplicate.
+                    let applied = publishers
+                        .get(p.client_id.as_str())?
+                        .map_or(0, |v| v.value());
+                    if p.client_seq <= applied {
                         outcomes.push(Outcome::Duplicate);
                         continue;
                     }
-                    publishers.insert(client_id.as_str(), *client_seq)?;
+                    if p.after.is_some_and(|after| after > applied) {
+                        outcomes.push(Outcome::OutOfOrder);
+                        continue;
+                    }
+                    publishers.insert(p.client_id.as_str(), p.client_seq)?;
                 }
                 let mut logged = Vec::with_capacity(append.events.len());
                 for event in &append.events {
@@ -256,7 +279,7 @@ mod tests {
             .iter()
             .flat_map(|o| match o {
                 Outcome::Committed(l) => l.iter().map(|e| e.seq).collect(),
-                Outcome::Duplicate => vec![],
+                Outcome::Duplicate | Outcome::OutOfOrder => vec![],
             })
             .collect();
         assert_eq!(seqs, [1, 2, 3]);
@@ -285,7 +308,11 @@ mod tests {
         let (_dir, store) = open();
         let p = |seq| Append {
             events: vec![ev("note", seq)],
-            publisher: Some(("dash".into(), seq)),
+            publisher: Some(Publisher {
+                client_id: "dash".into(),
+                client_seq: seq,
+                after: None,
+            }),
         };
         let out = store.commit(&[p(1), p(2), p(2), p(1)], 0).unwrap();
         assert!(matches!(out[0], Outcome::Committed(_)));
@@ -294,6 +321,35 @@ mod tests {
         assert_eq!(out[3], Outcome::Duplicate);
         assert_eq!(store.commit(&[p(2)], 0).unwrap()[0], Outcome::Duplicate);
         assert_eq!(store.head().unwrap(), 2);
+    }
+
+    #[test]
+    fn a_publish_that_overtook_its_predecessor_is_refused_not_lost() {
+        let (_dir, store) = open();
+        let p = |seq, after| Append {
+            events: vec![ev("note", seq)],
+            publisher: Some(Publisher {
+                client_id: "dash".into(),
+                client_seq: seq,
+                after,
+            }),
+        };
+        // 3 (after 2) arrives before 2: refused; then 2 and 3 apply.
+        let out = store.commit(&[p(1, None), p(3, Some(2))], 0).unwrap();
+        assert!(matches!(out[0], Outcome::Committed(_)));
+        assert_eq!(out[1], Outcome::OutOfOrder);
+        let out = store.commit(&[p(2, Some(1)), p(3, Some(2))], 0).unwrap();
+        assert!(matches!(out[0], Outcome::Committed(_)));
+        assert!(
+            matches!(out[1], Outcome::Committed(_)),
+            "3 is not a duplicate"
+        );
+        // Holes (volatile publishes that never came) are fine: after 3, 7.
+        assert!(matches!(
+            store.commit(&[p(7, Some(3))], 0).unwrap()[0],
+            Outcome::Committed(_)
+        ));
+        assert_eq!(store.head().unwrap(), 4);
     }
 
     #[test]

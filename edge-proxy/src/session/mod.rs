@@ -1,50 +1,51 @@
-//! One task per WebSocket connection: handshake, replay, live fan-out from
-//! the log, acks, publishes and heartbeat.
+//! One task per WebSocket connection: the I/O shell around
+//! [`machine::ServerSession`].
 //!
-//! The session never talks to hardware; it reads the log from its cursor and
-//! writes publishes into it. Its decisions come from [`crate::policy`] and
-//! `shared-protocol`; this file is the I/O around them.
+//! Every decision (start plan, flow window, paging, coalescing, gaps,
+//! publish admission and order, heartbeat, stale) is the machine's; this
+//! file moves bytes: frames from the socket into it, its reads and appends
+//! to the log and their answers back, its frames to a writer task, and its
+//! timer. The writer is a task of its own with an explicit outbound state
+//! (bytes pending, time of the last finished write), so the session keeps
+//! reading acks, pings and publishes while a write is stuck, and a client
+//! that stopped reading is closed on time instead of holding the session.
 
-use std::collections::HashSet;
+pub mod machine;
+#[cfg(test)]
+mod tests;
+
 use std::net::SocketAddr;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
 use axum::extract::ws::{CloseFrame, Message, WebSocket};
 use bytes::Bytes;
-use futures_util::future::BoxFuture;
-use futures_util::stream::{FuturesOrdered, SplitSink, SplitStream};
-use futures_util::{FutureExt, SinkExt, StreamExt};
+use futures_util::stream::{SplitSink, SplitStream};
+use futures_util::{SinkExt, StreamExt};
 use shared_protocol::frame::{
-    Access, ClientFrame, DecodeError, Delivery, Drain, DrainReason, ErrorCode, ErrorFrame, Gap,
-    GapReason, Hello, Limits, Ping, Publish, RejectReason, Rejected, ServerFrame, Snapshot,
-    Welcome,
+    Access, ClientFrame, DecodeError, Drain, DrainReason, ErrorCode, ErrorFrame, Limits,
+    ServerFrame, Welcome,
 };
-use shared_protocol::heartbeat::{Heartbeat, HeartbeatAction, HeartbeatConfig};
-use shared_protocol::peerclock::PeerClock;
-use shared_protocol::Millis;
+use tokio::sync::{mpsc, Notify};
 use tokio::time::{sleep_until, timeout};
 
 use crate::app::AppState;
 use crate::auth::{role_for, Role};
-use crate::eventlog::{now_ms, Logged, NewEvent, Published};
-use crate::policy::{admit, plan_start, Clocks, RateBucket, Start};
-use crate::registry::Progress;
+use crate::eventlog::{now_ms, PublishRequest};
+use crate::watchdog::Input;
+use machine::{Admission, Opening, Output, PublishReport, Report, ServerSession, SessionConfig};
 
 /// A client must say `Hello` within this long of connecting.
 const HELLO_TIMEOUT: Duration = Duration::from_secs(10);
-/// Publishes in flight per session before the session stops reading.
-const MAX_PENDING_PUBLISHES: usize = 256;
+/// How long a closing session waits for its last frames to go out; a
+/// stale one (its writes are stuck) waits less.
+const CLOSE_GRACE: Duration = Duration::from_secs(2);
+const STALE_CLOSE_GRACE: Duration = Duration::from_millis(300);
+/// Bytes the writer gathers before one flush.
+const WRITE_BATCH_BYTES: usize = 64 * 1024;
 
 type Sink = SplitSink<WebSocket, Message>;
-
-/// What came of one publish, in the order the client sent them.
-enum PublishDone {
-    Accepted(u64),
-    Rejected(u64, RejectReason),
-    /// The log could not store it: close without acknowledging.
-    StorageFailed(String),
-}
 
 pub async fn run(socket: WebSocket, state: Arc<AppState>, remote: SocketAddr) {
     let (mut sink, mut stream) = socket.split();
@@ -88,29 +89,9 @@ pub async fn run(socket: WebSocket, state: Arc<AppState>, remote: SocketAddr) {
         tracing::warn!(client_id = %hello.client_id, %remote, "EVENT_AUTH_FAILED: bad or missing token");
         return close(&mut sink, ErrorCode::Unauthorized, "bad or missing token").await;
     };
-    let session = Session::new(state, hello, role, remote);
-    session.serve(sink, stream).await;
+    let shell = Shell::new(state, hello, role, remote);
+    shell.serve(sink, stream).await;
 }
-
-struct Session {
-    state: Arc<AppState>,
-    client_id: String,
-    connection: u64,
-    role: Role,
-    hello: Hello,
-    cursor: u64,
-    acked: u64,
-    last_rx: Millis,
-    heartbeat: Heartbeat,
-    bucket: RateBucket,
-    /// What the client's timestamps say of its clock (deadlines).
-    peer_clock: PeerClock,
-    replaced: tokio::sync::watch::Receiver<bool>,
-    welcomed: bool,
-}
-
-/// How long a clock sample counts (see `shared_protocol::peerclock`).
-const CLOCK_WINDOW_MS: u64 = 60_000;
 
 enum Incoming {
     Frame(ClientFrame),
@@ -177,23 +158,30 @@ pub async fn turn_away(socket: WebSocket, drain: Drain) {
     let _ = timeout(Duration::from_secs(2), sink.flush()).await;
 }
 
-/// Sends an `Error` frame and a close frame with the matching code.
-async fn close(sink: &mut Sink, code: ErrorCode, message: &str) {
-    let frame = ServerFrame::Error(ErrorFrame {
+/// An `Error` frame and a close frame with the matching code.
+fn closing(code: ErrorCode, message: &str) -> [Message; 2] {
+    let error = encode(&ServerFrame::Error(ErrorFrame {
         code,
         message: message.to_string(),
-    });
-    if let Ok(bytes) = frame.encode() {
-        let _ = sink.feed(Message::Binary(Bytes::from(bytes))).await;
-    }
+    }));
     let reason: String = message.chars().take(100).collect();
-    let _ = sink
-        .feed(Message::Close(Some(CloseFrame {
-            code: close_code(code),
-            reason: reason.into(),
-        })))
-        .await;
-    let _ = timeout(Duration::from_secs(2), sink.flush()).await;
+    let close = Message::Close(Some(CloseFrame {
+        code: close_code(code),
+        reason: reason.into(),
+    }));
+    [error, close]
+}
+
+/// Before a session exists: sends [`closing`] frames, for at most
+/// [`CLOSE_GRACE`], whatever the peer does.
+async fn close(sink: &mut Sink, code: ErrorCode, message: &str) {
+    let send = async {
+        for m in closing(code, message) {
+            sink.feed(m).await?;
+        }
+        sink.flush().await
+    };
+    let _ = timeout(CLOSE_GRACE, send).await;
 }
 
 fn encode(frame: &ServerFrame) -> Message {
@@ -202,510 +190,370 @@ fn encode(frame: &ServerFrame) -> Message {
     Message::Binary(Bytes::from(frame.encode().unwrap_or_default()))
 }
 
-impl Session {
-    fn new(state: Arc<AppState>, hello: Hello, role: Role, remote: SocketAddr) -> Self {
+/// The writer task's side of the outbound queue, shared with the session.
+struct Outbound {
+    pending_bytes: AtomicU64,
+    last_progress: AtomicU64,
+    progressed: Notify,
+}
+
+/// Writes what the session queues, one flush per batch, and records its
+/// progress. Ends when the queue's sender is dropped and all is written,
+/// or at the first write error.
+async fn writer(
+    mut sink: Sink,
+    mut queue: mpsc::UnboundedReceiver<Message>,
+    outbound: Arc<Outbound>,
+    clock: crate::clock::Clock,
+) {
+    while let Some(first) = queue.recv().await {
+        let mut bytes = message_len(&first);
+        if sink.feed(first).await.is_err() {
+            return;
+        }
+        while bytes < WRITE_BATCH_BYTES {
+            let Ok(next) = queue.try_recv() else {
+                break;
+            };
+            bytes += message_len(&next);
+            if sink.feed(next).await.is_err() {
+                return;
+            }
+        }
+        if sink.flush().await.is_err() {
+            return;
+        }
+        outbound
+            .pending_bytes
+            .fetch_sub(bytes as u64, Ordering::AcqRel);
+        outbound.last_progress.store(clock.now(), Ordering::Release);
+        outbound.progressed.notify_one();
+    }
+    let _ = sink.close().await;
+}
+
+fn message_len(message: &Message) -> usize {
+    match message {
+        Message::Binary(b) => b.len(),
+        Message::Text(t) => t.len(),
+        Message::Close(Some(c)) => c.reason.len() + 2,
+        _ => 2,
+    }
+}
+
+/// The TX watchdog's lock-out and the wall clock, for admission.
+struct Env<'a> {
+    state: &'a AppState,
+}
+
+impl Admission for Env<'_> {
+    fn wall_ms(&self) -> u64 {
+        now_ms()
+    }
+
+    fn ptt_on_allowed(&mut self, client_id: &str) -> bool {
+        self.state.watchdog.admit_ptt_on(client_id)
+    }
+}
+
+/// How a session ended: with the code to tell the client, or `None` when
+/// the client closed it.
+struct Ending {
+    code: Option<ErrorCode>,
+    message: String,
+}
+
+struct Shell {
+    state: Arc<AppState>,
+    client_id: String,
+    connection: u64,
+    role: Role,
+    hello: shared_protocol::frame::Hello,
+    replaced: tokio::sync::watch::Receiver<bool>,
+    welcomed: bool,
+    cursor: u64,
+}
+
+impl Shell {
+    fn new(
+        state: Arc<AppState>,
+        hello: shared_protocol::frame::Hello,
+        role: Role,
+        remote: SocketAddr,
+    ) -> Self {
         let now = state.clock.now();
         let claim = state
             .registry
             .connect(&hello.client_id, role, &remote.to_string(), now);
-        let heartbeat = Heartbeat::new(
-            HeartbeatConfig {
-                interval_ms: state.config.heartbeat_ms,
-                timeout_ms: state.config.heartbeat_ms,
-            },
-            now,
-        );
-        let bucket = RateBucket::new(state.config.max_publish_per_sec, now);
-        let mut peer_clock = PeerClock::new(CLOCK_WINDOW_MS);
-        if let Some(t) = hello.t {
-            peer_clock.sample(t, now);
-        }
-        Session {
-            peer_clock,
+        Shell {
             client_id: hello.client_id.clone(),
             connection: claim.connection,
+            replaced: claim.replaced,
             role,
             hello,
-            cursor: 1,
-            acked: 0,
-            last_rx: now,
-            heartbeat,
-            bucket,
-            replaced: claim.replaced,
             welcomed: false,
+            cursor: 0,
             state,
         }
     }
 
-    async fn serve(mut self, mut sink: Sink, mut stream: SplitStream<WebSocket>) {
-        let ended = match self.welcome(&mut sink).await {
-            Ok(()) => self.main_loop(&mut sink, &mut stream).await,
-            Err(e) => Err((ErrorCode::Unavailable, e)),
-        };
-        if let Err((code, message)) = ended {
-            if code == ErrorCode::ShuttingDown {
-                // Tell the client when to come back, spread so the whole
-                // crowd returns under the admission bound.
-                let drain = self.state.drain(DrainReason::Shutdown, 0);
-                let _ = sink.feed(encode(&ServerFrame::Drain(drain))).await;
-            }
-            close(&mut sink, code, &message).await;
+    fn session_config(&self) -> SessionConfig {
+        let c = &self.state.config;
+        SessionConfig {
+            heartbeat_ms: c.heartbeat_ms,
+            stale_after_ms: c.stale_after_ms,
+            max_behind: c.max_behind,
+            replay_page: c.replay_page,
+            cool_above_lag: c.cool_above_lag,
+            max_publish_per_sec: c.max_publish_per_sec,
+            publish_window: c.publish_window,
+            max_pending_bytes: c.max_pending_bytes,
         }
-        let now = self.state.clock.now();
+    }
+
+    fn opening(&self) -> Result<Opening, String> {
+        let log = &self.state.log;
+        let config = &self.state.config;
+        Ok(Opening {
+            client_id: self.client_id.clone(),
+            role: self.role,
+            hello: self.hello.clone(),
+            epoch: log.epoch(),
+            head: log.head(),
+            oldest: log.oldest().map_err(|e| e.to_string())?,
+            welcome: Welcome {
+                session: format!("{}-{}", self.state.instance, self.connection),
+                epoch: 0,
+                head_seq: 0,
+                resumed: false,
+                heartbeat_ms: config.heartbeat_ms.min(u64::from(u32::MAX)) as u32,
+                limits: Limits {
+                    max_frame_bytes: config.max_frame_bytes,
+                    max_publish_per_sec: config.max_publish_per_sec,
+                    max_behind: config.max_behind,
+                    retention_ms: config.retention_ms,
+                    publish_window: Some(config.publish_window),
+                },
+                access: Some(match self.role {
+                    Role::Read => Access::Read,
+                    Role::Control => Access::Control,
+                }),
+            },
+        })
+    }
+
+    async fn serve(mut self, sink: Sink, mut stream: SplitStream<WebSocket>) {
+        let clock = self.state.clock;
+        let outbound = Arc::new(Outbound {
+            pending_bytes: AtomicU64::new(0),
+            last_progress: AtomicU64::new(clock.now()),
+            progressed: Notify::new(),
+        });
+        let (queue, queue_rx) = mpsc::unbounded_channel();
+        let mut writer = tokio::spawn(writer(sink, queue_rx, outbound.clone(), clock));
+        let ending = match self.opening() {
+            Ok(opening) => {
+                let mut session = ServerSession::new(self.session_config(), opening, clock.now());
+                self.drive(&mut session, &mut stream, &queue, &outbound)
+                    .await
+            }
+            Err(e) => Ending {
+                code: Some(ErrorCode::Unavailable),
+                message: e,
+            },
+        };
+        let grace = if ending.code == Some(ErrorCode::Stale) {
+            STALE_CLOSE_GRACE
+        } else {
+            CLOSE_GRACE
+        };
+        if ending.code == Some(ErrorCode::ShuttingDown) {
+            // Tell the client when to come back, spread so the whole crowd
+            // returns under the admission bound.
+            let drain = self.state.drain(DrainReason::Shutdown, 0);
+            let _ = queue.send(encode(&ServerFrame::Drain(drain)));
+        }
+        if let Some(code) = ending.code {
+            for message in closing(code, &ending.message) {
+                let _ = queue.send(message);
+            }
+        }
+        drop(queue);
+        if timeout(grace, &mut writer).await.is_err() {
+            // Its writes are stuck: drop the socket.
+            writer.abort();
+        }
+        drop(stream);
+        let now = clock.now();
         self.state
             .registry
             .disconnected(&self.client_id, self.connection, self.welcomed, now);
         self.state
             .watchdog
-            .report(crate::watchdog::Input::SessionEnded(self.client_id.clone()));
-        tracing::info!(client_id = %self.client_id, connection = self.connection, cursor = self.cursor, "EVENT_CLIENT_DISCONNECTED");
+            .report(Input::SessionEnded(self.client_id.clone()));
+        tracing::info!(client_id = %self.client_id, connection = self.connection, cursor = self.cursor, code = ending.code.map_or("closed_by_client", |c| c.as_str()), reason = %ending.message, "EVENT_CLIENT_DISCONNECTED");
     }
 
-    /// Sends `Welcome`, then the gap and snapshot the plan asks for.
-    async fn welcome(&mut self, sink: &mut Sink) -> Result<(), String> {
-        let log = &self.state.log;
-        let config = &self.state.config;
-        let head = log.head();
-        let oldest = log.oldest().map_err(|e| e.to_string())?;
-        let start = plan_start(
-            self.hello.resume,
-            log.epoch(),
-            head,
-            oldest,
-            u64::from(config.max_behind),
-        );
-        let resumed = matches!(start, Start::Replay { .. });
-        let welcome = ServerFrame::Welcome(Welcome {
-            session: format!("{}-{}", self.state.instance, self.connection),
-            epoch: log.epoch(),
-            head_seq: head,
-            resumed,
-            heartbeat_ms: config.heartbeat_ms.min(u64::from(u32::MAX)) as u32,
-            limits: Limits {
-                max_frame_bytes: config.max_frame_bytes,
-                max_publish_per_sec: config.max_publish_per_sec,
-                max_behind: config.max_behind,
-                retention_ms: config.retention_ms,
-            },
-            access: Some(match self.role {
-                Role::Read => Access::Read,
-                Role::Control => Access::Control,
-            }),
-        });
-        sink.feed(encode(&welcome))
-            .await
-            .map_err(|e| e.to_string())?;
-        let has_upto = match start {
-            Start::Replay { from, gap } => {
-                if let Some(gap) = gap {
-                    sink.feed(encode(&ServerFrame::Gap(gap)))
-                        .await
-                        .map_err(|e| e.to_string())?;
-                }
-                self.cursor = from;
-                from - 1
+    /// Registry, counters, the TX watchdog and logs: what the machine reports.
+    fn report(&mut self, report: Report) {
+        let state = &self.state;
+        let (id, connection) = (self.client_id.as_str(), self.connection);
+        match report {
+            Report::Welcomed {
+                has_upto,
+                resumed,
+                from,
+            } => {
+                self.welcomed = true;
+                state
+                    .registry
+                    .welcomed(id, connection, has_upto, state.clock.now());
+                tracing::info!(client_id = %id, connection, resumed, from, head = state.log.head(), role = ?self.role, "EVENT_CLIENT_CONNECTED");
             }
-            Start::Snapshot { gap } => {
-                if let Some(gap) = gap {
-                    sink.feed(encode(&ServerFrame::Gap(gap)))
-                        .await
-                        .map_err(|e| e.to_string())?;
-                }
-                let upto = self.send_snapshot(sink).await?;
-                self.cursor = upto + 1;
-                upto
+            Report::Activity(now) => state.registry.activity(id, connection, now),
+            Report::Acked(upto) => state.registry.acked(id, connection, upto),
+            Report::Health(rtt, now) => state.registry.health_check(id, connection, rtt, now),
+            Report::Progress(progress) => state.registry.progress(id, connection, progress),
+            Report::TooFarBehind { from, upto } => {
+                tracing::warn!(client_id = %id, from, upto, "EVENT_CLIENT_TOO_FAR_BEHIND: sent gap and snapshot");
             }
-        };
-        sink.flush().await.map_err(|e| e.to_string())?;
-        self.acked = has_upto;
-        self.welcomed = true;
-        let now = self.state.clock.now();
-        self.state
-            .registry
-            .welcomed(&self.client_id, self.connection, has_upto, now);
-        tracing::info!(
-            client_id = %self.client_id, connection = self.connection, resumed, from = self.cursor, head,
-            role = ?self.role, "EVENT_CLIENT_CONNECTED"
-        );
-        Ok(())
+            Report::Stale { why } => {
+                state.registry.stale(id, connection);
+                tracing::warn!(client_id = %id, %why, "EVENT_CLIENT_STALE");
+            }
+            Report::Publish(PublishReport::Applied { ptt, .. }) => {
+                match ptt {
+                    Some(true) => state.watchdog.report(Input::PttOn(id.to_string())),
+                    Some(false) => state.watchdog.report(Input::PttOff(id.to_string())),
+                    None => {}
+                }
+                state
+                    .totals()
+                    .publishes_applied
+                    .fetch_add(1, Ordering::Relaxed);
+                metrics::counter!("proxy_publishes_total", "result" => "applied").increment(1);
+            }
+            Report::Publish(PublishReport::Duplicate { .. }) => {
+                state
+                    .totals()
+                    .publishes_duplicate
+                    .fetch_add(1, Ordering::Relaxed);
+                metrics::counter!("proxy_publishes_total", "result" => "duplicate").increment(1);
+            }
+            Report::Publish(PublishReport::Rejected {
+                client_seq,
+                kind,
+                reason,
+            }) => {
+                state
+                    .totals()
+                    .publishes_rejected
+                    .fetch_add(1, Ordering::Relaxed);
+                metrics::counter!("proxy_publishes_total", "result" => reject_label(reason))
+                    .increment(1);
+                tracing::info!(client_id = %id, client_seq, %kind, ?reason, "EVENT_PUBLISH_REJECTED");
+            }
+        }
     }
 
-    async fn send_snapshot(&self, sink: &mut Sink) -> Result<u64, String> {
-        let (upto, state) = self.state.log.snapshot().map_err(|e| e.to_string())?;
-        sink.feed(encode(&ServerFrame::Snapshot(Snapshot { upto, state })))
-            .await
-            .map_err(|e| e.to_string())?;
-        Ok(upto)
-    }
-
-    async fn main_loop(
+    /// Runs the machine until it closes, or the proxy or a newer
+    /// connection of the same client ends it.
+    async fn drive(
         &mut self,
-        sink: &mut Sink,
+        session: &mut ServerSession,
         stream: &mut SplitStream<WebSocket>,
-    ) -> Result<(), (ErrorCode, String)> {
-        let mut head_rx = self.state.log.subscribe();
-        let mut shutdown = self.state.shutdown.clone();
-        let mut publishes: FuturesOrdered<BoxFuture<'static, PublishDone>> = FuturesOrdered::new();
-        // A reliable publish over the rate waits here (and the session stops
-        // reading) instead of being refused: backpressure, not loss.
-        let mut throttled: Option<(Publish, tokio::time::Instant)> = None;
-        let (_, window) = self.flow();
-        let max = self.state.config.max_frame_bytes as usize;
+        queue: &mpsc::UnboundedSender<Message>,
+        outbound: &Outbound,
+    ) -> Ending {
+        let state = self.state.clone();
+        let clock = state.clock;
+        let mut head_rx = state.log.subscribe();
+        let mut shutdown = state.shutdown.clone();
+        let (publish_tx, mut published) = state.log.publisher(self.client_id.clone());
+        let max = state.config.max_frame_bytes as usize;
         loop {
-            let head = self.state.log.head();
-            let can_send = self.cursor <= head && self.in_flight() < window;
-            let now = self.state.clock.now();
-            let stale_at = self.last_rx + self.state.config.stale_after_ms;
-            let wake = self.heartbeat.poll_timeout().min(stale_at);
-            let wake_at = self.state.clock.instant_at(wake);
+            session.handle_write_progress(
+                outbound.pending_bytes.load(Ordering::Acquire),
+                outbound.last_progress.load(Ordering::Acquire),
+            );
+            // (Everything it asked for before is carried out by now.)
+            while let Some(output) = session.poll_output() {
+                match output {
+                    Output::Send(bytes) => {
+                        let message = Message::Binary(bytes);
+                        outbound
+                            .pending_bytes
+                            .fetch_add(message_len(&message) as u64, Ordering::AcqRel);
+                        let _ = queue.send(message);
+                    }
+                    Output::ReadEvents { from, limit } => {
+                        session
+                            .handle_events(state.log.read(from, limit).map_err(|e| e.to_string()));
+                    }
+                    Output::ReadSnapshot => {
+                        session.handle_snapshot(state.log.snapshot().map_err(|e| e.to_string()));
+                    }
+                    Output::Append(append) => {
+                        let request = PublishRequest {
+                            client_seq: append.client_seq,
+                            after: append.after,
+                            event: append.event,
+                        };
+                        if publish_tx.send(request).is_err() {
+                            return Ending {
+                                code: Some(ErrorCode::Unavailable),
+                                message: "the event log is closed".into(),
+                            };
+                        }
+                    }
+                    Output::Report(report) => self.report(report),
+                    Output::Close { code, message } => {
+                        if code == ErrorCode::ProtocolViolation {
+                            state.bad_input(code);
+                        }
+                        return Ending {
+                            code: Some(code),
+                            message,
+                        };
+                    }
+                }
+            }
+            self.cursor = session.cursor();
+            let wake = clock.instant_at(session.poll_timeout());
+            let mut env = Env { state: &state };
             tokio::select! {
                 biased;
                 _ = shutdown.changed() => {
-                    return Err((ErrorCode::ShuttingDown, "the proxy is restarting; reconnect shortly".into()));
+                    return Ending { code: Some(ErrorCode::ShuttingDown), message: "the proxy is restarting; reconnect shortly".into() };
                 }
                 _ = self.replaced.changed() => {
-                    return Err((ErrorCode::Replaced, "another connection with this client_id took over".into()));
+                    return Ending { code: Some(ErrorCode::Replaced), message: "another connection with this client_id took over".into() };
                 }
-                Some(done) = publishes.next(), if !publishes.is_empty() => {
-                    let frame = match done {
-                        PublishDone::Accepted(upto) => ServerFrame::Accepted { upto },
-                        PublishDone::Rejected(client_seq, reason) => {
-                            ServerFrame::Rejected(Rejected { client_seq, reason })
-                        }
-                        PublishDone::StorageFailed(e) => {
-                            return Err((ErrorCode::Unavailable, format!("cannot store events now: {e}")));
-                        }
-                    };
-                    self.send_now(sink, frame).await?;
+                Some((client_seq, result)) = published.recv() => {
+                    let result = result.map_err(|e| e.to_string());
+                    session.handle_published(client_seq, result, clock.now(), &mut env);
                 }
-                _ = async { sleep_until(throttled.as_ref().map_or(wake_at, |t| t.1)).await }, if throttled.is_some() => {
-                    if let Some((publish, _)) = throttled.take() {
-                        throttled = self.publish(publish, &mut publishes);
+                incoming = next_frame(stream, max) => match incoming {
+                    Incoming::Frame(frame) => session.handle_frame(frame, clock.now(), &mut env),
+                    Incoming::Bad(code, message) => {
+                        state.bad_input(code);
+                        tracing::warn!(client_id = %self.client_id, ?code, %message, "EVENT_BAD_FRAME");
+                        return Ending { code: Some(code), message };
                     }
-                }
-                incoming = next_frame(stream, max), if throttled.is_none() && publishes.len() < MAX_PENDING_PUBLISHES => {
-                    let frame = match incoming {
-                        Incoming::Frame(frame) => frame,
-                        Incoming::Bad(code, message) => {
-                            self.state.bad_input(code);
-                            tracing::warn!(client_id = %self.client_id, ?code, %message, "EVENT_BAD_FRAME");
-                            return Err((code, message));
-                        }
-                        Incoming::Closed => return Ok(()),
-                    };
-                    self.last_rx = self.state.clock.now();
-                    self.heartbeat.on_traffic(self.last_rx);
-                    self.state.registry.activity(&self.client_id, self.connection, self.last_rx);
-                    match frame {
-                        ClientFrame::Hello(_) => {
-                            self.state.bad_input(ErrorCode::ProtocolViolation);
-                            return Err((ErrorCode::ProtocolViolation, "Hello may only be sent once".into()));
-                        }
-                        ClientFrame::Ack { upto } => {
-                            let upto = upto.min(self.cursor.saturating_sub(1));
-                            if upto > self.acked {
-                                self.acked = upto;
-                                self.state.registry.acked(&self.client_id, self.connection, upto);
-                            }
-                        }
-                        ClientFrame::Ping(ping) => self.send_now(sink, ServerFrame::Pong(ping)).await?,
-                        ClientFrame::Pong(pong) => {
-                            if let Some(rtt) = self.heartbeat.on_pong(pong.nonce, self.last_rx) {
-                                self.state.registry.health_check(&self.client_id, self.connection, Some(rtt), self.last_rx);
-                            }
-                        }
-                        ClientFrame::Publish(publish) => throttled = self.publish(publish, &mut publishes),
+                    Incoming::Closed => {
+                        return Ending { code: None, message: "the client closed the connection".into() };
                     }
-                }
-                _ = std::future::ready(()), if can_send => {
-                    self.send_batch(sink).await?;
-                }
-                _ = head_rx.changed(), if !can_send => {}
-                _ = sleep_until(wake_at), if throttled.is_none() => {
-                    if now >= stale_at {
-                        self.state.registry.stale(&self.client_id, self.connection);
-                        tracing::warn!(client_id = %self.client_id, silent_ms = now - self.last_rx, "EVENT_CLIENT_STALE");
-                        return Err((ErrorCode::Stale, format!("no traffic for {} ms", now - self.last_rx)));
-                    }
-                    match self.heartbeat.handle_timeout(now) {
-                        Some(HeartbeatAction::SendPing { nonce }) => {
-                            self.send_now(sink, ServerFrame::Ping(Ping { nonce, t: now })).await?;
-                        }
-                        Some(HeartbeatAction::Stale { .. }) => {
-                            // No pong within an interval: a failed health check.
-                            // The connection closes only after stale_after_ms of silence.
-                            self.state.registry.health_check(&self.client_id, self.connection, None, now);
-                            self.heartbeat.restart(now);
-                        }
-                        None => {}
-                    }
-                }
+                },
+                _ = head_rx.changed() => session.handle_head(*head_rx.borrow_and_update()),
+                _ = outbound.progressed.notified() => {}
+                _ = sleep_until(wake) => session.handle_timeout(clock.now(), &mut env),
             }
         }
-    }
-
-    /// Events per page, and how many may be unacknowledged: two pages, so
-    /// the next page goes out only once the client has acknowledged the one
-    /// before (a client far behind is replayed at the pace it confirms, in
-    /// bounded memory), and never more than `max_behind`.
-    fn flow(&self) -> (u64, u64) {
-        let page = u64::from(self.state.config.replay_page.max(1));
-        (page, u64::from(self.state.config.max_behind).min(2 * page))
-    }
-
-    /// Events sent and not yet acknowledged.
-    fn in_flight(&self) -> u64 {
-        self.cursor.saturating_sub(1 + self.acked)
-    }
-
-    async fn send_now(
-        &self,
-        sink: &mut Sink,
-        frame: ServerFrame,
-    ) -> Result<(), (ErrorCode, String)> {
-        let write = async {
-            sink.feed(encode(&frame)).await?;
-            sink.flush().await
-        };
-        match timeout(
-            Duration::from_millis(self.state.config.stale_after_ms),
-            write,
-        )
-        .await
-        {
-            Ok(Ok(())) => Ok(()),
-            Ok(Err(e)) => Err((ErrorCode::Stale, format!("write failed: {e}"))),
-            Err(_) => Err((ErrorCode::Stale, "the client stopped reading".into())),
-        }
-    }
-
-    /// Checks a publish and queues it for the log; returns it back if it
-    /// must wait for the rate bucket.
-    fn publish(
-        &mut self,
-        publish: Publish,
-        publishes: &mut FuturesOrdered<BoxFuture<'static, PublishDone>>,
-    ) -> Option<(Publish, tokio::time::Instant)> {
-        let client_seq = publish.client_seq;
-        let reject = |reason| {
-            metrics::counter!("proxy_publishes_total", "result" => reject_label(reason))
-                .increment(1);
-            futures_util::future::ready(PublishDone::Rejected(client_seq, reason)).boxed()
-        };
-        let now = self.state.clock.now();
-        if let (Some(deadline), Some(ttl)) = (publish.expires_at_ms, publish.ttl_ms) {
-            // When the client created it, on its clock: a sample.
-            self.peer_clock.sample(deadline.saturating_sub(ttl), now);
-        }
-        let clocks = Clocks {
-            now,
-            peer: &self.peer_clock,
-            now_wall_ms: now_ms(),
-        };
-        let keys = shared_protocol::keys_transmitter(&publish.kind, &publish.payload);
-        let admitted = admit(&publish, self.role, &clocks).and_then(|()| {
-            // The time-out timer's lock-out, where the command enters.
-            if keys && !self.state.watchdog.admit_ptt_on(&self.client_id) {
-                return Err(RejectReason::TxTimeout);
-            }
-            Ok(())
-        });
-        if let Err(reason) = admitted {
-            self.state
-                .totals()
-                .publishes_rejected
-                .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-            tracing::info!(client_id = %self.client_id, client_seq, kind = %publish.kind, ?reason, "EVENT_PUBLISH_REJECTED");
-            publishes.push_back(reject(reason));
-            return None;
-        }
-        if let Err(wait_ms) = self.bucket.take(now) {
-            if publish.delivery == Delivery::Volatile {
-                publishes.push_back(reject(RejectReason::RateLimited));
-                return None;
-            }
-            return Some((
-                publish,
-                tokio::time::Instant::now() + Duration::from_millis(wait_ms),
-            ));
-        }
-        let log = self.state.log.clone();
-        let client_id = self.client_id.clone();
-        let state = self.state.clone();
-        // A PTT command that gets applied feeds the TX watchdog.
-        let ptt = shared_protocol::is_transmit_kind(&publish.kind).then_some(keys);
-        let event = NewEvent {
-            kind: publish.kind,
-            payload: publish.payload,
-            volatile: publish.delivery == Delivery::Volatile,
-        };
-        publishes.push_back(
-            async move {
-                match log.publish(&client_id, client_seq, event).await {
-                    Ok(Published::Applied(_)) => {
-                        use crate::watchdog::Input;
-                        match ptt {
-                            Some(true) => state.watchdog.report(Input::PttOn(client_id.clone())),
-                            Some(false) => state.watchdog.report(Input::PttOff(client_id.clone())),
-                            None => {}
-                        }
-                        state
-                            .totals()
-                            .publishes_applied
-                            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-                        metrics::counter!("proxy_publishes_total", "result" => "applied")
-                            .increment(1);
-                        PublishDone::Accepted(client_seq)
-                    }
-                    Ok(Published::Duplicate) => {
-                        state
-                            .totals()
-                            .publishes_duplicate
-                            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-                        metrics::counter!("proxy_publishes_total", "result" => "duplicate")
-                            .increment(1);
-                        PublishDone::Accepted(client_seq)
-                    }
-                    Err(e) => PublishDone::StorageFailed(e.to_string()),
-                }
-            }
-            .boxed(),
-        );
-        None
-    }
-
-    /// Sends the next batch of events from the cursor: a jump (gap and
-    /// snapshot) when too far behind, a retention gap when the log was
-    /// trimmed under the cursor, coalescing when the client is hot.
-    async fn send_batch(&mut self, sink: &mut Sink) -> Result<(), (ErrorCode, String)> {
-        let config = &self.state.config;
-        let head = self.state.log.head();
-        let lag = head.saturating_sub(self.cursor.saturating_sub(1));
-        let mut progress = Progress {
-            temperature: (lag as f64 / f64::from(config.max_behind)).min(1.0),
-            ..Progress::default()
-        };
-        let write_err = |e: axum::Error| (ErrorCode::Stale, format!("write failed: {e}"));
-        if lag > u64::from(config.max_behind) {
-            let from = self.cursor;
-            let upto = self
-                .state
-                .log
-                .snapshot()
-                .map_err(|e| (ErrorCode::Unavailable, e.to_string()))?
-                .0;
-            sink.feed(encode(&ServerFrame::Gap(Gap {
-                from,
-                to: upto,
-                reason: GapReason::TooFarBehind,
-            })))
-            .await
-            .map_err(write_err)?;
-            let upto = self
-                .send_snapshot(sink)
-                .await
-                .map_err(|e| (ErrorCode::Unavailable, e))?;
-            tracing::warn!(client_id = %self.client_id, from, upto, "EVENT_CLIENT_TOO_FAR_BEHIND: sent gap and snapshot");
-            self.cursor = upto + 1;
-            // The client has the state up to here; its acks continue from it.
-            self.acked = self.acked.max(from.saturating_sub(1));
-            progress.cooled = true;
-        } else {
-            let (page, window) = self.flow();
-            let room = page.min(window.saturating_sub(self.in_flight())).max(1);
-            let events = self
-                .state
-                .log
-                .read(self.cursor, room as usize)
-                .map_err(|e| (ErrorCode::Unavailable, e.to_string()))?;
-            if let Some(first) = events.first() {
-                if first.seq > self.cursor {
-                    let gap = Gap {
-                        from: self.cursor,
-                        to: first.seq - 1,
-                        reason: GapReason::Retention,
-                    };
-                    sink.feed(encode(&ServerFrame::Gap(gap)))
-                        .await
-                        .map_err(write_err)?;
-                }
-            } else {
-                // Everything from the cursor was trimmed: skip to the head.
-                let gap = Gap {
-                    from: self.cursor,
-                    to: head,
-                    reason: GapReason::Retention,
-                };
-                sink.feed(encode(&ServerFrame::Gap(gap)))
-                    .await
-                    .map_err(write_err)?;
-                self.cursor = head + 1;
-            }
-            let hot = lag > u64::from(config.cool_above_lag);
-            let skip = if hot {
-                superseded(&events)
-            } else {
-                HashSet::new()
-            };
-            progress.cooled = hot && !skip.is_empty();
-            // Frames are built first, then fed: one flush for the batch.
-            let mut out = Vec::with_capacity(events.len() + 1);
-            let mut run: Option<(u64, u64)> = None;
-            let end_run = |run: &mut Option<(u64, u64)>, out: &mut Vec<Message>| {
-                if let Some((from, to)) = run.take() {
-                    let gap = Gap {
-                        from,
-                        to,
-                        reason: GapReason::Coalesced,
-                    };
-                    out.push(encode(&ServerFrame::Gap(gap)));
-                }
-            };
-            for event in &events {
-                if skip.contains(&event.seq) {
-                    run = Some(run.map_or((event.seq, event.seq), |(from, _)| (from, event.seq)));
-                    progress.coalesced += 1;
-                    continue;
-                }
-                end_run(&mut run, &mut out);
-                out.push(Message::Binary(event.frame.clone()));
-                progress.sent += 1;
-            }
-            end_run(&mut run, &mut out);
-            for message in out {
-                sink.feed(message).await.map_err(write_err)?;
-            }
-            if let Some(last) = events.last() {
-                self.cursor = last.seq + 1;
-            }
-        }
-        match timeout(Duration::from_millis(config.stale_after_ms), sink.flush()).await {
-            Ok(Ok(())) => {}
-            Ok(Err(e)) => return Err(write_err(e)),
-            Err(_) => return Err((ErrorCode::Stale, "the client stopped reading".into())),
-        }
-        progress.cursor = self.cursor;
-        self.state
-            .registry
-            .progress(&self.client_id, self.connection, progress);
-        Ok(())
     }
 }
 
-/// Volatile events followed, in the same batch, by a newer event of the same
-/// kind: a hot client can skip them and still end with every kind's newest value.
-fn superseded(events: &[Logged]) -> HashSet<u64> {
-    let mut seen_kinds = HashSet::new();
-    let mut skip = HashSet::new();
-    for event in events.iter().rev() {
-        if !seen_kinds.insert(event.kind.clone()) && event.volatile {
-            skip.insert(event.seq);
-        }
-    }
-    skip
-}
-
-fn reject_label(reason: RejectReason) -> &'static str {
+fn reject_label(reason: shared_protocol::frame::RejectReason) -> &'static str {
+    use shared_protocol::frame::RejectReason;
     match reason {
         RejectReason::Expired => "rejected_expired",
         RejectReason::Forbidden => "rejected_forbidden",
@@ -713,38 +561,5 @@ fn reject_label(reason: RejectReason) -> &'static str {
         RejectReason::Invalid => "rejected_invalid",
         RejectReason::Unavailable => "rejected_unavailable",
         RejectReason::TxTimeout => "rejected_tx_timeout",
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn only_superseded_volatile_events_are_skipped() {
-        let ev = |seq, kind: &str, volatile| {
-            let e = NewEvent {
-                kind: kind.into(),
-                payload: shared_protocol::frame::Payload::Nil,
-                volatile,
-            };
-            Logged::build(seq, 0, &e).unwrap()
-        };
-        let batch = vec![
-            ev(1, "meter.power", true),
-            ev(2, "note", false),
-            ev(3, "meter.power", true),
-            ev(4, "note", false),
-            ev(5, "meter.power", true),
-            ev(6, "radio.state", true),
-        ];
-        let skip = superseded(&batch);
-        let mut skip: Vec<u64> = skip.into_iter().collect();
-        skip.sort();
-        assert_eq!(
-            skip,
-            [1, 3],
-            "reliable notes and each kind's newest value stay"
-        );
     }
 }

@@ -1,0 +1,594 @@
+//! Property tests of [`ServerSession`] against a fake log and a fake
+//! client, with a fake clock: arbitrary interleavings of client frames, log
+//! growth, trims, write stalls, slow log answers and time.
+//!
+//! What must hold for every interleaving:
+//! - the client-visible stream is gap-free or explicitly gapped: every
+//!   `seq` is an `Event`, inside a `Gap`, or covered by a `Snapshot`, in
+//!   order, never twice;
+//! - never more events unacknowledged than the window;
+//! - publishes reach the log in `client_seq` order, each applied once, and
+//!   `Accepted{upto}` covers only publishes applied or already `Rejected`;
+//!   in the end every valid publish is answered;
+//! - every `Ping` is answered at once, while publishes wait for the rate;
+//! - a client whose socket takes nothing for `stale_after_ms` is closed by
+//!   then, and no event goes out while the outbound queue is over its limit.
+
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
+
+use proptest::prelude::*;
+use shared_protocol::frame::{
+    ClientFrame, Delivery, ErrorCode, Hello, Limits, Payload, Ping, Publish, ServerFrame, State,
+    Welcome,
+};
+use shared_protocol::Millis;
+
+use super::machine::*;
+use crate::auth::Role;
+use crate::eventlog::{Logged, NewEvent, Published};
+
+const CONFIG: SessionConfig = SessionConfig {
+    heartbeat_ms: 1_000,
+    stale_after_ms: 3_000,
+    max_behind: 40,
+    replay_page: 8,
+    cool_above_lag: 12,
+    max_publish_per_sec: 5,
+    publish_window: 16,
+    max_pending_bytes: 4_000,
+};
+
+#[derive(Debug, Clone)]
+enum Action {
+    /// Other publishers' events reach the log.
+    LogGrows {
+        n: u8,
+        volatile: bool,
+    },
+    /// Retention drops the oldest events.
+    Trim(u8),
+    /// The client publishes (a new `client_seq`, or a resend of an old one).
+    Publish {
+        volatile: bool,
+        resend: bool,
+    },
+    /// A publish with an invalid `client_seq`.
+    BadSeq(u64),
+    /// The client acknowledges everything it has.
+    Ack,
+    Ping,
+    /// The log answers this many appends (in order).
+    LogAnswers(u8),
+    /// The socket stops taking data, or takes everything again.
+    Stall(bool),
+    /// Time passes (the client says nothing meanwhile).
+    Wait(u16),
+}
+
+fn action() -> impl Strategy<Value = Action> {
+    prop_oneof![
+        3 => (1..20u8, any::<bool>()).prop_map(|(n, volatile)| Action::LogGrows { n, volatile }),
+        1 => (1..30u8).prop_map(Action::Trim),
+        4 => (any::<bool>(), prop::bool::weighted(0.1))
+            .prop_map(|(volatile, resend)| Action::Publish { volatile, resend }),
+        1 => prop_oneof![Just(0u64), Just(1u64 << 53), Just(u64::MAX)].prop_map(Action::BadSeq),
+        4 => Just(Action::Ack),
+        2 => Just(Action::Ping),
+        3 => (1..40u8).prop_map(Action::LogAnswers),
+        1 => any::<bool>().prop_map(Action::Stall),
+        3 => (1..2_500u16).prop_map(Action::Wait),
+    ]
+}
+
+struct NoLockout;
+
+impl Admission for NoLockout {
+    fn wall_ms(&self) -> u64 {
+        1_700_000_000_000
+    }
+    fn ptt_on_allowed(&mut self, _: &str) -> bool {
+        true
+    }
+}
+
+/// The log: events from `oldest` to `head`, last values, and the store's
+/// dedup rule for the one client.
+struct FakeLog {
+    events: VecDeque<Logged>,
+    head: u64,
+    state: State,
+    applied_seq: u64,
+    /// `client_seq`s applied, in the order they were applied.
+    applied: Vec<u64>,
+    appends: VecDeque<Append>,
+}
+
+impl FakeLog {
+    fn append(&mut self, event: NewEvent) {
+        self.head += 1;
+        self.state.insert(event.kind.clone(), event.payload.clone());
+        self.events
+            .push_back(Logged::build(self.head, 0, &event).expect("encodes"));
+    }
+
+    fn apply(&mut self, append: Append) -> Published {
+        if append.client_seq <= self.applied_seq {
+            return Published::Duplicate;
+        }
+        if append.after.is_some_and(|a| a > self.applied_seq) {
+            return Published::OutOfOrder;
+        }
+        self.applied_seq = append.client_seq;
+        self.applied.push(append.client_seq);
+        self.append(append.event);
+        Published::Applied(self.head)
+    }
+}
+
+/// What the client saw, checked as it arrives.
+#[derive(Default)]
+struct Seen {
+    /// The next `seq` the stream owes the client.
+    next: u64,
+    welcomed: bool,
+    acked: u64,
+    /// Event seqs received and not acknowledged.
+    unacked: u64,
+    pongs: u32,
+    accepted_upto: u64,
+    rejected: BTreeSet<u64>,
+    closed: Option<ErrorCode>,
+}
+
+struct Sim {
+    session: ServerSession,
+    log: FakeLog,
+    seen: Seen,
+    now: Millis,
+    stalled: bool,
+    /// Bytes the socket has not taken, and since when nothing was written.
+    wire: u64,
+    stalled_since: Option<Millis>,
+    next_seq: u64,
+    /// Valid `client_seq`s sent, and their delivery.
+    sent: BTreeMap<u64, Delivery>,
+    /// The test makes the log refuse an append (a close is then right).
+    log_may_refuse: bool,
+}
+
+impl Sim {
+    fn new(preloaded: u64) -> Self {
+        let mut log = FakeLog {
+            events: VecDeque::new(),
+            head: 0,
+            state: State::new(),
+            applied_seq: 0,
+            applied: Vec::new(),
+            appends: VecDeque::new(),
+        };
+        for n in 0..preloaded {
+            log.append(NewEvent::reliable("note", Payload::from(n)));
+        }
+        let opening = Opening {
+            client_id: "c".into(),
+            role: Role::Control,
+            hello: Hello {
+                client_id: "c".into(),
+                token: None,
+                resume: None,
+                t: None,
+            },
+            epoch: 7,
+            head: log.head,
+            oldest: log.events.front().map_or(log.head + 1, |e| e.seq),
+            welcome: Welcome {
+                session: "s".into(),
+                epoch: 0,
+                head_seq: 0,
+                resumed: false,
+                heartbeat_ms: 1_000,
+                limits: Limits {
+                    max_frame_bytes: 1_000,
+                    max_publish_per_sec: 20,
+                    max_behind: 40,
+                    retention_ms: 1,
+                    publish_window: Some(CONFIG.publish_window),
+                },
+                access: None,
+            },
+        };
+        let mut sim = Sim {
+            session: ServerSession::new(CONFIG, opening, 0),
+            log,
+            seen: Seen::default(),
+            now: 0,
+            stalled: false,
+            wire: 0,
+            stalled_since: None,
+            next_seq: 1,
+            sent: BTreeMap::new(),
+            log_may_refuse: false,
+        };
+        sim.run_outputs();
+        sim
+    }
+
+    /// Carries out everything the session asked for, until it asks for
+    /// nothing more.
+    fn run_outputs(&mut self) {
+        loop {
+            let Some(output) = self.session.poll_output() else {
+                // As the shell does: the queue's state once every output
+                // is carried out.
+                self.session
+                    .handle_write_progress(self.wire, self.stalled_since.unwrap_or(self.now));
+                if self.session.poll_output_pending() {
+                    continue;
+                }
+                assert!(
+                    self.wire <= CONFIG.max_pending_bytes || self.seen.closed.is_some(),
+                    "{} bytes unwritten and still open",
+                    self.wire
+                );
+                return;
+            };
+            assert!(self.seen.closed.is_none(), "output after Close: {output:?}");
+            match output {
+                Output::Send(out) => self.deliver(out),
+                Output::ReadEvents { from, limit } => {
+                    assert!(
+                        self.wire < CONFIG.max_pending_bytes / 4,
+                        "events read while {} bytes were unwritten",
+                        self.wire
+                    );
+                    let events = self
+                        .log
+                        .events
+                        .iter()
+                        .filter(|e| e.seq >= from)
+                        .take(limit)
+                        .cloned()
+                        .collect();
+                    self.session.handle_events(Ok(events));
+                }
+                Output::ReadSnapshot => {
+                    let snapshot = (self.log.head, self.log.state.clone());
+                    self.session.handle_snapshot(Ok(snapshot));
+                }
+                Output::Append(append) => self.log.appends.push_back(append),
+                Output::Report(_) => {}
+                Output::Close { code, message } => {
+                    // The fake log never fails, and an honest client breaks
+                    // no rule: only staleness may close the session.
+                    assert!(
+                        code == ErrorCode::Stale || self.log_may_refuse,
+                        "closed: {message}"
+                    );
+                    self.seen.closed = Some(code);
+                }
+            }
+        }
+    }
+
+    fn deliver(&mut self, bytes: bytes::Bytes) {
+        let frame = ServerFrame::decode(&bytes, usize::MAX).expect("frames decode");
+        let len = bytes.len() as u64;
+        if self.stalled {
+            self.wire += len;
+            self.stalled_since.get_or_insert(self.now);
+        }
+        let seen = &mut self.seen;
+        match frame {
+            ServerFrame::Welcome(w) => {
+                seen.welcomed = true;
+                seen.next = w.head_seq + 1;
+            }
+            ServerFrame::Event(e) => {
+                assert!(seen.welcomed);
+                assert_eq!(e.seq, seen.next, "event out of order or a silent hole");
+                seen.next = e.seq + 1;
+                seen.unacked += 1;
+                let (_, window) = CONFIG.flow();
+                assert!(seen.unacked <= window, "{} unacknowledged", seen.unacked);
+            }
+            ServerFrame::Gap(g) => {
+                assert!(g.from <= g.to, "empty gap {g:?}");
+                assert_eq!(
+                    g.from, seen.next,
+                    "gap {g:?} does not start where the stream is"
+                );
+                seen.next = g.to + 1;
+            }
+            ServerFrame::Snapshot(s) => {
+                assert!(s.upto + 1 >= seen.next, "snapshot behind the stream");
+                seen.next = s.upto + 1;
+                // The client has the state: nothing before it waits for an ack.
+                seen.unacked = 0;
+                seen.acked = s.upto;
+            }
+            ServerFrame::Accepted { upto } => {
+                for (&seq, _) in self.sent.range(..=upto) {
+                    assert!(
+                        self.log.applied.contains(&seq)
+                            || self.log.applied_seq >= seq
+                            || seen.rejected.contains(&seq),
+                        "Accepted{{{upto}}} covers {seq}, neither applied nor rejected"
+                    );
+                }
+                seen.accepted_upto = seen.accepted_upto.max(upto);
+            }
+            ServerFrame::Rejected(r) => {
+                seen.rejected.insert(r.client_seq);
+            }
+            ServerFrame::Pong(_) => seen.pongs += 1,
+            ServerFrame::Ping(p) => {
+                // The client answers pings (as any client does).
+                self.session
+                    .handle_frame(ClientFrame::Pong(p), self.now, &mut NoLockout);
+            }
+            ServerFrame::Error(_) | ServerFrame::Drain(_) => {}
+        }
+    }
+
+    fn frame(&mut self, frame: ClientFrame) {
+        self.session.handle_frame(frame, self.now, &mut NoLockout);
+        self.run_outputs();
+    }
+
+    /// Lets time pass to `until`, waking the session when it asked.
+    fn advance(&mut self, until: Millis) {
+        while self.seen.closed.is_none() {
+            let at = self.session.poll_timeout().max(self.now);
+            if at > until {
+                break;
+            }
+            self.now = at;
+            self.session.handle_timeout(self.now, &mut NoLockout);
+            self.run_outputs();
+            self.check_stall();
+        }
+        self.now = self.now.max(until);
+        self.check_stall();
+    }
+
+    fn check_stall(&self) {
+        if let Some(since) = self.stalled_since {
+            if self.seen.closed.is_none() {
+                assert!(
+                    self.now < since + CONFIG.stale_after_ms,
+                    "stalled since {since}, still open at {}",
+                    self.now
+                );
+            }
+        }
+    }
+
+    fn step(&mut self, action: Action) {
+        if self.seen.closed.is_some() {
+            return;
+        }
+        match action {
+            Action::LogGrows { n, volatile } => {
+                for i in 0..n {
+                    let kind = if volatile { "meter.power" } else { "note" };
+                    let event = NewEvent {
+                        kind: kind.into(),
+                        payload: Payload::from(u64::from(i)),
+                        volatile,
+                    };
+                    self.log.append(event);
+                }
+                self.session.handle_head(self.log.head);
+                self.run_outputs();
+            }
+            Action::Trim(n) => {
+                for _ in 0..n {
+                    self.log.events.pop_front();
+                }
+            }
+            Action::Publish { volatile, resend } => {
+                let client_seq = match self.sent.keys().next() {
+                    Some(&old) if resend => old,
+                    _ => {
+                        let s = self.next_seq;
+                        self.next_seq += 1 + u64::from(volatile); // holes too
+                        s
+                    }
+                };
+                let delivery = if volatile {
+                    Delivery::Volatile
+                } else {
+                    Delivery::Reliable
+                };
+                let unanswered = self
+                    .sent
+                    .keys()
+                    .filter(|&&s| s > self.seen.accepted_upto && !self.seen.rejected.contains(&s))
+                    .count();
+                if unanswered >= CONFIG.publish_window as usize {
+                    return; // an honest client waits
+                }
+                self.sent.entry(client_seq).or_insert(delivery);
+                self.frame(ClientFrame::Publish(Publish {
+                    client_seq,
+                    kind: "note".into(),
+                    payload: Payload::from(client_seq),
+                    delivery,
+                    expires_at_ms: None,
+                    ttl_ms: None,
+                }));
+            }
+            Action::BadSeq(client_seq) => {
+                self.frame(ClientFrame::Publish(Publish {
+                    client_seq,
+                    kind: "note".into(),
+                    payload: Payload::Nil,
+                    delivery: Delivery::Reliable,
+                    expires_at_ms: None,
+                    ttl_ms: None,
+                }));
+                if self.seen.closed.is_none() {
+                    // Answered, possibly after what is ahead of it.
+                    self.drain_log();
+                    assert!(self.seen.rejected.contains(&client_seq) || self.seen.closed.is_some());
+                    assert!(!self.log.applied.contains(&client_seq));
+                }
+            }
+            Action::Ack => {
+                let upto = self.seen.next.saturating_sub(1);
+                self.seen.acked = self.seen.acked.max(upto);
+                self.seen.unacked = 0;
+                self.frame(ClientFrame::Ack { upto });
+            }
+            Action::Ping => {
+                let before = self.seen.pongs;
+                self.frame(ClientFrame::Ping(Ping {
+                    nonce: 1,
+                    t: self.now,
+                }));
+                assert_eq!(self.seen.pongs, before + 1, "a ping not answered at once");
+            }
+            Action::LogAnswers(n) => {
+                for _ in 0..n {
+                    let Some(append) = self.log.appends.pop_front() else {
+                        break;
+                    };
+                    let client_seq = append.client_seq;
+                    let result = self.log.apply(append);
+                    self.session
+                        .handle_published(client_seq, Ok(result), self.now, &mut NoLockout);
+                    self.session.handle_head(self.log.head);
+                    self.run_outputs();
+                }
+            }
+            Action::Stall(on) => {
+                self.stalled = on;
+                if !on {
+                    self.wire = 0;
+                    self.stalled_since = None;
+                    self.run_outputs();
+                }
+            }
+            Action::Wait(ms) => self.advance(self.now + u64::from(ms)),
+        }
+    }
+
+    /// The log answers everything and the rate bucket refills.
+    fn drain_log(&mut self) {
+        for _ in 0..1_000 {
+            if self.seen.closed.is_some() {
+                return;
+            }
+            if self.log.appends.is_empty() {
+                // Reliable publishes waiting for the rate: let time pass
+                // while the client stays in touch.
+                let before = self.log.appends.len();
+                let next = self.session.poll_timeout();
+                self.advance(next);
+                self.frame(ClientFrame::Ping(Ping {
+                    nonce: 2,
+                    t: self.now,
+                }));
+                if self.log.appends.len() == before && self.all_answered() {
+                    return;
+                }
+                continue;
+            }
+            self.step(Action::LogAnswers(u8::MAX));
+        }
+    }
+
+    fn all_answered(&self) -> bool {
+        self.sent
+            .keys()
+            .all(|s| *s <= self.seen.accepted_upto || self.seen.rejected.contains(s))
+    }
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 512, ..ProptestConfig::default() })]
+
+    #[test]
+    fn every_rule_holds_for_any_interleaving(
+        preloaded in 0..60u64,
+        actions in prop::collection::vec(action(), 1..250),
+    ) {
+        let mut sim = Sim::new(preloaded);
+        for action in actions {
+            sim.step(action);
+        }
+        // In the end: unstalled, the log answers everything, every valid
+        // publish is answered, applied ones in order and once each.
+        sim.step(Action::Stall(false));
+        sim.drain_log();
+        if sim.seen.closed.is_none() {
+            prop_assert!(sim.all_answered(), "unanswered publishes remain");
+        }
+        let applied = &sim.log.applied;
+        prop_assert!(applied.windows(2).all(|w| w[0] < w[1]), "applied out of order or twice: {applied:?}");
+        for seq in applied {
+            prop_assert!(sim.sent.contains_key(seq));
+        }
+        if sim.seen.closed.is_none() {
+            // Every reliable publish answered Accepted was applied.
+            for (&seq, &delivery) in &sim.sent {
+                if delivery == Delivery::Reliable && !sim.seen.rejected.contains(&seq) {
+                    prop_assert!(applied.contains(&seq), "reliable {seq} accepted, never applied");
+                }
+            }
+        }
+    }
+}
+
+#[test]
+fn a_client_that_stops_reading_is_closed_on_time_while_it_keeps_talking() {
+    let mut sim = Sim::new(0);
+    sim.step(Action::Stall(true));
+    for _ in 0..100 {
+        sim.step(Action::LogGrows {
+            n: 10,
+            volatile: false,
+        });
+        sim.step(Action::Ping);
+        if sim.seen.closed.is_some() {
+            break;
+        }
+        sim.step(Action::Wait(100));
+    }
+    assert_eq!(sim.seen.closed, Some(ErrorCode::Stale));
+    assert!(sim.now <= CONFIG.stale_after_ms + 100);
+}
+
+#[test]
+fn a_snapshot_needs_no_ack_for_the_stream_to_go_on() {
+    let mut sim = Sim::new(200);
+    // Started with a snapshot; never acks; events keep coming.
+    sim.step(Action::LogGrows {
+        n: 5,
+        volatile: false,
+    });
+    assert_eq!(sim.seen.next, sim.log.head + 1, "live events continue");
+}
+
+#[test]
+fn a_reordered_append_is_refused_and_the_session_closes_unacknowledged() {
+    let mut sim = Sim::new(0);
+    sim.step(Action::Publish {
+        volatile: false,
+        resend: false,
+    });
+    sim.step(Action::Publish {
+        volatile: false,
+        resend: false,
+    });
+    // The log sees 2 before 1.
+    sim.log_may_refuse = true;
+    let second = sim.log.appends.pop_back().expect("two appends");
+    let result = sim.log.apply(second.clone());
+    assert_eq!(result, Published::OutOfOrder);
+    sim.session
+        .handle_published(second.client_seq, Ok(result), sim.now, &mut NoLockout);
+    sim.run_outputs();
+    assert_eq!(sim.seen.closed, Some(ErrorCode::Unavailable));
+    assert_eq!(sim.seen.accepted_upto, 0, "nothing acknowledged");
+}
