@@ -476,10 +476,9 @@ impl<'a> R<'a> {
 
     /// Any MessagePack value, as `rmpv` would read it (a string that is not
     /// UTF-8 is an error here: JSON, JS and the dashboard cannot carry it).
+    /// `depth` is how many containers hold this value: a payload's own
+    /// outermost array or map is at 0, so 32 levels end at depth 31.
     fn value(&mut self, depth: usize) -> Result<Payload, DecodeError> {
-        if depth > MAX_DEPTH {
-            return Err(DecodeError::TooDeep);
-        }
         let m = self.marker()?;
         if let Some(bytes) = self.str_bytes(m) {
             return match std::str::from_utf8(bytes?) {
@@ -532,6 +531,9 @@ impl<'a> R<'a> {
     }
 
     fn array(&mut self, n: usize, depth: usize) -> Result<Payload, DecodeError> {
+        if depth >= MAX_DEPTH {
+            return Err(DecodeError::TooDeep);
+        }
         // Every element takes at least one byte: a hostile length cannot
         // make us reserve more than the frame's size.
         let mut items = Vec::with_capacity(n.min(self.remaining()));
@@ -542,6 +544,9 @@ impl<'a> R<'a> {
     }
 
     fn map(&mut self, n: usize, depth: usize) -> Result<Payload, DecodeError> {
+        if depth >= MAX_DEPTH {
+            return Err(DecodeError::TooDeep);
+        }
         let mut entries = Vec::with_capacity(n.min(self.remaining() / 2));
         for _ in 0..n {
             let k = self.value(depth + 1)?;

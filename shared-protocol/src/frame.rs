@@ -433,7 +433,10 @@ fn decode_with<T>(
     }
     let mut reader = crate::codec::R::new(bytes);
     reader.envelope()?;
-    if depth_exceeds(&bytes[bytes.len() - reader.remaining()..], MAX_DEPTH) {
+    // A cheap bound before any recursion: the payload's 32 levels plus the
+    // frame's own map, a Snapshot's state map and the scalar at the bottom.
+    // The payload reader then counts exactly, from the payload's root.
+    if depth_exceeds(&bytes[bytes.len() - reader.remaining()..], MAX_DEPTH + 3) {
         return Err(DecodeError::TooDeep);
     }
     let value = body(&mut reader)?;
@@ -775,5 +778,61 @@ mod tests {
             ErrorCode::UnsupportedVersion
         );
         assert_eq!(DecodeError::Truncated.code(), ErrorCode::Malformed);
+    }
+}
+
+#[cfg(test)]
+mod depth_tests {
+    use super::*;
+
+    fn nested(levels: usize) -> Payload {
+        let mut p = Payload::from(1u64);
+        for _ in 0..levels {
+            p = Payload::Array(vec![p]);
+        }
+        p
+    }
+
+    fn publish(levels: usize) -> Vec<u8> {
+        ClientFrame::Publish(Publish {
+            client_seq: 1,
+            kind: "note".into(),
+            payload: nested(levels),
+            delivery: Delivery::Reliable,
+            expires_at_ms: None,
+            ttl_ms: None,
+        })
+        .encode()
+        .unwrap()
+    }
+
+    #[test]
+    fn payloads_nest_32_levels_not_33_in_every_frame() {
+        assert!(ClientFrame::decode(&publish(MAX_DEPTH), usize::MAX).is_ok());
+        assert!(matches!(
+            ClientFrame::decode(&publish(MAX_DEPTH + 1), usize::MAX),
+            Err(DecodeError::TooDeep)
+        ));
+        let event = |levels| {
+            ServerFrame::Event(Event {
+                seq: 1,
+                kind: "note".into(),
+                ts_ms: 0,
+                payload: nested(levels),
+            })
+            .encode()
+            .unwrap()
+        };
+        assert!(ServerFrame::decode(&event(MAX_DEPTH), usize::MAX).is_ok());
+        assert!(ServerFrame::decode(&event(MAX_DEPTH + 1), usize::MAX).is_err());
+        let snapshot = |levels| {
+            let mut state = State::new();
+            state.insert("deep".into(), nested(levels));
+            ServerFrame::Snapshot(Snapshot { upto: 1, state })
+                .encode()
+                .unwrap()
+        };
+        assert!(ServerFrame::decode(&snapshot(MAX_DEPTH), usize::MAX).is_ok());
+        assert!(ServerFrame::decode(&snapshot(MAX_DEPTH + 1), usize::MAX).is_err());
     }
 }
