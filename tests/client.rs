@@ -30,6 +30,8 @@ pub struct TestClient {
     /// client keeps them under `Welcome.limits.publish_window`.
     unanswered: std::collections::BTreeSet<u64>,
     pub errors: Vec<ErrorFrame>,
+    /// Answers to this client's own pings: nonce and arrival.
+    pub pongs: Vec<(u32, std::time::Instant)>,
     /// `Drain` frames: when the proxy asked this client to come back.
     pub drains: Vec<Drain>,
     pub close_code: Option<u16>,
@@ -56,6 +58,7 @@ impl TestClient {
             rejected: Vec::new(),
             unanswered: Default::default(),
             errors: Vec::new(),
+            pongs: Vec::new(),
             drains: Vec::new(),
             close_code: None,
             auto_ack: true,
@@ -237,7 +240,8 @@ impl TestClient {
             }
             ServerFrame::Error(e) => self.errors.push(e),
             ServerFrame::Drain(d) => self.drains.push(d),
-            ServerFrame::Welcome(_) | ServerFrame::Pong(_) => {}
+            ServerFrame::Pong(p) => self.pongs.push((p.nonce, std::time::Instant::now())),
+            ServerFrame::Welcome(_) => {}
         }
         self.delivered.extend(out);
         if self.receiver.last_seq() >= self.acked + 32 {

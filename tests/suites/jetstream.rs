@@ -101,7 +101,10 @@ async fn a_dashboard_fails_over_to_another_proxy_and_gets_every_event_once_in_or
         if head >= 400 {
             break head;
         }
-        assert!(tokio::time::Instant::now() < deadline, "B's mirror stuck at {head}");
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "B's mirror stuck at {head}"
+        );
         tokio::time::sleep(Duration::from_millis(10)).await;
     };
     let deadline = tokio::time::Instant::now() + SECS;
