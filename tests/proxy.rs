@@ -23,6 +23,8 @@ pub struct Proxy {
     pub addr: String,
     pub data_dir: PathBuf,
     args: Vec<String>,
+    /// Run under this open-files limit (soft and hard), through `prlimit`.
+    nofile: Option<u64>,
     _tmp: Option<tempfile::TempDir>,
 }
 
@@ -31,6 +33,17 @@ impl Proxy {
     /// `config` is TOML written to a file passed with `--config`.
     pub fn start(config: &str) -> Proxy {
         Proxy::start_in(config, None)
+    }
+
+    /// Like [`Proxy::start`], under an open-files limit of `nofile` (the
+    /// soft limit of a systemd service without `LimitNOFILE` is 1024).
+    pub fn start_with_nofile(config: &str, nofile: u64) -> Proxy {
+        let mut proxy = Proxy::start_in(config, None);
+        proxy.kill9();
+        proxy.addr.clear();
+        proxy.nofile = Some(nofile);
+        proxy.spawn();
+        proxy
     }
 
     /// Like [`Proxy::start`], with the log in `data_dir` (e.g. on a small
@@ -46,6 +59,7 @@ impl Proxy {
             addr: String::new(),
             data_dir,
             args,
+            nofile: None,
             _tmp: Some(tmp),
         };
         proxy.spawn();
@@ -55,7 +69,15 @@ impl Proxy {
     fn spawn(&mut self) {
         let port_file = self.data_dir.with_extension("port");
         let _ = std::fs::remove_file(&port_file);
-        let child = Command::new(binary())
+        let mut command = match self.nofile {
+            Some(n) => {
+                let mut c = Command::new("prlimit");
+                c.arg(format!("--nofile={n}:{n}")).arg("--").arg(binary());
+                c
+            }
+            None => Command::new(binary()),
+        };
+        let child = command
             .args(&self.args)
             .arg("--data-dir")
             .arg(&self.data_dir)

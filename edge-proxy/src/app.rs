@@ -31,6 +31,8 @@ pub struct AppState {
     pub links: std::sync::OnceLock<crate::bridge::Links>,
     /// The global handshake budget (see [`AppState::admit_handshake`]).
     handshakes: Mutex<RateBucket>,
+    /// Per source address (bounded: forgotten wholesale past 4,096 sources).
+    handshakes_per_source: Mutex<std::collections::HashMap<std::net::IpAddr, RateBucket>>,
     crowd_at_shutdown: std::sync::atomic::AtomicU64,
 }
 
@@ -63,6 +65,7 @@ impl AppState {
             shutdown,
             prometheus,
             handshakes,
+            handshakes_per_source: Mutex::default(),
             crowd_at_shutdown: Default::default(),
         }
     }
@@ -111,11 +114,29 @@ impl AppState {
         metrics::counter!("proxy_bad_input_total", "reason" => reason).increment(1);
     }
 
-    /// Takes one handshake from the budget, or says how long to wait.
-    pub fn admit_handshake(&self) -> Result<(), u64> {
+    /// Takes one handshake from the source's budget and the global one, or
+    /// says how long to wait. Loopback has no budget of its own (the load
+    /// generator, a local reverse proxy).
+    pub fn admit_handshake(&self, source: std::net::IpAddr) -> Result<(), u64> {
+        let now = self.clock.now();
+        let mut sources = match self.handshakes_per_source.lock() {
+            Ok(sources) if !source.is_loopback() => Some(sources),
+            _ => None,
+        };
+        if let Some(sources) = sources.as_mut() {
+            if sources.len() >= 4_096 && !sources.contains_key(&source) {
+                sources.clear();
+            }
+            let per_source = self.config.max_handshakes_per_sec_per_source;
+            sources
+                .entry(source)
+                .or_insert_with(|| RateBucket::new(per_source, now))
+                .take(now)?;
+        }
+        drop(sources);
         self.handshakes
             .lock()
-            .map(|mut b| b.take(self.clock.now()))
+            .map(|mut b| b.take(now))
             .unwrap_or(Ok(()))
     }
 }

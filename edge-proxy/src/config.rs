@@ -147,6 +147,14 @@ pub struct Config {
     /// Most new connections accepted per second; the excess get a `Drain`
     /// frame saying when to come back.
     pub max_handshakes_per_sec: u32,
+    /// The same, for each source address, so one host cannot use up the
+    /// whole budget.
+    pub max_handshakes_per_sec_per_source: u32,
+    /// A connection must finish its first request's headers this soon.
+    pub header_timeout_ms: u64,
+    /// Most open connections (refused with HTTP 503 beyond); 0: what the
+    /// open-files limit allows (raised to its hard limit at start).
+    pub max_connections: usize,
     /// On a graceful shutdown, clients are told to come back after this long
     /// (plus a spread that keeps them under `max_handshakes_per_sec`).
     pub drain_retry_after_ms: u64,
@@ -211,6 +219,9 @@ impl Default for Config {
             allowed_origins: Vec::new(),
             tokens: Vec::new(),
             max_handshakes_per_sec: 500,
+            max_handshakes_per_sec_per_source: 100,
+            header_timeout_ms: 10_000,
+            max_connections: 0,
             drain_retry_after_ms: 1_000,
             tx_keepalive_ms: 3_000,
             tx_max_ms: 180_000,

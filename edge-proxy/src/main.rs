@@ -163,7 +163,7 @@ async fn run(config: Config, port_file: Option<std::path::PathBuf>) -> Result<()
     }
 
     let app =
-        http::router(state.clone()).into_make_service_with_connect_info::<std::net::SocketAddr>();
+        http::router(state.clone()).into_make_service_with_connect_info::<http::listener::Remote>();
     let signal_state = state.clone();
     let lost_history = Arc::new(std::sync::Mutex::new(None::<String>));
     let lost_reason = lost_history.clone();
@@ -184,14 +184,25 @@ async fn run(config: Config, port_file: Option<std::path::PathBuf>) -> Result<()
         );
         signal_state.begin_shutdown(&shutdown_tx);
     };
-    // Small frames must leave at once: Nagle's algorithm would hold them
-    // back for the peer's delayed ACK (tens of milliseconds).
-    use axum::serve::ListenerExt;
-    let listener = listener.tap_io(|tcp| {
-        if let Err(e) = tcp.set_nodelay(true) {
-            tracing::warn!(error = %e, "could not set TCP_NODELAY");
-        }
-    });
+    let fd_limit = http::listener::raise_fd_limit();
+    let limits = http::listener::Limits {
+        header_timeout: Duration::from_millis(config.header_timeout_ms),
+        max_connections: match config.max_connections {
+            0 => http::listener::connections_for(fd_limit),
+            n => n,
+        },
+        max_unfinished: match config.max_connections {
+            0 => http::listener::connections_for(fd_limit),
+            n => n,
+        } / 2
+            + 1,
+    };
+    tracing::info!(
+        fd_limit,
+        max_connections = limits.max_connections,
+        "accepting connections"
+    );
+    let listener = http::listener::Guarded::new(listener, limits);
     axum::serve(listener, app)
         .with_graceful_shutdown(signal)
         .await?;

@@ -352,3 +352,58 @@ async fn a_payload_nests_32_levels_and_no_more() {
     );
     assert_eq!(client.accepted_upto, 1);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_flood_of_idle_connections_is_closed_and_never_locks_a_dashboard_out() {
+    // The test opens 2,000 sockets itself.
+    let _ = rlimit::increase_nofile_limit(8_192);
+    let proxy = Proxy::start_with_nofile("header_timeout_ms = 2000\n", 1024);
+    let addr = proxy.addr.clone();
+    let flood_started = Instant::now();
+    let mut flood = Vec::new();
+    let mut dashboards = 0;
+    for i in 0..2_000 {
+        if let Ok(tcp) = tokio::net::TcpStream::connect(&addr).await {
+            // Half say nothing, half stop mid request line.
+            if i % 2 == 0 {
+                let _ = tcp.try_write(b"GET /ws HT");
+            }
+            flood.push(tcp);
+        }
+        if i % 200 == 0 {
+            // A dashboard keeps connecting through the flood.
+            let mut dashboard = TestClient::new(&format!("dash-{i}"));
+            let welcome =
+                tokio::time::timeout(Duration::from_secs(5), dashboard.connect(&proxy.ws_url()))
+                    .await;
+            assert!(
+                matches!(welcome, Ok(Ok(_))),
+                "a dashboard was locked out after {i} idle connections: {welcome:?}"
+            );
+            dashboards += 1;
+        }
+    }
+    assert_eq!(dashboards, 10);
+    // Every idle one is closed by the header timeout (or displaced).
+    let mut buf = [0u8; 256];
+    for tcp in &mut flood {
+        use tokio::io::AsyncReadExt;
+        let closed = tokio::time::timeout(Duration::from_secs(5), async {
+            loop {
+                match tcp.read(&mut buf).await {
+                    Ok(0) | Err(_) => return,
+                    Ok(_) => {}
+                }
+            }
+        })
+        .await;
+        assert!(closed.is_ok(), "an idle connection was held open");
+    }
+    assert!(
+        flood_started.elapsed() < Duration::from_secs(2 + 5 + 10),
+        "closed after {:?}",
+        flood_started.elapsed()
+    );
+    let (status, _) = proxy.get("/healthz");
+    assert_eq!(status, 200);
+}

@@ -1,9 +1,9 @@
 //! HTTP surface: the WebSocket endpoint (`/ws`), `/stats` (JSON), `/metrics`
 //! (Prometheus text), `/healthz`, and the dashboard's static files.
 
+pub mod listener;
 mod stats;
 
-use std::net::SocketAddr;
 use std::sync::Arc;
 
 use axum::extract::ws::WebSocketUpgrade;
@@ -31,7 +31,7 @@ pub fn router(state: Arc<AppState>) -> Router {
 
 async fn ws_upgrade(
     State(state): State<Arc<AppState>>,
-    ConnectInfo(remote): ConnectInfo<SocketAddr>,
+    ConnectInfo(listener::Remote(remote)): ConnectInfo<listener::Remote>,
     headers: HeaderMap,
     upgrade: WebSocketUpgrade,
 ) -> Response {
@@ -45,7 +45,7 @@ async fn ws_upgrade(
     if *state.shutdown.borrow() {
         return retry_later(2, "shutting down");
     }
-    let admitted = state.admit_handshake();
+    let admitted = state.admit_handshake(remote.ip());
     let limit = state.config.max_frame_bytes as usize;
     if let Err(wait_ms) = admitted {
         metrics::counter!("proxy_handshakes_refused_total").increment(1);
