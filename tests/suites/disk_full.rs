@@ -1,6 +1,7 @@
-//! A full disk: the proxy says so (`unavailable`), acknowledges nothing it
-//! could not store, keeps running, and after the disk has room again and a
-//! restart, every acknowledged publish is in the log exactly once.
+//! A full disk: the proxy says so (`unavailable`, `/healthz` 503),
+//! acknowledges nothing it could not store, keeps running, and once the disk
+//! has room again it stores by itself, without a restart: every
+//! acknowledged publish is in the log exactly once and the next one applies.
 //!
 //! Needs root (it mounts a 512 KiB tmpfs). Without root the test fails with
 //! an explanation unless `E2E_ALLOW_NO_MOUNT=1` (which `cargo xtask test` sets
@@ -97,10 +98,22 @@ async fn a_full_disk_is_reported_and_loses_nothing_acknowledged() {
         "accepted {accepted} of {sent}"
     );
     assert!(proxy.is_running(), "a full disk must not crash the proxy");
+    let (status, body) = proxy.get("/healthz");
+    assert_eq!(status, 503, "healthz while the disk is full: {body}");
+    let stats: serde_json::Value = serde_json::from_str(&proxy.get("/stats").1).unwrap();
+    assert_eq!(stats["log"]["writable"], false);
 
-    // Room again, and a restart: everything acknowledged is there, once.
+    // Room again, no restart: the log stores by itself within seconds.
     mount.resize("16m");
-    proxy.restart();
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while proxy.get("/healthz").0 != 200 {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the log did not recover by itself"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert!(proxy.is_running());
     let mut reader = TestClient::new("reader");
     let epoch = reader.connect(&proxy.ws_url()).await.unwrap().epoch;
     reader.cut();

@@ -36,7 +36,47 @@ struct Shared {
     tail: RwLock<VecDeque<Logged>>,
     head: watch::Sender<u64>,
     config: LogConfig,
+    /// Why the log cannot store right now (a full disk), until a write
+    /// succeeds again.
+    problem: std::sync::Mutex<Option<String>>,
 }
+
+impl Shared {
+    fn problem(&self) -> Option<String> {
+        self.problem.lock().ok().and_then(|p| p.clone())
+    }
+
+    fn set_problem(&self, problem: Option<String>) {
+        metrics::gauge!("proxy_log_writable").set(if problem.is_some() { 0.0 } else { 1.0 });
+        if let Ok(mut slot) = self.problem.lock() {
+            *slot = problem;
+        }
+    }
+
+    /// After a failed write: reopens the file and tries a small write.
+    /// Nothing acknowledged is lost or repeated: a failed transaction
+    /// applied nothing, and the tail and head only ever held commits.
+    fn recover(&self) -> bool {
+        let result = self
+            .store
+            .reopen()
+            .and_then(|()| self.store.probe(now_ms()));
+        match result {
+            Ok(()) => {
+                tracing::warn!("EVENT_LOG_WRITABLE: the event log stores again");
+                self.set_problem(None);
+                true
+            }
+            Err(e) => {
+                self.set_problem(Some(e.to_string()));
+                false
+            }
+        }
+    }
+}
+
+/// How often a log that cannot store tries again by itself.
+const RECOVER_EVERY: std::time::Duration = std::time::Duration::from_secs(1);
 
 /// A cloneable handle to the embedded log.
 #[derive(Clone)]
@@ -63,7 +103,9 @@ impl Embedded {
             tail: RwLock::new(tail),
             head: watch::Sender::new(head),
             config,
+            problem: std::sync::Mutex::new(None),
         });
+        shared.set_problem(None);
         let (tx, rx) = mpsc::channel(config.max_batch * 4);
         let worker = shared.clone();
         let writer = std::thread::Builder::new()
@@ -198,6 +240,11 @@ impl Embedded {
         rx.await.map_err(|_| Arc::new(LogError::Closed))?
     }
 
+    /// Why the log cannot store right now, if it cannot.
+    pub fn problem(&self) -> Option<String> {
+        self.shared.problem()
+    }
+
     /// Events currently retained on disk.
     pub fn retained(&self) -> Result<u64, LogError> {
         self.shared.store.usage()
@@ -218,8 +265,14 @@ fn writer_loop(shared: Arc<Shared>, mut rx: mpsc::Receiver<Command>) {
     let mut batch: Vec<Append> = Vec::new();
     let mut replies = Vec::new();
     let mut running = true;
+    let mut last_recovery = Instant::now();
     while running {
-        let Some(first) = rx.blocking_recv() else {
+        let first = if shared.problem().is_some() {
+            wait_recovering(&shared, &mut rx, &mut last_recovery)
+        } else {
+            rx.blocking_recv()
+        };
+        let Some(first) = first else {
             break;
         };
         let mut next = Some(first);
@@ -231,6 +284,10 @@ fn writer_loop(shared: Arc<Shared>, mut rx: mpsc::Receiver<Command>) {
                     replies.push(reply);
                 }
                 Command::Trim(reply) => {
+                    if shared.problem().is_some() && last_recovery.elapsed() >= RECOVER_EVERY {
+                        last_recovery = Instant::now();
+                        shared.recover();
+                    }
                     let config = shared.config;
                     let result = shared
                         .store
@@ -252,6 +309,9 @@ fn writer_loop(shared: Arc<Shared>, mut rx: mpsc::Receiver<Command>) {
         if batch.is_empty() {
             continue;
         }
+        if shared.problem().is_some() {
+            shared.recover();
+        }
         let started = Instant::now();
         let result = shared.store.commit(&batch, now_ms());
         metrics::histogram!("proxy_log_commit_seconds").record(started.elapsed().as_secs_f64());
@@ -264,7 +324,8 @@ fn writer_loop(shared: Arc<Shared>, mut rx: mpsc::Receiver<Command>) {
                 }
             }
             Err(e) => {
-                tracing::error!(error = %e, requests = batch.len(), "event log commit failed; nothing in the batch was applied");
+                tracing::error!(error = %e, requests = batch.len(), "event log commit failed; nothing in the batch was applied; retrying every second");
+                shared.set_problem(Some(e.to_string()));
                 metrics::counter!("proxy_log_commit_failures_total").increment(1);
                 let e = Arc::new(e);
                 for reply in replies.drain(..) {
@@ -273,6 +334,29 @@ fn writer_loop(shared: Arc<Shared>, mut rx: mpsc::Receiver<Command>) {
             }
         }
         batch.clear();
+    }
+}
+
+/// The next command, while the log cannot store: tries to recover every
+/// [`RECOVER_EVERY`] meanwhile, and waits normally once it has.
+fn wait_recovering(
+    shared: &Shared,
+    rx: &mut mpsc::Receiver<Command>,
+    last_try: &mut Instant,
+) -> Option<Command> {
+    loop {
+        match rx.try_recv() {
+            Ok(command) => return Some(command),
+            Err(mpsc::error::TryRecvError::Disconnected) => return None,
+            Err(mpsc::error::TryRecvError::Empty) => {}
+        }
+        if last_try.elapsed() >= RECOVER_EVERY {
+            *last_try = Instant::now();
+            if shared.recover() {
+                return rx.blocking_recv();
+            }
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
     }
 }
 

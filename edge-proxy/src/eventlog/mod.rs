@@ -160,9 +160,24 @@ impl EventLog {
     /// reachable right now.
     pub fn describe(&self) -> serde_json::Value {
         match self {
-            EventLog::Embedded(_) => serde_json::json!({ "backend": "embedded" }),
+            EventLog::Embedded(log) => serde_json::json!({
+                "backend": "embedded",
+                "writable": log.problem().is_none(),
+                "problem": log.problem(),
+            }),
             EventLog::JetStream(log) => {
                 serde_json::json!({ "backend": "jetstream", "nats_connected": log.connected() })
+            }
+        }
+    }
+
+    /// Why the log cannot store events right now (for `/healthz`), if it
+    /// cannot: a full disk, or no NATS.
+    pub fn problem(&self) -> Option<String> {
+        match self {
+            EventLog::Embedded(log) => log.problem(),
+            EventLog::JetStream(log) => {
+                (!log.connected()).then(|| "NATS is unreachable; publishes wait for it".to_string())
             }
         }
     }

@@ -53,17 +53,26 @@ pub enum Outcome {
 }
 
 pub struct Store {
-    db: Database,
+    /// `None` only while [`Store::reopen`] swaps it (or after it failed).
+    db: std::sync::RwLock<Option<Database>>,
+    path: std::path::PathBuf,
     epoch: u64,
+}
+
+/// A read guard on the open database.
+struct Open<'a>(std::sync::RwLockReadGuard<'a, Option<Database>>);
+
+impl std::ops::Deref for Open<'_> {
+    type Target = Database;
+    fn deref(&self) -> &Database {
+        // Checked in `Store::db`.
+        self.0.as_ref().expect("checked open")
+    }
 }
 
 impl Store {
     pub fn open(path: &Path) -> Result<Self, LogError> {
-        // redb's default page cache is sized for databases, not for a log
-        // whose hot part lives in the in-memory tail anyway.
-        let db = redb::Builder::new()
-            .set_cache_size(CACHE_BYTES)
-            .create(path)?;
+        let db = Self::open_db(path)?;
         let txn = db.begin_write()?;
         let epoch = {
             let mut meta = txn.open_table(META)?;
@@ -82,7 +91,48 @@ impl Store {
         txn.open_table(STATE)?;
         txn.open_table(PUBLISHERS)?;
         txn.commit()?;
-        Ok(Store { db, epoch })
+        Ok(Store {
+            db: std::sync::RwLock::new(Some(db)),
+            path: path.to_path_buf(),
+            epoch,
+        })
+    }
+
+    fn open_db(path: &Path) -> Result<Database, LogError> {
+        // redb's default page cache is sized for databases, not for a log
+        // whose hot part lives in the in-memory tail anyway.
+        Ok(redb::Builder::new()
+            .set_cache_size(CACHE_BYTES)
+            .create(path)?)
+    }
+
+    fn db(&self) -> Result<Open<'_>, LogError> {
+        let guard = self.db.read().map_err(|_| LogError::Closed)?;
+        if guard.is_none() {
+            return Err(LogError::Storage(
+                "the log file is being reopened after a storage error".into(),
+            ));
+        }
+        Ok(Open(guard))
+    }
+
+    /// Closes and reopens the database file: after a failed write (a full
+    /// disk) redb refuses every later one until then. What was committed
+    /// before is all there; the failed transaction left nothing.
+    pub fn reopen(&self) -> Result<(), LogError> {
+        let mut slot = self.db.write().map_err(|_| LogError::Closed)?;
+        drop(slot.take());
+        *slot = Some(Self::open_db(&self.path)?);
+        Ok(())
+    }
+
+    /// Writes a small marker: whether the disk takes writes again.
+    pub fn probe(&self, now_ms: u64) -> Result<(), LogError> {
+        let db = self.db()?;
+        let txn = db.begin_write()?;
+        txn.open_table(META)?.insert("probe_ms", now_ms)?;
+        txn.commit()?;
+        Ok(())
     }
 
     pub fn epoch(&self) -> u64 {
@@ -90,14 +140,16 @@ impl Store {
     }
 
     pub fn head(&self) -> Result<u64, LogError> {
-        let txn = self.db.begin_read()?;
+        let db = self.db()?;
+        let txn = db.begin_read()?;
         let meta = txn.open_table(META)?;
         Ok(meta.get("head")?.map_or(0, |v| v.value()))
     }
 
     /// Writes a batch in one durable transaction (one fsync).
     pub fn commit(&self, batch: &[Append], now_ms: u64) -> Result<Vec<Outcome>, LogError> {
-        let txn = self.db.begin_write()?;
+        let db = self.db()?;
+        let txn = db.begin_write()?;
         let mut outcomes = Vec::with_capacity(batch.len());
         {
             let mut meta = txn.open_table(META)?;
@@ -146,7 +198,8 @@ impl Store {
 
     /// Events with `seq` in `from..=to`, at most `limit` of them.
     pub fn read_range(&self, from: u64, to: u64, limit: usize) -> Result<Vec<Logged>, LogError> {
-        let txn = self.db.begin_read()?;
+        let db = self.db()?;
+        let txn = db.begin_read()?;
         let events = txn.open_table(EVENTS)?;
         let mut out = Vec::new();
         for entry in events.range(from..=to)?.take(limit) {
@@ -161,7 +214,8 @@ impl Store {
 
     /// The oldest retained `seq`, or `head + 1` when nothing is retained.
     pub fn oldest(&self) -> Result<u64, LogError> {
-        let txn = self.db.begin_read()?;
+        let db = self.db()?;
+        let txn = db.begin_read()?;
         let events = txn.open_table(EVENTS)?;
         let first = events.first()?.map(|(seq, _)| seq.value());
         match first {
@@ -176,7 +230,8 @@ impl Store {
     /// The last value of every kind and the `seq` it is current as of, read
     /// in one transaction so the two agree.
     pub fn snapshot(&self) -> Result<(u64, State), LogError> {
-        let txn = self.db.begin_read()?;
+        let db = self.db()?;
+        let txn = db.begin_read()?;
         let head = txn.open_table(META)?.get("head")?.map_or(0, |v| v.value());
         let table = txn.open_table(STATE)?;
         // redb iterates in key order: each insert lands at the end.
@@ -194,7 +249,8 @@ impl Store {
     /// Drops events older than `retention_ms` and all but the newest
     /// `max_events`. Returns how many were removed.
     pub fn trim(&self, now_ms: u64, retention_ms: u64, max_events: u64) -> Result<u64, LogError> {
-        let txn = self.db.begin_write()?;
+        let db = self.db()?;
+        let txn = db.begin_write()?;
         let mut removed = 0;
         {
             let mut events = txn.open_table(EVENTS)?;
@@ -222,7 +278,8 @@ impl Store {
 
     /// Number of events retained and the database file's size in bytes.
     pub fn usage(&self) -> Result<u64, LogError> {
-        let txn = self.db.begin_read()?;
+        let db = self.db()?;
+        let txn = db.begin_read()?;
         Ok(txn.open_table(EVENTS)?.len()?)
     }
 }

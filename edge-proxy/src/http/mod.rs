@@ -22,7 +22,7 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route("/ws", get(ws_upgrade))
         .route("/stats", get(stats::stats))
         .route("/metrics", get(stats::metrics_text))
-        .route("/healthz", get(|| async { "ok\n" }));
+        .route("/healthz", get(healthz));
     if let Some(www) = &state.config.www {
         router = router.fallback_service(tower_http::services::ServeDir::new(www));
     }
@@ -76,4 +76,17 @@ fn retry_later(seconds: u64, why: &'static str) -> Response {
         format!("{why}; retry in {seconds} s\n"),
     )
         .into_response()
+}
+
+/// 200 `ok` while the proxy can store events; 503 with the reason while it
+/// cannot (a full disk, NATS unreachable), so a supervisor or a person sees it.
+async fn healthz(State(state): State<Arc<AppState>>) -> Response {
+    match state.log.problem() {
+        None => (StatusCode::OK, "ok\n").into_response(),
+        Some(problem) => (
+            StatusCode::SERVICE_UNAVAILABLE,
+            format!("the event log cannot store events: {problem}\n"),
+        )
+            .into_response(),
+    }
 }
