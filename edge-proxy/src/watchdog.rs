@@ -2,7 +2,7 @@
 //! commands and session ends, wakes it when it asks, and when it decides to
 //! unkey, carries the unkey out two ways at once:
 //! - straight to this proxy's radio link, through a bounded channel that
-//!   never waits ([`crate::bridge::radio::RadioHandle::unkey`]), so a stalled
+//!   never waits (attached with [`Watchdog::attach_radio`]), so a stalled
 //!   log (a full disk, NATS down) cannot keep the transmitter keyed;
 //! - into the log as `radio.ptt {on: false}` (which a radio owned by
 //!   another proxy of a shared log applies like any command) plus a
