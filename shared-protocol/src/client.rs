@@ -285,6 +285,13 @@ pub struct ClientSession {
     quality: QualityTracker,
     receiver: Receiver,
     outbox: Outbox,
+    /// The proxy's `Welcome.limits.publish_window`: reliable publishes sent
+    /// and unanswered stay under it; the rest wait in the outbox.
+    publish_window: usize,
+    /// Reliable publishes sent on this connection and not yet answered, and
+    /// the highest sent.
+    unanswered: std::collections::BTreeSet<u64>,
+    sent_upto: u64,
     acked: u64,
     ack_at: Option<Millis>,
     disconnected_at: Option<Millis>,
@@ -334,6 +341,9 @@ impl ClientSession {
             receiver: Receiver::new(resume, config.max_pending),
             acked: restored.last_seq,
             outbox,
+            publish_window: usize::MAX,
+            unanswered: std::collections::BTreeSet::new(),
+            sent_upto: 0,
             client_id: restored.client_id,
             wall_offset_ms,
             state: LinkState::Disconnected,
@@ -645,7 +655,7 @@ impl ClientSession {
                     .outbox
                     .publish(kind, payload, delivery, expires_at_ms, ttl_ms)
                 {
-                    Queued::Stored { publish, evicted } => {
+                    Queued::Stored { evicted, .. } => {
                         self.outbox_dirty = true;
                         if let Some(old) = evicted {
                             self.notify(Notice::OutboxOverflow {
@@ -654,8 +664,7 @@ impl ClientSession {
                             });
                         }
                         if let Phase::Open { socket } = self.phase {
-                            self.quality.on_sent(1);
-                            self.transmit(socket, &ClientFrame::Publish(publish));
+                            self.send_outbox(socket);
                         }
                     }
                     Queued::SendOnly(publish) => {
@@ -828,12 +837,15 @@ impl ClientSession {
                 } else {
                     self.record(now, "connected", format!("session {}", welcome.session));
                 }
-                // Flush the outbox, oldest first, before anything new.
-                let pending: Vec<Publish> = self.outbox.pending().to_vec();
-                self.quality.on_sent(pending.len() as u64);
-                for publish in pending {
-                    self.transmit(socket, &ClientFrame::Publish(publish));
-                }
+                // Flush the outbox, oldest first, before anything new, as
+                // far as the publish window allows.
+                self.publish_window = welcome
+                    .limits
+                    .publish_window
+                    .map_or(usize::MAX, |w| w.max(1) as usize);
+                self.unanswered.clear();
+                self.sent_upto = 0;
+                self.send_outbox(socket);
                 let q = self.quality.report(now);
                 self.notify(Notice::Quality(q));
             }
@@ -850,14 +862,17 @@ impl ClientSession {
             ServerFrame::Gap(gap) => self.receiver.on_gap(gap, &mut delivered),
             ServerFrame::Snapshot(snapshot) => self.receiver.on_snapshot(snapshot, &mut delivered),
             ServerFrame::Accepted { upto } => {
+                self.unanswered = self.unanswered.split_off(&(upto.saturating_add(1)));
                 let released = self.outbox.on_accepted(upto);
                 self.quality.on_acked(released as u64);
                 if released > 0 {
                     self.outbox_dirty = true;
                 }
                 self.notify(Notice::Accepted { upto });
+                self.send_outbox(socket);
             }
             ServerFrame::Rejected(r) => {
+                self.unanswered.remove(&r.client_seq);
                 if self.outbox.on_rejected(r.client_seq).is_some() {
                     self.outbox_dirty = true;
                 }
@@ -865,6 +880,7 @@ impl ClientSession {
                     client_seq: r.client_seq,
                     reason: r.reason,
                 });
+                self.send_outbox(socket);
             }
             ServerFrame::Ping(ping) => self.transmit(socket, &ClientFrame::Pong(ping)),
             ServerFrame::Pong(pong) => {
@@ -915,6 +931,26 @@ impl ClientSession {
             } else if behind > 0 && self.ack_at.is_none() {
                 self.ack_at = Some(now + self.config.ack_delay_ms);
             }
+        }
+    }
+
+    /// Sends the outbox entries not sent on this connection yet, oldest
+    /// first, while the publish window has room.
+    fn send_outbox(&mut self, socket: u32) {
+        let room = self.publish_window.saturating_sub(self.unanswered.len());
+        let next: Vec<Publish> = self
+            .outbox
+            .pending()
+            .iter()
+            .filter(|p| p.client_seq > self.sent_upto)
+            .take(room)
+            .cloned()
+            .collect();
+        self.quality.on_sent(next.len() as u64);
+        for publish in next {
+            self.sent_upto = publish.client_seq;
+            self.unanswered.insert(publish.client_seq);
+            self.transmit(socket, &ClientFrame::Publish(publish));
         }
     }
 

@@ -60,7 +60,8 @@ pub struct SessionConfig {
     pub replay_page: u32,
     pub cool_above_lag: u32,
     pub max_publish_per_sec: u32,
-    /// Publishes a client may have sent and not yet had answered.
+    /// Reliable publishes a client may have sent and not yet had answered
+    /// (volatile ones beyond it are refused).
     pub publish_window: u32,
     /// Outbound bytes queued and not yet written: above a quarter of this no
     /// more events are queued; above all of it the client is too slow and
@@ -186,11 +187,16 @@ enum Pending {
     /// Not yet admitted (waits its turn, or for the rate bucket).
     Queued(Publish),
     /// Handed to the log; waiting for its result.
-    InLog { client_seq: u64, ptt: Option<bool> },
+    InLog {
+        client_seq: u64,
+        ptt: Option<bool>,
+        reliable: bool,
+    },
     /// Answered by the log or refused; waits for everything before it.
     Done {
         client_seq: u64,
         refused: Option<RejectReason>,
+        reliable: bool,
     },
 }
 
@@ -229,6 +235,8 @@ pub struct ServerSession {
     bucket_wait_until: Option<Millis>,
     peer_clock: PeerClock,
     pending: VecDeque<Pending>,
+    /// How many of `pending` are reliable (the publish window counts them).
+    reliable_pending: usize,
     last_forwarded: Option<u64>,
     /// Outbound bytes queued and not yet written, and when the writer last
     /// finished a write (or the queue was last empty).
@@ -266,6 +274,7 @@ impl ServerSession {
             bucket_wait_until: None,
             peer_clock,
             pending: VecDeque::new(),
+            reliable_pending: 0,
             last_forwarded: None,
             pending_bytes: 0,
             last_write_progress: now,
@@ -438,10 +447,15 @@ impl ServerSession {
         now: Millis,
         env: &mut dyn Admission,
     ) {
-        let Some((index, ptt)) = self.pending.iter().enumerate().find_map(|(i, p)| match p {
-            Pending::InLog { client_seq: s, ptt } if *s == client_seq => Some((i, *ptt)),
+        let found = self.pending.iter().enumerate().find_map(|(i, p)| match p {
+            Pending::InLog {
+                client_seq: s,
+                ptt,
+                reliable,
+            } if *s == client_seq => Some((i, *ptt, *reliable)),
             _ => None,
-        }) else {
+        });
+        let Some((index, ptt, reliable)) = found else {
             return;
         };
         match result {
@@ -453,6 +467,7 @@ impl ServerSession {
                 self.pending[index] = Pending::Done {
                     client_seq,
                     refused: None,
+                    reliable,
                 };
             }
             Ok(Published::OutOfOrder) => {
@@ -572,8 +587,12 @@ impl ServerSession {
     }
 
     fn on_publish(&mut self, publish: Publish, now: Millis, env: &mut dyn Admission) {
-        if self.pending.len() >= self.config.publish_window as usize {
-            if publish.delivery == Delivery::Volatile {
+        let window = self.config.publish_window as usize;
+        let reliable = publish.delivery == Delivery::Reliable;
+        // The window is the client's to keep for reliable publishes; volatile
+        // ones beyond it are refused (so the queue stays under two windows).
+        if (self.pending.len() >= window && !reliable) || self.reliable_pending >= window {
+            if !reliable {
                 // Refused at once; it covers nothing queued before it.
                 let (client_seq, reason) = (publish.client_seq, RejectReason::RateLimited);
                 self.report(Report::Publish(PublishReport::Rejected {
@@ -595,6 +614,9 @@ impl ServerSession {
             // When the client created it, on its clock: a sample.
             self.peer_clock.sample(deadline.saturating_sub(ttl), now);
         }
+        if reliable {
+            self.reliable_pending += 1;
+        }
         self.pending.push_back(Pending::Queued(publish));
         self.pump_publishes(now, env);
     }
@@ -612,6 +634,7 @@ impl ServerSession {
                 continue;
             };
             let client_seq = publish.client_seq;
+            let reliable = publish.delivery == Delivery::Reliable;
             match self.admit(publish, now, env) {
                 Err(reason) => {
                     let kind = publish.kind.clone();
@@ -623,10 +646,11 @@ impl ServerSession {
                     self.pending[index] = Pending::Done {
                         client_seq,
                         refused: Some(reason),
+                        reliable,
                     };
                 }
                 Ok(()) => match self.bucket.take(now) {
-                    Err(wait_ms) if publish.delivery == Delivery::Reliable => {
+                    Err(wait_ms) if reliable => {
                         // Waits at the head of the queue: backpressure on
                         // publishes only; acks and pings are still read.
                         self.bucket_wait_until = Some(now + wait_ms.max(1));
@@ -642,6 +666,7 @@ impl ServerSession {
                         self.pending[index] = Pending::Done {
                             client_seq,
                             refused: Some(RejectReason::RateLimited),
+                            reliable,
                         };
                     }
                     Ok(()) => {
@@ -650,7 +675,11 @@ impl ServerSession {
                         let ptt = shared_protocol::is_transmit_kind(&publish.kind).then_some(keys);
                         let Pending::Queued(publish) = std::mem::replace(
                             &mut self.pending[index],
-                            Pending::InLog { client_seq, ptt },
+                            Pending::InLog {
+                                client_seq,
+                                ptt,
+                                reliable,
+                            },
                         ) else {
                             unreachable!("checked above");
                         };
@@ -707,10 +736,14 @@ impl ServerSession {
             let Some(Pending::Done {
                 client_seq,
                 refused,
+                reliable,
             }) = self.pending.pop_front()
             else {
                 break;
             };
+            if reliable {
+                self.reliable_pending -= 1;
+            }
             match refused {
                 None => upto = Some(upto.map_or(client_seq, |u| u.max(client_seq))),
                 Some(reason) => {

@@ -12,6 +12,8 @@
 
 pub mod machine;
 #[cfg(test)]
+mod pairing_tests;
+#[cfg(test)]
 mod tests;
 
 use std::net::SocketAddr;
