@@ -429,7 +429,18 @@ impl Sim {
                 }));
                 if self.seen.closed.is_none() {
                     // Answered, possibly after what is ahead of it.
-                    self.drain_log();
+                    for _ in 0..20 {
+                        if self.seen.rejected.contains(&client_seq) || self.seen.closed.is_some() {
+                            break;
+                        }
+                        self.drain_log();
+                        let next = self.session.poll_timeout();
+                        self.advance(next);
+                        self.frame(ClientFrame::Ping(Ping {
+                            nonce: 3,
+                            t: self.now,
+                        }));
+                    }
                     assert!(self.seen.rejected.contains(&client_seq) || self.seen.closed.is_some());
                     assert!(!self.log.applied.contains(&client_seq));
                 }
