@@ -280,6 +280,9 @@ pub struct ClientSession {
     access: Option<Access>,
     /// The proxy's `Drain`: come back after this long instead of backing off.
     drain_delay_ms: Option<u64>,
+    /// The attempt limit was reached (and announced) since the last success:
+    /// the link now probes at the maximum delay.
+    gave_up: bool,
     rng: fastrand::Rng,
     heartbeat: Heartbeat,
     quality: QualityTracker,
@@ -334,6 +337,7 @@ impl ClientSession {
         ClientSession {
             backoff: Backoff::new(config.backoff, seed),
             drain_delay_ms: None,
+            gave_up: false,
             access: None,
             rng: fastrand::Rng::with_seed(seed ^ 0x9e37_79b9_7f4a_7c15),
             heartbeat: Heartbeat::new(config.heartbeat, now),
@@ -791,12 +795,25 @@ impl ClientSession {
                 );
             }
             Retry::GiveUp { attempts } => {
+                // A station display never gives up for good: past the limit
+                // (announced once) it keeps probing at the maximum delay, so
+                // a proxy that comes back after an hour is found again
+                // without anyone at the page.
+                let (lo, hi) = self.config.backoff.band_ms(u32::MAX);
+                let delay_ms = if hi > lo { self.rng.u64(lo..=hi) } else { lo };
+                self.phase = Phase::Waiting(now + delay_ms);
                 self.set_state(
                     LinkState::Failed,
-                    format!("gave up after {attempts} attempts ({why})"),
+                    format!(
+                        "gave up after {attempts} attempts ({why}); trying again every {} s",
+                        hi.div_ceil(1000)
+                    ),
                 );
-                self.notify(Notice::MaxAttemptsReached { attempts });
-                self.record(now, "error", format!("max attempts ({attempts}) reached"));
+                if !self.gave_up {
+                    self.gave_up = true;
+                    self.notify(Notice::MaxAttemptsReached { attempts });
+                    self.record(now, "error", format!("max attempts ({attempts}) reached"));
+                }
             }
         }
     }
@@ -816,6 +833,7 @@ impl ClientSession {
                 self.quality.on_connected(now);
                 let attempts = self.backoff.attempt();
                 self.backoff.reset();
+                self.gave_up = false;
                 let reconnect = self.ever_connected;
                 self.ever_connected = true;
                 self.set_state(LinkState::Connected, format!("session {}", welcome.session));

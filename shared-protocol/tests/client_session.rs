@@ -243,7 +243,7 @@ fn reconnects_with_backoff_and_resumes_where_it_stopped() {
 }
 
 #[test]
-fn gives_up_after_max_attempts() {
+fn announces_max_attempts_once_then_keeps_probing_slowly() {
     let mut config = ClientConfig::default();
     config.backoff.max_attempts = Some(3);
     let mut h = Harness::new(
@@ -261,6 +261,9 @@ fn gives_up_after_max_attempts() {
             code: 1006,
             reason: String::new(),
         });
+        if h.session.state() == LinkState::Failed {
+            break;
+        }
         if let Some(at) = h.session.poll_timeout() {
             h.advance_to(at);
         }
@@ -270,12 +273,41 @@ fn gives_up_after_max_attempts() {
         .notices
         .iter()
         .any(|n| matches!(n, Notice::MaxAttemptsReached { attempts: 3 })));
-    assert_eq!(h.session.poll_timeout(), None, "no more attempts");
-    h.input(Input::Connect);
+    // It keeps probing at the maximum delay, without announcing it again.
+    let probe = h.session.poll_timeout().expect("a probe is planned");
+    let max = BackoffConfig::DASHBOARD.max_ms;
+    assert!(
+        probe >= h.now + max * 7 / 10,
+        "slow probe: in {} ms",
+        probe - h.now
+    );
+    for _ in 0..3 {
+        let at = h.session.poll_timeout().expect("still probing");
+        h.advance_to(at);
+        let socket = h.socket.expect("the probe opened a socket");
+        h.input(Input::SocketClosed {
+            socket,
+            code: 1006,
+            reason: String::new(),
+        });
+        assert_eq!(h.session.state(), LinkState::Failed);
+    }
+    let announced = h
+        .notices
+        .iter()
+        .filter(|n| matches!(n, Notice::MaxAttemptsReached { .. }))
+        .count();
+    assert_eq!(announced, 1, "the limit is announced once");
+    // A probe that gets through is an ordinary reconnect.
+    let at = h.session.poll_timeout().expect("still probing");
+    h.advance_to(at);
+    h.open_and_welcome(1, 0);
+    assert_eq!(h.session.state(), LinkState::Connected);
+    h.input(Input::ForceReconnect);
     assert_eq!(
         h.session.state(),
-        LinkState::Connecting,
-        "the user can try again"
+        LinkState::Reconnecting,
+        "the user can try again at once"
     );
 }
 
