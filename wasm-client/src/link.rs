@@ -22,7 +22,8 @@ use crate::js::{
 };
 use crate::options::LinkOptions;
 use crate::storage::Store;
-use crate::tabs::{Role, Tabs};
+use crate::tabs::relay::Folded;
+use crate::tabs::{Action, Role, Tabs, RELAYED};
 
 /// Lines kept for `exportLogs()`.
 const LOG_LINES: usize = 500;
@@ -37,6 +38,11 @@ const CURSOR_FLUSH_MS: u32 = 50;
 pub(crate) fn timeout(ms: u32, f: impl FnOnce() + 'static) -> Timeout {
     let f: Box<dyn FnOnce()> = Box::new(f);
     Timeout::new(ms, f)
+}
+
+/// A seed for the session's jitter.
+fn random_seed() -> u64 {
+    (js_sys::Math::random() * 9_007_199_254_740_991.0) as u64
 }
 
 pub(crate) fn now_ms() -> Millis {
@@ -91,6 +97,11 @@ pub(crate) struct Inner {
     _page_hooks: Vec<Closure<dyn FnMut()>>,
     /// Tab sharing (`shareTabs`), where the browser supports it.
     pub(crate) tabs: Option<Tabs>,
+    /// The lease's timer and when it fires.
+    lease_timer: Option<(Millis, Timeout)>,
+    /// The last value of every kind, as of the newest delivery: what a
+    /// joining tab is synced with and what a reload shows at once.
+    folded: Folded,
     /// Items delivered in this pump, for the leader to relay.
     relay: Vec<Delivered>,
     /// The application wants the link connected (applied on promotion).
@@ -102,7 +113,7 @@ pub(crate) struct Inner {
 
 impl Inner {
     fn role(&self) -> Role {
-        self.tabs.as_ref().map_or(Role::Leader, |t| t.role)
+        self.tabs.as_ref().map_or(Role::Leader, Tabs::role)
     }
 
     /// Writes the pending position now.
@@ -114,16 +125,6 @@ impl Inner {
         }
     }
 }
-
-/// Emits that followers also get (the leader relays them).
-pub(crate) const RELAYED: &[&str] = &[
-    "state",
-    "reconnected",
-    "maxAttemptsReached",
-    "latency",
-    "quality",
-    "rejected",
-];
 
 /// A resilient link to the edge proxy.
 #[wasm_bindgen]
@@ -182,12 +183,10 @@ fn perform(inner: &mut Inner, out: Output, emits: &mut Vec<(&'static str, JsValu
             }
         }
         Output::Deliver(d) => {
-            if let Some(tabs) = inner.tabs.as_mut() {
-                // Kept for a tab that joins later; relayed only once one has.
-                tabs.folded.observe(&d);
-                if tabs.has_followers {
-                    inner.relay.push(d.clone());
-                }
+            inner.folded.observe(&d);
+            // Relayed only once a tab has joined (it starts from a sync).
+            if inner.tabs.as_ref().is_some_and(|t| t.has_followers) {
+                inner.relay.push(d.clone());
             }
             delivered_to_js(d, emits);
         }
@@ -422,20 +421,10 @@ impl Link {
                     perform(inner, out, &mut emits);
                 }
                 Link::arm_timer(inner);
-                if let Some(tabs) = inner.tabs.as_mut().filter(|t| t.role == Role::Leader) {
+                if let Some(tabs) = inner.tabs.as_mut().filter(|t| t.role() == Role::Leader) {
                     tabs.relay(inner.session.epoch(), &inner.relay);
                     for (name, value) in emits.iter().filter(|(n, _)| RELAYED.contains(n)) {
-                        if *name == "state" {
-                            tabs.last_state = value.clone();
-                        }
-                        if !tabs.has_followers {
-                            continue;
-                        }
-                        tabs.post(&obj(&[
-                            ("t", "emit".into()),
-                            ("name", (*name).into()),
-                            ("value", value.clone()),
-                        ]));
+                        tabs.relay_emit(name, value);
                     }
                 }
                 inner.relay.clear();
@@ -451,17 +440,148 @@ impl Link {
     /// Hands a command to the leader tab, if this tab is a follower.
     fn forward(&self, name: &str, ms: f64) -> bool {
         let inner = self.inner.borrow();
-        match inner.tabs.as_ref().filter(|t| t.role == Role::Follower) {
+        match inner.tabs.as_ref().filter(|t| t.role() == Role::Follower) {
             Some(tabs) => {
-                tabs.post(&obj(&[
-                    ("t", "cmd".into()),
-                    ("name", name.into()),
-                    ("ms", ms.into()),
-                ]));
+                tabs.forward(name, ms);
                 true
             }
             None => false,
         }
+    }
+
+    /// A message from another tab of this dashboard.
+    fn on_tab_message(rc: &Rc<RefCell<Inner>>, msg: JsValue) {
+        let mut actions = Vec::new();
+        {
+            let Ok(mut inner) = rc.try_borrow_mut() else {
+                // Busy: handle it on a clean stack.
+                let weak = Rc::downgrade(rc);
+                timeout(0, move || {
+                    if let Some(rc) = weak.upgrade() {
+                        Link::on_tab_message(&rc, msg);
+                    }
+                })
+                .forget();
+                return;
+            };
+            let inner = &mut *inner;
+            let epoch = inner.session.epoch();
+            if let Some(tabs) = inner.tabs.as_mut() {
+                tabs.on_message(&msg, epoch, &inner.folded, now_ms(), &mut actions);
+            }
+        }
+        Link::act(rc, actions);
+    }
+
+    /// Carries out what the tab protocol decided, then anything the session
+    /// says after it.
+    fn act(rc: &Rc<RefCell<Inner>>, actions: Vec<Action>) {
+        let mut emits: Vec<(&'static str, JsValue)> = Vec::new();
+        let mut feeds = Vec::new();
+        let listeners = {
+            let Ok(mut inner) = rc.try_borrow_mut() else {
+                return;
+            };
+            let inner = &mut *inner;
+            for action in actions {
+                match action {
+                    Action::Deliver(d) => {
+                        inner.folded.observe(&d);
+                        delivered_to_js(d, &mut emits);
+                    }
+                    Action::Emit(name, value) => {
+                        if name == "latency" {
+                            let rtt = crate::js::get(&value, "rttMs");
+                            for resolve in inner.latency_waiters.drain(..) {
+                                let _ = resolve.call1(&JsValue::NULL, &rtt);
+                            }
+                        }
+                        emits.push((name, value));
+                    }
+                    Action::Feed(input) => feeds.push(input),
+                    Action::Lead { position } => {
+                        if let Some(position) = position {
+                            // Resume from what this tab has delivered, not
+                            // from what the old leader stored.
+                            let (mut persisted, _) =
+                                inner.store.load(inner.options.client_id.as_deref());
+                            persisted.epoch = Some(position.epoch);
+                            persisted.last_seq = position.last_seq;
+                            if let Ok(config) = inner.options.client_config() {
+                                inner.session = ClientSession::new(
+                                    config,
+                                    persisted,
+                                    now_ms(),
+                                    inner.wall_offset,
+                                    random_seed(),
+                                );
+                            }
+                        }
+                        if inner.want_connect {
+                            feeds.insert(0, Input::Connect);
+                        }
+                    }
+                    Action::StepDown => {
+                        inner.session.handle_input(Input::Close, now_ms());
+                        let position = inner.session.persisted();
+                        let position = position.epoch.map(|epoch| shared_protocol::frame::Resume {
+                            epoch,
+                            last_seq: position.last_seq,
+                        });
+                        if let Some(tabs) = inner.tabs.as_mut() {
+                            tabs.follow_from(position, now_ms());
+                        }
+                    }
+                }
+            }
+            Link::arm_lease(inner);
+            inner.listeners.clone()
+        };
+        emit_all(&listeners, emits);
+        for input in feeds {
+            Link::feed(rc, input);
+        }
+        Link::pump(rc);
+    }
+
+    /// Keeps one timer at the lease's next deadline.
+    fn arm_lease(inner: &mut Inner) {
+        let Some(at) = inner.tabs.as_ref().and_then(|t| t.lease.poll_timeout()) else {
+            inner.lease_timer = None;
+            return;
+        };
+        if inner.lease_timer.as_ref().is_some_and(|(t, _)| *t == at) {
+            return;
+        }
+        let delay = at.saturating_sub(now_ms()).min(i32::MAX as u64) as u32;
+        let weak = inner.weak.clone();
+        let armed = timeout(delay, move || {
+            if let Some(rc) = weak.upgrade() {
+                let mut actions = Vec::new();
+                if let Ok(mut inner) = rc.try_borrow_mut() {
+                    inner.lease_timer = None;
+                    if let Some(tabs) = inner.tabs.as_mut() {
+                        tabs.lease.handle_timeout(now_ms());
+                        tabs.poll_lease(&mut actions);
+                    }
+                }
+                Link::act(&rc, actions);
+            }
+        });
+        inner.lease_timer = Some((at, armed));
+    }
+
+    /// The tab stops taking part in the election (the page goes away or the
+    /// link is closed); a leader says so, and another tab takes over at once.
+    fn resign(rc: &Rc<RefCell<Inner>>) {
+        let mut actions = Vec::new();
+        if let Ok(mut inner) = rc.try_borrow_mut() {
+            if let Some(tabs) = inner.tabs.as_mut() {
+                tabs.lease.resign();
+                tabs.poll_lease(&mut actions);
+            }
+        }
+        Link::act(rc, actions);
     }
 
     fn arm_timer(inner: &mut Inner) {
@@ -508,16 +628,21 @@ impl Link {
         // The page is going away (reload, close, navigation): the position
         // must be on disk so the next page resumes exactly after it.
         let weak = Rc::downgrade(rc);
+        // A leading tab resigns, so another takes over at once.
         let hook = Closure::<dyn FnMut()>::new(move || {
             if let Some(rc) = weak.upgrade() {
                 Link::flush_cursor(&rc);
+                Link::resign(&rc);
             }
         });
         let _ = window.add_event_listener_with_callback("pagehide", hook.as_ref().unchecked_ref());
         hooks.push(hook);
+        // The network is back, or the operator is looking at the page
+        // again (focus; visibility below): try now, not at the next backoff.
         for (event, input) in [
             ("online", Input::NetworkUp),
             ("offline", Input::NetworkDown),
+            ("focus", Input::Visible),
         ] {
             let weak = Rc::downgrade(rc);
             let hook = Closure::<dyn FnMut()>::new(move || {
@@ -562,13 +687,26 @@ impl Link {
         let options = LinkOptions::from_js(&options)
             .map_err(|e| JsError::new(&format!("bad option: {e}")))?;
         let config = options.client_config().map_err(|e| JsError::new(&e))?;
-        let (store, store_problem) = Store::open(&options.storage_prefix);
+        let now = now_ms();
+        // The tab channel's handler needs the link, which needs the store,
+        // which depends on whether tabs share: the link is put here once made.
+        let weak_slot: Rc<RefCell<Weak<RefCell<Inner>>>> = Rc::default();
+        let tabs = if options.share_tabs {
+            let weak = weak_slot.clone();
+            Tabs::start(&options.storage_prefix, now, move |msg| {
+                if let Some(rc) = weak.borrow().upgrade() {
+                    Link::on_tab_message(&rc, msg);
+                }
+            })
+        } else {
+            None
+        };
+        // A tab that does not share keeps its own identity (sessionStorage).
+        let (store, store_problem) = Store::open(&options.storage_prefix, tabs.is_none());
         let (persisted, mut problems) = store.load(options.client_id.as_deref());
         problems.extend(store_problem);
-        let now = now_ms();
         let wall_offset = (js_sys::Date::now() as u64).saturating_sub(now);
-        let seed = (js_sys::Math::random() * 9_007_199_254_740_991.0) as u64;
-        let session = ClientSession::new(config, persisted, now, wall_offset, seed);
+        let session = ClientSession::new(config, persisted, now, wall_offset, random_seed());
         let inner = Rc::new_cyclic(|weak| {
             RefCell::new(Inner {
                 session,
@@ -586,36 +724,20 @@ impl Link {
                 wall_offset,
                 weak: weak.clone(),
                 _page_hooks: Vec::new(),
-                tabs: None,
+                tabs,
+                lease_timer: None,
+                folded: Folded::default(),
                 relay: Vec::new(),
                 want_connect: options.auto_connect,
                 cursor_to_save: None,
                 cursor_timer: None,
             })
         });
+        *weak_slot.borrow_mut() = Rc::downgrade(&inner);
         let link = Link { inner };
         Link::install_page_hooks(&link.inner);
-        if options.share_tabs {
-            let (on_message, on_leader) = (Rc::downgrade(&link.inner), Rc::downgrade(&link.inner));
-            let tabs = Tabs::start(
-                &options.storage_prefix,
-                move |msg| {
-                    if let Some(rc) = on_message.upgrade() {
-                        Link::on_tab_message(&rc, msg);
-                    }
-                },
-                move |release| match on_leader.upgrade() {
-                    Some(rc) => Link::become_leader(&rc, release),
-                    None => {
-                        let _ = release.call0(&JsValue::NULL);
-                    }
-                },
-            );
-            if let Some(mut tabs) = tabs {
-                tabs.join();
-                link.inner.borrow_mut().tabs = Some(tabs);
-            }
-        }
+        // The election's first claim is out; its timer decides.
+        Link::arm_lease(&mut link.inner.borrow_mut());
         if let Some(name) = &options.console_name {
             crate::console::install(name, link.clone());
         }
@@ -639,7 +761,8 @@ impl Link {
             })
             .forget();
         }
-        if options.auto_connect {
+        if options.auto_connect && link.inner.borrow().tabs.is_none() {
+            // (A shared tab connects when, and if, it wins the election.)
             let weak = Rc::downgrade(&link.inner);
             timeout(0, move || {
                 if let Some(rc) = weak.upgrade() {
@@ -652,7 +775,23 @@ impl Link {
     }
 
     pub fn connect(&self) {
-        self.inner.borrow_mut().want_connect = true;
+        let mut inner = self.inner.borrow_mut();
+        inner.want_connect = true;
+        if let Some(tabs) = inner.tabs.as_mut() {
+            if tabs.lease.stopped() {
+                // Closed earlier: stand for the leadership again.
+                tabs.lease.restart(now_ms());
+                let mut actions = Vec::new();
+                tabs.poll_lease(&mut actions);
+                drop(inner);
+                Link::act(&self.inner, actions);
+                return;
+            }
+            if tabs.role() == Role::Follower {
+                return;
+            }
+        }
+        drop(inner);
         Link::feed(&self.inner, Input::Connect);
     }
 
@@ -662,15 +801,7 @@ impl Link {
         self.inner.borrow_mut().want_connect = false;
         Link::feed(&self.inner, Input::Close);
         Link::flush_cursor(&self.inner);
-        let release = self
-            .inner
-            .borrow_mut()
-            .tabs
-            .as_mut()
-            .and_then(|t| t.release.take());
-        if let Some(release) = release {
-            let _ = release.call0(&JsValue::NULL);
-        }
+        Link::resign(&self.inner);
     }
 
     /// Publishes an event or command. `options`: `{ delivery: "reliable" |
@@ -703,7 +834,7 @@ impl Link {
             .borrow_mut()
             .tabs
             .as_mut()
-            .filter(|t| t.role == Role::Follower)
+            .filter(|t| t.role() == Role::Follower)
         {
             tabs.send(
                 &kind,

@@ -14,7 +14,7 @@ use crate::js::{get, show, try_map, whole_number};
 #[derive(Debug, Clone)]
 pub struct LinkOptions {
     /// "stable" (5 attempts, 1 s), "unstable" (20, 5 s), "lowBandwidth" (10, 3 s);
-    /// absent: the dashboard default (10 attempts, 1 s .. 30 s).
+    /// absent: the dashboard default (1 s .. 30 s, no attempt limit).
     pub profile: Option<String>,
     pub token: Option<String>,
     /// Prefix of the localStorage keys.
@@ -35,7 +35,8 @@ pub struct LinkOptions {
     /// Connect as soon as the link is constructed.
     pub auto_connect: bool,
     /// Tabs of the same origin and storage prefix share one connection (a
-    /// leader elected with Web Locks relays through a BroadcastChannel).
+    /// leader elected over a BroadcastChannel relays through it). Off, or
+    /// where there is no BroadcastChannel, each tab has its own identity.
     pub share_tabs: bool,
     /// More proxies serving the same station, tried in turn after the
     /// current one fails (its connection drops or cannot be opened).
@@ -201,7 +202,13 @@ impl LinkOptions {
 
     pub fn client_config(&self) -> Result<ClientConfig, String> {
         let mut backoff = match self.profile.as_deref() {
-            None => BackoffConfig::DASHBOARD,
+            // A station display never gives up by itself: no attempt limit
+            // unless asked for (a profile or `maxAttempts`), and even then
+            // the session keeps probing at the maximum delay.
+            None => BackoffConfig {
+                max_attempts: None,
+                ..BackoffConfig::DASHBOARD
+            },
             Some("stable") => BackoffConfig::profile(Profile::Stable),
             Some("unstable") => BackoffConfig::profile(Profile::Unstable),
             Some("lowBandwidth") => BackoffConfig::profile(Profile::LowBandwidth),

@@ -1,4 +1,5 @@
-//! localStorage, used defensively: storage that is disabled, full or corrupt
+//! localStorage (sessionStorage for a tab that does not share its
+//! connection), used defensively: storage that is disabled, full or corrupt
 //! gives an error the application hears about, and the link keeps working in
 //! memory.
 //!
@@ -50,9 +51,19 @@ fn publish_from_js(v: &JsValue) -> Result<Publish, String> {
 }
 
 impl Store {
-    /// Opens localStorage; an error says why it is unavailable.
-    pub fn open(prefix: &str) -> (Store, Option<String>) {
-        let storage = web_sys::window().map(|w| w.local_storage());
+    /// Opens localStorage, or, for a tab that keeps its own connection
+    /// (`per_tab`), sessionStorage: that tab's own identity, outbox and
+    /// position, which survive its reloads and are never another tab's (two
+    /// tabs with one client id would replace each other at the proxy). An
+    /// error says why storage is unavailable.
+    pub fn open(prefix: &str, per_tab: bool) -> (Store, Option<String>) {
+        let storage = web_sys::window().map(|w| {
+            if per_tab {
+                w.session_storage()
+            } else {
+                w.local_storage()
+            }
+        });
         match storage {
             Some(Ok(Some(storage))) => (Store { storage: Some(storage), prefix: prefix.into() }, None),
             _ => (
@@ -164,14 +175,25 @@ fn describe(e: &JsValue) -> String {
         .unwrap_or_else(|| show(e))
 }
 
-/// A random id: `crypto.randomUUID()` where available, else Math.random.
-fn new_client_id() -> String {
+/// A random id from `crypto.getRandomValues`, which every context has
+/// (`crypto.randomUUID` exists only in secure contexts: not on a page served
+/// over plain HTTP from a LAN name or address). Math.random only where there
+/// is no `crypto` at all.
+pub(crate) fn new_client_id() -> String {
+    let mut bytes = [0u8; 16];
     let from_crypto = web_sys::window()
         .and_then(|w| w.crypto().ok())
-        .map(|c| c.random_uuid());
-    from_crypto.unwrap_or_else(|| {
-        let a = (js_sys::Math::random() * 1e15) as u64;
-        let b = (js_sys::Math::random() * 1e15) as u64;
-        format!("{a:x}-{b:x}")
-    })
+        .is_some_and(|c| c.get_random_values_with_u8_array(&mut bytes).is_ok());
+    if !from_crypto {
+        for b in &mut bytes {
+            *b = (js_sys::Math::random() * 256.0) as u8;
+        }
+    }
+    // Hex by hand: no formatting machinery for one id.
+    const HEX: &[u8; 16] = b"0123456789abcdef";
+    bytes
+        .iter()
+        .flat_map(|b| [HEX[usize::from(b >> 4)], HEX[usize::from(b & 15)]])
+        .map(char::from)
+        .collect()
 }

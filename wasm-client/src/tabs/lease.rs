@@ -1,0 +1,490 @@
+//! Which tab holds the connection: a leader lease negotiated over a
+//! broadcast channel, as a sans-IO state machine (time is a parameter; the
+//! shell posts what [`Lease::poll_output`] returns and keeps one timer at
+//! [`Lease::poll_timeout`]).
+//!
+//! Why not the Web Locks API: it exists only in secure contexts, and a
+//! station's dashboard is usually served over plain HTTP from a LAN name or
+//! address. A `BroadcastChannel` exists everywhere, so every context gets
+//! the same election.
+//!
+//! The rules:
+//! - A tab starts as a candidate: it posts a `Claim` and, if nothing better
+//!   is heard for [`SETTLE_MS`], leads. Any `Beat` (a leader is alive) makes
+//!   a candidate follow; so does a better claim. Better is a higher term,
+//!   then the smaller tab id, so tabs opened at the same moment agree.
+//! - The leader posts a `Beat` every [`BEAT_MS`] and answers every `Claim`
+//!   with one at once (message handlers run even when a background tab's
+//!   timers are throttled, so a slow leader is not deposed by a claim).
+//! - A follower that hears no beat for [`LEASE_MS`] claims with the next
+//!   term; a leader that goes away posts `Resign`, and its followers claim
+//!   at once (the handover takes about [`SETTLE_MS`]).
+//! - Two leaders (a tab woken from a freeze) hear each other's beats; the
+//!   worse one steps down.
+
+use shared_protocol::Millis;
+
+/// A tab's random id (53 bits, so it survives a JS number).
+pub type TabId = u64;
+
+/// The leader's heartbeat period.
+pub const BEAT_MS: Millis = 1_000;
+/// A follower claims after this long without a beat (three and a half beats:
+/// a hidden tab's timers may run once a second, late).
+pub const LEASE_MS: Millis = 3_500;
+/// A candidate waits this long for a better claim or a leader's beat
+/// (BroadcastChannel delivers within a few ms).
+pub const SETTLE_MS: Millis = 150;
+
+/// The lease protocol's messages.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Msg {
+    Beat { from: TabId, term: u64 },
+    Claim { from: TabId, term: u64 },
+    Resign { from: TabId, term: u64 },
+}
+
+/// What the shell does.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Out {
+    /// Post this to the other tabs.
+    Post(Msg),
+    /// This tab now leads: open the connection.
+    Lead,
+    /// This tab led and must not any more: close the connection, follow.
+    StepDown,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Phase {
+    /// Following `leader` (unknown until a beat), last heard at `heard_at`.
+    Following {
+        leader: Option<TabId>,
+        heard_at: Millis,
+    },
+    Candidate {
+        since: Millis,
+    },
+    Leading {
+        beat_at: Millis,
+    },
+    /// Resigned (the page is going away, or the link was closed).
+    Stopped,
+}
+
+#[derive(Debug)]
+pub struct Lease {
+    me: TabId,
+    term: u64,
+    phase: Phase,
+    out: Vec<Out>,
+}
+
+/// Whether `a` outranks `b`: the higher term, then the smaller id.
+fn outranks(a: (u64, TabId), b: (u64, TabId)) -> bool {
+    a.0 > b.0 || (a.0 == b.0 && a.1 < b.1)
+}
+
+impl Lease {
+    /// A tab that has just opened: a candidate.
+    pub fn new(me: TabId, now: Millis) -> Lease {
+        let mut lease = Lease {
+            me,
+            term: 0,
+            phase: Phase::Stopped,
+            out: Vec::new(),
+        };
+        lease.stand(now);
+        lease
+    }
+
+    pub fn leads(&self) -> bool {
+        matches!(self.phase, Phase::Leading { .. })
+    }
+
+    pub fn stopped(&self) -> bool {
+        self.phase == Phase::Stopped
+    }
+
+    pub fn me(&self) -> TabId {
+        self.me
+    }
+
+    /// The tab this one follows, once it has heard from it.
+    pub fn leader(&self) -> Option<TabId> {
+        match self.phase {
+            Phase::Following { leader, .. } => leader,
+            Phase::Leading { .. } => Some(self.me),
+            _ => None,
+        }
+    }
+
+    pub fn poll_output(&mut self) -> Option<Out> {
+        (!self.out.is_empty()).then(|| self.out.remove(0))
+    }
+
+    pub fn poll_timeout(&self) -> Option<Millis> {
+        match self.phase {
+            Phase::Following { heard_at, .. } => Some(heard_at + LEASE_MS),
+            Phase::Candidate { since } => Some(since + SETTLE_MS),
+            Phase::Leading { beat_at } => Some(beat_at),
+            Phase::Stopped => None,
+        }
+    }
+
+    pub fn handle_timeout(&mut self, now: Millis) {
+        match self.phase {
+            Phase::Following { heard_at, .. } if now >= heard_at + LEASE_MS => {
+                self.term += 1;
+                self.stand(now);
+            }
+            Phase::Candidate { since } if now >= since + SETTLE_MS => {
+                self.out.push(Out::Lead);
+                self.beat(now);
+            }
+            Phase::Leading { beat_at } if now >= beat_at => self.beat(now),
+            _ => {}
+        }
+    }
+
+    pub fn handle(&mut self, msg: Msg, now: Millis) {
+        if self.phase == Phase::Stopped {
+            return;
+        }
+        match (self.phase, msg) {
+            (_, Msg::Beat { from, .. } | Msg::Claim { from, .. } | Msg::Resign { from, .. })
+                if from == self.me => {}
+            (Phase::Leading { .. }, Msg::Beat { from, term }) => {
+                if outranks((term, from), (self.term, self.me)) {
+                    self.term = term;
+                    self.follow(Some(from), now);
+                    self.out.push(Out::StepDown);
+                } else {
+                    // Ours outranks it: it steps down when it hears this.
+                    self.beat(now);
+                }
+            }
+            (Phase::Leading { .. }, Msg::Claim { term, .. }) => {
+                // Alive: the claimer follows when it hears this.
+                self.term = self.term.max(term);
+                self.beat(now);
+            }
+            (_, Msg::Beat { from, term }) => {
+                self.term = self.term.max(term);
+                self.follow(Some(from), now);
+            }
+            (Phase::Candidate { .. }, Msg::Claim { from, term }) => {
+                if outranks((term, from), (self.term, self.me)) {
+                    self.term = term;
+                    // Wait for the winner's beat; claim again if none comes.
+                    self.follow(None, now);
+                } else {
+                    // It may not have heard ours (it opened after we
+                    // claimed): say it again so it stands down.
+                    self.out.push(Out::Post(Msg::Claim {
+                        from: self.me,
+                        term: self.term,
+                    }));
+                }
+            }
+            (Phase::Following { leader, .. }, Msg::Resign { from, term })
+                if leader.is_none_or(|l| l == from) =>
+            {
+                self.term = self.term.max(term) + 1;
+                self.stand(now);
+            }
+            _ => {}
+        }
+    }
+
+    /// The page is going away or the link was closed: a leader says so, so
+    /// that a follower takes over at once rather than after the lease.
+    pub fn resign(&mut self) {
+        if self.leads() {
+            self.out.push(Out::Post(Msg::Resign {
+                from: self.me,
+                term: self.term,
+            }));
+        }
+        self.phase = Phase::Stopped;
+    }
+
+    /// Takes part again after [`Lease::resign`] (the link was reopened).
+    pub fn restart(&mut self, now: Millis) {
+        if self.phase == Phase::Stopped {
+            self.stand(now);
+        }
+    }
+
+    fn stand(&mut self, now: Millis) {
+        self.term = self.term.max(1);
+        self.phase = Phase::Candidate { since: now };
+        self.out.push(Out::Post(Msg::Claim {
+            from: self.me,
+            term: self.term,
+        }));
+    }
+
+    fn follow(&mut self, leader: Option<TabId>, now: Millis) {
+        self.phase = Phase::Following {
+            leader,
+            heard_at: now,
+        };
+    }
+
+    fn beat(&mut self, now: Millis) {
+        self.phase = Phase::Leading {
+            beat_at: now + BEAT_MS,
+        };
+        self.out.push(Out::Post(Msg::Beat {
+            from: self.me,
+            term: self.term,
+        }));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    //! A simulated set of tabs on one channel with a fake clock: messages
+    //! arrive after a delay, tabs open, close, crash and stall.
+    use super::*;
+
+    #[cfg(target_arch = "wasm32")]
+    use wasm_bindgen_test::wasm_bindgen_test as test;
+
+    struct Tab {
+        lease: Lease,
+        /// Crashed or stalled: hears nothing, posts nothing, no timers.
+        down: bool,
+        leads_from: Option<Millis>,
+    }
+
+    struct World {
+        now: Millis,
+        tabs: Vec<Tab>,
+        /// (deliver at, from tab index, message)
+        wire: Vec<(Millis, usize, Msg)>,
+        delay: Millis,
+        rng: u64,
+    }
+
+    impl World {
+        fn new(delay: Millis) -> World {
+            World {
+                now: 0,
+                tabs: Vec::new(),
+                wire: Vec::new(),
+                delay,
+                rng: 0x2545_f491_4f6c_dd1d,
+            }
+        }
+
+        fn random(&mut self) -> u64 {
+            self.rng ^= self.rng << 13;
+            self.rng ^= self.rng >> 7;
+            self.rng ^= self.rng << 17;
+            self.rng
+        }
+
+        fn open(&mut self) -> usize {
+            let id = self.random() >> 11;
+            self.tabs.push(Tab {
+                lease: Lease::new(id, self.now),
+                down: false,
+                leads_from: None,
+            });
+            self.drain(self.tabs.len() - 1);
+            self.tabs.len() - 1
+        }
+
+        fn drain(&mut self, i: usize) {
+            while let Some(out) = self.tabs[i].lease.poll_output() {
+                match out {
+                    Out::Post(m) => {
+                        let jitter = self.random() % (self.delay + 1);
+                        self.wire.push((self.now + jitter, i, m));
+                    }
+                    Out::Lead => self.tabs[i].leads_from = Some(self.now),
+                    Out::StepDown => self.tabs[i].leads_from = None,
+                }
+            }
+        }
+
+        /// Runs until `t`, one millisecond at a time.
+        fn run_to(&mut self, t: Millis) {
+            while self.now < t {
+                self.now += 1;
+                let now = self.now;
+                let due: Vec<_> = self.wire.iter().filter(|m| m.0 <= now).cloned().collect();
+                self.wire.retain(|m| m.0 > now);
+                for (_, from, msg) in due {
+                    for i in 0..self.tabs.len() {
+                        if i != from && !self.tabs[i].down {
+                            self.tabs[i].lease.handle(msg, now);
+                            self.drain(i);
+                        }
+                    }
+                }
+                for i in 0..self.tabs.len() {
+                    if self.tabs[i].down {
+                        continue;
+                    }
+                    if self.tabs[i]
+                        .lease
+                        .poll_timeout()
+                        .is_some_and(|at| at <= now)
+                    {
+                        self.tabs[i].lease.handle_timeout(now);
+                        self.drain(i);
+                    }
+                }
+                let leaders = self.leaders();
+                assert!(leaders.len() <= 1, "two leaders at {now}: {leaders:?}");
+            }
+        }
+
+        fn leaders(&self) -> Vec<usize> {
+            (0..self.tabs.len())
+                .filter(|&i| !self.tabs[i].down && self.tabs[i].lease.leads())
+                .collect()
+        }
+
+        fn close(&mut self, i: usize) {
+            self.tabs[i].lease.resign();
+            self.drain(i);
+            self.tabs[i].down = true;
+        }
+    }
+
+    #[test]
+    fn one_tab_leads_after_the_settle_time() {
+        let mut w = World::new(5);
+        let a = w.open();
+        w.run_to(SETTLE_MS - 1);
+        assert!(w.leaders().is_empty());
+        w.run_to(SETTLE_MS + 1);
+        assert_eq!(w.leaders(), [a]);
+    }
+
+    #[test]
+    fn tabs_opened_together_elect_exactly_one_and_keep_it() {
+        for delay in [0, 3, 20] {
+            let mut w = World::new(delay);
+            for _ in 0..5 {
+                w.open();
+            }
+            w.run_to(1_000);
+            let leaders = w.leaders();
+            assert_eq!(leaders.len(), 1, "delay {delay}");
+            let first = w.tabs[leaders[0]].leads_from;
+            // Steady: 30 s of beats never moves the lease.
+            w.run_to(31_000);
+            assert_eq!(w.leaders(), leaders);
+            assert_eq!(w.tabs[leaders[0]].leads_from, first);
+        }
+    }
+
+    #[test]
+    fn a_tab_opened_later_follows_the_leader() {
+        let mut w = World::new(5);
+        let a = w.open();
+        w.run_to(2_000);
+        for t in [2_000, 2_001, 2_500] {
+            w.run_to(t);
+            w.open();
+        }
+        w.run_to(20_000);
+        assert_eq!(w.leaders(), [a]);
+    }
+
+    #[test]
+    fn a_closing_leader_hands_over_within_the_settle_time() {
+        let mut w = World::new(5);
+        for _ in 0..3 {
+            w.open();
+        }
+        w.run_to(1_000);
+        let old = w.leaders()[0];
+        w.close(old);
+        let closed = w.now;
+        w.run_to(closed + SETTLE_MS + 2 * 5 + 2);
+        assert_eq!(w.leaders().len(), 1, "a new leader within the settle time");
+        assert_ne!(w.leaders()[0], old);
+    }
+
+    #[test]
+    fn a_crashed_leader_is_replaced_after_the_lease() {
+        let mut w = World::new(5);
+        for _ in 0..3 {
+            w.open();
+        }
+        w.run_to(1_000);
+        let old = w.leaders()[0];
+        w.tabs[old].down = true; // no Resign: a crash
+        let crashed = w.now;
+        w.run_to(crashed + LEASE_MS - BEAT_MS);
+        assert!(
+            w.leaders().is_empty(),
+            "nobody leads before the lease runs out"
+        );
+        w.run_to(crashed + LEASE_MS + SETTLE_MS + 50);
+        assert_eq!(w.leaders().len(), 1);
+    }
+
+    #[test]
+    fn a_stalled_leader_that_wakes_steps_down_to_the_new_one() {
+        let mut w = World::new(5);
+        for _ in 0..3 {
+            w.open();
+        }
+        w.run_to(1_000);
+        let old = w.leaders()[0];
+        w.tabs[old].down = true;
+        w.run_to(10_000);
+        let new = w.leaders()[0];
+        // It wakes still believing it leads, and beats on its old term.
+        w.tabs[old].down = false;
+        w.tabs[old].lease.handle_timeout(w.now);
+        w.drain(old);
+        let mut steps = 0;
+        while w.leaders().len() > 1 && steps < 100 {
+            w.now += 1;
+            let now = w.now;
+            let due: Vec<_> = w.wire.iter().filter(|m| m.0 <= now).cloned().collect();
+            w.wire.retain(|m| m.0 > now);
+            for (_, from, msg) in due {
+                for i in 0..w.tabs.len() {
+                    if i != from {
+                        w.tabs[i].lease.handle(msg, now);
+                        w.drain(i);
+                    }
+                }
+            }
+            steps += 1;
+        }
+        assert_eq!(w.leaders(), [new], "the woken leader stepped down");
+        assert_eq!(w.tabs[old].leads_from, None);
+    }
+
+    #[test]
+    fn random_opens_and_closes_never_give_two_leaders() {
+        let mut w = World::new(8);
+        for round in 0..200 {
+            let r = w.random() % 10;
+            let live: Vec<usize> = (0..w.tabs.len()).filter(|&i| !w.tabs[i].down).collect();
+            if r < 4 || live.is_empty() {
+                w.open();
+            } else if r < 7 {
+                let i = live[(w.random() as usize) % live.len()];
+                w.close(i);
+            }
+            let until = w.now + 50 + w.random() % 2_000;
+            w.run_to(until);
+            if round % 20 == 0 {
+                w.run_to(w.now + SETTLE_MS + 100);
+                let live = (0..w.tabs.len()).filter(|&i| !w.tabs[i].down).count();
+                assert_eq!(w.leaders().len(), usize::from(live > 0), "round {round}");
+            }
+        }
+    }
+}
