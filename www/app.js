@@ -23,6 +23,8 @@ await init();
 const params = new URLSearchParams(location.search);
 const options = { storagePrefix: 'dashboard' };
 if (params.get('token')) options.token = params.get('token');
+// Backoff settings from the address (the tests use short ones).
+for (const k of ['baseDelayMs', 'maxDelayMs', 'maxAttempts']) if (params.get(k)) options[k] = Number(params.get(k));
 // ?fallback=host:port,host:port — other proxies on the same shared log, tried
 // in turn when this one is gone.
 if (params.get('fallback')) {
@@ -37,6 +39,19 @@ let radioLink = null;
 let releasedAt = -Infinity; // when this dashboard last let go of PTT (performance.now())
 let hold = null; // while PTT is held: { via: 'pointer' | 'space', keepalive, refused: null or the reason }
 const power = [];
+// When the values on the page were last known to be current (Unix ms):
+// null while connected (they are live), else when the link was lost, or when
+// the page that stored a restored state saw it last.
+let asOf = null;
+
+// Not connected: grey out what came from the proxy, say as of when, and
+// offer "Retry now" (a phone has no Ctrl+Shift+D).
+function showFreshness() {
+  const live = state === 'connected';
+  document.body.classList.toggle('stale', !live);
+  $('retry-btn').hidden = live;
+  $('as-of').textContent = !live && asOf ? `as of ${new Date(asOf).toLocaleTimeString('en-GB')}` : '';
+}
 
 function setControls() {
   const why = readOnly
@@ -101,7 +116,10 @@ function logEvent(e) {
 }
 
 link.on('state', ({ state: s, reason, access }) => {
+  if (state === 'connected' && s !== 'connected') asOf = Date.now();
+  if (s === 'connected') asOf = null;
   state = s;
+  showFreshness();
   // A hold never outlives the connection: it is not resumed after a reconnect.
   if (s !== 'connected') release(`link ${s}`);
   // The proxy says what this dashboard's token allows: no need to learn it
@@ -131,7 +149,9 @@ function showLink(name, l) {
   if (name === 'radio') { radioLink = l.state; setControls(); }
 }
 
-link.on('snapshot', ({ state: s }) => {
+link.on('snapshot', ({ state: s, restored, asOfMs }) => {
+  // A reload shows the station at once: the state the last page stored.
+  if (restored && state !== 'connected') { asOf = asOfMs; showFreshness(); }
   showRadio(s['radio.state']);
   showLink('radio', s['link.radio']);
   showLink('meter', s['link.meter']);
@@ -139,7 +159,8 @@ link.on('snapshot', ({ state: s }) => {
 });
 link.on('gap', (g) => toast(`Missed events ${g.from}–${g.to} (${g.reason})`, 'warn'));
 link.on('reconnected', (r) => toast(`Reconnected after ${(r.downtimeMs / 1000).toFixed(1)} s`));
-link.on('maxAttemptsReached', (m) => toast(`Gave up after ${m.attempts} attempts; reload or press Force reconnect`, 'error'));
+link.on('maxAttemptsReached', (m) => toast(`The proxy did not answer ${m.attempts} attempts; still trying every 30 s (or press Retry now)`, 'error'));
+$('retry-btn').addEventListener('click', () => link.forceReconnect());
 link.on('event', (e) => {
   if (e.kind === 'link.radio' || e.kind === 'link.meter') {
     const name = e.kind.slice(5);
@@ -336,4 +357,5 @@ $('debug').addEventListener('click', async (ev) => {
 });
 setInterval(() => { if (!$('debug').hidden) $('metrics').textContent = JSON.stringify(link.metrics(), null, 1); }, 1000);
 setControls();
+showFreshness();
 window.dashboardLink = link;

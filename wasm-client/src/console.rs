@@ -102,7 +102,14 @@ pub fn install(name: &str, link: Link) {
         &method(move |_| {
             let mut text = format!("{name_owned}: the station link's console API\n");
             for (call, what) in HELP {
-                text.push_str(&format!("  {name_owned}.{call:<24} {what}\n"));
+                // Padded by hand: `{:<24}` links char counting and padding.
+                text.push_str("  ");
+                text.push_str(&name_owned);
+                text.push('.');
+                text.push_str(call);
+                text.push_str(&"                         "[call.len().min(24)..]);
+                text.push_str(what);
+                text.push('\n');
             }
             web_sys::console::log_1(&text.into());
             JsValue::UNDEFINED

@@ -312,3 +312,9 @@ pub(crate) fn publish_input(msg: &JsValue) -> Option<Input> {
 pub(crate) fn get(value: &JsValue, key: &str) -> JsValue {
     Reflect::get(value, &JsValue::from_str(key)).unwrap_or(JsValue::UNDEFINED)
 }
+
+/// "unknown option `maxAttempt` (options: ...)": one message for every
+/// name the API refuses (options, send options, events).
+pub(crate) fn unknown(what: &str, name: &str, known: &str) -> String {
+    format!("unknown {what} `{name}` (known: {known})")
+}

@@ -18,7 +18,7 @@ use web_sys::{BinaryType, CloseEvent, MessageEvent, WebSocket};
 
 use crate::js::{
     access_to_js, delivered_to_js, emit_all, history_to_js, list, metrics_to_js, num, obj,
-    payload_from_js, payload_to_js, publish_to_js, show, Listeners,
+    payload_from_js, payload_to_js, publish_to_js, show, unknown, Listeners,
 };
 use crate::options::LinkOptions;
 use crate::storage::Store;
@@ -38,6 +38,58 @@ const CURSOR_FLUSH_MS: u32 = 50;
 pub(crate) fn timeout(ms: u32, f: impl FnOnce() + 'static) -> Timeout {
     let f: Box<dyn FnOnce()> = Box::new(f);
     Timeout::new(ms, f)
+}
+
+/// The events a listener can be added for.
+const EVENTS: [&str; 11] = [
+    "state",
+    "event",
+    "snapshot",
+    "gap",
+    "reconnected",
+    "maxAttemptsReached",
+    "quality",
+    "latency",
+    "accepted",
+    "rejected",
+    "error",
+];
+
+fn known_event(name: &str) -> Result<(), JsError> {
+    if EVENTS.contains(&name) {
+        return Ok(());
+    }
+    Err(JsError::new(&unknown(
+        "event",
+        name,
+        "state, event, snapshot, gap, reconnected, maxAttemptsReached, quality, \
+         latency, accepted, rejected, error",
+    )))
+}
+
+/// Checks `send`'s options: an object (or nothing) with only `delivery` and
+/// `ttlMs`. `{ ttl: 2000 }` would otherwise send a PTT with no deadline.
+fn check_send_options(options: &JsValue) -> Result<(), JsError> {
+    if options.is_undefined() || options.is_null() {
+        return Ok(());
+    }
+    if !options.is_object() {
+        return Err(JsError::new(&format!(
+            "send options must be an object, not {}",
+            show(options)
+        )));
+    }
+    for key in js_sys::Object::keys(&js_sys::Object::from(options.clone())).iter() {
+        let key = key.as_string().unwrap_or_default();
+        if key != "delivery" && key != "ttlMs" {
+            return Err(JsError::new(&unknown(
+                "send option",
+                &key,
+                "delivery, ttlMs",
+            )));
+        }
+    }
+    Ok(())
 }
 
 /// A seed for the session's jitter.
@@ -76,7 +128,8 @@ impl Socket {
 struct LogLine {
     at_ms: u64,
     level: &'static str,
-    message: String,
+    event: &'static str,
+    detail: JsValue,
 }
 
 pub(crate) struct Inner {
@@ -120,7 +173,10 @@ impl Inner {
     fn flush_cursor(&mut self) -> Result<(), String> {
         self.cursor_timer = None;
         match self.cursor_to_save.take() {
-            Some((epoch, last_seq)) => self.store.save_cursor(epoch, last_seq),
+            Some((epoch, last_seq)) => {
+                self.store
+                    .save_cursor(epoch, last_seq, self.folded.snapshot())
+            }
             None => Ok(()),
         }
     }
@@ -217,40 +273,28 @@ fn perform(inner: &mut Inner, out: Output, emits: &mut Vec<(&'static str, JsValu
 }
 
 fn notice_to_js(inner: &mut Inner, notice: Notice, emits: &mut Vec<(&'static str, JsValue)>) {
-    let (level, message) = match &notice {
-        Notice::State { state, reason } => ("info", format!("state {}: {reason}", state.as_str())),
-        Notice::Reconnected {
-            attempts,
-            downtime_ms,
-        } => (
-            "info",
-            format!("reconnected after {attempts} attempts, {downtime_ms} ms down"),
-        ),
-        Notice::MaxAttemptsReached { attempts } => {
-            ("error", format!("gave up after {attempts} attempts"))
-        }
-        Notice::Error { kind, message } => ("error", format!("{kind}: {message}")),
-        Notice::Rejected { client_seq, reason } => (
-            "warn",
-            format!("publish {client_seq} rejected: {}", reason.as_str()),
-        ),
-        Notice::OutboxOverflow { client_seq, kind } => (
-            "warn",
-            format!("outbox full: dropped publish {client_seq} ({kind})"),
-        ),
-        Notice::NotSent { kind, reason } => ("warn", format!("{kind} not sent: {reason}")),
-        Notice::Latency { .. } | Notice::Quality(_) | Notice::Accepted { .. } => {
-            ("debug", String::new())
-        }
-    };
-    if level != "debug" {
+    let logged = emits.len();
+    notice_emits(inner, notice, emits);
+    // The log keeps what the application was told, as it was told: the
+    // emitted value itself (no message formatted per notice in the module).
+    for (name, value) in &emits[logged..] {
+        let level = match *name {
+            "state" | "reconnected" => "info",
+            "rejected" => "warn",
+            "maxAttemptsReached" | "error" => "error",
+            _ => continue,
+        };
         let line = LogLine {
             at_ms: now_ms() + inner.wall_offset,
             level,
-            message,
+            event: name,
+            detail: value.clone(),
         };
         shared_protocol::push_bounded(&mut inner.log, LOG_LINES, line);
     }
+}
+
+fn notice_emits(inner: &mut Inner, notice: Notice, emits: &mut Vec<(&'static str, JsValue)>) {
     match notice {
         Notice::State { state, reason } => {
             let access = access_to_js(inner.session.access());
@@ -705,6 +749,17 @@ impl Link {
         let (store, store_problem) = Store::open(&options.storage_prefix, tabs.is_none());
         let (persisted, mut problems) = store.load(options.client_id.as_deref());
         problems.extend(store_problem);
+        // What the last page showed, as of where this one resumes.
+        let restored = persisted
+            .epoch
+            .and_then(|_| store.load_state(persisted.last_seq));
+        let folded = Folded {
+            upto: persisted.last_seq,
+            state: restored
+                .as_ref()
+                .map(|(s, _)| s.state.clone())
+                .unwrap_or_default(),
+        };
         let wall_offset = (js_sys::Date::now() as u64).saturating_sub(now);
         let session = ClientSession::new(config, persisted, now, wall_offset, random_seed());
         let inner = Rc::new_cyclic(|weak| {
@@ -726,7 +781,7 @@ impl Link {
                 _page_hooks: Vec::new(),
                 tabs,
                 lease_timer: None,
-                folded: Folded::default(),
+                folded,
                 relay: Vec::new(),
                 want_connect: options.auto_connect,
                 cursor_to_save: None,
@@ -741,12 +796,23 @@ impl Link {
         if let Some(name) = &options.console_name {
             crate::console::install(name, link.clone());
         }
-        if !problems.is_empty() {
+        if !problems.is_empty() || restored.is_some() {
             // Reported after construction, so listeners added right away hear it.
             let weak = Rc::downgrade(&link.inner);
             timeout(0, move || {
                 if let Some(rc) = weak.upgrade() {
                     let listeners = rc.borrow().listeners.clone();
+                    if let Some((snapshot, at)) = restored {
+                        // The station as the last page left it: shown at
+                        // once, before any socket (`restored`, `asOfMs`).
+                        let mut emits = Vec::new();
+                        delivered_to_js(Delivered::Snapshot(snapshot), &mut emits);
+                        for (_, value) in &emits {
+                            let _ = Reflect::set(value, &"restored".into(), &JsValue::TRUE);
+                            let _ = Reflect::set(value, &"asOfMs".into(), &num(at));
+                        }
+                        emit_all(&listeners, emits);
+                    }
                     for message in &problems {
                         web_sys::console::warn_1(&format!("station-link: {message}").into());
                         let value = obj(&[
@@ -808,6 +874,7 @@ impl Link {
     /// "volatile", ttlMs }`. Reliable publishes wait in the outbox (and
     /// localStorage) until the proxy accepts them; `radio.ptt` is never stored.
     pub fn send(&self, kind: String, payload: JsValue, options: JsValue) -> Result<(), JsError> {
+        check_send_options(&options)?;
         let payload: Payload = if payload.is_undefined() {
             Payload::Nil
         } else {
@@ -959,7 +1026,8 @@ impl Link {
                 obj(&[
                     ("at_ms", num(l.at_ms)),
                     ("level", l.level.into()),
-                    ("message", l.message.as_str().into()),
+                    ("event", l.event.into()),
+                    ("detail", l.detail.clone()),
                 ])
             };
             let value = obj(&[
@@ -990,13 +1058,18 @@ impl Link {
 
     /// Adds a listener: `state`, `event`, `reconnected`, `maxAttemptsReached`,
     /// `gap`, `snapshot`, `quality`, `latency`, `accepted`, `rejected`, `error`.
-    pub fn on(&self, name: String, listener: Function) {
+    /// Another name throws: a typo must not leave a listener that never runs.
+    pub fn on(&self, name: String, listener: Function) -> Result<(), JsError> {
+        known_event(&name)?;
         let mut inner = self.inner.borrow_mut();
         Rc::make_mut(&mut inner.listeners).add(name, listener);
+        Ok(())
     }
 
-    pub fn off(&self, name: String, listener: Function) {
+    pub fn off(&self, name: String, listener: Function) -> Result<(), JsError> {
+        known_event(&name)?;
         let mut inner = self.inner.borrow_mut();
         Rc::make_mut(&mut inner.listeners).remove(&name, &listener);
+        Ok(())
     }
 }

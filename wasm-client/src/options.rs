@@ -84,6 +84,12 @@ const NAMES: [&str; 15] = [
     "fallbackUrls",
 ];
 
+/// The same, for the message (a literal: `join` would link a copy of the
+/// generic join code for one error message).
+const NAMES_TEXT: &str = "profile, token, storagePrefix, clientId, maxAttempts, baseDelayMs, \
+    maxDelayMs, jitter, pingIntervalMs, outboxCapacity, connectTimeoutMs, consoleName, \
+    autoConnect, shareTabs, fallbackUrls";
+
 /// One option of the JS object: absent (`undefined`) keeps the default.
 struct Field<'a>(&'a JsValue, &'static str);
 
@@ -160,10 +166,7 @@ impl LinkOptions {
         for key in Object::keys(&Object::from(options.clone())).iter() {
             let key = key.as_string().unwrap_or_default();
             if !NAMES.contains(&key.as_str()) {
-                return Err(format!(
-                    "unknown option `{key}` (options: {})",
-                    NAMES.join(", ")
-                ));
+                return Err(crate::js::unknown("option", &key, NAMES_TEXT));
             }
         }
         let f = |name| Field(options, name);

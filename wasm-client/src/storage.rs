@@ -5,12 +5,15 @@
 //!
 //! Keys (`PREFIX` is the `storagePrefix` option):
 //! - `PREFIX:client_id`: the persistent client id;
-//! - `PREFIX:cursor`: `{"epoch": n, "last_seq": n}`;
+//! - `PREFIX:cursor`: `{"epoch": n, "last_seq": n, "at": unix ms}`;
+//! - `PREFIX:state`: the last value of every kind as of that position (a
+//!   `Snapshot` frame, one byte per character), so a reloaded page shows
+//!   the station at once instead of a blank panel until the next event;
 //! - `PREFIX:outbox`: `{"next_client_seq": n, "outbox": [Publish, ...]}`.
 
 use js_sys::Array;
 use shared_protocol::client::Persisted;
-use shared_protocol::frame::{Delivery, Publish};
+use shared_protocol::frame::{Delivery, Publish, ServerFrame, Snapshot};
 use wasm_bindgen::JsValue;
 
 use crate::js::{get, num, obj, payload_from_js, publish_to_js, show, try_map, whole_number};
@@ -150,11 +153,38 @@ impl Store {
         (persisted, problems)
     }
 
-    pub fn save_cursor(&self, epoch: u64, last_seq: u64) -> Result<(), String> {
+    /// The position, and the state as of it (written first: a state
+    /// whose `upto` is not the stored position is never used).
+    pub fn save_cursor(&self, epoch: u64, last_seq: u64, state: Snapshot) -> Result<(), String> {
+        if let Ok(bytes) = ServerFrame::Snapshot(state).encode() {
+            let mut text = String::with_capacity(bytes.len());
+            for b in bytes {
+                text.push(char::from(b));
+            }
+            self.set("state", &text)?;
+        }
+        let at = js_sys::Date::now() as u64;
         self.set(
             "cursor",
-            &format!("{{\"epoch\":{epoch},\"last_seq\":{last_seq}}}"),
+            &format!("{{\"epoch\":{epoch},\"last_seq\":{last_seq},\"at\":{at}}}"),
         )
+    }
+
+    /// The state the last page showed, if it is as of `last_seq`, with when
+    /// it was saved (Unix ms).
+    pub fn load_state(&self, last_seq: u64) -> Option<(Snapshot, u64)> {
+        let at = parse(&self.get("cursor")?)
+            .ok()
+            .and_then(|c| whole(&c, "at").ok())?;
+        let text = self.get("state")?;
+        let mut bytes = Vec::with_capacity(text.len());
+        for c in text.chars() {
+            bytes.push(u8::try_from(c).ok()?);
+        }
+        match ServerFrame::decode(&bytes, usize::MAX) {
+            Ok(ServerFrame::Snapshot(s)) if s.upto == last_seq => Some((s, at)),
+            _ => None,
+        }
     }
 
     pub fn save_outbox(&self, next_client_seq: u64, outbox: &[Publish]) -> Result<(), String> {
@@ -191,9 +221,10 @@ pub(crate) fn new_client_id() -> String {
     }
     // Hex by hand: no formatting machinery for one id.
     const HEX: &[u8; 16] = b"0123456789abcdef";
-    bytes
-        .iter()
-        .flat_map(|b| [HEX[usize::from(b >> 4)], HEX[usize::from(b & 15)]])
-        .map(char::from)
-        .collect()
+    let mut id = String::with_capacity(32);
+    for b in bytes {
+        id.push(char::from(HEX[usize::from(b >> 4)]));
+        id.push(char::from(HEX[usize::from(b & 15)]));
+    }
+    id
 }

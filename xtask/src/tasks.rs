@@ -197,27 +197,33 @@ pub fn browser_tests_dir() -> PathBuf {
 }
 
 /// `npm ci` for the browser tests and the package build (playwright-core,
-/// binaryen, terser), when needed.
+/// binaryen, terser, typescript), when needed.
 pub fn npm_install() -> Result<()> {
     let dir = browser_tests_dir();
-    let installed = ["playwright-core", "binaryen", "terser"];
+    let installed = ["playwright-core", "binaryen", "terser", "typescript"];
     if installed
         .iter()
         .all(|p| dir.join("node_modules").join(p).exists())
     {
         return Ok(());
     }
-    step("installing the browser tests' npm packages (playwright-core, binaryen, terser)");
+    step("installing the browser tests' npm packages (playwright-core, binaryen, terser, typescript)");
     run(Command::new("npm")
         .current_dir(&dir)
         .args(["ci", "--no-audit", "--no-fund"]))
     .context("npm ci failed in tests/browser")
 }
 
-/// Builds the browser client's npm package into `wasm-client/pkg`.
+/// Builds the browser client's npm package into `wasm-client/pkg`: always
+/// the same package (shrunk by npm's binaryen, glue minified by npm's
+/// terser), or an error saying what is missing, never a bigger one quietly.
 pub fn pkg() -> Result<PathBuf> {
     setup::wasm_target()?;
     setup::wasm_bindgen_cli()?;
+    npm_install().context(
+        "the package build needs npm's binaryen (wasm-opt) and terser, pinned in \
+         tests/browser/package.json: is npm installed and the npm registry reachable?",
+    )?;
     step("building the wasm client (release)");
     run(cargo().args([
         "build",
@@ -243,7 +249,13 @@ pub fn pkg() -> Result<PathBuf> {
     // wasm-opt from npm's binaryen (Debian's 108 produces modules Chromium rejects).
     let wasm_opt = browser_tests_dir().join("node_modules/.bin/wasm-opt");
     let wasm = out.join("station_link_bg.wasm");
-    if wasm_opt.exists() {
+    if !wasm_opt.exists() {
+        bail!(
+            "{} is missing after `npm ci` in tests/browser: the package would miss its size target",
+            wasm_opt.display()
+        );
+    }
+    {
         // Optimised for size, then the import and export names shortened
         // (xtask/src/names.rs): binaryen prints what it renamed.
         let report = Command::new(&wasm_opt)
@@ -275,27 +287,25 @@ pub fn pkg() -> Result<PathBuf> {
         rewrite(&out.join("station_link_bg.wasm.d.ts"), |dts| {
             Ok(renames.declarations(dts, "export const "))
         })?;
-    } else {
-        eprintln!(
-            "    (npm binaryen not installed: wasm-opt skipped; `cargo xtask test` installs it)"
-        );
     }
     // The JS glue minified (names, comments, whitespace): the types and their
     // documentation stay in station_link.d.ts.
     let terser = browser_tests_dir().join("node_modules/.bin/terser");
     let glue = out.join("station_link.js");
-    if terser.exists() {
-        run(Command::new(&terser)
-            .arg(&glue)
-            .args(["--module", "--compress", "--mangle"])
-            .args(["--comments", "/@ts-self-types/", "-o"])
-            .arg(&glue))?;
-    } else {
-        eprintln!(
-            "    (npm terser not installed: glue not minified; `cargo xtask test` installs it)"
+    if !terser.exists() {
+        bail!(
+            "{} is missing after `npm ci` in tests/browser: the package would miss its size target",
+            terser.display()
         );
     }
-    for file in ["package.json", "README.md"] {
+    run(Command::new(&terser)
+        .arg(&glue)
+        .args(["--module", "--compress", "--mangle"])
+        .args(["--comments", "/@ts-self-types/", "-o"])
+        .arg(&glue))?;
+    // The types are hand-written (wasm-bindgen's say `any` and `Function`),
+    // replacing the generated declarations.
+    for file in ["package.json", "README.md", "station_link.d.ts"] {
         std::fs::copy(root().join("wasm-client/npm").join(file), out.join(file))?;
     }
     eprintln!("    package: {}", out.display());

@@ -110,10 +110,15 @@ fn lease_to_js(msg: Msg) -> JsValue {
 }
 
 fn frames_of(list: &JsValue) -> Vec<ServerFrame> {
-    Array::from(list)
-        .iter()
-        .filter_map(|f| ServerFrame::decode(&Uint8Array::new(&f).to_vec(), usize::MAX).ok())
-        .collect()
+    let list = Array::from(list);
+    let mut frames = Vec::with_capacity(list.length() as usize);
+    for i in 0..list.length() {
+        let bytes = Uint8Array::new(&list.get(i)).to_vec();
+        if let Ok(frame) = ServerFrame::decode(&bytes, usize::MAX) {
+            frames.push(frame);
+        }
+    }
+    frames
 }
 
 impl Tabs {
