@@ -88,8 +88,14 @@ test('a reload during a stream resumes from last_seq with no loss and no duplica
     await sleep(300);
     const seen = await page.evaluate(() => JSON.parse(sessionStorage.getItem('seen')));
     assert.deepEqual(seen, range(1, 300));
-    const resumed = await page.evaluate(() => rec.snapshots.length === 0 && rec.events.length > 0 && rec.events[0].seq > 1);
-    assert.ok(resumed, 'the reloaded page resumed (no snapshot, continued after last_seq)');
+    const resumed = await page.evaluate(() => rec.snapshots.every((s) => s.restored) && rec.events.length > 0 && rec.events[0].seq > 1);
+    assert.ok(resumed, 'the reloaded page resumed (no snapshot from the proxy, continued after last_seq)');
+    // It showed the state the last page stored, as of where it resumed.
+    const restored = await page.evaluate(() => rec.snapshots.map((s) => [s.upto, s.state.note?.n, typeof s.asOfMs]));
+    const first = await page.evaluate(() => rec.events[0].seq);
+    assert.equal(restored.length, 1, 'one restored snapshot');
+    assert.equal(restored[0][0], first - 1, 'as of the position the page resumed from');
+    assert.equal(restored[0][2], 'number');
   } finally {
     await publisher.context.close();
     await watcher.context.close();

@@ -74,10 +74,7 @@ fn check_send_options(options: &JsValue) -> Result<(), JsError> {
         return Ok(());
     }
     if !options.is_object() {
-        return Err(JsError::new(&format!(
-            "send options must be an object, not {}",
-            show(options)
-        )));
+        return Err(JsError::new("send options must be an object"));
     }
     for key in js_sys::Object::keys(&js_sys::Object::from(options.clone())).iter() {
         let key = key.as_string().unwrap_or_default();

@@ -258,8 +258,16 @@ pub fn pkg() -> Result<PathBuf> {
     {
         // Optimised for size, then the import and export names shortened
         // (xtask/src/names.rs): binaryen prints what it renamed.
+        // Two rounds of -Oz around a flatten and re-loop of the control
+        // flow, with similar functions merged: about 490 B less gzipped
+        // than one -Oz (docs/BENCHMARKS.md).
         let report = Command::new(&wasm_opt)
             .args([
+                "-Oz",
+                "--merge-similar-functions",
+                "--flatten",
+                "--rereloop",
+                "-Oz",
                 "-Oz",
                 "--strip-target-features",
                 "--minify-imports-and-exports-and-modules",

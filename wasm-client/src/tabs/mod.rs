@@ -362,14 +362,3 @@ impl Tabs {
         }
     }
 }
-
-impl Drop for Tabs {
-    fn drop(&mut self) {
-        self.lease.resign();
-        while let Some(Out::Post(msg)) = self.lease.poll_output() {
-            self.post(&lease_to_js(msg));
-        }
-        self.channel.set_onmessage(None);
-        self.channel.close();
-    }
-}

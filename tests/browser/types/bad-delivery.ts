@@ -1,0 +1,4 @@
+import init, { Link } from 'station-link';
+await init();
+const link = new Link('ws://127.0.0.1:8080/ws');
+link.send('radio.ptt', { on: true }, { delivery: 'volatil', ttlMs: 2000 }); // typo
