@@ -130,8 +130,6 @@ export interface AcceptedEvent {
 export interface RejectedEvent {
   clientSeq: number;
   reason: string;
-  /** The publish's kind (e.g. `radio.ptt`), where the link still knows it. */
-  kind?: string;
 }
 
 export type ErrorKind =
@@ -139,8 +137,6 @@ export type ErrorKind =
   | 'outboxOverflow'
   | 'notSent'
   | 'socket'
-  | 'originRefused'
-  | 'unreachable'
   | 'unauthorized'
   | 'replaced'
   | 'shutting_down'
