@@ -291,9 +291,10 @@ pub struct ClientSession {
     /// The proxy's `Welcome.limits.publish_window`: reliable publishes sent
     /// and unanswered stay under it; the rest wait in the outbox.
     publish_window: usize,
-    /// Reliable publishes sent on this connection and not yet answered, and
-    /// the highest sent.
-    unanswered: std::collections::BTreeSet<u64>,
+    /// Reliable publishes sent on this connection and not yet answered
+    /// (ascending: they go out in order), and the highest sent. A plain
+    /// `Vec`: a B-tree would cost the browser package kilobytes.
+    unanswered: Vec<u64>,
     sent_upto: u64,
     acked: u64,
     ack_at: Option<Millis>,
@@ -346,7 +347,7 @@ impl ClientSession {
             acked: restored.last_seq,
             outbox,
             publish_window: usize::MAX,
-            unanswered: std::collections::BTreeSet::new(),
+            unanswered: Vec::new(),
             sent_upto: 0,
             client_id: restored.client_id,
             wall_offset_ms,
@@ -880,7 +881,7 @@ impl ClientSession {
             ServerFrame::Gap(gap) => self.receiver.on_gap(gap, &mut delivered),
             ServerFrame::Snapshot(snapshot) => self.receiver.on_snapshot(snapshot, &mut delivered),
             ServerFrame::Accepted { upto } => {
-                self.unanswered = self.unanswered.split_off(&(upto.saturating_add(1)));
+                self.unanswered.retain(|&s| s > upto);
                 let released = self.outbox.on_accepted(upto);
                 self.quality.on_acked(released as u64);
                 if released > 0 {
@@ -890,7 +891,7 @@ impl ClientSession {
                 self.send_outbox(socket);
             }
             ServerFrame::Rejected(r) => {
-                self.unanswered.remove(&r.client_seq);
+                self.unanswered.retain(|&s| s != r.client_seq);
                 if self.outbox.on_rejected(r.client_seq).is_some() {
                     self.outbox_dirty = true;
                 }
@@ -967,7 +968,7 @@ impl ClientSession {
         self.quality.on_sent(next.len() as u64);
         for publish in next {
             self.sent_upto = publish.client_seq;
-            self.unanswered.insert(publish.client_seq);
+            self.unanswered.push(publish.client_seq);
             self.transmit(socket, &ClientFrame::Publish(publish));
         }
     }
