@@ -25,6 +25,8 @@ pub struct Proxy {
     args: Vec<String>,
     /// Run under this open-files limit (soft and hard), through `prlimit`.
     nofile: Option<u64>,
+    /// Where it listens at first start.
+    listen: String,
     _tmp: Option<tempfile::TempDir>,
 }
 
@@ -33,6 +35,16 @@ impl Proxy {
     /// `config` is TOML written to a file passed with `--config`.
     pub fn start(config: &str) -> Proxy {
         Proxy::start_in(config, None)
+    }
+
+    /// Like [`Proxy::start`], listening on `listen` (say `0.0.0.0:0`).
+    pub fn start_listening(config: &str, listen: &str) -> Proxy {
+        let mut proxy = Proxy::start_in(config, None);
+        proxy.kill9();
+        proxy.addr.clear();
+        proxy.listen = listen.to_string();
+        proxy.spawn();
+        proxy
     }
 
     /// Like [`Proxy::start`], under an open-files limit of `nofile` (the
@@ -60,6 +72,7 @@ impl Proxy {
             data_dir,
             args,
             nofile: None,
+            listen: "127.0.0.1:0".into(),
             _tmp: Some(tmp),
         };
         proxy.spawn();
@@ -83,7 +96,7 @@ impl Proxy {
             .arg(&self.data_dir)
             .arg("--listen")
             .arg(if self.addr.is_empty() {
-                "127.0.0.1:0"
+                &self.listen
             } else {
                 &self.addr
             })
@@ -188,7 +201,10 @@ pub fn http_get(addr: &str, path: &str, headers: &[(&str, &str)]) -> (u16, Strin
     use std::io::{Read, Write};
     let mut stream = std::net::TcpStream::connect(addr).expect("connect");
     stream.set_read_timeout(Some(Duration::from_secs(10))).ok();
-    let mut request = format!("GET {path} HTTP/1.1\r\nHost: {addr}\r\n");
+    let mut request = format!("GET {path} HTTP/1.1\r\n");
+    if !headers.iter().any(|(k, _)| k.eq_ignore_ascii_case("host")) {
+        request.push_str(&format!("Host: {addr}\r\n"));
+    }
     if !headers
         .iter()
         .any(|(k, _)| k.eq_ignore_ascii_case("connection"))

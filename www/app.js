@@ -22,7 +22,20 @@ function toast(text, kind = 'info', { polite = false } = {}) {
 await init();
 const params = new URLSearchParams(location.search);
 const options = { storagePrefix: 'dashboard' };
-if (params.get('token')) options.token = params.get('token');
+// ?token=SECRET moves into this browser's storage and out of the address
+// bar at once, so history, bookmarks, screenshots and the service worker's
+// cache never hold it; later visits use the stored one.
+const TOKEN_KEY = 'dashboard.token';
+if (params.get('token')) {
+  options.token = params.get('token');
+  try { localStorage.setItem(TOKEN_KEY, options.token); } catch { /* private mode: this visit only */ }
+  params.delete('token');
+  const rest = params.toString();
+  history.replaceState(history.state, '', `${location.pathname}${rest ? `?${rest}` : ''}${location.hash}`);
+} else {
+  try { options.token = localStorage.getItem(TOKEN_KEY) ?? undefined; } catch { /* no storage */ }
+  if (options.token === undefined) delete options.token;
+}
 // Backoff settings from the address (the tests use short ones).
 for (const k of ['baseDelayMs', 'maxDelayMs', 'maxAttempts']) if (params.get(k)) options[k] = Number(params.get(k));
 // ?fallback=host:port,host:port — other proxies on the same shared log, tried

@@ -15,15 +15,18 @@ self.addEventListener('fetch', (event) => {
   const url = new URL(event.request.url);
   const live = ['/ws', '/stats', '/metrics', '/healthz'].includes(url.pathname);
   if (event.request.method !== 'GET' || url.origin !== location.origin || live) return;
+  // Cached by path alone: a URL with a query (a ?token=, backoff settings)
+  // is never a cache key, so no secret ever lands in the cache.
+  const key = `${url.origin}${url.pathname}`;
   event.respondWith(
     fetch(event.request)
       .then((response) => {
         if (response.ok) {
           const copy = response.clone();
-          caches.open(CACHE).then((cache) => cache.put(event.request, copy));
+          caches.open(CACHE).then((cache) => cache.put(key, copy));
         }
         return response;
       })
-      .catch(() => caches.match(event.request, { ignoreSearch: true })),
+      .catch(() => caches.match(key)),
   );
 });

@@ -18,6 +18,11 @@ use crate::registry::{Registry, Totals};
 
 pub struct AppState {
     pub config: Arc<Config>,
+    /// The host names requests may carry (see `auth::Hosts`).
+    pub hosts: crate::auth::Hosts,
+    /// The role of a client without a token when no tokens are configured:
+    /// control only when the proxy listens on loopback alone.
+    pub anonymous_role: crate::auth::Role,
     pub log: EventLog,
     pub registry: Registry,
     pub clock: Clock,
@@ -54,7 +59,18 @@ impl AppState {
             clock,
             shutdown.clone(),
         );
+        let hosts = crate::auth::Hosts::new(
+            &config.allowed_hosts,
+            crate::auth::Hosts::own_hostname().as_deref(),
+        );
+        let anonymous_role = if config.listen.ip().is_loopback() {
+            crate::auth::Role::Control
+        } else {
+            crate::auth::Role::Read
+        };
         AppState {
+            hosts,
+            anonymous_role,
             links: std::sync::OnceLock::new(),
             watchdog,
             registry: Registry::new(config.retention_ms),

@@ -110,6 +110,15 @@ pub struct Config {
     pub nats_connect_timeout_ms: u64,
     /// How long a publish is retried while NATS is unreachable.
     pub nats_publish_timeout_ms: u64,
+    /// NATS authentication: user and password, a token, or a `.creds` file
+    /// (credentials in the `log` URL work too; all are redacted in logs).
+    pub nats_user: Option<String>,
+    pub nats_password: Option<String>,
+    pub nats_token: Option<String>,
+    pub nats_creds_file: Option<PathBuf>,
+    /// NATS over TLS: a CA bundle (PEM) to trust, and whether TLS is required.
+    pub nats_tls_ca: Option<PathBuf>,
+    pub nats_tls_required: bool,
     /// This proxy's name (NATS connection name, message ids, `/stats`).
     pub proxy_name: String,
     pub www: Option<PathBuf>,
@@ -142,8 +151,20 @@ pub struct Config {
     pub max_events: u64,
     /// Origins allowed to open a WebSocket besides the proxy's own; "*" allows all.
     pub allowed_origins: Vec<String>,
-    /// Shared-secret tokens; when none are set, every client has the control role.
+    /// Host names the proxy answers for, besides IP literals, `localhost`,
+    /// this machine's hostname and `hostname.local` (DNS-rebinding defence):
+    /// exact names or `*.example.org`.
+    pub allowed_hosts: Vec<String>,
+    /// Shared-secret tokens. When none are set, a client without one has
+    /// the control role if the proxy listens on loopback only, else read.
     pub tokens: Vec<TokenConfig>,
+    /// A secret for `/stats` and `/metrics` alone (Prometheus' bearer_token),
+    /// besides the tokens.
+    pub metrics_token: Option<String>,
+    /// More `[[tokens]]` from a file of their own, so the main configuration
+    /// can be world-readable; under systemd, `LoadCredential=tokens.toml:PATH`
+    /// puts it in `$CREDENTIALS_DIRECTORY`, which is read by itself.
+    pub tokens_file: Option<PathBuf>,
     /// Most new connections accepted per second; the excess get a `Drain`
     /// frame saying when to come back.
     pub max_handshakes_per_sec: u32,
@@ -201,6 +222,12 @@ impl Default for Config {
             nats_subject: "station.events".into(),
             nats_connect_timeout_ms: 5_000,
             nats_publish_timeout_ms: 30_000,
+            nats_user: None,
+            nats_password: None,
+            nats_token: None,
+            nats_creds_file: None,
+            nats_tls_ca: None,
+            nats_tls_required: false,
             proxy_name: "edge-proxy".into(),
             www: None,
             log_format: LogFormat::Human,
@@ -217,7 +244,10 @@ impl Default for Config {
             retention_ms: 5 * 60_000,
             max_events: 100_000,
             allowed_origins: Vec::new(),
+            allowed_hosts: Vec::new(),
             tokens: Vec::new(),
+            metrics_token: None,
+            tokens_file: None,
             max_handshakes_per_sec: 500,
             max_handshakes_per_sec_per_source: 100,
             header_timeout_ms: 10_000,
@@ -242,7 +272,35 @@ impl Default for Config {
     }
 }
 
+/// A file of `[[tokens]]` (see `tokens_file`).
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct TokensFile {
+    #[serde(default)]
+    tokens: Vec<TokenConfig>,
+    metrics_token: Option<String>,
+}
+
 impl Config {
+    /// Adds the tokens of `tokens_file`, or of systemd's credential
+    /// `tokens.toml` when the service has one.
+    fn load_tokens_file(&mut self) -> Result<()> {
+        let from_systemd = std::env::var_os("CREDENTIALS_DIRECTORY")
+            .map(|dir| PathBuf::from(dir).join("tokens.toml"))
+            .filter(|p| p.exists());
+        for path in self.tokens_file.clone().into_iter().chain(from_systemd) {
+            let text = std::fs::read_to_string(&path)
+                .with_context(|| format!("reading the tokens file {}", path.display()))?;
+            let file: TokensFile = toml::from_str(&text)
+                .with_context(|| format!("in the tokens file {}", path.display()))?;
+            self.tokens.extend(file.tokens);
+            if file.metrics_token.is_some() {
+                self.metrics_token = file.metrics_token;
+            }
+        }
+        Ok(())
+    }
+
     pub fn load(cli: &Cli) -> Result<Config> {
         let mut config = match &cli.config {
             Some(path) => {
@@ -256,6 +314,7 @@ impl Config {
         if let Some(listen) = cli.listen {
             config.listen = listen;
         }
+        config.load_tokens_file()?;
         if let Some(dir) = &cli.data_dir {
             config.data_dir = dir.clone();
         }
@@ -298,7 +357,33 @@ impl Config {
             proxy_name: self.proxy_name.clone(),
             connect_timeout_ms: self.nats_connect_timeout_ms,
             publish_timeout_ms: self.nats_publish_timeout_ms,
+            user: self.nats_user.clone(),
+            password: self.nats_password.clone(),
+            token: self.nats_token.clone(),
+            creds_file: self.nats_creds_file.clone(),
+            tls_ca: self.nats_tls_ca.clone(),
+            tls_required: self.nats_tls_required,
         })
+    }
+
+    /// The configuration as `--print-config` shows it: every secret (token
+    /// secrets, `metrics_token`, NATS password and token, credentials in
+    /// the log URL) replaced by `"***"`.
+    pub fn redacted(&self) -> Result<String> {
+        let mut copy = self.clone();
+        for token in &mut copy.tokens {
+            token.secret = "***".into();
+        }
+        let hide = |s: &mut Option<String>| {
+            if s.is_some() {
+                *s = Some("***".into());
+            }
+        };
+        hide(&mut copy.metrics_token);
+        hide(&mut copy.nats_password);
+        hide(&mut copy.nats_token);
+        copy.log = crate::eventlog::jetstream::redact_url(&copy.log);
+        Ok(toml::to_string_pretty(&copy)?)
     }
 
     fn validate(&self) -> Result<()> {

@@ -36,7 +36,7 @@ fn main() -> Result<()> {
     let cli = Cli::parse();
     let config = Config::load(&cli)?;
     if cli.print_config {
-        print!("{}", toml::to_string_pretty(&config)?);
+        print!("{}", config.redacted()?);
         return Ok(());
     }
     init_logging(config.log_format);
@@ -69,7 +69,7 @@ async fn open_log(config: &Config, log_config: LogConfig) -> Result<EventLog> {
     let Some(nats) = config.nats() else {
         return embedded();
     };
-    tracing::info!(url = %nats.url, stream = %nats.stream, "joining the shared event log on NATS JetStream");
+    tracing::info!(url = %nats.shown_url(), stream = %nats.stream, "joining the shared event log on NATS JetStream");
     match EventLog::connect(&nats, log_config).await {
         Ok(log) => Ok(log),
         Err(e) if config.log_fallback_embedded => {
@@ -83,7 +83,7 @@ async fn open_log(config: &Config, log_config: LogConfig) -> Result<EventLog> {
         }
         Err(e) => Err(anyhow::Error::new(e).context(format!(
             "joining the shared event log at {} (start nats-server with -js, or set log_fallback_embedded = true)",
-            nats.url
+            nats.shown_url()
         ))),
     }
 }

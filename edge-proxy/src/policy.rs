@@ -90,7 +90,8 @@ pub struct Clocks<'a> {
 /// than its lifetime is refused. A PTT-off is never refused for its age:
 /// unkeying is always safe.
 pub fn admit(publish: &Publish, role: Role, clocks: &Clocks<'_>) -> Result<(), RejectReason> {
-    if publish.kind.is_empty() || publish.kind.len() > 128 {
+    if publish.kind.is_empty() || publish.kind.len() > 128 || !crate::auth::printable(&publish.kind)
+    {
         return Err(RejectReason::Invalid);
     }
     if is_reserved_kind(&publish.kind) {

@@ -12,7 +12,7 @@ use shared_protocol::quality::{QualityConfig, QualityTracker};
 use shared_protocol::Millis;
 use tokio::sync::watch;
 
-use crate::auth::Role;
+use crate::auth::{Credential, Role};
 
 /// The states of the requirements' connection manager.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -26,6 +26,8 @@ pub enum SessionState {
 }
 
 struct Record {
+    /// Who owns this `client_id`: the credential that first used it.
+    credential: Credential,
     state: SessionState,
     connection: u64,
     role: Option<Role>,
@@ -118,13 +120,28 @@ impl Registry {
     }
 
     /// A connection presented `client_id`: claims the record, telling any
-    /// older live connection of the same client to close.
-    pub fn connect(&self, client_id: &str, role: Role, remote: &str, now: Millis) -> Claim {
+    /// older live connection of the same client to close. `None` when the
+    /// `client_id` belongs to another credential (it is refused, and the
+    /// owner's session is not touched).
+    pub fn connect(
+        &self,
+        client_id: &str,
+        role: Role,
+        credential: Credential,
+        remote: &str,
+        now: Millis,
+    ) -> Option<Claim> {
+        let mut records = self.lock();
+        if records
+            .get(client_id)
+            .is_some_and(|r| r.credential != credential)
+        {
+            return None;
+        }
         let connection = self.next_connection.fetch_add(1, Ordering::Relaxed);
         self.totals.connections.fetch_add(1, Ordering::Relaxed);
         self.totals.live.fetch_add(1, Ordering::Relaxed);
         metrics::counter!("proxy_connections_total").increment(1);
-        let mut records = self.lock();
         let (tx, rx) = watch::channel(false);
         match records.get_mut(client_id) {
             Some(record) => {
@@ -142,6 +159,7 @@ impl Registry {
                 records.insert(
                     client_id.to_string(),
                     Record {
+                        credential,
                         state: SessionState::Connecting,
                         connection,
                         role: Some(role),
@@ -163,10 +181,10 @@ impl Registry {
                 );
             }
         }
-        Claim {
+        Some(Claim {
             connection,
             replaced: rx,
-        }
+        })
     }
 
     /// Runs `f` on the record if this connection still owns it.

@@ -34,6 +34,14 @@ pub fn describe() {
         "Upgrades refused by admission control (HTTP 503)."
     );
     describe_gauge!("proxy_global_seq", "The newest durable sequence number.");
+    describe_counter!(
+        "proxy_connections_refused_total",
+        "Connections closed before a request: over max_connections, past the header timeout, or displaced by newer unfinished ones (label reason)."
+    );
+    describe_gauge!(
+        "proxy_log_writable",
+        "1 while the event log can store events, 0 while it cannot (a full disk; see /healthz)."
+    );
     describe_gauge!(
         "proxy_log_nats_connected",
         "1 while the JetStream log's NATS connection is up, 0 while it is down (JetStream log only)."

@@ -123,6 +123,19 @@ test('a read-only token disables the controls, with the reason shown', async () 
     assert.ok(await p.evaluate(() => document.getElementById('ptt-btn').disabled), 'disabled as soon as connected');
     assert.match(await p.textContent('#controls-why'), /read-only/);
     assert.equal(await p.evaluate(() => document.querySelectorAll('#toasts .toast.warn').length), 0, 'nothing was refused');
+    // The secret left the address bar (and so the history) at once ...
+    assert.equal(await p.evaluate(() => location.search), '', 'no ?token= left in the address');
+    // ... and a later visit without it uses the stored one.
+    await p.goto(`${readOnly.url}/`);
+    await p.waitForFunction(() => document.getElementById('badge').textContent === 'connected', null, { timeout: 20_000 });
+    assert.match(await p.textContent('#controls-why'), /read-only/);
+    // The service worker never caches a URL with a secret in it.
+    const keys = await p.evaluate(async () => {
+      const out = [];
+      for (const name of await caches.keys()) for (const r of await (await caches.open(name)).keys()) out.push(r.url);
+      return out;
+    });
+    assert.ok(!keys.some((k) => k.includes('token')), `cached: ${keys.join(', ')}`);
   } finally {
     await ctx.close();
     await readOnly.kill9();

@@ -20,7 +20,7 @@ let browser;
 let proxy;
 
 before(async () => {
-  proxy = await new Proxy(dashboardDir(), 'radio_poll_ms = 100\nmax_publish_per_sec = 1000\n', ['--demo']).start();
+  proxy = await new Proxy(dashboardDir(), 'radio_poll_ms = 100\nmax_publish_per_sec = 1000\nallowed_hosts = ["station.test"]\n', ['--demo']).start();
   browser = await chromium.launch({
     executablePath: '/usr/bin/chromium',
     args: [...CHROMIUM_ARGS, '--host-resolver-rules=MAP station.test 127.0.0.1'],

@@ -56,6 +56,34 @@ pub struct NatsConfig {
     pub connect_timeout_ms: u64,
     /// Retry a publish through an outage for this long before failing it.
     pub publish_timeout_ms: u64,
+    /// Authentication: user and password, a token, or a `.creds` file.
+    pub user: Option<String>,
+    pub password: Option<String>,
+    pub token: Option<String>,
+    pub creds_file: Option<std::path::PathBuf>,
+    /// TLS: a CA bundle to trust (PEM), and whether TLS is required.
+    pub tls_ca: Option<std::path::PathBuf>,
+    pub tls_required: bool,
+}
+
+impl NatsConfig {
+    /// The URL as logs and errors may show it: credentials in it
+    /// (`nats://user:pass@host`) replaced by `***`.
+    pub fn shown_url(&self) -> String {
+        redact_url(&self.url)
+    }
+}
+
+/// `scheme://user:pass@host` → `scheme://***@host`, for each of a
+/// comma-separated list.
+pub fn redact_url(url: &str) -> String {
+    url.split(',')
+        .map(|one| match (one.split_once("://"), one.rfind('@')) {
+            (Some((scheme, _)), Some(at)) => format!("{scheme}://***{}", &one[at..]),
+            _ => one.to_string(),
+        })
+        .collect::<Vec<_>>()
+        .join(",")
 }
 
 impl Default for NatsConfig {
@@ -67,6 +95,12 @@ impl Default for NatsConfig {
             proxy_name: "edge-proxy".into(),
             connect_timeout_ms: 5_000,
             publish_timeout_ms: 30_000,
+            user: None,
+            password: None,
+            token: None,
+            creds_file: None,
+            tls_ca: None,
+            tls_required: false,
         }
     }
 }
@@ -155,15 +189,35 @@ impl JetLog {
                 }
                 }
             });
+        let mut options = options;
+        if let (Some(user), Some(password)) = (&nats.user, &nats.password) {
+            options = options.user_and_password(user.clone(), password.clone());
+        }
+        if let Some(token) = &nats.token {
+            options = options.token(token.clone());
+        }
+        if let Some(creds) = &nats.creds_file {
+            options = options.credentials_file(creds).await.map_err(|e| {
+                nats_error(
+                    &format!("reading the NATS credentials {}", creds.display()),
+                    e,
+                )
+            })?;
+        }
+        if let Some(ca) = &nats.tls_ca {
+            options = options.add_root_certificates(ca.clone());
+        }
+        options = options.require_tls(nats.tls_required);
+        let shown = nats.shown_url();
         let client = tokio::time::timeout(connect_timeout, options.connect(nats.url.as_str()))
             .await
             .map_err(|_| {
                 LogError::Nats(format!(
-                    "no NATS server answered at {} within {} ms",
-                    nats.url, nats.connect_timeout_ms
+                    "no NATS server answered at {shown} within {} ms",
+                    nats.connect_timeout_ms
                 ))
             })?
-            .map_err(|e| nats_error(&format!("connecting to {}", nats.url), e))?;
+            .map_err(|e| nats_error(&format!("connecting to {shown}"), e))?;
         let js = jetstream::new(client.clone());
         let wanted = stream::Config {
             name: nats.stream.clone(),

@@ -18,15 +18,100 @@ use crate::app::AppState;
 use crate::auth::origin_allowed;
 
 pub fn router(state: Arc<AppState>) -> Router {
-    let mut router = Router::new()
-        .route("/ws", get(ws_upgrade))
+    // What the operator's view shows (client ids, addresses) needs a token
+    // when tokens are configured.
+    let private = Router::new()
         .route("/stats", get(stats::stats))
         .route("/metrics", get(stats::metrics_text))
-        .route("/healthz", get(healthz));
+        .route_layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            operator_only,
+        ));
+    let mut router = Router::new()
+        .route("/ws", get(ws_upgrade))
+        .route("/healthz", get(healthz))
+        .merge(private);
     if let Some(www) = &state.config.www {
         router = router.fallback_service(tower_http::services::ServeDir::new(www));
     }
-    router.with_state(state)
+    router
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            host_check,
+        ))
+        .with_state(state)
+}
+
+/// Every request names a host the proxy answers for (DNS rebinding: a
+/// foreign page whose name resolves here carries its own name).
+async fn host_check(
+    State(state): State<Arc<AppState>>,
+    request: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> Response {
+    let host = request
+        .headers()
+        .get(header::HOST)
+        .and_then(|v| v.to_str().ok())
+        .or_else(|| request.uri().host())
+        .map(str::to_string);
+    if let Some(host) = host {
+        if !state.hosts.allows(&host) {
+            state.bad_input(ErrorCode::Unauthorized);
+            tracing::warn!(host = ?host, "EVENT_HOST_REFUSED: add it to allowed_hosts if it is this proxy's name");
+            return (
+                StatusCode::FORBIDDEN,
+                format!(
+                    "host {host:?} is not one this proxy answers for; add it to allowed_hosts\n"
+                ),
+            )
+                .into_response();
+        }
+    }
+    next.run(request).await
+}
+
+/// `/stats` and `/metrics` with tokens configured: any configured token (or
+/// `metrics_token`), as `Authorization: Bearer ...` (Prometheus'
+/// `bearer_token`) or `?token=...`.
+async fn operator_only(
+    State(state): State<Arc<AppState>>,
+    request: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> Response {
+    let config = &state.config;
+    if config.tokens.is_empty() && config.metrics_token.is_none() {
+        return next.run(request).await;
+    }
+    let bearer = request
+        .headers()
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "))
+        .map(str::to_string);
+    let query = request.uri().query().and_then(|q| {
+        q.split('&')
+            .find_map(|kv| kv.strip_prefix("token="))
+            .map(str::to_string)
+    });
+    let presented = bearer.or(query);
+    let allowed = presented.as_deref().is_some_and(|p| {
+        crate::auth::role_for(&config.tokens, Some(p), crate::auth::Role::Read)
+            .is_some_and(|_| !config.tokens.is_empty())
+            || config
+                .metrics_token
+                .as_deref()
+                .is_some_and(|m| crate::auth::secrets_equal(m, p))
+    });
+    if !allowed {
+        return (
+            StatusCode::UNAUTHORIZED,
+            [(header::WWW_AUTHENTICATE, "Bearer")],
+            "a token is needed: Authorization: Bearer TOKEN, or ?token=TOKEN\n",
+        )
+            .into_response();
+    }
+    next.run(request).await
 }
 
 async fn ws_upgrade(
@@ -36,8 +121,7 @@ async fn ws_upgrade(
     upgrade: WebSocketUpgrade,
 ) -> Response {
     let origin = headers.get(header::ORIGIN).and_then(|v| v.to_str().ok());
-    let host = headers.get(header::HOST).and_then(|v| v.to_str().ok());
-    if !origin_allowed(origin, host, &state.config.allowed_origins) {
+    if !origin_allowed(origin, &state.hosts, &state.config.allowed_origins) {
         state.bad_input(ErrorCode::Unauthorized);
         tracing::warn!(?origin, %remote, "EVENT_ORIGIN_REFUSED");
         return (StatusCode::FORBIDDEN, "origin not allowed\n").into_response();

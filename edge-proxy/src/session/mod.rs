@@ -77,21 +77,53 @@ pub async fn run(socket: WebSocket, state: Arc<AppState>, remote: SocketAddr) {
         }
         Ok(Incoming::Closed) => return,
     };
-    if hello.client_id.is_empty() || hello.client_id.len() > 128 {
+    if hello.client_id.is_empty()
+        || hello.client_id.len() > 128
+        || !crate::auth::printable(&hello.client_id)
+    {
         state.bad_input(ErrorCode::ProtocolViolation);
         return close(
             &mut sink,
             ErrorCode::ProtocolViolation,
-            "client_id must be 1 to 128 bytes",
+            "client_id must be 1 to 128 bytes of printable characters",
         )
         .await;
     }
-    let Some(role) = role_for(&state.config.tokens, hello.token.as_deref()) else {
+    let Some((role, credential)) = role_for(
+        &state.config.tokens,
+        hello.token.as_deref(),
+        state.anonymous_role,
+    ) else {
         state.bad_input(ErrorCode::Unauthorized);
         tracing::warn!(client_id = %hello.client_id, %remote, "EVENT_AUTH_FAILED: bad or missing token");
         return close(&mut sink, ErrorCode::Unauthorized, "bad or missing token").await;
     };
-    let shell = Shell::new(state, hello, role, remote);
+    let now = state.clock.now();
+    let Some(claim) =
+        state
+            .registry
+            .connect(&hello.client_id, role, credential, &remote.to_string(), now)
+    else {
+        state.bad_input(ErrorCode::Unauthorized);
+        tracing::warn!(client_id = ?hello.client_id, %remote, "EVENT_CLIENT_ID_TAKEN: another credential owns this client_id");
+        return close(
+            &mut sink,
+            ErrorCode::Unauthorized,
+            "this client_id belongs to another credential; use your own",
+        )
+        .await;
+    };
+    let shell = Shell {
+        client_id: hello.client_id.clone(),
+        dedup_id: credential.dedup_id(&hello.client_id),
+        connection: claim.connection,
+        replaced: claim.replaced,
+        role,
+        hello,
+        welcomed: false,
+        cursor: 0,
+        state,
+    };
     shell.serve(sink, stream).await;
 }
 
@@ -268,6 +300,8 @@ struct Ending {
 struct Shell {
     state: Arc<AppState>,
     client_id: String,
+    /// What its publishes are deduplicated under (see `auth::Credential`).
+    dedup_id: String,
     connection: u64,
     role: Role,
     hello: shared_protocol::frame::Hello,
@@ -277,28 +311,6 @@ struct Shell {
 }
 
 impl Shell {
-    fn new(
-        state: Arc<AppState>,
-        hello: shared_protocol::frame::Hello,
-        role: Role,
-        remote: SocketAddr,
-    ) -> Self {
-        let now = state.clock.now();
-        let claim = state
-            .registry
-            .connect(&hello.client_id, role, &remote.to_string(), now);
-        Shell {
-            client_id: hello.client_id.clone(),
-            connection: claim.connection,
-            replaced: claim.replaced,
-            role,
-            hello,
-            welcomed: false,
-            cursor: 0,
-            state,
-        }
-    }
-
     fn session_config(&self) -> SessionConfig {
         let c = &self.state.config;
         SessionConfig {
@@ -471,7 +483,7 @@ impl Shell {
         let clock = state.clock;
         let mut head_rx = state.log.subscribe();
         let mut shutdown = state.shutdown.clone();
-        let (publish_tx, mut published) = state.log.publisher(self.client_id.clone());
+        let (publish_tx, mut published) = state.log.publisher(self.dedup_id.clone());
         let max = state.config.max_frame_bytes as usize;
         loop {
             session.handle_write_progress(
