@@ -27,6 +27,12 @@ pub struct Proxy {
     nofile: Option<u64>,
     /// Where it listens at first start.
     listen: String,
+    /// The binary to run instead of [`binary()`] (the load generator starts
+    /// a release build it was pointed at).
+    bin: Option<PathBuf>,
+    /// The TOML file passed with `--config`, so it can be rewritten before
+    /// a restart.
+    config_path: PathBuf,
     _tmp: Option<tempfile::TempDir>,
 }
 
@@ -61,6 +67,17 @@ impl Proxy {
     /// Like [`Proxy::start`], with the log in `data_dir` (e.g. on a small
     /// filesystem) instead of a fresh temporary directory.
     pub fn start_in(config: &str, data_dir: Option<PathBuf>) -> Proxy {
+        Proxy::start_full(config, data_dir, None)
+    }
+
+    /// Like [`Proxy::start`], running `bin` instead of [`binary()`]: the
+    /// load generator measures the release build it is given, not whatever
+    /// `EDGE_PROXY_BIN` or the debug build happens to be.
+    pub fn start_with_binary(bin: &Path, config: &str) -> Proxy {
+        Proxy::start_full(config, None, Some(bin.to_path_buf()))
+    }
+
+    fn start_full(config: &str, data_dir: Option<PathBuf>, bin: Option<PathBuf>) -> Proxy {
         let tmp = tempfile::tempdir().expect("tempdir");
         let data_dir = data_dir.unwrap_or_else(|| tmp.path().join("data"));
         let config_path = tmp.path().join("proxy.toml");
@@ -73,6 +90,8 @@ impl Proxy {
             args,
             nofile: None,
             listen: "127.0.0.1:0".into(),
+            bin,
+            config_path,
             _tmp: Some(tmp),
         };
         proxy.spawn();
@@ -82,13 +101,14 @@ impl Proxy {
     fn spawn(&mut self) {
         let port_file = self.data_dir.with_extension("port");
         let _ = std::fs::remove_file(&port_file);
+        let bin = self.bin.clone().unwrap_or_else(binary);
         let mut command = match self.nofile {
             Some(n) => {
                 let mut c = Command::new("prlimit");
-                c.arg(format!("--nofile={n}:{n}")).arg("--").arg(binary());
+                c.arg(format!("--nofile={n}:{n}")).arg("--").arg(bin);
                 c
             }
-            None => Command::new(binary()),
+            None => Command::new(bin),
         };
         let child = command
             .args(&self.args)
@@ -189,6 +209,39 @@ impl Proxy {
     pub fn get(&self, path: &str) -> (u16, String) {
         http_get(&self.addr, path, &[])
     }
+
+    /// Like [`Proxy::get`], with a failure to connect or write as an error
+    /// instead of a panic: for callers that are not tests (the load
+    /// generator) and must say what went wrong.
+    pub fn try_get(&self, path: &str) -> std::io::Result<(u16, String)> {
+        try_http_get(&self.addr, path, &[])
+    }
+
+    /// The running process's id (for its CPU time and RSS in /proc).
+    pub fn pid(&self) -> Option<u32> {
+        self.child.as_ref().map(Child::id)
+    }
+
+    /// Replaces the config file; it takes effect at the next
+    /// [`Proxy::restart`]. (Reading a whole long log back after a run needs
+    /// a larger `max_behind` than the run itself should have.)
+    pub fn rewrite_config(&self, config: &str) -> std::io::Result<()> {
+        std::fs::write(&self.config_path, config)
+    }
+
+    /// One quantile of a summary in `/metrics`, e.g.
+    /// `metric_quantile("proxy_log_commit_seconds", "0.99")`; `None` when
+    /// the proxy cannot be reached or does not export it (yet).
+    pub fn metric_quantile(&self, name: &str, quantile: &str) -> Option<f64> {
+        let (status, body) = self.try_get("/metrics").ok()?;
+        if status != 200 {
+            return None;
+        }
+        let key = format!("{name}{{quantile=\"{quantile}\"}} ");
+        body.lines()
+            .find_map(|l| l.strip_prefix(&key))
+            .and_then(|v| v.trim().parse().ok())
+    }
 }
 
 impl Drop for Proxy {
@@ -198,9 +251,28 @@ impl Drop for Proxy {
 }
 
 pub fn http_get(addr: &str, path: &str, headers: &[(&str, &str)]) -> (u16, String) {
-    use std::io::{Read, Write};
+    use std::io::Write;
     let mut stream = std::net::TcpStream::connect(addr).expect("connect");
     stream.set_read_timeout(Some(Duration::from_secs(10))).ok();
+    let request = request_text(addr, path, headers);
+    stream.write_all(request.as_bytes()).expect("write");
+    read_response(&mut stream)
+}
+
+/// [`http_get`] with a failure to connect or write returned, not a panic.
+pub fn try_http_get(
+    addr: &str,
+    path: &str,
+    headers: &[(&str, &str)],
+) -> std::io::Result<(u16, String)> {
+    use std::io::Write;
+    let mut stream = std::net::TcpStream::connect(addr)?;
+    stream.set_read_timeout(Some(Duration::from_secs(10))).ok();
+    stream.write_all(request_text(addr, path, headers).as_bytes())?;
+    Ok(read_response(&mut stream))
+}
+
+fn request_text(addr: &str, path: &str, headers: &[(&str, &str)]) -> String {
     let mut request = format!("GET {path} HTTP/1.1\r\n");
     if !headers.iter().any(|(k, _)| k.eq_ignore_ascii_case("host")) {
         request.push_str(&format!("Host: {addr}\r\n"));
@@ -215,7 +287,11 @@ pub fn http_get(addr: &str, path: &str, headers: &[(&str, &str)]) -> (u16, Strin
         request.push_str(&format!("{k}: {v}\r\n"));
     }
     request.push_str("\r\n");
-    stream.write_all(request.as_bytes()).expect("write");
+    request
+}
+
+fn read_response(stream: &mut std::net::TcpStream) -> (u16, String) {
+    use std::io::Read;
     // Read to EOF, except for a 101 (the socket stays open): stop at the headers.
     let mut raw = Vec::new();
     let mut chunk = [0u8; 4096];
