@@ -1,6 +1,7 @@
 //! Minimal protocol clients for load: a publisher that pipelines reliable
 //! publishes and a subscriber that checks order, acks, and measures latency.
 
+use std::collections::BTreeSet;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -14,6 +15,8 @@ use tokio::net::TcpStream;
 use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
 
+use crate::complete::Sent;
+
 fn unix_us() -> u64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
@@ -22,7 +25,7 @@ fn unix_us() -> u64 {
 
 pub type Ws = WebSocketStream<MaybeTlsStream<TcpStream>>;
 
-async fn hello(url: &str, client_id: &str) -> Result<(Ws, Welcome)> {
+pub async fn hello(url: &str, client_id: &str) -> Result<(Ws, Welcome)> {
     hello_from(url, client_id, None).await
 }
 
@@ -50,33 +53,100 @@ pub async fn hello_from(
     bail!("closed before Welcome")
 }
 
+/// A number per publisher in this process, carried in every payload as
+/// `p` (beside the publish's own number `n`), so the completeness check can
+/// tell one publisher's events from another's in a log they share.
+pub fn next_publisher_tag() -> u64 {
+    static TAGS: AtomicU64 = AtomicU64::new(1);
+    TAGS.fetch_add(1, Ordering::Relaxed)
+}
+
+/// The payload of publish `n` of publisher `tag`: the send time for the
+/// latency, `p` and `n` for the completeness check, padding for the size.
+pub fn numbered_payload(tag: u64, n: u64, pad: usize) -> Payload {
+    let mut fields = vec![
+        ("t".into(), unix_us().into()),
+        ("p".into(), tag.into()),
+        ("n".into(), n.into()),
+    ];
+    if pad > 0 {
+        fields.push(("pad".into(), Payload::Binary(vec![0u8; pad])));
+    }
+    Payload::Map(fields)
+}
+
+/// The window a publisher keeps to: what it was asked for, and never more
+/// than the proxy announced (a reliable publish over the proxy's window
+/// closes the connection with `protocol_violation`). A proxy that announces
+/// none predates the window and had no such limit.
+pub fn window_for(asked: usize, welcome: &Welcome) -> usize {
+    let announced = welcome
+        .limits
+        .publish_window
+        .map_or(usize::MAX, |w| w as usize);
+    asked.min(announced).max(1)
+}
+
+/// One connection that pipelines numbered reliable publishes (`client_seq`
+/// = `n` = 1, 2, ...), with at most `window` unanswered: sent and neither
+/// covered by an `Accepted{upto}` nor answered by a `Rejected`. Remembers
+/// what it sent and what was refused, for the completeness check.
 pub struct Publisher {
     ws: Ws,
+    who: String,
+    tag: u64,
+    window: usize,
     next: u64,
     accepted: u64,
+    /// Refused publishes above `accepted` are still answered; below it they
+    /// are only kept for the report.
+    rejected: BTreeSet<u64>,
 }
 
 impl Publisher {
-    pub async fn connect(url: &str, id: &str) -> Result<Publisher> {
-        let (ws, _) = hello(url, id).await?;
+    /// Connects as `id`, keeping at most `window` publishes unanswered (or
+    /// fewer, if the proxy's `Welcome` says so).
+    pub async fn connect(url: &str, id: &str, window: usize) -> Result<Publisher> {
+        let (ws, welcome) = hello(url, id).await?;
         Ok(Publisher {
             ws,
+            who: id.to_string(),
+            tag: next_publisher_tag(),
+            window: window_for(window, &welcome),
             next: 1,
             accepted: 0,
+            rejected: BTreeSet::new(),
         })
     }
 
-    /// Sends `n` reliable events carrying their send time; one flush.
+    /// The window this publisher keeps to.
+    pub fn window(&self) -> usize {
+        self.window
+    }
+
+    /// Publishes sent so far.
+    pub fn sent(&self) -> u64 {
+        self.next - 1
+    }
+
+    fn unanswered(&self) -> usize {
+        let above = self.rejected.range(self.accepted + 1..).count() as u64;
+        (self.sent() - self.accepted - above) as usize
+    }
+
+    /// Sends `n` reliable events carrying their send time, waiting for
+    /// answers whenever the window is full; one flush at the end.
     pub async fn publish_batch(&mut self, n: usize, payload_bytes: usize) -> Result<()> {
         for _ in 0..n {
-            let payload = Payload::Map(vec![
-                ("t".into(), unix_us().into()),
-                ("pad".into(), Payload::Binary(vec![0u8; payload_bytes])),
-            ]);
+            if self.unanswered() >= self.window {
+                // What is fed but unflushed cannot be answered: send it first.
+                self.ws.flush().await?;
+                self.wait_until(|p| p.unanswered() < p.window).await?;
+            }
             let frame = ClientFrame::Publish(Publish {
                 client_seq: self.next,
                 kind: "bench".into(),
-                payload,
+                payload: numbered_payload(self.tag, self.next, payload_bytes),
                 delivery: Delivery::Reliable,
                 expires_at_ms: None,
                 ttl_ms: None,
@@ -92,16 +162,23 @@ impl Publisher {
 
     async fn drain_ready(&mut self) -> Result<()> {
         while let Ok(Some(msg)) = tokio::time::timeout(Duration::ZERO, self.ws.next()).await {
-            self.handle(msg?)?;
+            self.handle(msg?).await?;
         }
         Ok(())
     }
 
-    fn handle(&mut self, msg: Message) -> Result<()> {
+    async fn handle(&mut self, msg: Message) -> Result<()> {
         if let Message::Binary(b) = msg {
             match ServerFrame::decode(&b, usize::MAX)? {
                 ServerFrame::Accepted { upto } => self.accepted = self.accepted.max(upto),
-                ServerFrame::Rejected(r) => bail!("publish rejected: {r:?}"),
+                ServerFrame::Rejected(r) => {
+                    self.rejected.insert(r.client_seq);
+                }
+                ServerFrame::Ping(p) => {
+                    self.ws
+                        .send(Message::Binary(ClientFrame::Pong(p).encode()?.into()))
+                        .await?
+                }
                 ServerFrame::Error(e) => bail!("proxy error: {e:?}"),
                 _ => {}
             }
@@ -109,16 +186,36 @@ impl Publisher {
         Ok(())
     }
 
-    /// Waits until the proxy has accepted everything up to `upto`.
-    pub async fn wait_accepted(&mut self, upto: u64) -> Result<()> {
-        while self.accepted < upto {
+    /// Reads answers until `done` holds; 30 s without one is an error (a
+    /// publish the proxy never answers is itself a failure worth seeing).
+    async fn wait_until(&mut self, done: impl Fn(&Publisher) -> bool) -> Result<()> {
+        while !done(self) {
             let msg = tokio::time::timeout(Duration::from_secs(30), self.ws.next())
                 .await
-                .map_err(|_| anyhow!("no Accepted within 30 s"))?
-                .ok_or_else(|| anyhow!("publisher closed"))??;
-            self.handle(msg)?;
+                .map_err(|_| {
+                    anyhow!(
+                        "{}: no answer within 30 s ({} sent, accepted up to {})",
+                        self.who,
+                        self.sent(),
+                        self.accepted
+                    )
+                })?
+                .ok_or_else(|| anyhow!("{}: the proxy closed the connection", self.who))??;
+            self.handle(msg).await?;
         }
         Ok(())
+    }
+
+    /// Waits until every publish sent is answered, and says what was sent.
+    pub async fn finish(&mut self) -> Result<Sent> {
+        self.ws.flush().await?;
+        self.wait_until(|p| p.unanswered() == 0).await?;
+        Ok(Sent {
+            tag: self.tag,
+            who: self.who.clone(),
+            count: self.sent(),
+            rejected: self.rejected.clone(),
+        })
     }
 }
 
@@ -339,62 +436,164 @@ impl Resilient {
     }
 }
 
+/// One connection of [`publish_resilient`]: when it was welcomed and what
+/// was sent on it (`resent` of those again, after a reconnect).
+pub struct Connection {
+    pub welcomed: std::time::Instant,
+    pub sent: u64,
+    pub resent: u64,
+}
+
+/// What [`publish_resilient`] sent in all, and connection by connection.
+pub struct ResilientSent {
+    pub sent: Sent,
+    pub connections: Vec<Connection>,
+}
+
+/// The resilient publisher's outbox: every number sent and not yet
+/// answered is kept and resent, in order, on the next connection.
+struct Outbox {
+    tag: u64,
+    next: u64,
+    accepted: u64,
+    rejected: BTreeSet<u64>,
+}
+
+impl Outbox {
+    /// Publishes below `seq` not yet answered.
+    fn unanswered_below(&self, seq: u64) -> u64 {
+        if seq <= self.accepted + 1 {
+            return 0;
+        }
+        let refused = self.rejected.range(self.accepted + 1..seq).count() as u64;
+        seq - 1 - self.accepted - refused
+    }
+
+    fn unanswered(&self) -> u64 {
+        self.unanswered_below(self.next)
+    }
+}
+
+/// Reads the proxy's answers until `until`.
+async fn read_answers(ws: &mut Ws, outbox: &mut Outbox, until: tokio::time::Instant) -> Result<()> {
+    while let Ok(msg) = tokio::time::timeout_at(until, ws.next()).await {
+        let msg = msg.ok_or_else(|| anyhow!("closed"))??;
+        let Message::Binary(b) = msg else { continue };
+        match ServerFrame::decode(&b, usize::MAX)? {
+            ServerFrame::Accepted { upto } => outbox.accepted = outbox.accepted.max(upto),
+            ServerFrame::Rejected(r) => {
+                outbox.rejected.insert(r.client_seq);
+            }
+            ServerFrame::Ping(p) => {
+                ws.send(Message::Binary(ClientFrame::Pong(p).encode()?.into()))
+                    .await?
+            }
+            ServerFrame::Error(e) => bail!("proxy error: {e:?}"),
+            _ => {}
+        }
+    }
+    Ok(())
+}
+
 /// Publishes numbered reliable events at `rate`/s until `stop`, through
-/// disconnects: unaccepted ones are resent after reconnecting (an outbox).
-/// Counts accepted publishes in `published`.
+/// disconnects: unanswered ones are resent after reconnecting (an outbox),
+/// within the publish window of each `Welcome`. After `stop` it keeps going
+/// until every publish is answered (30 s at most), so that what it reports
+/// can be checked against the log. `accepted` follows `Accepted` as it comes.
 pub async fn publish_resilient(
     url: String,
     rate: u64,
     stop: Arc<AtomicBool>,
-    published: Arc<AtomicU64>,
-) {
-    let mut next = 1u64;
-    let mut accepted = 0u64;
+    accepted: Arc<AtomicU64>,
+) -> ResilientSent {
+    let id = "storm-publisher";
+    let mut outbox = Outbox {
+        tag: next_publisher_tag(),
+        next: 1,
+        accepted: 0,
+        rejected: BTreeSet::new(),
+    };
+    let mut connections = Vec::new();
     let tick = Duration::from_millis(10);
     let per_tick = (rate / 100).max(1);
-    while !stop.load(Ordering::Relaxed) {
-        let Ok((mut ws, _)) = hello(&url, "storm-publisher").await else {
+    let mut stopped_at: Option<std::time::Instant> = None;
+    let give_up = Duration::from_secs(30);
+    loop {
+        if stop.load(Ordering::Relaxed) {
+            let at = *stopped_at.get_or_insert_with(std::time::Instant::now);
+            if outbox.unanswered() == 0 || at.elapsed() > give_up {
+                break;
+            }
+        }
+        let Ok((mut ws, welcome)) = hello(&url, id).await else {
             tokio::time::sleep(Duration::from_millis(100)).await;
             continue;
         };
-        // Resend what was not accepted, in order.
-        let mut ok = true;
-        for seq in accepted + 1..next {
-            ok &= send_numbered(&mut ws, seq).await.is_ok();
-        }
-        while ok && !stop.load(Ordering::Relaxed) {
-            for _ in 0..per_tick {
-                ok &= send_numbered(&mut ws, next).await.is_ok();
-                next += 1;
+        let window = window_for(usize::MAX, &welcome) as u64;
+        let mut conn = Connection {
+            welcomed: std::time::Instant::now(),
+            sent: 0,
+            resent: 0,
+        };
+        let result: Result<()> = async {
+            // Resend what was not answered, in order, before anything new.
+            let resends: Vec<u64> = (outbox.accepted + 1..outbox.next)
+                .filter(|seq| !outbox.rejected.contains(seq))
+                .collect();
+            for seq in resends {
+                while outbox.unanswered_below(seq) >= window {
+                    read_answers(&mut ws, &mut outbox, tokio::time::Instant::now() + tick).await?;
+                }
+                conn.sent += 1;
+                conn.resent += 1;
+                send_numbered(&mut ws, outbox.tag, seq).await?;
             }
-            let until = tokio::time::Instant::now() + tick;
-            while let Ok(Some(msg)) = tokio::time::timeout_at(until, ws.next()).await {
-                match msg {
-                    Ok(Message::Binary(b)) => {
-                        if let Ok(ServerFrame::Accepted { upto }) =
-                            ServerFrame::decode(&b, usize::MAX)
-                        {
-                            accepted = accepted.max(upto);
-                            published.store(accepted, Ordering::Relaxed);
-                        }
+            loop {
+                if stop.load(Ordering::Relaxed) {
+                    let at = *stopped_at.get_or_insert_with(std::time::Instant::now);
+                    if outbox.unanswered() == 0 || at.elapsed() > give_up {
+                        return Ok(());
                     }
-                    Ok(_) => {}
-                    Err(_) => {
-                        ok = false;
-                        break;
+                } else {
+                    for _ in 0..per_tick {
+                        if outbox.unanswered() >= window {
+                            break;
+                        }
+                        // In the outbox before it is sent: a send that fails
+                        // half-way is resent on the next connection.
+                        let seq = outbox.next;
+                        outbox.next += 1;
+                        conn.sent += 1;
+                        send_numbered(&mut ws, outbox.tag, seq).await?;
                     }
                 }
+                read_answers(&mut ws, &mut outbox, tokio::time::Instant::now() + tick).await?;
+                accepted.store(outbox.accepted, Ordering::Relaxed);
             }
         }
+        .await;
+        connections.push(conn);
+        if result.is_ok() {
+            break;
+        }
+    }
+    accepted.store(outbox.accepted, Ordering::Relaxed);
+    ResilientSent {
+        sent: Sent {
+            tag: outbox.tag,
+            who: id.to_string(),
+            count: outbox.next - 1,
+            rejected: outbox.rejected,
+        },
+        connections,
     }
 }
 
-async fn send_numbered(ws: &mut Ws, n: u64) -> Result<()> {
-    let payload = Payload::Map(vec![("n".into(), n.into()), ("t".into(), unix_us().into())]);
+async fn send_numbered(ws: &mut Ws, tag: u64, n: u64) -> Result<()> {
     let frame = ClientFrame::Publish(Publish {
         client_seq: n,
         kind: "bench".into(),
-        payload,
+        payload: numbered_payload(tag, n, 0),
         delivery: Delivery::Reliable,
         expires_at_ms: None,
         ttl_ms: None,
