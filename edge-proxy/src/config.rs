@@ -68,6 +68,12 @@ pub struct Cli {
     /// Print the effective configuration as TOML and exit.
     #[arg(long)]
     pub print_config: bool,
+    /// Serve HTTPS and WSS with this certificate chain (PEM; with --tls-key).
+    #[arg(long, env = "EDGE_PROXY_TLS_CERT")]
+    pub tls_cert: Option<PathBuf>,
+    /// The private key for --tls-cert (PEM). SIGHUP reloads both.
+    #[arg(long, env = "EDGE_PROXY_TLS_KEY")]
+    pub tls_key: Option<PathBuf>,
     /// Write the bound address to this file once listening (for scripts and tests).
     #[arg(long, env = "EDGE_PROXY_PORT_FILE")]
     pub port_file: Option<PathBuf>,
@@ -151,6 +157,10 @@ pub struct Config {
     pub max_events: u64,
     /// Origins allowed to open a WebSocket besides the proxy's own; "*" allows all.
     pub allowed_origins: Vec<String>,
+    /// HTTPS and WSS: the certificate chain and the private key, PEM files
+    /// (reloaded on SIGHUP). Without them, plain HTTP.
+    pub tls_cert: Option<PathBuf>,
+    pub tls_key: Option<PathBuf>,
     /// Host names the proxy answers for, besides IP literals, `localhost`,
     /// this machine's hostname and `hostname.local` (DNS-rebinding defence):
     /// exact names or `*.example.org`.
@@ -245,6 +255,8 @@ impl Default for Config {
             max_events: 100_000,
             allowed_origins: Vec::new(),
             allowed_hosts: Vec::new(),
+            tls_cert: None,
+            tls_key: None,
             tokens: Vec::new(),
             metrics_token: None,
             tokens_file: None,
@@ -313,6 +325,12 @@ impl Config {
         };
         if let Some(listen) = cli.listen {
             config.listen = listen;
+        }
+        if let Some(cert) = &cli.tls_cert {
+            config.tls_cert = Some(cert.clone());
+        }
+        if let Some(key) = &cli.tls_key {
+            config.tls_key = Some(key.clone());
         }
         config.load_tokens_file()?;
         if let Some(dir) = &cli.data_dir {

@@ -150,11 +150,21 @@ async fn run(config: Config, port_file: Option<std::path::PathBuf>) -> Result<()
         std::fs::write(&path, addr.to_string())
             .with_context(|| format!("writing the port file {}", path.display()))?;
     }
+    let tls = match (&config.tls_cert, &config.tls_key) {
+        (Some(cert), Some(key)) => Some(http::tls::Tls::load(cert, key)?),
+        (None, None) => None,
+        _ => anyhow::bail!("tls_cert and tls_key go together: set both, or neither"),
+    };
+    let (http, ws) = if tls.is_some() {
+        ("https", "wss")
+    } else {
+        ("http", "ws")
+    };
     if config.www.is_some() {
-        println!("dashboard: http://{addr}/");
+        println!("dashboard: {http}://{addr}/");
     }
     println!(
-        "websocket: ws://{addr}/ws   stats: http://{addr}/stats   metrics: http://{addr}/metrics"
+        "websocket: {ws}://{addr}/ws   stats: {http}://{addr}/stats   metrics: {http}://{addr}/metrics"
     );
     if config.tokens.is_empty() {
         tracing::info!(
@@ -202,7 +212,10 @@ async fn run(config: Config, port_file: Option<std::path::PathBuf>) -> Result<()
         max_connections = limits.max_connections,
         "accepting connections"
     );
-    let listener = http::listener::Guarded::new(listener, limits);
+    let listener = http::listener::Guarded::new(listener, limits, tls.clone());
+    if let Some(tls) = tls {
+        tokio::spawn(reload_tls_on_sighup(tls));
+    }
     axum::serve(listener, app)
         .with_graceful_shutdown(signal)
         .await?;
@@ -226,6 +239,30 @@ async fn run(config: Config, port_file: Option<std::path::PathBuf>) -> Result<()
         Some(reason) => Err(anyhow::anyhow!(reason)),
         None => Ok(()),
     }
+}
+
+/// SIGHUP: read the TLS certificate and key again (a renewed certificate);
+/// open connections keep theirs, new ones get the new one.
+async fn reload_tls_on_sighup(tls: Arc<http::tls::Tls>) {
+    #[cfg(unix)]
+    {
+        let Ok(mut hup) = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())
+        else {
+            return;
+        };
+        while hup.recv().await.is_some() {
+            match tls.reload() {
+                Ok(()) => {
+                    tracing::info!("EVENT_TLS_RELOADED: new connections get the new certificate")
+                }
+                Err(e) => {
+                    tracing::error!(error = %format!("{e:#}"), "reloading the TLS certificate failed; keeping the old one")
+                }
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    let _ = tls;
 }
 
 async fn shutdown_signal() {

@@ -10,6 +10,9 @@
 //!   not finished a request yet: a new one displaces the oldest of those,
 //!   so a flood of idle sockets can never lock a dashboard out.
 //! - TCP_NODELAY on every socket: small frames must leave at once.
+//! - TLS when configured ([`super::tls`]): handshakes run side by side,
+//!   each bounded by the header timeout, so a slow one never holds up the
+//!   accept loop.
 
 use std::collections::VecDeque;
 use std::io;
@@ -57,22 +60,50 @@ struct Live {
     unfinished: Mutex<VecDeque<Unfinished>>,
 }
 
+type Handshake = futures_util::future::BoxFuture<
+    'static,
+    (
+        Result<io::Result<tokio_rustls::server::TlsStream<TcpStream>>, tokio::time::error::Elapsed>,
+        Admitted,
+        SocketAddr,
+    ),
+>;
+
 pub struct Guarded {
     inner: TcpListener,
     limits: Limits,
     live: Arc<Live>,
+    tls: Option<Arc<super::tls::Tls>>,
+    handshakes: futures_util::stream::FuturesUnordered<Handshake>,
+}
+
+/// A connection counted against the limits, not yet serving HTTP.
+struct Admitted {
+    ticket: Ticket,
+    header: Header,
+}
+
+/// One of `max_connections`, given back when dropped.
+struct Ticket(Arc<Live>);
+
+impl Drop for Ticket {
+    fn drop(&mut self) {
+        self.0.total.fetch_sub(1, Ordering::AcqRel);
+    }
 }
 
 impl Guarded {
-    pub fn new(inner: TcpListener, limits: Limits) -> Self {
+    pub fn new(inner: TcpListener, limits: Limits, tls: Option<Arc<super::tls::Tls>>) -> Self {
         Guarded {
             inner,
             limits,
             live: Arc::default(),
+            tls,
+            handshakes: Default::default(),
         }
     }
 
-    fn admit(&self, tcp: TcpStream) -> Option<GuardedIo> {
+    fn admit(&self, tcp: &TcpStream) -> Option<Admitted> {
         if self.live.total.load(Ordering::Acquire) >= self.limits.max_connections {
             metrics::counter!("proxy_connections_refused_total", "reason" => "max_connections")
                 .increment(1);
@@ -111,15 +142,14 @@ impl Guarded {
             });
         }
         self.live.total.fetch_add(1, Ordering::AcqRel);
-        Some(GuardedIo {
-            tcp,
-            live: self.live.clone(),
-            header: Some(Header {
+        Some(Admitted {
+            ticket: Ticket(self.live.clone()),
+            header: Header {
                 deadline: Box::pin(tokio::time::sleep(self.limits.header_timeout)),
                 matched: 0,
                 evicted,
                 waker,
-            }),
+            },
         })
     }
 }
@@ -129,18 +159,44 @@ impl axum::serve::Listener for Guarded {
     type Addr = SocketAddr;
 
     async fn accept(&mut self) -> (Self::Io, Self::Addr) {
+        use futures_util::StreamExt;
         loop {
-            match self.inner.accept().await {
-                Ok((tcp, addr)) => {
-                    if let Some(io) = self.admit(tcp) {
-                        return (io, addr);
+            tokio::select! {
+                accepted = self.inner.accept() => match accepted {
+                    Ok((tcp, addr)) => {
+                        let Some(admitted) = self.admit(&tcp) else {
+                            continue;
+                        };
+                        let Some(tls) = &self.tls else {
+                            return (GuardedIo::new(Stream::Plain(tcp), admitted), addr);
+                        };
+                        let acceptor = tls.acceptor();
+                        let limit = self.limits.header_timeout;
+                        self.handshakes.push(Box::pin(async move {
+                            let done = tokio::time::timeout(limit, acceptor.accept(tcp)).await;
+                            (done, admitted, addr)
+                        }));
                     }
-                }
-                Err(e) => {
-                    // Out of file descriptors, most likely: wait for some
-                    // to close instead of spinning.
-                    tracing::warn!(error = %e, "accepting a connection failed; the proxy's file descriptor limit may be too low (LimitNOFILE)");
-                    tokio::time::sleep(Duration::from_millis(100)).await;
+                    Err(e) => {
+                        // Out of file descriptors, most likely: wait for
+                        // some to close instead of spinning.
+                        tracing::warn!(error = %e, "accepting a connection failed; the proxy's file descriptor limit may be too low (LimitNOFILE)");
+                        tokio::time::sleep(Duration::from_millis(100)).await;
+                    }
+                },
+                Some((done, admitted, addr)) = self.handshakes.next(), if !self.handshakes.is_empty() => {
+                    match done {
+                        Ok(Ok(tls)) => {
+                            return (GuardedIo::new(Stream::Tls(Box::new(tls)), admitted), addr)
+                        }
+                        Ok(Err(e)) => {
+                            metrics::counter!("proxy_connections_refused_total", "reason" => "tls_handshake").increment(1);
+                            tracing::debug!(%addr, error = %e, "TLS handshake failed");
+                        }
+                        Err(_) => {
+                            metrics::counter!("proxy_connections_refused_total", "reason" => "header_timeout").increment(1);
+                        }
+                    }
                 }
             }
         }
@@ -160,16 +216,36 @@ struct Header {
     waker: Arc<Mutex<Option<std::task::Waker>>>,
 }
 
+/// The socket, plain or inside TLS.
+enum Stream {
+    Plain(TcpStream),
+    Tls(Box<tokio_rustls::server::TlsStream<TcpStream>>),
+}
+
 pub struct GuardedIo {
-    tcp: TcpStream,
-    live: Arc<Live>,
+    stream: Stream,
+    _ticket: Ticket,
     header: Option<Header>,
 }
 
-impl Drop for GuardedIo {
-    fn drop(&mut self) {
-        self.live.total.fetch_sub(1, Ordering::AcqRel);
+impl GuardedIo {
+    fn new(stream: Stream, admitted: Admitted) -> Self {
+        GuardedIo {
+            stream,
+            _ticket: admitted.ticket,
+            header: Some(admitted.header),
+        }
     }
+}
+
+/// Calls the same method on either kind of stream.
+macro_rules! both {
+    ($self:expr, $s:ident => $call:expr) => {
+        match &mut $self.stream {
+            Stream::Plain($s) => $call,
+            Stream::Tls($s) => $call,
+        }
+    };
 }
 
 impl AsyncRead for GuardedIo {
@@ -199,7 +275,7 @@ impl AsyncRead for GuardedIo {
             }
         }
         let before = buf.filled().len();
-        let result = Pin::new(&mut this.tcp).poll_read(cx, buf);
+        let result = both!(this, s => Pin::new(s).poll_read(cx, buf));
         if let (Poll::Ready(Ok(())), Some(header)) = (&result, &mut this.header) {
             const END: &[u8] = b"\r\n\r\n";
             for &b in &buf.filled()[before..] {
@@ -228,15 +304,15 @@ impl AsyncWrite for GuardedIo {
         cx: &mut Context<'_>,
         buf: &[u8],
     ) -> Poll<io::Result<usize>> {
-        Pin::new(&mut self.tcp).poll_write(cx, buf)
+        both!(self, s => Pin::new(s).poll_write(cx, buf))
     }
 
     fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.tcp).poll_flush(cx)
+        both!(self, s => Pin::new(s).poll_flush(cx))
     }
 
     fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.tcp).poll_shutdown(cx)
+        both!(self, s => Pin::new(s).poll_shutdown(cx))
     }
 
     fn poll_write_vectored(
@@ -244,11 +320,14 @@ impl AsyncWrite for GuardedIo {
         cx: &mut Context<'_>,
         bufs: &[io::IoSlice<'_>],
     ) -> Poll<io::Result<usize>> {
-        Pin::new(&mut self.tcp).poll_write_vectored(cx, bufs)
+        both!(self, s => Pin::new(s).poll_write_vectored(cx, bufs))
     }
 
     fn is_write_vectored(&self) -> bool {
-        self.tcp.is_write_vectored()
+        match &self.stream {
+            Stream::Plain(s) => s.is_write_vectored(),
+            Stream::Tls(s) => s.is_write_vectored(),
+        }
     }
 }
 

@@ -3,6 +3,7 @@
 
 pub mod listener;
 mod stats;
+pub mod tls;
 
 use std::sync::Arc;
 
