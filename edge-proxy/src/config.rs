@@ -153,6 +153,13 @@ pub struct Config {
     pub cool_above_lag: u32,
     /// Events older than this are trimmed from the log.
     pub retention_ms: u64,
+    /// The station state (the last value of every kind, what a Snapshot
+    /// carries): at most this many kinds and bytes; a publish that would
+    /// grow it further is refused with `state_full`.
+    pub max_state_kinds: usize,
+    pub max_state_bytes: u64,
+    /// Bytes of events kept in memory (the tail, a shared log's mirror).
+    pub log_memory_bytes: u64,
     /// The log keeps at most this many events.
     pub max_events: u64,
     /// Origins allowed to open a WebSocket besides the proxy's own; "*" allows all.
@@ -252,6 +259,9 @@ impl Default for Config {
             max_pending_bytes: 4 * 1024 * 1024,
             cool_above_lag: 256,
             retention_ms: 5 * 60_000,
+            max_state_kinds: 256,
+            max_state_bytes: 256 * 1024,
+            log_memory_bytes: 64 * 1024 * 1024,
             max_events: 100_000,
             allowed_origins: Vec::new(),
             allowed_hosts: Vec::new(),
@@ -427,6 +437,11 @@ impl Config {
         );
         anyhow::ensure!(self.max_behind > 0, "max_behind must be positive");
         anyhow::ensure!(self.replay_page > 0, "replay_page must be positive");
+        anyhow::ensure!(
+            self.max_state_bytes <= 768 * 1024,
+            "max_state_bytes ({}) must be at most 768 KiB: a Snapshot must fit the browser client's 1 MiB frame",
+            self.max_state_bytes
+        );
         anyhow::ensure!(
             (1..=65_536).contains(&self.publish_window),
             "publish_window must be 1 to 65536"

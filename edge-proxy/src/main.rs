@@ -117,6 +117,7 @@ async fn run(config: Config, port_file: Option<std::path::PathBuf>) -> Result<()
     let log_config = LogConfig {
         retention_ms: config.retention_ms,
         max_events: config.max_events,
+        memory_bytes: config.log_memory_bytes,
         ..LogConfig::default()
     };
     let log = open_log(&config, log_config).await?;

@@ -322,7 +322,7 @@ names!(gap_reason_from, GapReason, {
 });
 names!(reject_from, RejectReason, {
     Expired => "expired", Forbidden => "forbidden", RateLimited => "rate_limited", Invalid => "invalid", Unavailable => "unavailable",
-    TxTimeout => "tx_timeout",
+    TxTimeout => "tx_timeout", StateFull => "state_full",
 });
 names!(error_code_from, ErrorCode, {
     Malformed => "malformed", TooLarge => "too_large", UnsupportedVersion => "unsupported_version",

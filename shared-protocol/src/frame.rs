@@ -350,6 +350,9 @@ pub enum RejectReason {
     /// The transmit time-out timer fired for this client: PTT-on is refused
     /// until the client sends PTT-off (releases the key).
     TxTimeout,
+    /// The station state (what a `Snapshot` carries) is at its limit of
+    /// kinds or bytes, and this would grow it.
+    StateFull,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -644,6 +647,7 @@ mod tests {
                 R::Invalid,
                 R::Unavailable,
                 R::TxTimeout,
+                R::StateFull,
             ],
             R::as_str,
             Some(R::from_name),

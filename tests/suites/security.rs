@@ -178,3 +178,58 @@ async fn names_with_control_characters_are_refused() {
         .unwrap());
     assert_eq!(client.rejected[0].reason, RejectReason::Invalid);
 }
+
+#[tokio::test]
+async fn the_station_state_is_bounded_and_every_new_client_gets_a_snapshot_it_can_read() {
+    let proxy = Proxy::start("max_publish_per_sec = 1000\n");
+    let mut abuser = TestClient::new("abuser");
+    abuser.connect(&proxy.ws_url()).await.unwrap();
+    let big = Payload::from("x".repeat(60_000));
+    for i in 0..24 {
+        abuser
+            .publish(&format!("note.{i}"), big.clone(), Delivery::Reliable, None)
+            .await
+            .unwrap();
+    }
+    assert!(abuser
+        .pump_until(SECS, |c| c.accepted_upto + c.rejected.len() as u64 >= 24)
+        .await
+        .unwrap());
+    assert!(
+        !abuser.rejected.is_empty()
+            && abuser
+                .rejected
+                .iter()
+                .all(|r| r.reason == RejectReason::StateFull),
+        "{:?}",
+        abuser.rejected
+    );
+    // A new client's snapshot stays far below the browser's 1 MiB frames.
+    let mut fresh = TestClient::new("fresh");
+    fresh.connect(&proxy.ws_url()).await.unwrap();
+    assert!(fresh
+        .pump_until(SECS, |c| !c.snapshots().is_empty())
+        .await
+        .unwrap());
+    let snapshot = ServerFrame::Snapshot(fresh.snapshots()[0].clone());
+    let size = snapshot.encode().unwrap().len();
+    assert!(size <= 300 * 1024, "snapshot of {size} bytes");
+    let (_, body) = proxy.get("/stats");
+    let stats: serde_json::Value = serde_json::from_str(&body).unwrap();
+    assert!(stats["state"]["bytes"].as_u64().unwrap() <= 256 * 1024);
+    // Shrinking a kind is always allowed.
+    abuser
+        .publish("note.0", Payload::from("small"), Delivery::Reliable, None)
+        .await
+        .unwrap();
+    let before = abuser.rejected.len();
+    assert!(abuser
+        .pump_until(SECS, |c| c.accepted_upto >= 25 || c.rejected.len() > before)
+        .await
+        .unwrap());
+    assert_eq!(
+        abuser.rejected.len(),
+        before,
+        "a smaller value for a kept kind is accepted"
+    );
+}

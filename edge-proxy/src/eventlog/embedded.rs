@@ -14,6 +14,7 @@
 
 use std::collections::VecDeque;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::Ordering;
 use std::sync::{Arc, RwLock};
 use std::thread::JoinHandle;
 use std::time::Instant;
@@ -39,6 +40,10 @@ struct Shared {
     /// Why the log cannot store right now (a full disk), until a write
     /// succeeds again.
     problem: std::sync::Mutex<Option<String>>,
+    /// The size of the state (the last value of every kind).
+    usage: std::sync::Mutex<super::usage::StateUsage>,
+    /// Bytes of events in `tail`.
+    tail_bytes: std::sync::atomic::AtomicU64,
 }
 
 impl Shared {
@@ -98,12 +103,21 @@ impl Embedded {
         // served from memory.
         let from = head.saturating_sub(config.tail_events as u64) + 1;
         let tail: VecDeque<Logged> = store.read_range(from, head, config.tail_events)?.into();
+        let tail_bytes = tail.iter().map(|e| e.frame.len() as u64).sum();
+        let mut usage = super::usage::StateUsage::default();
+        for (kind, payload) in store.snapshot()?.1.iter() {
+            let size = Logged::build(0, 0, &NewEvent::reliable(kind.clone(), payload.clone()))
+                .map_or(0, |e| e.frame.len() as u64);
+            usage.set(kind, size);
+        }
         let shared = Arc::new(Shared {
             store,
             tail: RwLock::new(tail),
             head: watch::Sender::new(head),
             config,
             problem: std::sync::Mutex::new(None),
+            usage: std::sync::Mutex::new(usage),
+            tail_bytes: std::sync::atomic::AtomicU64::new(tail_bytes),
         });
         shared.set_problem(None);
         let (tx, rx) = mpsc::channel(config.max_batch * 4);
@@ -245,6 +259,17 @@ impl Embedded {
         self.shared.problem()
     }
 
+    pub fn with_usage<T>(&self, f: impl FnOnce(&super::usage::StateUsage) -> T) -> T {
+        self.with_usage_mut(|u| f(u))
+    }
+
+    pub fn with_usage_mut<T>(&self, f: impl FnOnce(&mut super::usage::StateUsage) -> T) -> T {
+        match self.shared.usage.lock() {
+            Ok(mut u) => f(&mut u),
+            Err(poisoned) => f(&mut poisoned.into_inner()),
+        }
+    }
+
     /// Events currently retained on disk.
     pub fn retained(&self) -> Result<u64, LogError> {
         self.shared.store.usage()
@@ -369,10 +394,25 @@ fn publish_to_tail(shared: &Shared, outcomes: &[Outcome]) {
                 for event in events {
                     newest = Some(event.seq);
                     appended += 1;
-                    if tail.len() == shared.config.tail_events.max(1) {
-                        tail.pop_front();
-                    }
+                    let limit = shared.config.memory_bytes;
+                    let mut bytes = shared
+                        .tail_bytes
+                        .fetch_add(event.frame.len() as u64, Ordering::Relaxed)
+                        + event.frame.len() as u64;
                     tail.push_back(event.clone());
+                    // Bounded by count and by bytes (never below one event).
+                    while tail.len() > shared.config.tail_events.max(1)
+                        || (bytes > limit && tail.len() > 1)
+                    {
+                        let Some(old) = tail.pop_front() else { break };
+                        bytes -= old.frame.len() as u64;
+                        shared
+                            .tail_bytes
+                            .fetch_sub(old.frame.len() as u64, Ordering::Relaxed);
+                    }
+                    if let Ok(mut usage) = shared.usage.lock() {
+                        usage.set(&event.kind, event.frame.len() as u64);
+                    }
                 }
             }
         }

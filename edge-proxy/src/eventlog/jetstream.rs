@@ -121,6 +121,9 @@ pub(super) fn nats_error(what: &str, e: impl std::fmt::Display) -> LogError {
 struct Mirror {
     events: VecDeque<Logged>,
     state: State,
+    usage: super::usage::StateUsage,
+    /// Bytes of `events`.
+    bytes: u64,
     /// The newest `seq` seen (kept when `events` is trimmed empty).
     head: u64,
 }
@@ -482,6 +485,20 @@ impl JetLog {
         Ok((mirror.head, mirror.state.clone()))
     }
 
+    pub fn with_usage<T>(&self, f: impl FnOnce(&super::usage::StateUsage) -> T) -> T {
+        match self.shared.mirror.read() {
+            Ok(m) => f(&m.usage),
+            Err(poisoned) => f(&poisoned.into_inner().usage),
+        }
+    }
+
+    pub fn with_usage_mut<T>(&self, f: impl FnOnce(&mut super::usage::StateUsage) -> T) -> T {
+        match self.shared.mirror.write() {
+            Ok(mut m) => f(&mut m.usage),
+            Err(poisoned) => f(&mut poisoned.into_inner().usage),
+        }
+    }
+
     /// Drops from the mirror what the stream's limits drop from the stream.
     pub async fn trim(&self) -> Result<u64, Arc<LogError>> {
         let config = self.shared.config;
@@ -666,8 +683,16 @@ fn apply(shared: &Shared, seq: u64, record: &[u8], origin: Option<Arc<str>>) {
         .and_then(|l| l.resequenced(seq));
     match parsed {
         Some((logged, payload)) => {
+            mirror.usage.set(&logged.kind, logged.frame.len() as u64);
             mirror.state.insert(logged.kind.to_string(), payload);
+            mirror.bytes += logged.frame.len() as u64;
             mirror.events.push_back(logged);
+            // Bounded by bytes too: what falls off is replayed as a gap.
+            while mirror.bytes > shared.config.memory_bytes && mirror.events.len() > 1 {
+                if let Some(old) = mirror.events.pop_front() {
+                    mirror.bytes -= old.frame.len() as u64;
+                }
+            }
         }
         None => {
             // Not ours (someone else published on the subject). Keep the

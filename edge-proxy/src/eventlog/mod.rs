@@ -17,6 +17,7 @@ pub mod jetstream;
 mod lease;
 mod record;
 mod store;
+mod usage;
 
 use std::path::Path;
 use std::sync::Arc;
@@ -28,6 +29,7 @@ use tokio::sync::{mpsc, watch};
 
 pub use jetstream::NatsConfig;
 pub use record::{Logged, NewEvent};
+pub use usage::{payload_size, StateLimits};
 
 #[derive(Debug, thiserror::Error)]
 pub enum LogError {
@@ -82,6 +84,9 @@ pub struct LogConfig {
     pub tail_events: usize,
     /// Most requests written in one transaction.
     pub max_batch: usize,
+    /// Bytes of events kept in memory (the embedded log's tail, a shared
+    /// log's mirror), whatever their count.
+    pub memory_bytes: u64,
 }
 
 impl Default for LogConfig {
@@ -91,6 +96,7 @@ impl Default for LogConfig {
             max_events: 100_000,
             tail_events: 4_096,
             max_batch: 512,
+            memory_bytes: 64 * 1024 * 1024,
         }
     }
 }
@@ -274,6 +280,24 @@ impl EventLog {
     /// `(upto, state)`: the last value of every kind, current as of `upto`.
     pub fn snapshot(&self) -> Result<(u64, State), LogError> {
         each!(self, log => log.snapshot())
+    }
+
+    /// Whether `kind` taking a value of about `bytes` keeps the station
+    /// state within `limits`; if it does, that size is counted now (its
+    /// commit sets the exact one).
+    pub fn state_reserve(&self, kind: &str, bytes: u64, limits: StateLimits) -> bool {
+        each!(self, log => log.with_usage_mut(|u| {
+            let fits = u.fits(kind, bytes, limits);
+            if fits {
+                u.set(kind, bytes);
+            }
+            fits
+        }))
+    }
+
+    /// The state's size: kinds and bytes (for `/stats`).
+    pub fn state_usage(&self) -> (usize, u64) {
+        each!(self, log => log.with_usage(|u| (u.kinds(), u.bytes())))
     }
 
     /// Applies retention now (the proxy also runs this on a timer).

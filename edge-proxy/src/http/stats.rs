@@ -41,6 +41,12 @@ pub(super) async fn stats(State(state): State<Arc<AppState>>) -> Json<serde_json
     Json(json!({
         "proxy": state.config.proxy_name,
         "log": state.log.describe(),
+        "state": {
+            "kinds": state.log.state_usage().0,
+            "bytes": state.log.state_usage().1,
+            "max_kinds": state.config.max_state_kinds,
+            "max_bytes": state.config.max_state_bytes,
+        },
         "epoch": state.log.epoch(),
         "global_seq": head,
         "uptime_ms": now,

@@ -101,6 +101,8 @@ pub trait Admission {
     fn wall_ms(&self) -> u64;
     /// May this client key the transmitter now?
     fn ptt_on_allowed(&mut self, client_id: &str) -> bool;
+    /// Does the station state have room for `kind` taking this value?
+    fn state_fits(&self, kind: &str, payload: &shared_protocol::frame::Payload) -> bool;
 }
 
 /// A publish admitted, for the log.
@@ -723,6 +725,9 @@ impl ServerSession {
             && !env.ptt_on_allowed(&self.client_id)
         {
             return Err(RejectReason::TxTimeout);
+        }
+        if !env.state_fits(&publish.kind, &publish.payload) {
+            return Err(RejectReason::StateFull);
         }
         Ok(())
     }

@@ -288,6 +288,18 @@ impl Admission for Env<'_> {
     fn ptt_on_allowed(&mut self, client_id: &str) -> bool {
         self.state.watchdog.admit_ptt_on(client_id)
     }
+
+    fn state_fits(&self, kind: &str, payload: &shared_protocol::frame::Payload) -> bool {
+        let config = &self.state.config;
+        let limits = crate::eventlog::StateLimits {
+            kinds: config.max_state_kinds,
+            bytes: config.max_state_bytes,
+        };
+        // Reserved at once (its commit sets the exact size), so a burst of
+        // publishes cannot all pass before the first is stored.
+        let size = kind.len() as u64 + 32 + crate::eventlog::payload_size(payload);
+        self.state.log.state_reserve(kind, size, limits)
+    }
 }
 
 /// How a session ended: with the code to tell the client, or `None` when
@@ -575,5 +587,6 @@ fn reject_label(reason: shared_protocol::frame::RejectReason) -> &'static str {
         RejectReason::Invalid => "rejected_invalid",
         RejectReason::Unavailable => "rejected_unavailable",
         RejectReason::TxTimeout => "rejected_tx_timeout",
+        RejectReason::StateFull => "rejected_state_full",
     }
 }

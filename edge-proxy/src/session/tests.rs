@@ -89,6 +89,9 @@ impl Admission for NoLockout {
     fn ptt_on_allowed(&mut self, _: &str) -> bool {
         true
     }
+    fn state_fits(&self, _: &str, _: &Payload) -> bool {
+        true
+    }
 }
 
 /// The log: events from `oldest` to `head`, last values, and the store's
