@@ -34,6 +34,8 @@ pub struct AppState {
     pub watchdog: crate::watchdog::Watchdog,
     /// The hardware links' status, once they run.
     pub links: std::sync::OnceLock<crate::bridge::Links>,
+    /// Programs on the rig port and the virtual CAT port (`/stats`).
+    pub programs: crate::rigport::Programs,
     /// The global handshake budget (see [`AppState::admit_handshake`]).
     handshakes: Mutex<RateBucket>,
     /// Per source address (bounded: forgotten wholesale past 4,096 sources).
@@ -72,6 +74,7 @@ impl AppState {
             hosts,
             anonymous_role,
             links: std::sync::OnceLock::new(),
+            programs: Default::default(),
             watchdog,
             registry: Registry::new(config.retention_ms),
             instance: format!("{:x}", fastrand::u32(..)),

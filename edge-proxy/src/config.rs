@@ -9,7 +9,7 @@ use anyhow::{Context, Result};
 use clap::Parser;
 use serde::{Deserialize, Serialize};
 
-use crate::auth::TokenConfig;
+use crate::auth::{Role, TokenConfig};
 use crate::eventlog::NatsConfig;
 use crate::hooks::HookConfig;
 use edge_proxy::hardware::RadioBackend;
@@ -65,6 +65,14 @@ pub struct Cli {
     /// Serial port of the LP-100A wattmeter (with --meter lp100).
     #[arg(long, env = "EDGE_PROXY_METER_PORT")]
     pub meter_port: Option<String>,
+    /// Serve Hamlib's NET rigctl protocol here (e.g. 127.0.0.1:4532) for WSJT-X,
+    /// fldigi, loggers: they share the radio through the proxy. Off when unset.
+    #[arg(long, env = "EDGE_PROXY_RIGCTL_LISTEN")]
+    pub rigctl_listen: Option<SocketAddr>,
+    /// A virtual Kenwood TS-2000 serial port at this path (a symlink to a
+    /// pseudo-terminal) for serial-only programs.
+    #[arg(long, env = "EDGE_PROXY_VIRTUAL_CAT")]
+    pub virtual_cat: Option<PathBuf>,
     /// Print the effective configuration as TOML and exit.
     #[arg(long)]
     pub print_config: bool,
@@ -224,6 +232,14 @@ pub struct Config {
     pub meter_poll_ms: u64,
     /// Below this, a reading while transmitting counts as no power.
     pub power_zero_threshold_w: f64,
+    /// The rig port (Hamlib NET rigctl) for programs; none: off.
+    pub rigctl_listen: Option<SocketAddr>,
+    /// What programs on the rig port may do: `control` (the default) or `read`.
+    pub rigctl_role: Role,
+    /// Source networks allowed on the rig port besides loopback ("192.168.1.0/24").
+    pub rigctl_allow: Vec<String>,
+    /// A virtual Kenwood TS-2000 serial port (a symlink at this path).
+    pub virtual_cat: Option<PathBuf>,
     /// Commands run on hardware link events (see `hooks.rs`).
     pub hooks: Vec<HookConfig>,
 }
@@ -289,6 +305,10 @@ impl Default for Config {
             meter_port: None,
             meter_poll_ms: 1_000,
             power_zero_threshold_w: 0.1,
+            rigctl_listen: None,
+            rigctl_role: Role::Control,
+            rigctl_allow: Vec::new(),
+            virtual_cat: None,
             hooks: Vec::new(),
         }
     }
@@ -371,8 +391,22 @@ impl Config {
         if let Some(port) = &cli.meter_port {
             config.meter_port = Some(port.clone());
         }
+        if let Some(listen) = cli.rigctl_listen {
+            config.rigctl_listen = Some(listen);
+        }
+        if let Some(path) = &cli.virtual_cat {
+            config.virtual_cat = Some(path.clone());
+        }
         config.validate()?;
         Ok(config)
+    }
+
+    /// `rigctl_allow`, parsed.
+    pub fn rigctl_allow(&self) -> Result<Vec<edge_proxy::rigcore::allow::Net>> {
+        self.rigctl_allow
+            .iter()
+            .map(|n| n.parse().with_context(|| "in rigctl_allow"))
+            .collect()
     }
 
     /// The JetStream log's settings, when `log` names a NATS server.
@@ -468,6 +502,14 @@ impl Config {
             self.power_zero_threshold_w >= 0.0,
             "power_zero_threshold_w must not be negative"
         );
+        let allow = self.rigctl_allow()?;
+        if let Some(listen) = self.rigctl_listen {
+            anyhow::ensure!(
+                listen.ip().is_loopback() || !allow.is_empty(),
+                "rigctl_listen = \"{listen}\" is reachable from the network and Hamlib's protocol has \
+                 no authentication: list the programs' networks in rigctl_allow (e.g. [\"192.168.1.0/24\"])"
+            );
+        }
         for hook in &self.hooks {
             anyhow::ensure!(
                 !hook.on.is_empty() && !hook.command.trim().is_empty(),
@@ -498,6 +540,18 @@ mod tests {
             toml::to_string(&defaults).unwrap(),
             "the example documents the defaults exactly"
         );
+    }
+
+    #[test]
+    fn a_rig_port_off_loopback_needs_an_allow_list() {
+        let open: Config = toml::from_str("rigctl_listen = \"0.0.0.0:4532\"").unwrap();
+        assert!(open.validate().is_err());
+        let listed: Config =
+            toml::from_str("rigctl_listen = \"0.0.0.0:4532\"\nrigctl_allow = [\"192.168.1.0/24\"]")
+                .unwrap();
+        listed.validate().unwrap();
+        let bad: Config = toml::from_str("rigctl_allow = [\"lan\"]").unwrap();
+        assert!(bad.validate().is_err());
     }
 
     #[test]

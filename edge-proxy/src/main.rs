@@ -16,6 +16,7 @@ mod hooks;
 mod http;
 mod policy;
 mod registry;
+mod rigport;
 mod session;
 mod telemetry;
 mod watchdog;
@@ -147,6 +148,8 @@ async fn run(config: Config, port_file: Option<std::path::PathBuf>) -> Result<()
     if let Some(unkey) = bridge.unkey.clone() {
         state.watchdog.attach_radio(unkey);
     }
+    // Programs (WSJT-X, loggers) share the radio through the rig port.
+    let _rig_port = rigport::start(&state).await?;
     if let Some(path) = port_file {
         std::fs::write(&path, addr.to_string())
             .with_context(|| format!("writing the port file {}", path.display()))?;

@@ -90,6 +90,28 @@ impl Watchdog {
         }
     }
 
+    /// A keeper showed it is alive without repeating PTT-on (a program on
+    /// the rig port: any command it sends counts): refreshed like a PTT-on,
+    /// but only while it still is the one keeping the transmitter, so a
+    /// program the watchdog already unkeyed is never taken for a keeper
+    /// again. Returns whether it was.
+    pub fn refresh(&self, client_id: &str) -> bool {
+        let now = self.clock.now();
+        let (kept, unkey) = self
+            .with(|dog| {
+                if dog.keyed_by() != Some(client_id) {
+                    return (false, None);
+                }
+                (true, dog.on_ptt_on(client_id, now))
+            })
+            .unwrap_or((false, None));
+        self.wake.notify_one();
+        if let Some(unkey) = unkey {
+            self.carry_out(unkey);
+        }
+        kept
+    }
+
     fn with<T>(&self, f: impl FnOnce(&mut TxWatchdog) -> T) -> Option<T> {
         // A poisoned lock means a panic elsewhere: fail closed (refuse).
         self.dog.lock().ok().map(|mut dog| f(&mut dog))

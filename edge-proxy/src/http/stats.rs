@@ -73,6 +73,7 @@ pub(super) async fn stats(State(state): State<Arc<AppState>>) -> Json<serde_json
             "meter": links.and_then(|l| shown(&l.meter)),
         },
         "power": links.and_then(|l| shown(&l.power)),
+        "programs": state.programs.describe(),
         "sessions": sessions,
     }))
 }
