@@ -28,9 +28,25 @@ pub enum CatError {
     Torn(String),
     #[error("the line closed (unplugged?)")]
     Closed,
+    #[error(
+        "the serial port {0} is busy: another program has it open. Give programs the proxy's \
+         rig port (rigctl_listen, Hamlib NET rigctl) or its virtual port (virtual_cat) instead"
+    )]
+    Busy(String),
 }
 
 impl CatError {
+    /// An error opening `port`, told apart when another program holds it.
+    pub fn opening(port: &str, e: tokio_serial::Error) -> CatError {
+        let busy = matches!(e.kind, tokio_serial::ErrorKind::Io(std::io::ErrorKind::ResourceBusy))
+            || e.description.to_ascii_lowercase().contains("busy");
+        if busy {
+            CatError::Busy(port.to_string())
+        } else {
+            CatError::Port(e)
+        }
+    }
+
     /// Whether the line itself is in doubt (as opposed to one refused or
     /// malformed answer): the link should be reopened.
     pub fn link_down(&self) -> bool {
@@ -41,6 +57,7 @@ impl CatError {
                 | CatError::Timeout(..)
                 | CatError::Torn(_)
                 | CatError::Closed
+                | CatError::Busy(_)
         )
     }
 }

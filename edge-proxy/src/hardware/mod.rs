@@ -22,8 +22,12 @@ use serde::{Deserialize, Serialize};
 use kenwood::{CatError, Kenwood};
 use rigctld::{RigError, Rigctld};
 
-/// Opens a serial port (8N1). Not exclusive, so a pseudo-terminal can be
-/// shared with a monitor in tests.
+/// Opens a serial port (8N1) exclusively (`TIOCEXCL`): a second program
+/// opening the radio's port beside the proxy gets "busy" instead of a line
+/// shared with the proxy, where both read each other's answers (the radio
+/// link then reconnects and raises false TX drops). Programs share the
+/// radio through the rig port (`rigctl_listen`, `virtual_cat`) instead.
+/// (The kernel lets root open an exclusive tty anyway.)
 pub fn open_serial(
     path: &str,
     baud: u32,
@@ -31,7 +35,7 @@ pub fn open_serial(
     use tokio_serial::SerialPortBuilderExt;
     let mut port = tokio_serial::new(path, baud).open_native_async()?;
     #[cfg(unix)]
-    port.set_exclusive(false)?;
+    port.set_exclusive(true)?;
     Ok(port)
 }
 
@@ -99,7 +103,7 @@ impl Radio {
     ) -> Result<Radio, RadioError> {
         match backend {
             RadioBackend::Kenwood => {
-                let serial = open_serial(port, baud).map_err(CatError::from)?;
+                let serial = open_serial(port, baud).map_err(|e| CatError::opening(port, e))?;
                 let mut k = Kenwood::new(serial, timeout);
                 k.identify().await?;
                 Ok(Radio::Kenwood(k))

@@ -1,0 +1,663 @@
+//! The rig port (issue #18) against real Hamlib clients: Debian's
+//! `rigctl -m 2` (the NET rigctl code WSJT-X, fldigi and loggers link),
+//! the Python bindings of the same library, and `rigctl -m 2014` (Hamlib's
+//! TS-2000 driver) on the virtual Kenwood port. Behind the proxy is the
+//! simulated TS-2000 on a pseudo-terminal and an LP-100A reading its
+//! output; every check of the radio asks the simulator's own state.
+
+use std::path::PathBuf;
+use std::process::Stdio;
+use std::sync::atomic::Ordering;
+use std::time::{Duration, Instant};
+
+use e2e::{Proxy, TestClient};
+use shared_protocol::frame::Payload;
+use station_sim::kenwood::Radio;
+use station_sim::pty::{PtyMeter, PtyRadio};
+use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
+use tokio::net::TcpStream;
+use tokio::process::{Child, ChildStdin, ChildStdout, Command};
+
+const SECS: Duration = Duration::from_secs(20);
+const PYTHON: &str = "/usr/bin/python3";
+
+/// A simulated station behind a proxy with the rig port and the virtual
+/// Kenwood port open, and a dashboard connected to it.
+struct Station {
+    _dir: tempfile::TempDir,
+    sim: PtyRadio,
+    _meter: PtyMeter,
+    proxy: Proxy,
+    op: TestClient,
+    /// The rig port's address.
+    rig: String,
+    /// The virtual Kenwood port's path.
+    cat: PathBuf,
+}
+
+fn stats(proxy: &Proxy) -> serde_json::Value {
+    let (_, body) = proxy.get("/stats");
+    serde_json::from_str(&body).unwrap()
+}
+
+async fn station(keepalive_ms: u64, extra: &str) -> Station {
+    assert!(
+        std::path::Path::new("/usr/bin/rigctl").exists(),
+        "rigctl is missing: `cargo xtask setup` installs it (Debian package libhamlib-utils)"
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let sim = PtyRadio::start(Radio::default()).unwrap();
+    let meter = PtyMeter::start(sim.radio.clone()).unwrap();
+    let cat = dir.path().join("cat");
+    let proxy = Proxy::start(&format!(
+        "radio_port = \"{}\"\nradio_poll_ms = 100\nmeter = \"lp100\"\nmeter_port = \"{}\"\n\
+         meter_poll_ms = 200\nrigctl_listen = \"127.0.0.1:0\"\nvirtual_cat = \"{}\"\n\
+         tx_keepalive_ms = {keepalive_ms}\n{extra}",
+        sim.path.display(),
+        meter.path.display(),
+        cat.display()
+    ));
+    let rig = stats(&proxy)["programs"]["rigctl_listen"]
+        .as_str()
+        .expect("the rig port's address in /stats")
+        .to_string();
+    let mut op = TestClient::new("operator");
+    op.connect(&proxy.ws_url()).await.unwrap();
+    assert!(
+        op.pump_until(SECS, |c| freq(c).is_some() && swr_known(c))
+            .await
+            .unwrap(),
+        "the radio's state and an SWR reading reach the log"
+    );
+    Station {
+        _dir: dir,
+        sim,
+        _meter: meter,
+        proxy,
+        op,
+        rig,
+        cat,
+    }
+}
+
+fn freq(c: &TestClient) -> Option<u64> {
+    c.latest("radio.state").and_then(|s| s["freq_hz"].as_u64())
+}
+
+fn swr_known(c: &TestClient) -> bool {
+    c.latest("meter.power")
+        .is_some_and(|p| p["swr"].as_f64().is_some())
+}
+
+fn events_of(c: &TestClient, kind: &str) -> Vec<Payload> {
+    c.events()
+        .iter()
+        .filter(|e| e.kind == kind)
+        .map(|e| e.payload.clone())
+        .collect()
+}
+
+/// Runs `rigctl` to the end; returns its output lines (stdout) and stderr.
+async fn rigctl(args: &[&str]) -> (bool, Vec<String>, String) {
+    let out = Command::new("rigctl").args(args).output().await.unwrap();
+    let lines = String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .map(|l| l.trim().to_string())
+        .filter(|l| !l.is_empty())
+        .collect();
+    (
+        out.status.success(),
+        lines,
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+/// `rigctl -m 2` through the open sequence and then what WSJT-X sends
+/// (../shared/RIGCTL.md): the resolution probe, the start-up frequency and
+/// `PKTUSB`, the polls, PTT with the meter reads, unkey.
+#[tokio::test]
+async fn rigctl_m2_opens_and_runs_the_wsjtx_sequence_on_the_real_radio() {
+    let Station {
+        _dir,
+        _meter,
+        sim,
+        mut op,
+        rig,
+        proxy,
+        cat: _cat,
+    } = station(3_000, "").await;
+    #[rustfmt::skip]
+    let script = [
+        "F", "14074055.000000", "f", "F", "14074000.000000", "f",
+        "M", "PKTUSB", "-1", "m", "v", "s", "t",
+        "T", "1", "t", "l", "SWR", "l", "RFPOWER_METER_WATTS",
+        "T", "0", "t",
+    ];
+    let mut args = vec!["-m", "2", "-r", rig.as_str()];
+    args.extend(script);
+    let (ok, lines, stderr) = rigctl(&args).await;
+    assert!(ok, "rigctl failed: {lines:?}\n{stderr}");
+    assert!(
+        !stderr.to_lowercase().contains("error"),
+        "the open and every command went without errors: {stderr}"
+    );
+    // f, f, m (mode and passband), v, s (split and TX VFO), t, t after T 1.
+    assert_eq!(&lines[..3], ["14074055", "14074000", "PKTUSB"], "{lines:?}");
+    assert!(lines[3].parse::<i64>().is_ok(), "a passband: {lines:?}");
+    assert_eq!(&lines[4..9], ["VFOA", "0", "VFOA", "0", "1"], "{lines:?}");
+    let swr: f64 = lines[9].parse().unwrap();
+    assert!((1.0..1.5).contains(&swr), "the LP-100A's SWR: {lines:?}");
+    let watts: f64 = lines[10].parse().unwrap();
+    assert!((0.0..=110.0).contains(&watts), "forward power: {lines:?}");
+    assert_eq!(lines.len(), 12, "{lines:?}");
+    assert_eq!(lines.last().map(String::as_str), Some("0"), "unkeyed: {lines:?}");
+
+    // The radio itself: on 14.074 MHz in USB (data is USB on a TS-2000), receiving.
+    let radio = sim.radio.lock().unwrap().clone();
+    assert_eq!((radio.vfo_a_hz, radio.mode, radio.tx), (14_074_000, 2, false));
+
+    // The dashboard saw every set, named after the program, and the radio keyed.
+    assert!(op
+        .pump_until(SECS, |c| events_of(c, "radio.ptt")
+            .iter()
+            .any(|p| p["on"].as_bool() == Some(false)))
+        .await
+        .unwrap());
+    let freqs: Vec<u64> = events_of(&op, "radio.set_freq")
+        .iter()
+        .filter_map(|p| p["hz"].as_u64())
+        .collect();
+    assert_eq!(freqs, [14_074_055, 14_074_000]);
+    let by = events_of(&op, "radio.set_freq")[0]["by"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    assert!(by.starts_with("rig:127.0.0.1:"), "attributed: {by}");
+    let mode = &events_of(&op, "radio.set_mode")[0];
+    assert_eq!(
+        (mode["mode"].as_str(), mode["data"].as_bool()),
+        (Some("USB"), Some(true))
+    );
+    assert!(
+        events_of(&op, "radio.state")
+            .iter()
+            .any(|s| s["ptt"].as_bool() == Some(true)),
+        "the radio reported transmitting to the dashboard"
+    );
+    let rigctl_programs = stats(&proxy)["programs"]["list"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|p| p["port"] == "rigctl")
+        .count();
+    assert_eq!(rigctl_programs, 0, "rigctl has gone");
+}
+
+/// A Python program on Hamlib's bindings, driven line by line so that each
+/// set can be checked on the radio before the next.
+const PY_PROGRAM: &str = r#"
+import sys, time, Hamlib
+Hamlib.rig_set_debug(Hamlib.RIG_DEBUG_NONE)
+rig = Hamlib.Rig(2)
+rig.set_conf("rig_pathname", sys.argv[1])
+rig.open()
+print("open", rig.error_status, flush=True)
+for line in sys.stdin:
+    cmd, *arg = line.split()
+    if cmd == "freq":
+        rig.set_freq(Hamlib.RIG_VFO_CURR, float(arg[0]))
+        print(rig.error_status, int(rig.get_freq()), flush=True)
+    elif cmd == "mode":
+        rig.set_mode(getattr(Hamlib, "RIG_MODE_" + arg[0]))
+        print(rig.error_status, Hamlib.rig_strrmode(rig.get_mode()[0]), flush=True)
+    elif cmd == "ptt":
+        rig.set_ptt(Hamlib.RIG_VFO_CURR, int(arg[0]))
+        print(rig.error_status, rig.get_ptt(Hamlib.RIG_VFO_CURR), flush=True)
+    elif cmd == "swr":
+        print(rig.error_status, rig.get_level_f(Hamlib.RIG_LEVEL_SWR), flush=True)
+    elif cmd == "poll":
+        # Poll like WSJT-X (every 200 ms) until killed or stopped.
+        print("polling", flush=True)
+        while True:
+            rig.get_ptt(Hamlib.RIG_VFO_CURR)
+            time.sleep(0.2)
+"#;
+
+struct Py {
+    child: Child,
+    stdin: ChildStdin,
+    stdout: BufReader<ChildStdout>,
+}
+
+impl Py {
+    async fn start(rig: &str) -> Py {
+        let mut child = Command::new(PYTHON)
+            .args(["-u", "-c", PY_PROGRAM, rig])
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .kill_on_drop(true)
+            .spawn()
+            .expect("python3 with Hamlib (Debian python3-hamlib; `cargo xtask setup`)");
+        let stdin = child.stdin.take().unwrap();
+        let stdout = BufReader::new(child.stdout.take().unwrap());
+        let mut py = Py {
+            child,
+            stdin,
+            stdout,
+        };
+        assert_eq!(py.line().await, "open 0", "Hamlib.Rig(2) opened (\\dump_state parsed)");
+        py
+    }
+
+    async fn line(&mut self) -> String {
+        let mut line = String::new();
+        tokio::time::timeout(SECS, self.stdout.read_line(&mut line))
+            .await
+            .expect("the program answers")
+            .unwrap();
+        line.trim().to_string()
+    }
+
+    async fn say(&mut self, command: &str) -> String {
+        self.stdin
+            .write_all(format!("{command}\n").as_bytes())
+            .await
+            .unwrap();
+        self.line().await
+    }
+
+    fn signal(&self, signal: &str) {
+        let pid = self.child.id().expect("running").to_string();
+        let ok = std::process::Command::new("kill")
+            .args([signal, &pid])
+            .status()
+            .unwrap()
+            .success();
+        assert!(ok);
+    }
+}
+
+#[tokio::test]
+async fn python_hamlib_sets_and_reads_frequency_mode_ptt_and_the_meters_swr() {
+    let Station {
+        _dir,
+        _meter,
+        sim,
+        op: _op,
+        rig,
+        proxy: _proxy,
+        cat: _cat,
+    } = station(3_000, "").await;
+    let mut py = Py::start(&rig).await;
+    let radio = || sim.radio.lock().unwrap().clone();
+
+    assert_eq!(py.say("freq 7074000").await, "0 7074000");
+    assert_eq!(radio().vfo_a_hz, 7_074_000, "on the radio when set_freq returned");
+    assert_eq!(py.say("mode CW").await, "0 CW");
+    assert_eq!(radio().mode, 3);
+    assert_eq!(py.say("mode PKTLSB").await, "0 PKTLSB");
+    assert_eq!(radio().mode, 1, "data in LSB");
+    assert_eq!(py.say("ptt 1").await, "0 1");
+    assert!(radio().tx, "keyed");
+    let swr = py.say("swr").await;
+    let value: f64 = swr.split_whitespace().nth(1).unwrap().parse().unwrap();
+    assert!(swr.starts_with("0 ") && (1.0..1.5).contains(&value), "{swr}");
+    assert_eq!(py.say("ptt 0").await, "0 0");
+    assert!(!radio().tx, "unkeyed");
+}
+
+/// A program that keys and is then killed is unkeyed at once (its
+/// connection closed), well within `tx_keepalive_ms` + 500 ms; one that
+/// keeps polling stays keyed past the keepalive (any command counts as
+/// alive); frozen (SIGSTOP), it is unkeyed within `tx_keepalive_ms` +
+/// 500 ms. Asked of the radio's own state; the unkey names the program.
+#[tokio::test]
+async fn a_program_that_keys_and_dies_or_freezes_is_unkeyed_and_named() {
+    let keepalive = Duration::from_millis(1_000);
+    let Station {
+        _dir,
+        _meter,
+        sim,
+        mut op,
+        rig,
+        proxy: _proxy,
+        cat: _cat,
+    } = station(keepalive.as_millis() as u64, "").await;
+    let tx = || sim.radio.lock().unwrap().tx;
+
+    // Killed while keyed.
+    let mut py = Py::start(&rig).await;
+    assert_eq!(py.say("ptt 1").await, "0 1");
+    assert!(tx());
+    py.signal("-KILL");
+    let killed = Instant::now();
+    assert!(op.pump_until(SECS, |_| !tx()).await.unwrap());
+    let took = killed.elapsed();
+    assert!(
+        took < keepalive + Duration::from_millis(500),
+        "unkeyed {took:?} after the kill"
+    );
+    let unkeyed = |c: &TestClient, reason: &str| {
+        events_of(c, "watchdog.unkeyed")
+            .iter()
+            .any(|p| p["reason"].as_str() == Some(reason))
+    };
+    assert!(op
+        .pump_until(SECS, |c| unkeyed(c, "session_ended"))
+        .await
+        .unwrap());
+    let notice = events_of(&op, "watchdog.unkeyed")[0].clone();
+    assert!(
+        notice["client_id"]
+            .as_str()
+            .is_some_and(|id| id.starts_with("rig:127.0.0.1:")),
+        "the unkey names the program: {notice:?}"
+    );
+    drop(py);
+
+    // Polling while keyed: alive past the keepalive.
+    let mut py = Py::start(&rig).await;
+    assert_eq!(py.say("ptt 1").await, "0 1");
+    assert_eq!(py.say("poll").await, "polling");
+    let keyed = Instant::now();
+    let held = op
+        .pump_until(3 * keepalive, |_| !tx())
+        .await
+        .unwrap();
+    assert!(
+        !held && tx(),
+        "a polling program stays keyed (unkeyed after {:?})",
+        keyed.elapsed()
+    );
+    // Frozen: silent from now on.
+    py.signal("-STOP");
+    let frozen = Instant::now();
+    assert!(op.pump_until(SECS, |_| !tx()).await.unwrap());
+    let took = frozen.elapsed();
+    assert!(
+        took < keepalive + Duration::from_millis(500),
+        "unkeyed {took:?} after the program froze"
+    );
+    assert!(op.pump_until(SECS, |c| unkeyed(c, "silent")).await.unwrap());
+    py.signal("-KILL");
+}
+
+/// Polls `f`, `m`, `t` every `period` on its own connection until told to
+/// stop; returns how many answers it got and the slowest one.
+async fn poller(
+    rig: String,
+    period: Duration,
+    stop: tokio::sync::watch::Receiver<bool>,
+) -> (u64, Duration) {
+    let stream = TcpStream::connect(&rig).await.unwrap();
+    let (rd, mut wr) = stream.into_split();
+    let mut rd = BufReader::new(rd);
+    let (mut answers, mut slowest) = (0u64, Duration::ZERO);
+    let mut tick = tokio::time::interval(period);
+    let mut line = String::new();
+    while !*stop.borrow() {
+        tick.tick().await;
+        let at = Instant::now();
+        wr.write_all(b"f\nm\nt\n").await.unwrap();
+        // f: 1 line, m: 2, t: 1.
+        for _ in 0..4 {
+            line.clear();
+            tokio::time::timeout(SECS, rd.read_line(&mut line))
+                .await
+                .expect("an answer")
+                .unwrap();
+            assert!(!line.starts_with("RPRT"), "an error answer: {line}");
+        }
+        slowest = slowest.max(at.elapsed());
+        answers += 1;
+    }
+    (answers, slowest)
+}
+
+/// CAT commands per second on the radio's pty over `window`, while the
+/// dashboard is pumped.
+async fn cat_rate(sim: &PtyRadio, op: &mut TestClient, window: Duration) -> f64 {
+    let before = sim.commands.load(Ordering::Relaxed);
+    let start = Instant::now();
+    let _ = op.pump_until(window, |_| false).await.unwrap();
+    let n = sim.commands.load(Ordering::Relaxed) - before;
+    n as f64 / start.elapsed().as_secs_f64()
+}
+
+#[tokio::test]
+async fn ten_programs_polling_at_10_hz_do_not_add_cat_traffic() {
+    let Station {
+        _dir,
+        _meter,
+        sim,
+        mut op,
+        rig,
+        proxy: _proxy,
+        cat: _cat,
+    } = station(3_000, "").await;
+    let window = Duration::from_secs(3);
+    let alone = cat_rate(&sim, &mut op, window).await;
+    let (stop_tx, stop) = tokio::sync::watch::channel(false);
+    let pollers: Vec<_> = (0..10)
+        .map(|_| tokio::spawn(poller(rig.clone(), Duration::from_millis(100), stop.clone())))
+        .collect();
+    let busy = cat_rate(&sim, &mut op, window).await;
+    stop_tx.send_replace(true);
+    let mut total = 0;
+    for p in pollers {
+        let (answers, slowest) = p.await.unwrap();
+        total += answers;
+        assert!(slowest < Duration::from_millis(500), "a poll took {slowest:?}");
+    }
+    assert!(total >= 10 * 20, "the programs were polling: {total} answers");
+    eprintln!("CAT commands/s: {alone:.1} with the dashboard alone, {busy:.1} with 10 programs polling at 10 Hz");
+    assert!(
+        busy <= alone * 1.3 + 2.0,
+        "the radio's CAT traffic grew with the programs: {alone:.1}/s -> {busy:.1}/s"
+    );
+}
+
+#[tokio::test]
+async fn garbage_huge_lines_and_binary_get_errors_or_a_close_and_disturb_no_one() {
+    let Station {
+        _dir,
+        _meter,
+        sim: _sim,
+        mut op,
+        rig,
+        proxy,
+        cat: _cat,
+    } = station(3_000, "").await;
+    let (stop_tx, stop) = tokio::sync::watch::channel(false);
+    let bystander = tokio::spawn(poller(rig.clone(), Duration::from_millis(100), stop));
+
+    // One bad line at a time: each gets a negative RPRT, and the
+    // connection still answers a good command after it.
+    let stream = TcpStream::connect(&rig).await.unwrap();
+    let (rd, mut wr) = stream.into_split();
+    let mut rd = BufReader::new(rd);
+    let mut line = String::new();
+    for bad in [
+        &b"garbage\n"[..],
+        b"\x00\x01\x02\xff\xfe\n",
+        b"\\no_such_command\n",
+        b"F abc\n",
+        b"M WFM 0\n",
+        b"T 9\n",
+        b"L RFPOWER 0.5\n",
+        b"+\\dump_caps\n",
+        b"~!@#\n",
+    ] {
+        wr.write_all(bad).await.unwrap();
+        line.clear();
+        tokio::time::timeout(SECS, rd.read_line(&mut line))
+            .await
+            .unwrap()
+            .unwrap();
+        let code: i32 = line
+            .trim()
+            .strip_prefix("RPRT ")
+            .and_then(|c| c.parse().ok())
+            .unwrap_or_else(|| panic!("{bad:?} answered {line:?}"));
+        assert!(code < 0, "{bad:?}: {line:?}");
+    }
+    // Still serving after the garbage, in the plain and the extended forms.
+    wr.write_all(b"f\n+f\n;\\get_vfo_info VFOA\n\\get_lock_mode\n")
+        .await
+        .unwrap();
+    let mut answers = Vec::new();
+    for _ in 0..6 {
+        line.clear();
+        rd.read_line(&mut line).await.unwrap();
+        answers.push(line.trim_end().to_string());
+    }
+    assert_eq!(
+        answers,
+        [
+            "14074000",
+            "get_freq:",
+            "Frequency: 14074000",
+            "RPRT 0",
+            "get_vfo_info: VFOA;Freq: 14074000;Mode: USB;Width: 2400;Split: 0;SatMode: 0;RPRT 0",
+            "0",
+        ]
+    );
+
+    // A program that names itself is listed with its name and last command.
+    wr.write_all(b"\\client_version garbage-test 1.0\n").await.unwrap();
+    line.clear();
+    rd.read_line(&mut line).await.unwrap();
+    assert_eq!(line.trim(), "RPRT 0");
+    let listed = stats(&proxy)["programs"]["list"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .any(|p| p["name"] == "garbage-test 1.0" && p["port"] == "rigctl");
+    assert!(listed, "{}", stats(&proxy)["programs"]);
+
+    // A megabyte without a newline: an error, then the connection is closed.
+    let megabyte = vec![b'f'; 1 << 20];
+    let _ = wr.write_all(&megabyte).await;
+    let mut rest = Vec::new();
+    let read = tokio::time::timeout(SECS, rd.read_to_end(&mut rest))
+        .await
+        .expect("closed, not hung");
+    assert!(read.is_ok() || !rest.is_empty());
+    assert_eq!(String::from_utf8_lossy(&rest).trim(), "RPRT -1");
+
+    // Binary bytes: answered with errors or closed, never hung.
+    let mut junk = TcpStream::connect(&rig).await.unwrap();
+    let bytes: Vec<u8> = (0..4096u32).map(|i| (i * 7919 % 251) as u8).collect();
+    let _ = junk.write_all(&bytes).await;
+    let _ = junk.shutdown().await;
+    let mut answer = Vec::new();
+    let _ = tokio::time::timeout(SECS, junk.read_to_end(&mut answer))
+        .await
+        .expect("closed, not hung");
+    let answer = String::from_utf8_lossy(&answer);
+    assert!(
+        answer.lines().all(|l| l.starts_with("RPRT -")),
+        "binary bytes get negative codes: {answer:?}"
+    );
+
+    // The bystander program and the dashboard were not disturbed.
+    stop_tx.send_replace(true);
+    let (answers, slowest) = bystander.await.unwrap();
+    assert!(answers > 0 && slowest < Duration::from_secs(1), "{answers} {slowest:?}");
+    assert!(op.is_connected());
+    assert!(op
+        .pump_until(SECS, |c| swr_known(c) && c.is_connected())
+        .await
+        .unwrap());
+}
+
+#[tokio::test]
+async fn rigctl_m2014_drives_the_radio_through_the_virtual_kenwood_port() {
+    let Station {
+        _dir,
+        _meter,
+        sim,
+        mut op,
+        rig: _rig,
+        proxy,
+        cat,
+    } = station(3_000, "").await;
+    let cat = cat.display().to_string();
+    let target = std::fs::read_link(&cat).expect("virtual_cat is a symlink");
+    assert!(target.starts_with("/dev/pts/"), "{target:?}");
+    let ts2000 = |cmds: &'static [&'static str]| {
+        let mut args = vec!["-m".to_string(), "2014".into(), "-r".into(), cat.clone()];
+        args.extend(["-s", "38400"].iter().map(|s| s.to_string()));
+        args.extend(cmds.iter().map(|s| s.to_string()));
+        async move {
+            let args: Vec<&str> = args.iter().map(String::as_str).collect();
+            rigctl(&args).await
+        }
+    };
+    let (ok, lines, err) = ts2000(&["f", "F", "7074000", "f", "M", "CW", "0", "m"]).await;
+    assert!(ok, "{lines:?} {err}");
+    assert_eq!(lines[0], "14074000", "{lines:?}");
+    assert_eq!(lines[1], "7074000", "{lines:?}");
+    assert_eq!(lines[2], "CW", "{lines:?}");
+    let radio = || sim.radio.lock().unwrap().clone();
+    assert!(op
+        .pump_until(SECS, |_| radio().vfo_a_hz == 7_074_000 && radio().mode == 3)
+        .await
+        .unwrap());
+
+    let (ok, lines, err) = ts2000(&["T", "1", "t"]).await;
+    assert!(ok, "{lines:?} {err}");
+    assert_eq!(lines, ["1"]);
+    assert!(op.pump_until(SECS, |_| radio().tx).await.unwrap(), "keyed");
+    let (ok, lines, err) = ts2000(&["T", "0", "t"]).await;
+    assert!(ok && lines == ["0"], "{lines:?} {err}");
+    assert!(op.pump_until(SECS, |_| !radio().tx).await.unwrap(), "unkeyed");
+    let by = events_of(&op, "radio.set_freq")[0]["by"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    assert_eq!(by, format!("cat:{cat}"));
+    let listed = stats(&proxy)["programs"]["list"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .any(|p| p["port"] == "virtual_cat");
+    assert!(listed);
+}
+
+/// A second program opening the radio's serial port beside the proxy is
+/// refused (the kernel lets root through an exclusive tty, so the second
+/// opener runs as `nobody`), and the proxy's link is not disturbed.
+#[tokio::test]
+async fn a_second_opener_of_the_radios_serial_port_is_refused() {
+    use std::os::unix::fs::PermissionsExt;
+    let Station {
+        _dir,
+        _meter,
+        sim,
+        op: _op,
+        rig: _rig,
+        proxy,
+        cat: _cat,
+    } = station(3_000, "").await;
+    std::fs::set_permissions(&sim.path, std::fs::Permissions::from_mode(0o666)).unwrap();
+    let before = stats(&proxy)["links"]["radio"]["reconnects"].as_u64();
+    let out = Command::new("rigctl")
+        .args(["-m", "2014", "-r"])
+        .arg(&sim.path)
+        .args(["-s", "38400", "f"])
+        .uid(65534)
+        .gid(65534)
+        .output()
+        .await
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        !out.status.success() && !stdout.contains("14074000"),
+        "the second opener got the line: {stdout} {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let after = stats(&proxy);
+    assert_eq!(after["links"]["radio"]["state"], "connected");
+    assert_eq!(after["links"]["radio"]["reconnects"].as_u64(), before);
+}
