@@ -81,12 +81,14 @@ pub fn wasm_bindgen_cli() -> Result<()> {
 }
 
 /// Debian packages: Chromium and its driver for the browser tests, Hamlib for
-/// the rigctld interop tests, promtool to validate /metrics, nats-server for
-/// the shared JetStream log's tests.
+/// the rigctld interop tests and its Python bindings for the rig port's
+/// (`tests/suites/rigport.rs`), promtool to validate /metrics, nats-server
+/// for the shared JetStream log's tests.
 const PACKAGES: &[(&str, &str)] = &[
     ("/usr/bin/chromium", "chromium"),
     ("/usr/bin/chromedriver", "chromium-driver"),
     ("/usr/bin/rigctld", "libhamlib-utils"),
+    ("/usr/lib/python3/dist-packages/Hamlib.py", "python3-hamlib"),
     ("/usr/bin/promtool", "prometheus"),
     ("/usr/sbin/nats-server", "nats-server"),
 ];

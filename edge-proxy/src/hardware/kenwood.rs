@@ -38,8 +38,10 @@ pub enum CatError {
 impl CatError {
     /// An error opening `port`, told apart when another program holds it.
     pub fn opening(port: &str, e: tokio_serial::Error) -> CatError {
-        let busy = matches!(e.kind, tokio_serial::ErrorKind::Io(std::io::ErrorKind::ResourceBusy))
-            || e.description.to_ascii_lowercase().contains("busy");
+        let busy = matches!(
+            e.kind,
+            tokio_serial::ErrorKind::Io(std::io::ErrorKind::ResourceBusy)
+        ) || e.description.to_ascii_lowercase().contains("busy");
         if busy {
             CatError::Busy(port.to_string())
         } else {

@@ -231,7 +231,7 @@ fn command(name: &str, args: &[&str]) -> Result<Command, i32> {
         "set_freq" => {
             let args = skip_vfo(args)?;
             let hz: f64 = one(args)?.parse().map_err(|_| code::EINVAL)?;
-            if !(hz.is_finite() && hz >= 1.0 && hz <= 99_999_999_999.0) {
+            if !(1.0..=99_999_999_999.0).contains(&hz) {
                 return Err(code::EINVAL);
             }
             Ok(Command::SetFreq(hz.round() as u64))
