@@ -150,11 +150,18 @@ async fn rigctl_m2_opens_and_runs_the_wsjtx_sequence_on_the_real_radio() {
     let watts: f64 = lines[10].parse().unwrap();
     assert!((0.0..=110.0).contains(&watts), "forward power: {lines:?}");
     assert_eq!(lines.len(), 12, "{lines:?}");
-    assert_eq!(lines.last().map(String::as_str), Some("0"), "unkeyed: {lines:?}");
+    assert_eq!(
+        lines.last().map(String::as_str),
+        Some("0"),
+        "unkeyed: {lines:?}"
+    );
 
     // The radio itself: on 14.074 MHz in USB (data is USB on a TS-2000), receiving.
     let radio = sim.radio.lock().unwrap().clone();
-    assert_eq!((radio.vfo_a_hz, radio.mode, radio.tx), (14_074_000, 2, false));
+    assert_eq!(
+        (radio.vfo_a_hz, radio.mode, radio.tx),
+        (14_074_000, 2, false)
+    );
 
     // The dashboard saw every set, named after the program, and the radio keyed.
     assert!(op
@@ -245,7 +252,11 @@ impl Py {
             stdin,
             stdout,
         };
-        assert_eq!(py.line().await, "open 0", "Hamlib.Rig(2) opened (\\dump_state parsed)");
+        assert_eq!(
+            py.line().await,
+            "open 0",
+            "Hamlib.Rig(2) opened (\\dump_state parsed)"
+        );
         py
     }
 
@@ -292,7 +303,11 @@ async fn python_hamlib_sets_and_reads_frequency_mode_ptt_and_the_meters_swr() {
     let radio = || sim.radio.lock().unwrap().clone();
 
     assert_eq!(py.say("freq 7074000").await, "0 7074000");
-    assert_eq!(radio().vfo_a_hz, 7_074_000, "on the radio when set_freq returned");
+    assert_eq!(
+        radio().vfo_a_hz,
+        7_074_000,
+        "on the radio when set_freq returned"
+    );
     assert_eq!(py.say("mode CW").await, "0 CW");
     assert_eq!(radio().mode, 3);
     assert_eq!(py.say("mode PKTLSB").await, "0 PKTLSB");
@@ -301,7 +316,10 @@ async fn python_hamlib_sets_and_reads_frequency_mode_ptt_and_the_meters_swr() {
     assert!(radio().tx, "keyed");
     let swr = py.say("swr").await;
     let value: f64 = swr.split_whitespace().nth(1).unwrap().parse().unwrap();
-    assert!(swr.starts_with("0 ") && (1.0..1.5).contains(&value), "{swr}");
+    assert!(
+        swr.starts_with("0 ") && (1.0..1.5).contains(&value),
+        "{swr}"
+    );
     assert_eq!(py.say("ptt 0").await, "0 0");
     assert!(!radio().tx, "unkeyed");
 }
@@ -360,10 +378,7 @@ async fn a_program_that_keys_and_dies_or_freezes_is_unkeyed_and_named() {
     assert_eq!(py.say("ptt 1").await, "0 1");
     assert_eq!(py.say("poll").await, "polling");
     let keyed = Instant::now();
-    let held = op
-        .pump_until(3 * keepalive, |_| !tx())
-        .await
-        .unwrap();
+    let held = op.pump_until(3 * keepalive, |_| !tx()).await.unwrap();
     assert!(
         !held && tx(),
         "a polling program stays keyed (unkeyed after {:?})",
@@ -439,7 +454,13 @@ async fn ten_programs_polling_at_10_hz_do_not_add_cat_traffic() {
     let alone = cat_rate(&sim, &mut op, window).await;
     let (stop_tx, stop) = tokio::sync::watch::channel(false);
     let pollers: Vec<_> = (0..10)
-        .map(|_| tokio::spawn(poller(rig.clone(), Duration::from_millis(100), stop.clone())))
+        .map(|_| {
+            tokio::spawn(poller(
+                rig.clone(),
+                Duration::from_millis(100),
+                stop.clone(),
+            ))
+        })
         .collect();
     let busy = cat_rate(&sim, &mut op, window).await;
     stop_tx.send_replace(true);
@@ -447,9 +468,15 @@ async fn ten_programs_polling_at_10_hz_do_not_add_cat_traffic() {
     for p in pollers {
         let (answers, slowest) = p.await.unwrap();
         total += answers;
-        assert!(slowest < Duration::from_millis(500), "a poll took {slowest:?}");
+        assert!(
+            slowest < Duration::from_millis(500),
+            "a poll took {slowest:?}"
+        );
     }
-    assert!(total >= 10 * 20, "the programs were polling: {total} answers");
+    assert!(
+        total >= 10 * 20,
+        "the programs were polling: {total} answers"
+    );
     eprintln!("CAT commands/s: {alone:.1} with the dashboard alone, {busy:.1} with 10 programs polling at 10 Hz");
     assert!(
         busy <= alone * 1.3 + 2.0,
@@ -524,7 +551,9 @@ async fn garbage_huge_lines_and_binary_get_errors_or_a_close_and_disturb_no_one(
     );
 
     // A program that names itself is listed with its name and last command.
-    wr.write_all(b"\\client_version garbage-test 1.0\n").await.unwrap();
+    wr.write_all(b"\\client_version garbage-test 1.0\n")
+        .await
+        .unwrap();
     line.clear();
     rd.read_line(&mut line).await.unwrap();
     assert_eq!(line.trim(), "RPRT 0");
@@ -563,7 +592,10 @@ async fn garbage_huge_lines_and_binary_get_errors_or_a_close_and_disturb_no_one(
     // The bystander program and the dashboard were not disturbed.
     stop_tx.send_replace(true);
     let (answers, slowest) = bystander.await.unwrap();
-    assert!(answers > 0 && slowest < Duration::from_secs(1), "{answers} {slowest:?}");
+    assert!(
+        answers > 0 && slowest < Duration::from_secs(1),
+        "{answers} {slowest:?}"
+    );
     assert!(op.is_connected());
     assert!(op
         .pump_until(SECS, |c| swr_known(c) && c.is_connected())
@@ -611,7 +643,10 @@ async fn rigctl_m2014_drives_the_radio_through_the_virtual_kenwood_port() {
     assert!(op.pump_until(SECS, |_| radio().tx).await.unwrap(), "keyed");
     let (ok, lines, err) = ts2000(&["T", "0", "t"]).await;
     assert!(ok && lines == ["0"], "{lines:?} {err}");
-    assert!(op.pump_until(SECS, |_| !radio().tx).await.unwrap(), "unkeyed");
+    assert!(
+        op.pump_until(SECS, |_| !radio().tx).await.unwrap(),
+        "unkeyed"
+    );
     let by = events_of(&op, "radio.set_freq")[0]["by"]
         .as_str()
         .unwrap()
@@ -660,4 +695,56 @@ async fn a_second_opener_of_the_radios_serial_port_is_refused() {
     let after = stats(&proxy);
     assert_eq!(after["links"]["radio"]["state"], "connected");
     assert_eq!(after["links"]["radio"]["reconnects"].as_u64(), before);
+}
+
+/// On a shared JetStream log, a program on proxy B's rig port (B has no
+/// hardware) tunes and keys the radio that proxy A owns: its sets are
+/// commands in the stream, its reads come from B's mirror.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_program_on_another_proxy_of_a_shared_log_commands_the_radio() {
+    let nats = e2e::Nats::start();
+    let sim = PtyRadio::start(Radio::default()).unwrap();
+    let on_nats = |name: &str, extra: &str| {
+        format!(
+            "log = \"{}\"\nproxy_name = \"{name}\"\ntx_keepalive_ms = 3000\n{extra}",
+            nats.url()
+        )
+    };
+    let _a = Proxy::start(&on_nats(
+        "site-a",
+        &format!(
+            "radio_port = \"{}\"\nradio_poll_ms = 100\nmeter = \"none\"\n",
+            sim.path.display()
+        ),
+    ));
+    let b = Proxy::start(&on_nats(
+        "site-b",
+        "meter = \"none\"\nrigctl_listen = \"127.0.0.1:0\"\n",
+    ));
+    let rig = stats(&b)["programs"]["rigctl_listen"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let mut op = TestClient::new("operator-b");
+    op.connect(&b.ws_url()).await.unwrap();
+    assert!(
+        op.pump_until(SECS, |c| freq(c).is_some()).await.unwrap(),
+        "B's mirror has the radio's state"
+    );
+    let (ok, lines, err) = rigctl(&[
+        "-m", "2", "-r", &rig, "F", "7074000", "f", "M", "CW", "0", "m", "T", "1", "t",
+    ])
+    .await;
+    assert!(ok, "{lines:?} {err}");
+    assert_eq!(lines[0], "7074000", "{lines:?}");
+    assert_eq!(lines[1], "CW", "{lines:?}");
+    assert_eq!(lines.last().map(String::as_str), Some("1"), "{lines:?}");
+    let radio = || sim.radio.lock().unwrap().clone();
+    assert_eq!(
+        (radio().vfo_a_hz, radio().mode),
+        (7_074_000, 3),
+        "on A's radio"
+    );
+    // rigctl has exited: its connection closed, the radio is unkeyed.
+    assert!(op.pump_until(SECS, |_| !radio().tx).await.unwrap());
 }
