@@ -748,3 +748,148 @@ async fn a_program_on_another_proxy_of_a_shared_log_commands_the_radio() {
     // rigctl has exited: its connection closed, the radio is unkeyed.
     assert!(op.pump_until(SECS, |_| !radio().tx).await.unwrap());
 }
+
+// ------------------------------------------------------------------ benchmark
+
+/// p50 and p99 of `samples`, in ms.
+fn percentiles(samples: &mut [Duration]) -> (f64, f64) {
+    samples.sort();
+    let at = |q: f64| {
+        let i = ((samples.len() as f64 - 1.0) * q).round() as usize;
+        samples
+            .get(i)
+            .map_or(f64::NAN, |d| d.as_secs_f64() * 1000.0)
+    };
+    (at(0.5), at(0.99))
+}
+
+/// One poller's `f` latencies at 10 Hz for `window`.
+async fn f_latencies(rig: String, window: Duration) -> Vec<Duration> {
+    let stream = TcpStream::connect(&rig).await.unwrap();
+    stream.set_nodelay(true).unwrap();
+    let (rd, mut wr) = stream.into_split();
+    let mut rd = BufReader::new(rd);
+    let mut tick = tokio::time::interval(Duration::from_millis(100));
+    // Spread the pollers over the period, as independent programs are.
+    tokio::time::sleep(Duration::from_millis(fastrand::u64(0..100))).await;
+    let end = Instant::now() + window;
+    let mut out = Vec::new();
+    let mut line = String::new();
+    while Instant::now() < end {
+        tick.tick().await;
+        let at = Instant::now();
+        wr.write_all(b"f\n").await.unwrap();
+        line.clear();
+        rd.read_line(&mut line).await.unwrap();
+        out.push(at.elapsed());
+    }
+    out
+}
+
+/// `F` to the frequency being on the radio itself (the simulator's state),
+/// `rounds` times, alternating between two frequencies.
+async fn set_latencies(rig: &str, sim: &PtyRadio, rounds: usize) -> Vec<Duration> {
+    let stream = TcpStream::connect(rig).await.unwrap();
+    stream.set_nodelay(true).unwrap();
+    let (rd, mut wr) = stream.into_split();
+    let mut rd = BufReader::new(rd);
+    let mut out = Vec::new();
+    let mut line = String::new();
+    for i in 0..rounds {
+        let hz = if i % 2 == 0 { 7_074_000 } else { 7_075_000 };
+        let at = Instant::now();
+        wr.write_all(format!("F {hz}\n").as_bytes()).await.unwrap();
+        while sim.radio.lock().unwrap().vfo_a_hz != hz {
+            assert!(at.elapsed() < SECS, "the set never reached the radio");
+            tokio::time::sleep(Duration::from_micros(500)).await;
+        }
+        out.push(at.elapsed());
+        line.clear();
+        rd.read_line(&mut line).await.unwrap();
+        assert_eq!(line.trim(), "RPRT 0");
+    }
+    out
+}
+
+async fn wait_for_port(addr: &str) {
+    let deadline = Instant::now() + SECS;
+    while TcpStream::connect(addr).await.is_err() {
+        assert!(Instant::now() < deadline, "nothing listens on {addr}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// Measures one server (the proxy's rig port or rigctld) on `sim`.
+async fn measure(name: &str, rig: &str, sim: &PtyRadio, window: Duration) {
+    let mut sets = set_latencies(rig, sim, 40).await;
+    let (p50, p99) = percentiles(&mut sets);
+    println!("| {name} | F set to on the radio | p50 {p50:.2} ms, p99 {p99:.2} ms |");
+    for n in [0usize, 1, 10, 50] {
+        let before = sim.commands.load(Ordering::Relaxed);
+        let start = Instant::now();
+        let pollers: Vec<_> = (0..n)
+            .map(|_| tokio::spawn(f_latencies(rig.to_string(), window)))
+            .collect();
+        let mut all = Vec::new();
+        for p in pollers {
+            all.extend(p.await.unwrap());
+        }
+        if n == 0 {
+            tokio::time::sleep(window).await;
+        }
+        let rate =
+            (sim.commands.load(Ordering::Relaxed) - before) as f64 / start.elapsed().as_secs_f64();
+        if n == 0 {
+            println!("| {name} | no programs | radio CAT {rate:.1} commands/s |");
+            continue;
+        }
+        let (p50, p99) = percentiles(&mut all);
+        println!(
+            "| {name} | {n} programs polling f at 10 Hz | f p50 {p50:.2} ms, p99 {p99:.2} ms; radio CAT {rate:.1} commands/s; {} answers |",
+            all.len()
+        );
+    }
+}
+
+/// The figures of docs/BENCHMARKS.md ("Rig port against rigctld"):
+/// `cargo build --release -p edge-proxy && EDGE_PROXY_BIN=target/release/edge-proxy
+/// cargo test -p e2e --test rigport -- --ignored --nocapture`.
+/// The same simulated TS-2000 on one pty, first behind the proxy's rig port,
+/// then behind Debian's `rigctld -m 2014`, in one run.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "a benchmark: run it by hand (see docs/BENCHMARKS.md)"]
+async fn benchmark_rig_port_against_rigctld() {
+    let window = Duration::from_secs(5);
+    let sim = PtyRadio::start(Radio::default()).unwrap();
+    println!("| server | load | figures |\n|---|---|---|");
+    {
+        let proxy = Proxy::start(&format!(
+            "radio_port = \"{}\"\nmeter = \"none\"\nrigctl_listen = \"127.0.0.1:0\"\n",
+            sim.path.display()
+        ));
+        let rig = stats(&proxy)["programs"]["rigctl_listen"]
+            .as_str()
+            .unwrap()
+            .to_string();
+        wait_for_port(&rig).await;
+        let mut op = TestClient::new("bench");
+        op.connect(&proxy.ws_url()).await.unwrap();
+        assert!(op.pump_until(SECS, |c| freq(c).is_some()).await.unwrap());
+        measure("edge-proxy rig port", &rig, &sim, window).await;
+    }
+    let port = {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        l.local_addr().unwrap().port()
+    };
+    let mut rigctld = Command::new("rigctld")
+        .args(["-m", "2014", "-r"])
+        .arg(&sim.path)
+        .args(["-s", "38400", "-T", "127.0.0.1", "-t", &port.to_string()])
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    let addr = format!("127.0.0.1:{port}");
+    wait_for_port(&addr).await;
+    measure("rigctld -m 2014", &addr, &sim, window).await;
+    let _ = rigctld.kill().await;
+}
