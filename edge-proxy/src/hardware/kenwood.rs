@@ -270,6 +270,20 @@ mod tests {
         Kenwood::new(port, Duration::from_millis(500))
     }
 
+    #[test]
+    fn a_busy_port_is_named_and_points_to_the_rig_port() {
+        let busy = tokio_serial::Error::new(
+            tokio_serial::ErrorKind::Io(std::io::ErrorKind::ResourceBusy),
+            "Device or resource busy",
+        );
+        let e = CatError::opening("/dev/ttyUSB0", busy);
+        assert!(matches!(e, CatError::Busy(_)));
+        let text = e.to_string();
+        assert!(text.contains("/dev/ttyUSB0") && text.contains("rigctl_listen"), "{text}");
+        let gone = tokio_serial::Error::new(tokio_serial::ErrorKind::NoDevice, "No such file");
+        assert!(matches!(CatError::opening("/dev/ttyUSB0", gone), CatError::Port(_)));
+    }
+
     #[tokio::test]
     async fn drives_the_simulated_radio_over_a_pty() {
         let sim = PtyRadio::start(Radio::default()).unwrap();
