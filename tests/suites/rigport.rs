@@ -787,13 +787,13 @@ async fn f_latencies(rig: String, window: Duration) -> Vec<Duration> {
 }
 
 /// `F` to the frequency being on the radio itself (the simulator's state),
-/// `rounds` times, alternating between two frequencies.
-async fn set_latencies(rig: &str, sim: &PtyRadio, rounds: usize) -> Vec<Duration> {
+/// and to the answer, `rounds` times, alternating between two frequencies.
+async fn set_latencies(rig: &str, sim: &PtyRadio, rounds: usize) -> (Vec<Duration>, Vec<Duration>) {
     let stream = TcpStream::connect(rig).await.unwrap();
     stream.set_nodelay(true).unwrap();
     let (rd, mut wr) = stream.into_split();
     let mut rd = BufReader::new(rd);
-    let mut out = Vec::new();
+    let (mut out, mut answered) = (Vec::new(), Vec::new());
     let mut line = String::new();
     for i in 0..rounds {
         let hz = if i % 2 == 0 { 7_074_000 } else { 7_075_000 };
@@ -806,9 +806,10 @@ async fn set_latencies(rig: &str, sim: &PtyRadio, rounds: usize) -> Vec<Duration
         out.push(at.elapsed());
         line.clear();
         rd.read_line(&mut line).await.unwrap();
+        answered.push(at.elapsed());
         assert_eq!(line.trim(), "RPRT 0");
     }
-    out
+    (out, answered)
 }
 
 async fn wait_for_port(addr: &str) {
@@ -821,9 +822,10 @@ async fn wait_for_port(addr: &str) {
 
 /// Measures one server (the proxy's rig port or rigctld) on `sim`.
 async fn measure(name: &str, rig: &str, sim: &PtyRadio, window: Duration) {
-    let mut sets = set_latencies(rig, sim, 40).await;
+    let (mut sets, mut answered) = set_latencies(rig, sim, 40).await;
     let (p50, p99) = percentiles(&mut sets);
-    println!("| {name} | F set to on the radio | p50 {p50:.2} ms, p99 {p99:.2} ms |");
+    let (a50, a99) = percentiles(&mut answered);
+    println!("| {name} | F set to on the radio | p50 {p50:.2} ms, p99 {p99:.2} ms; to RPRT 0 p50 {a50:.2} ms, p99 {a99:.2} ms |");
     for n in [0usize, 1, 10, 50] {
         let before = sim.commands.load(Ordering::Relaxed);
         let start = Instant::now();
