@@ -279,9 +279,15 @@ mod tests {
         let e = CatError::opening("/dev/ttyUSB0", busy);
         assert!(matches!(e, CatError::Busy(_)));
         let text = e.to_string();
-        assert!(text.contains("/dev/ttyUSB0") && text.contains("rigctl_listen"), "{text}");
+        assert!(
+            text.contains("/dev/ttyUSB0") && text.contains("rigctl_listen"),
+            "{text}"
+        );
         let gone = tokio_serial::Error::new(tokio_serial::ErrorKind::NoDevice, "No such file");
-        assert!(matches!(CatError::opening("/dev/ttyUSB0", gone), CatError::Port(_)));
+        assert!(matches!(
+            CatError::opening("/dev/ttyUSB0", gone),
+            CatError::Port(_)
+        ));
     }
 
     #[tokio::test]
