@@ -35,7 +35,7 @@ pub struct AppState {
     /// The hardware links' status, once they run.
     pub links: std::sync::OnceLock<crate::bridge::Links>,
     /// Programs on the rig port and the virtual CAT port (`/stats`).
-    pub programs: crate::rigport::Programs,
+    pub programs: crate::programs::Programs,
     /// The global handshake budget (see [`AppState::admit_handshake`]).
     handshakes: Mutex<RateBucket>,
     /// Per source address (bounded: forgotten wholesale past 4,096 sources).

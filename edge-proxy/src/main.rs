@@ -15,6 +15,7 @@ mod eventlog;
 mod hooks;
 mod http;
 mod policy;
+mod programs;
 mod registry;
 mod rigport;
 mod session;

@@ -16,7 +16,6 @@
 //! (`edge_proxy::rigcore`); these modules are the I/O around it.
 
 pub mod control;
-pub mod programs;
 mod pty;
 mod tcp;
 mod view;
@@ -34,7 +33,7 @@ use crate::app::AppState;
 use crate::auth::Role;
 use crate::clock::Clock;
 use crate::config::MeterSource;
-pub use programs::Programs;
+pub use crate::programs::Programs;
 
 /// What every connection of both ports shares.
 pub struct Shared {

@@ -23,7 +23,7 @@ use station_sim::pty::{Device, PtyDevice};
 use tokio::sync::{mpsc, watch};
 
 use super::control::{Keyer, Program};
-use super::programs::ProgramStatus;
+use crate::programs::ProgramStatus;
 use super::Shared;
 use crate::clock::Clock;
 

@@ -21,7 +21,7 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::watch;
 
 use super::control::{Keyer, Program};
-use super::programs::ProgramStatus;
+use crate::programs::ProgramStatus;
 use super::Shared;
 
 /// Longest command line accepted (Hamlib's are under 100 bytes).
