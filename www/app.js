@@ -128,7 +128,36 @@ function logEvent(e) {
   while ($('events').children.length > 200) $('events').lastChild.remove();
 }
 
+// Why the link is down, as far as a page can tell: a failed WebSocket
+// upgrade only says "closed (1006)", so the page asks /healthz: no answer
+// at all, an address the proxy refuses, a proxy that cannot store, or one
+// that is up and turned the connection away. A refused token comes as its
+// own error. Each with what to do.
+let tokenRefused = false;
+let diagnosing = false;
+async function diagnose() {
+  if (diagnosing || tokenRefused) return;
+  diagnosing = true;
+  let text;
+  try {
+    const res = await fetch(`${location.origin}/healthz`, { cache: 'no-store' });
+    if (res.status === 503) text = `The proxy is up but cannot store events: ${(await res.text()).trim()}. Free some disk space (or check NATS); it recovers by itself.`;
+    else if (res.status === 403) text = `The proxy refuses this address (${location.host}): add it to allowed_hosts in its configuration.`;
+    else if (res.ok) text = 'The proxy answers but turned this connection away (too many connections, or this page is not in its allowed_origins). Retrying.';
+    else text = `The proxy answered HTTP ${res.status}. Retrying.`;
+  } catch {
+    text = `No answer from the proxy at ${location.host}: is it running, and is this its address? Retrying by itself.`;
+  }
+  diagnosing = false;
+  if (state !== 'connected') showWhy(text);
+}
+function showWhy(text) {
+  $('conn-why').textContent = text;
+  $('conn-why').hidden = !text;
+}
+
 link.on('state', ({ state: s, reason, access }) => {
+  if (s === 'connected') { tokenRefused = false; showWhy(''); } else if (s !== 'connecting') diagnose();
   if (state === 'connected' && s !== 'connected') asOf = Date.now();
   if (s === 'connected') asOf = null;
   state = s;
@@ -212,7 +241,13 @@ link.on('rejected', (r) => {
   if (isPttRefusal(r)) pttRefused(r.reason);
   else toast(`Command ${r.clientSeq} rejected: ${r.reason}`, 'warn');
 });
-link.on('error', (e) => { if (e.kind !== 'notSent') toast(`${e.kind}: ${e.message}`, 'error'); });
+link.on('error', (e) => {
+  if (e.kind === 'unauthorized') {
+    tokenRefused = true;
+    showWhy('The proxy refused this dashboard\'s token (or it needs one): open the page once as ?token=YOUR_TOKEN; ask the station\'s operator for one.');
+  }
+  if (e.kind !== 'notSent') toast(`${e.kind}: ${e.message}`, 'error');
+});
 link.on('quality', (q) => {
   $('quality').style.width = `${Math.round(q.score * 100)}%`;
   $('quality').className = q.score >= 0.8 ? 'good' : q.score >= 0.5 ? 'fair' : 'poor';

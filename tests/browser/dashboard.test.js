@@ -141,3 +141,31 @@ test('a read-only token disables the controls, with the reason shown', async () 
     await readOnly.kill9();
   }
 });
+
+test('the page says why it is not connected: no proxy, or a refused token', async () => {
+  const own = await new Proxy(dashboardDir(), '', ['--demo']).start();
+  const ctx = await browser.newContext();
+  const p = await ctx.newPage();
+  try {
+    await p.goto(`${own.url}/?baseDelayMs=200&maxDelayMs=500`);
+    await p.waitForFunction(() => document.getElementById('badge').textContent === 'connected', null, { timeout: 20_000 });
+    assert.equal(await p.isHidden('#conn-why'), true, 'nothing to explain while connected');
+    await own.kill9();
+    await p.waitForFunction(() => /No answer from the proxy/.test(document.getElementById('conn-why').textContent), null, { timeout: 20_000 });
+  } finally {
+    await ctx.close();
+    await own.kill9();
+  }
+  const tokens = '[[tokens]]\nsecret = "operator-secret"\nrole = "control"\n';
+  const guarded = await new Proxy(dashboardDir(), tokens, ['--demo']).start();
+  const ctx2 = await browser.newContext();
+  const q = await ctx2.newPage();
+  try {
+    await q.goto(`${guarded.url}/`);
+    await q.waitForFunction(() => /refused this dashboard's token/.test(document.getElementById('conn-why').textContent), null, { timeout: 20_000 });
+    assert.equal(await q.isVisible('#conn-why'), true);
+  } finally {
+    await ctx2.close();
+    await guarded.kill9();
+  }
+});
