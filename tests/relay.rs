@@ -34,6 +34,7 @@ pub struct Relay {
     pub counts: Arc<RelayCounts>,
     task: tokio::task::JoinHandle<()>,
     hold: tokio::sync::watch::Sender<bool>,
+    hold_down: tokio::sync::watch::Sender<bool>,
 }
 
 impl Relay {
@@ -44,12 +45,14 @@ impl Relay {
         let counts = Arc::new(RelayCounts::default());
         let c = counts.clone();
         let (hold, held) = tokio::sync::watch::channel(false);
+        let (hold_down, held_down) = tokio::sync::watch::channel(false);
         let task = tokio::spawn(async move {
             let mut n = 0u64;
             while let Ok((client, _)) = listener.accept().await {
                 n += 1;
                 c.connections.fetch_add(1, Ordering::Relaxed);
                 let (upstream, counts, held) = (upstream.clone(), c.clone(), held.clone());
+                let held_down = held_down.clone();
                 let conn_seed = seed ^ n.wrapping_mul(0x9e37_79b9_7f4a_7c15);
                 tokio::spawn(async move {
                     let Ok(server) = TcpStream::connect(&upstream).await else {
@@ -70,7 +73,15 @@ impl Relay {
                         cut.clone(),
                         Some(held),
                     );
-                    let b = pump(sr, cw, conn_seed.rotate_left(17), faults, counts, cut, None);
+                    let b = pump(
+                        sr,
+                        cw,
+                        conn_seed.rotate_left(17),
+                        faults,
+                        counts,
+                        cut,
+                        Some(held_down),
+                    );
                     // Either direction ending (or a cut) ends both.
                     tokio::select! { _ = a => {}, _ = b => {} }
                 });
@@ -81,6 +92,7 @@ impl Relay {
             counts,
             task,
             hold,
+            hold_down,
         })
     }
 
@@ -88,6 +100,12 @@ impl Relay {
     /// delayed in transit); turned off, they go on in order.
     pub fn hold_upstream(&self, on: bool) {
         self.hold.send_replace(on);
+    }
+
+    /// The same for bytes from the server to its clients (a proxy whose
+    /// link to NATS stalls: its mirror falls behind).
+    pub fn hold_downstream(&self, on: bool) {
+        self.hold_down.send_replace(on);
     }
 
     pub fn ws_url(&self) -> String {

@@ -156,6 +156,9 @@ pub struct Config {
     /// quarter of it no more events are queued for that client; above it the
     /// client is too slow and is closed (`stale`).
     pub max_pending_bytes: u64,
+    /// On a shared log: how long a client resuming past this proxy's mirror
+    /// waits for it to catch up before it is sent away with a `Drain`.
+    pub mirror_wait_ms: u64,
     /// A client this far behind is "hot": superseded volatile events are
     /// coalesced for it.
     pub cool_above_lag: u32,
@@ -273,6 +276,7 @@ impl Default for Config {
             replay_page: 256,
             publish_window: 1_024,
             max_pending_bytes: 4 * 1024 * 1024,
+            mirror_wait_ms: 3_000,
             cool_above_lag: 256,
             retention_ms: 5 * 60_000,
             max_state_kinds: 256,

@@ -515,3 +515,61 @@ async fn a_ptt_on_held_up_by_a_nats_outage_is_not_keyed_when_it_arrives() {
         "the radio was keyed, if briefly: {keyed:?}"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_client_moving_to_a_proxy_whose_mirror_lags_is_replayed_never_told_its_history_is_lost() {
+    use e2e::relay::{Faults, Relay};
+    let nats = Nats::start();
+    let nats_addr = nats.url().trim_start_matches("nats://").to_string();
+    let none = Faults {
+        delay: 0.0,
+        stall: 0.0,
+        cut: 0.0,
+    };
+    let link_b = Relay::start(nats_addr, 3, none).await.unwrap();
+    let a = Proxy::start(&on_nats(&nats, "site-a", ""));
+    let b = Proxy::start(&format!(
+        "log = \"nats://{}\"\nproxy_name = \"site-b\"\nmax_publish_per_sec = 100000\n",
+        link_b.addr
+    ));
+    let mut writer = TestClient::new("writer");
+    writer.connect(&a.ws_url()).await.unwrap();
+    notes(&mut writer, 1, 3, Duration::ZERO).await;
+    let deadline = tokio::time::Instant::now() + SECS;
+    while stats(&b)["global_seq"].as_u64() < Some(3) {
+        assert!(tokio::time::Instant::now() < deadline, "B never followed");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    // B's link to NATS stalls: its mirror stays at 3 while A goes to 8.
+    link_b.hold_downstream(true);
+    notes(&mut writer, 4, 8, Duration::ZERO).await;
+    assert!(writer
+        .pump_until(SECS, |c| c.accepted_upto >= 8)
+        .await
+        .unwrap());
+    let mut reader = TestClient::new("mover");
+    reader.connect(&a.ws_url()).await.unwrap();
+    // The reader has everything up to 8 from A; it moves to B, ahead of it.
+    assert!(reader.pump_to(8, SECS).await.unwrap());
+    reader.cut();
+    let release = tokio::spawn(async move {
+        tokio::time::sleep(Duration::from_millis(700)).await;
+        link_b.hold_downstream(false);
+        link_b
+    });
+    let welcome = reader.connect(&b.ws_url()).await.unwrap().clone();
+    assert!(welcome.resumed, "{welcome:?}");
+    assert!(welcome.head_seq >= 8, "{welcome:?}");
+    notes(&mut writer, 9, 9, Duration::ZERO).await;
+    assert!(reader.pump_to(9, SECS).await.unwrap());
+    assert!(
+        reader
+            .gaps()
+            .iter()
+            .all(|g| g.reason != shared_protocol::frame::GapReason::EpochChanged),
+        "{:?}",
+        reader.gaps()
+    );
+    assert_in_order_once(&reader.wire_seqs);
+    drop(release.await);
+}

@@ -23,9 +23,9 @@ use station_sim::pty::{Device, PtyDevice};
 use tokio::sync::{mpsc, watch};
 
 use super::control::{Keyer, Program};
-use crate::programs::ProgramStatus;
 use super::Shared;
 use crate::clock::Clock;
+use crate::programs::ProgramStatus;
 
 enum Msg {
     /// The program sent these commands (for the list) and is alive.

@@ -21,8 +21,8 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::watch;
 
 use super::control::{Keyer, Program};
-use crate::programs::ProgramStatus;
 use super::Shared;
+use crate::programs::ProgramStatus;
 
 /// Longest command line accepted (Hamlib's are under 100 bytes).
 pub const MAX_LINE: usize = 1024;

@@ -67,6 +67,10 @@ pub struct SessionConfig {
     /// more events are queued; above all of it the client is too slow and
     /// is closed.
     pub max_pending_bytes: u64,
+    /// How long a client resuming past this proxy's head waits for it (a
+    /// shared log's mirror catching up) before it is sent away with a
+    /// `Drain`; 0: no waiting (the embedded log, whose head is the log's).
+    pub mirror_wait_ms: u64,
 }
 
 impl SessionConfig {
@@ -155,6 +159,11 @@ pub enum Report {
     TooFarBehind {
         from: u64,
         upto: u64,
+    },
+    /// The client resumed past this proxy's mirror, which did not catch up.
+    MirrorBehind {
+        head: u64,
+        last_seq: u64,
     },
     Stale {
         why: String,
@@ -246,6 +255,15 @@ pub struct ServerSession {
     last_write_progress: Millis,
     outputs: VecDeque<Output>,
     closed: bool,
+    /// Not welcomed yet: the client resumes past this proxy's head.
+    waiting: Option<Waiting>,
+}
+
+/// A client ahead of a lagging mirror, waiting for it to catch up.
+struct Waiting {
+    last_seq: u64,
+    until: Millis,
+    opening: Opening,
 }
 
 impl ServerSession {
@@ -256,7 +274,7 @@ impl ServerSession {
         }
         let mut session = ServerSession {
             config,
-            client_id: opening.client_id,
+            client_id: opening.client_id.clone(),
             role: opening.role,
             cursor: opening.head + 1,
             acked: opening.head,
@@ -282,18 +300,45 @@ impl ServerSession {
             last_write_progress: now,
             outputs: VecDeque::new(),
             closed: false,
+            waiting: None,
         };
+        match opening.hello.resume {
+            // The client is ahead of this proxy's copy of the same log (a
+            // shared log's mirror that lags): its history exists, so wait
+            // for the mirror instead of calling it lost.
+            Some(r)
+                if r.epoch == opening.epoch
+                    && r.last_seq > opening.head
+                    && config.mirror_wait_ms > 0 =>
+            {
+                session.waiting = Some(Waiting {
+                    last_seq: r.last_seq,
+                    until: now + config.mirror_wait_ms,
+                    opening,
+                });
+            }
+            _ => session.start(opening),
+        }
+        session
+    }
+
+    /// Welcome and the start plan, against the log's head as it is now.
+    fn start(&mut self, opening: Opening) {
+        let head = self.head.max(opening.head);
         let start = plan_start(
             opening.hello.resume,
             opening.epoch,
-            opening.head,
+            head,
             opening.oldest,
-            u64::from(config.max_behind),
+            u64::from(self.config.max_behind),
         );
+        let session = self;
+        session.cursor = head + 1;
+        session.acked = head;
         let resumed = matches!(start, Start::Replay { .. });
         let mut welcome = opening.welcome;
         welcome.epoch = opening.epoch;
-        welcome.head_seq = opening.head;
+        welcome.head_seq = head;
         welcome.resumed = resumed;
         session.send(ServerFrame::Welcome(welcome));
         match start {
@@ -319,7 +364,6 @@ impl ServerSession {
             }
         }
         session.pump_events();
-        session
     }
 
     /// The next event this session would send.
@@ -339,6 +383,9 @@ impl ServerSession {
 
     /// When [`ServerSession::handle_timeout`] must next be called.
     pub fn poll_timeout(&self) -> Millis {
+        if let Some(w) = &self.waiting {
+            return w.until;
+        }
         let mut at = self
             .heartbeat
             .poll_timeout()
@@ -378,6 +425,15 @@ impl ServerSession {
     /// The log's durable head moved.
     pub fn handle_head(&mut self, head: u64) {
         self.head = self.head.max(head);
+        if self
+            .waiting
+            .as_ref()
+            .is_some_and(|w| self.head >= w.last_seq)
+        {
+            if let Some(w) = self.waiting.take() {
+                self.start(w.opening);
+            }
+        }
         self.pump_events();
     }
 
@@ -510,6 +566,25 @@ impl ServerSession {
 
     pub fn handle_timeout(&mut self, now: Millis, env: &mut dyn Admission) {
         if self.closed {
+            return;
+        }
+        if let Some(w) = &self.waiting {
+            if now >= w.until {
+                // Never "epoch changed" for a history that exists: tell the
+                // client to come back (or try another proxy) instead.
+                let message = format!(
+                    "this proxy's copy of the log is at {}, behind your {}: try another proxy, or come back shortly",
+                    self.head, w.last_seq
+                );
+                let (head, last_seq) = (self.head, w.last_seq);
+                self.send(ServerFrame::Drain(shared_protocol::frame::Drain {
+                    retry_after_ms: 1_000,
+                    jitter_ms: 1_000,
+                    reason: shared_protocol::frame::DrainReason::Overload,
+                }));
+                self.report(Report::MirrorBehind { head, last_seq });
+                return self.close(ErrorCode::Unavailable, &message);
+            }
             return;
         }
         if now >= self.last_rx + self.config.stale_after_ms {

@@ -334,6 +334,10 @@ impl Shell {
             max_publish_per_sec: c.max_publish_per_sec,
             publish_window: c.publish_window,
             max_pending_bytes: c.max_pending_bytes,
+            mirror_wait_ms: match self.state.log.backend() {
+                "jetstream" => c.mirror_wait_ms,
+                _ => 0,
+            },
         }
     }
 
@@ -440,6 +444,9 @@ impl Shell {
             Report::Acked(upto) => state.registry.acked(id, connection, upto),
             Report::Health(rtt, now) => state.registry.health_check(id, connection, rtt, now),
             Report::Progress(progress) => state.registry.progress(id, connection, progress),
+            Report::MirrorBehind { head, last_seq } => {
+                tracing::warn!(client_id = %id, head, last_seq, "EVENT_MIRROR_BEHIND: the client resumed past this proxy's copy of the shared log, which did not catch up; sent it a Drain");
+            }
             Report::TooFarBehind { from, upto } => {
                 tracing::warn!(client_id = %id, from, upto, "EVENT_CLIENT_TOO_FAR_BEHIND: sent gap and snapshot");
             }

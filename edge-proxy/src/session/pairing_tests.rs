@@ -30,6 +30,7 @@ const SERVER: SessionConfig = SessionConfig {
     max_publish_per_sec: 40,
     publish_window: 64,
     max_pending_bytes: 1 << 20,
+    mirror_wait_ms: 0,
 };
 
 struct Open;

@@ -36,6 +36,7 @@ const CONFIG: SessionConfig = SessionConfig {
     max_publish_per_sec: 5,
     publish_window: 16,
     max_pending_bytes: 4_000,
+    mirror_wait_ms: 0,
 };
 
 #[derive(Debug, Clone)]
@@ -605,4 +606,97 @@ fn a_reordered_append_is_refused_and_the_session_closes_unacknowledged() {
     sim.run_outputs();
     assert_eq!(sim.seen.closed, Some(ErrorCode::Unavailable));
     assert_eq!(sim.seen.accepted_upto, 0, "nothing acknowledged");
+}
+
+/// A session opened with `resume` against a log at `head`, on a shared
+/// log whose mirror may lag (`mirror_wait_ms` 2 s).
+fn resuming(last_seq: u64, head: u64) -> ServerSession {
+    let config = SessionConfig {
+        mirror_wait_ms: 2_000,
+        ..CONFIG
+    };
+    let opening = Opening {
+        client_id: "c".into(),
+        role: Role::Control,
+        hello: Hello {
+            client_id: "c".into(),
+            token: None,
+            resume: Some(shared_protocol::frame::Resume { epoch: 7, last_seq }),
+            t: None,
+        },
+        epoch: 7,
+        head,
+        oldest: 1,
+        welcome: Welcome {
+            session: "s".into(),
+            epoch: 0,
+            head_seq: 0,
+            resumed: false,
+            heartbeat_ms: 1_000,
+            limits: Limits {
+                max_frame_bytes: 1_000,
+                max_publish_per_sec: 20,
+                max_behind: 40,
+                retention_ms: 1,
+                publish_window: None,
+            },
+            access: None,
+        },
+    };
+    ServerSession::new(config, opening, 0)
+}
+
+fn frames(session: &mut ServerSession) -> Vec<ServerFrame> {
+    let mut out = Vec::new();
+    while let Some(o) = session.poll_output() {
+        match o {
+            Output::Send(b) => out.push(ServerFrame::decode(&b, usize::MAX).unwrap()),
+            Output::ReadEvents { .. } => session.handle_events(Ok(Vec::new())),
+            _ => {}
+        }
+    }
+    out
+}
+
+#[test]
+fn a_client_ahead_of_a_lagging_mirror_waits_for_it_and_is_replayed_not_told_its_history_is_lost() {
+    let mut session = resuming(8, 3);
+    assert!(
+        frames(&mut session).is_empty(),
+        "no Welcome while the mirror is behind"
+    );
+    session.handle_head(8);
+    let out = frames(&mut session);
+    match &out[..] {
+        [ServerFrame::Welcome(w)] => {
+            assert!(w.resumed, "a replay from last_seq + 1, not epoch_changed");
+            assert_eq!(w.head_seq, 8);
+        }
+        other => panic!("{other:?}"),
+    }
+}
+
+#[test]
+fn a_mirror_that_does_not_catch_up_sends_the_client_away_with_a_drain() {
+    let mut session = resuming(8, 3);
+    assert_eq!(session.poll_timeout(), 2_000);
+    session.handle_timeout(2_000, &mut NoLockout);
+    let mut drained = false;
+    let mut closed = None;
+    while let Some(o) = session.poll_output() {
+        match o {
+            Output::Send(b) => {
+                let frame = ServerFrame::decode(&b, usize::MAX).unwrap();
+                assert!(!matches!(
+                    frame,
+                    ServerFrame::Gap(_) | ServerFrame::Welcome(_)
+                ));
+                drained |= matches!(frame, ServerFrame::Drain(_));
+            }
+            Output::Close { code, .. } => closed = Some(code),
+            _ => {}
+        }
+    }
+    assert!(drained);
+    assert_eq!(closed, Some(ErrorCode::Unavailable));
 }
