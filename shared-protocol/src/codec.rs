@@ -18,6 +18,7 @@
 use rmp::Marker;
 
 use crate::frame::*;
+use crate::receiver::Delivered;
 
 // ---------------------------------------------------------------- encoding
 
@@ -145,6 +146,33 @@ impl W {
         self.str(name);
         self.str(v);
     }
+    fn event(&mut self, x: &Event) {
+        self.variant("Event", 4);
+        self.field_uint("seq", x.seq);
+        self.field_str("kind", &x.kind);
+        self.field_uint("ts_ms", x.ts_ms);
+        self.str("payload");
+        self.payload(&x.payload);
+    }
+
+    fn snapshot(&mut self, upto: u64, state: &State) {
+        self.variant("Snapshot", 2);
+        self.field_uint("upto", upto);
+        self.str("state");
+        self.map(state.len());
+        for (k, v) in state {
+            self.str(k);
+            self.payload(v);
+        }
+    }
+
+    fn gap(&mut self, g: &Gap) {
+        self.variant("Gap", 3);
+        self.field_uint("from", g.from);
+        self.field_uint("to", g.to);
+        self.field_str("reason", g.reason.as_str());
+    }
+
     fn ping(&mut self, name: &str, p: &Ping) {
         self.variant(name, 2);
         self.field_uint("nonce", u64::from(p.nonce));
@@ -157,6 +185,27 @@ fn envelope() -> W {
     w.array(2);
     w.uint(u64::from(PROTOCOL_VERSION));
     w
+}
+
+/// The frame that carries a delivered item, as `encode_server` writes it,
+/// straight from the item: the browser relays and stores only these three
+/// frames, and a copy into a `ServerFrame` first linked the encoder of all
+/// ten (and the clones) into the wasm.
+pub fn encode_delivered(item: &Delivered) -> Vec<u8> {
+    let mut w = envelope();
+    match item {
+        Delivered::Event(x) => w.event(x),
+        Delivered::Gap(x) => w.gap(x),
+        Delivered::Snapshot(x) => w.snapshot(x.upto, &x.state),
+    }
+    w.0
+}
+
+/// A snapshot frame of `upto` and `state` (what `encode_server` writes).
+pub fn encode_snapshot(upto: u64, state: &State) -> Vec<u8> {
+    let mut w = envelope();
+    w.snapshot(upto, state);
+    w.0
 }
 
 pub fn encode_client(frame: &ClientFrame) -> Vec<u8> {
@@ -239,30 +288,9 @@ pub fn encode_server(frame: &ServerFrame) -> Vec<u8> {
                 None => w.nil(),
             }
         }
-        ServerFrame::Event(x) => {
-            w.variant("Event", 4);
-            w.field_uint("seq", x.seq);
-            w.field_str("kind", &x.kind);
-            w.field_uint("ts_ms", x.ts_ms);
-            w.str("payload");
-            w.payload(&x.payload);
-        }
-        ServerFrame::Snapshot(x) => {
-            w.variant("Snapshot", 2);
-            w.field_uint("upto", x.upto);
-            w.str("state");
-            w.map(x.state.len());
-            for (k, v) in &x.state {
-                w.str(k);
-                w.payload(v);
-            }
-        }
-        ServerFrame::Gap(x) => {
-            w.variant("Gap", 3);
-            w.field_uint("from", x.from);
-            w.field_uint("to", x.to);
-            w.field_str("reason", x.reason.as_str());
-        }
+        ServerFrame::Event(x) => w.event(x),
+        ServerFrame::Snapshot(x) => w.snapshot(x.upto, &x.state),
+        ServerFrame::Gap(x) => w.gap(x),
         ServerFrame::Accepted { upto } => {
             w.variant("Accepted", 1);
             w.field_uint("upto", *upto);
@@ -307,9 +335,7 @@ macro_rules! names {
             }
         }
         fn $from(s: &str) -> Result<$ty, DecodeError> {
-            $ty::from_name(s).ok_or_else(|| {
-                DecodeError::UnknownVariant(format!("{} \"{s}\"", stringify!($ty)))
-            })
+            $ty::from_name(s).ok_or_else(|| unknown_name(stringify!($ty), s))
         }
     };
 }
@@ -625,7 +651,21 @@ impl<'a> R<'a> {
 }
 
 fn need<T>(v: Option<T>, field: &str) -> Result<T, DecodeError> {
-    v.ok_or_else(|| DecodeError::Malformed(format!("missing field `{field}`")))
+    v.ok_or_else(|| missing(field))
+}
+
+/// Out of line and not generic: `need` is instantiated for every field
+/// type, and each copy carried its own formatting call (the browser
+/// package's size target, docs/BENCHMARKS.md).
+#[inline(never)]
+fn missing(field: &str) -> DecodeError {
+    DecodeError::Malformed(format!("missing field `{field}`"))
+}
+
+/// An unknown wire name of an enum, out of line (one copy for every enum).
+#[inline(never)]
+fn unknown_name(ty: &str, s: &str) -> DecodeError {
+    DecodeError::UnknownVariant(format!("{ty} \"{s}\""))
 }
 
 pub(crate) fn decode_client(r: &mut R<'_>) -> Result<ClientFrame, DecodeError> {
@@ -894,6 +934,38 @@ mod tests {
     /// Every size class boundary of every type: the writer picks the same
     /// form as `rmpv` (the property tests' random values rarely land on
     /// them), and the reader reads it back.
+    #[test]
+    fn delivered_items_encode_as_their_server_frames() {
+        let mut state = State::new();
+        state.insert("radio.freq".into(), Payload::from(7_074_000));
+        state.insert("radio.mode".into(), Payload::from("USB"));
+        let items = [
+            Delivered::Event(Event {
+                seq: 300,
+                kind: "radio.freq".into(),
+                ts_ms: 1_700_000_000_000,
+                payload: Payload::from(14_074_000),
+            }),
+            Delivered::Gap(Gap {
+                from: 3,
+                to: 70_000,
+                reason: GapReason::TooFarBehind,
+            }),
+            Delivered::Snapshot(Snapshot { upto: 9, state }),
+        ];
+        for item in items {
+            let frame = match item.clone() {
+                Delivered::Event(x) => ServerFrame::Event(x),
+                Delivered::Gap(x) => ServerFrame::Gap(x),
+                Delivered::Snapshot(x) => ServerFrame::Snapshot(x),
+            };
+            assert_eq!(item.encode_frame(), frame.encode().unwrap());
+            if let Delivered::Snapshot(s) = &item {
+                assert_eq!(encode_snapshot(s.upto, &s.state), frame.encode().unwrap());
+            }
+        }
+    }
+
     #[test]
     fn writer_matches_rmpv_at_every_boundary() {
         let mut values = vec![Payload::Nil, Payload::from(true), Payload::from(false)];

@@ -457,10 +457,13 @@ fn depth_exceeds(bytes: &[u8], max: usize) -> bool {
     let mut stack: Vec<u64> = Vec::new();
     let mut rest = bytes;
     loop {
-        let marker = match rmp::decode::read_marker(&mut rest) {
-            Ok(m) => m,
-            Err(_) => return false,
+        // One byte read by hand: `rmp::decode::read_marker` goes through
+        // `std::io::Read` and links its error values into the wasm.
+        let Some((&byte, tail)) = rest.split_first() else {
+            return false;
         };
+        rest = tail;
+        let marker = rmp::Marker::from_u8(byte);
         use rmp::Marker as M;
         let (children, skip): (Option<u64>, usize) = match marker {
             M::FixArray(n) => (Some(u64::from(n)), 0),
@@ -547,6 +550,12 @@ impl ClientFrame {
     pub fn decode(bytes: &[u8], max_len: usize) -> Result<Self, DecodeError> {
         decode_with(bytes, max_len, crate::codec::decode_client)
     }
+}
+
+/// The bytes of `ServerFrame::Snapshot(Snapshot { upto, state })`, without
+/// building (and copying the state into) the frame.
+pub fn encode_snapshot(upto: u64, state: &State) -> Vec<u8> {
+    crate::codec::encode_snapshot(upto, state)
 }
 
 impl ServerFrame {

@@ -17,6 +17,14 @@ pub enum Delivered {
     Snapshot(Snapshot),
 }
 
+impl Delivered {
+    /// The server frame that carries this item, encoded: the bytes of
+    /// `ServerFrame::Event`/`Gap`/`Snapshot` of a copy, without the copy.
+    pub fn encode_frame(&self) -> Vec<u8> {
+        crate::codec::encode_delivered(self)
+    }
+}
+
 /// Why the receiver wants the shell to reconnect and resume.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
 pub enum ReceiveProblem {

@@ -172,7 +172,7 @@ impl Inner {
         match self.cursor_to_save.take() {
             Some((epoch, last_seq)) => {
                 self.store
-                    .save_cursor(epoch, last_seq, self.folded.snapshot())
+                    .save_cursor(epoch, last_seq, (self.folded.upto, &self.folded.state))
             }
             None => Ok(()),
         }

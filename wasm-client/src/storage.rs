@@ -13,7 +13,7 @@
 
 use js_sys::Array;
 use shared_protocol::client::Persisted;
-use shared_protocol::frame::{Delivery, Publish, ServerFrame, Snapshot};
+use shared_protocol::frame::{encode_snapshot, Delivery, Publish, ServerFrame, Snapshot, State};
 use wasm_bindgen::JsValue;
 
 use crate::js::{get, num, obj, payload_from_js, publish_to_js, show, try_map, whole_number};
@@ -155,14 +155,18 @@ impl Store {
 
     /// The position, and the state as of it (written first: a state
     /// whose `upto` is not the stored position is never used).
-    pub fn save_cursor(&self, epoch: u64, last_seq: u64, state: Snapshot) -> Result<(), String> {
-        if let Ok(bytes) = ServerFrame::Snapshot(state).encode() {
-            let mut text = String::with_capacity(bytes.len());
-            for b in bytes {
-                text.push(char::from(b));
-            }
-            self.set("state", &text)?;
+    pub fn save_cursor(
+        &self,
+        epoch: u64,
+        last_seq: u64,
+        (upto, state): (u64, &State),
+    ) -> Result<(), String> {
+        let bytes = encode_snapshot(upto, state);
+        let mut text = String::with_capacity(bytes.len());
+        for b in bytes {
+            text.push(char::from(b));
         }
+        self.set("state", &text)?;
         let at = js_sys::Date::now() as u64;
         self.set(
             "cursor",

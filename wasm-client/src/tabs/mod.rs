@@ -18,7 +18,7 @@ pub mod relay;
 
 use js_sys::{Array, Uint8Array};
 use shared_protocol::client::Input;
-use shared_protocol::frame::{Resume, ServerFrame};
+use shared_protocol::frame::{encode_snapshot, Resume, ServerFrame};
 use shared_protocol::receiver::Delivered;
 use shared_protocol::Millis;
 use wasm_bindgen::prelude::*;
@@ -27,7 +27,7 @@ use web_sys::{BroadcastChannel, MessageEvent};
 
 use crate::js::{get, obj, publish_input};
 use lease::{Lease, Msg, Out};
-use relay::{frame_of, Folded, Follower};
+use relay::{Folded, Follower};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Role {
@@ -238,9 +238,7 @@ impl Tabs {
         };
         let frames = Array::new();
         for item in items {
-            if let Ok(bytes) = frame_of(item).encode() {
-                frames.push(&Uint8Array::from(bytes.as_slice()));
-            }
+            frames.push(&Uint8Array::from(item.encode_frame().as_slice()));
         }
         self.post(&obj(&[
             ("t", "frames".into()),
@@ -302,15 +300,14 @@ impl Tabs {
             (Role::Leader, "join") => {
                 self.has_followers = true;
                 if let Some(epoch) = epoch {
-                    if let Ok(bytes) = ServerFrame::Snapshot(folded.snapshot()).encode() {
-                        self.post(&obj(&[
-                            ("t", "sync".into()),
-                            ("to", get(msg, "from")),
-                            ("epoch", (epoch as f64).into()),
-                            ("frame", Uint8Array::from(bytes.as_slice()).into()),
-                            ("state", self.last_state.clone()),
-                        ]));
-                    }
+                    let bytes = encode_snapshot(folded.upto, &folded.state);
+                    self.post(&obj(&[
+                        ("t", "sync".into()),
+                        ("to", get(msg, "from")),
+                        ("epoch", (epoch as f64).into()),
+                        ("frame", Uint8Array::from(bytes.as_slice()).into()),
+                        ("state", self.last_state.clone()),
+                    ]));
                 }
             }
             (Role::Leader, "send") => {

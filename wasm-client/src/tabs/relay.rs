@@ -8,7 +8,7 @@
 //! (it came in late, or a new leader resumed ahead of it) is filled by a
 //! sync: the leader's [`Folded`] state as a snapshot.
 
-use shared_protocol::frame::{Resume, ServerFrame, Snapshot, State};
+use shared_protocol::frame::{Resume, ServerFrame, State};
 use shared_protocol::receiver::{Delivered, Receiver};
 use shared_protocol::Millis;
 
@@ -40,22 +40,6 @@ impl Folded {
                 self.state = s.state.clone();
             }
         }
-    }
-
-    pub fn snapshot(&self) -> Snapshot {
-        Snapshot {
-            upto: self.upto,
-            state: self.state.clone(),
-        }
-    }
-}
-
-/// The frame that carries a delivered item over the channel.
-pub fn frame_of(item: &Delivered) -> ServerFrame {
-    match item {
-        Delivered::Event(e) => ServerFrame::Event(e.clone()),
-        Delivered::Gap(g) => ServerFrame::Gap(g.clone()),
-        Delivered::Snapshot(s) => ServerFrame::Snapshot(s.clone()),
     }
 }
 
@@ -146,7 +130,7 @@ impl Follower {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use shared_protocol::frame::{Event, Payload};
+    use shared_protocol::frame::{Event, Payload, Snapshot};
 
     #[cfg(target_arch = "wasm32")]
     use wasm_bindgen_test::wasm_bindgen_test as test;
