@@ -699,7 +699,10 @@ impl Link {
             let doc = document.clone();
             let hook = Closure::<dyn FnMut()>::new(move || {
                 if let Some(rc) = weak.upgrade() {
-                    if doc.visibility_state() == web_sys::VisibilityState::Visible {
+                    // `hidden` rather than `visibilityState`: the same answer (the
+                    // state is "visible" or "hidden"), without web-sys's enum
+                    // conversion and its panic path in the wasm.
+                    if !doc.hidden() {
                         Link::feed(&rc, Input::Visible);
                     } else {
                         // Hidden pages may be discarded without a pagehide.
