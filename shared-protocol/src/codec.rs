@@ -334,7 +334,7 @@ macro_rules! names {
                 match s { $($name => Some($ty::$variant),)* _ => None }
             }
         }
-        fn $from(s: &str) -> Result<$ty, DecodeError> {
+        fn $from(s: &str) -> Res<$ty> {
             $ty::from_name(s).ok_or_else(|| unknown_name(stringify!($ty), s))
         }
     };
@@ -358,6 +358,27 @@ names!(error_code_from, ErrorCode, {
 
 // ---------------------------------------------------------------- decoding
 
+/// A decode error on its way up the reader, boxed: each of the decoder's
+/// hundred-odd `?` then moves one pointer instead of the whole error.
+/// `decode_with` unboxes it.
+#[derive(Debug)]
+pub(crate) struct Bad(Box<DecodeError>);
+
+impl From<DecodeError> for Bad {
+    #[inline(never)]
+    fn from(e: DecodeError) -> Bad {
+        Bad(Box::new(e))
+    }
+}
+
+impl From<Bad> for DecodeError {
+    fn from(b: Bad) -> DecodeError {
+        *b.0
+    }
+}
+
+type Res<T> = Result<T, Bad>;
+
 /// A cursor over the frame: reading advances the slice.
 pub(crate) struct R<'a>(&'a [u8]);
 
@@ -379,8 +400,8 @@ fn found(m: Marker) -> &'static str {
     }
 }
 
-fn wrong(what: &str, expected: &str, m: Marker) -> DecodeError {
-    DecodeError::Malformed(format!("{what}: expected {expected}, found {}", found(m)))
+fn wrong(what: &str, expected: &str, m: Marker) -> Bad {
+    DecodeError::Malformed(format!("{what}: expected {expected}, found {}", found(m))).into()
 }
 
 impl<'a> R<'a> {
@@ -393,9 +414,9 @@ impl<'a> R<'a> {
     }
 
     /// The next `n` bytes, or `Truncated`.
-    fn take(&mut self, n: usize) -> Result<&'a [u8], DecodeError> {
+    fn take(&mut self, n: usize) -> Res<&'a [u8]> {
         if self.0.len() < n {
-            return Err(DecodeError::Truncated);
+            return Err(DecodeError::Truncated.into());
         }
         let (head, rest) = self.0.split_at(n);
         self.0 = rest;
@@ -403,22 +424,22 @@ impl<'a> R<'a> {
     }
 
     /// A big-endian unsigned number `n` bytes wide.
-    fn be(&mut self, n: usize) -> Result<u64, DecodeError> {
+    fn be(&mut self, n: usize) -> Res<u64> {
         let bytes = self.take(n)?;
         Ok(bytes.iter().fold(0, |acc, b| (acc << 8) | u64::from(*b)))
     }
 
-    fn len(&mut self, n: usize) -> Result<usize, DecodeError> {
+    fn len(&mut self, n: usize) -> Res<usize> {
         self.be(n).map(|v| v as usize)
     }
 
-    fn marker(&mut self) -> Result<Marker, DecodeError> {
+    fn marker(&mut self) -> Res<Marker> {
         Ok(Marker::from_u8(self.take(1)?[0]))
     }
 
     /// The frame's envelope `[version, body]`: checks the version and leaves
     /// the cursor on the body.
-    pub(crate) fn envelope(&mut self) -> Result<(), DecodeError> {
+    pub(crate) fn envelope(&mut self) -> Res<()> {
         let n = match self.marker()? {
             Marker::FixArray(n) => usize::from(n),
             Marker::Array16 => self.len(2)?,
@@ -426,21 +447,20 @@ impl<'a> R<'a> {
             m => return Err(wrong("envelope", "an array", m)),
         };
         if n != 2 {
-            return Err(DecodeError::Malformed(format!(
-                "envelope has {n} elements, not 2"
-            )));
+            return Err(DecodeError::Malformed(format!("envelope has {n} elements, not 2")).into());
         }
         let version = self.uint("version")?;
         if version != u64::from(PROTOCOL_VERSION) {
             return Err(DecodeError::UnsupportedVersion {
                 got: version,
                 supported: PROTOCOL_VERSION,
-            });
+            }
+            .into());
         }
         Ok(())
     }
 
-    fn map_len(&mut self, what: &str) -> Result<u32, DecodeError> {
+    fn map_len(&mut self, what: &str) -> Res<u32> {
         match self.marker()? {
             Marker::FixMap(n) => Ok(u32::from(n)),
             Marker::Map16 => self.be(2).map(|n| n as u32),
@@ -449,7 +469,7 @@ impl<'a> R<'a> {
         }
     }
 
-    fn str_bytes(&mut self, m: Marker) -> Option<Result<&'a [u8], DecodeError>> {
+    fn str_bytes(&mut self, m: Marker) -> Option<Res<&'a [u8]>> {
         let len = match m {
             Marker::FixStr(n) => Ok(usize::from(n)),
             Marker::Str8 => self.len(1),
@@ -460,17 +480,18 @@ impl<'a> R<'a> {
         Some(len.and_then(|len| self.take(len)))
     }
 
-    fn str(&mut self, what: &str) -> Result<&'a str, DecodeError> {
+    fn str(&mut self, what: &str) -> Res<&'a str> {
         let m = self.marker()?;
         let bytes = self
             .str_bytes(m)
             .ok_or_else(|| wrong(what, "a string", m))??;
-        std::str::from_utf8(bytes).map_err(|_| DecodeError::Malformed(format!("{what}: not UTF-8")))
+        std::str::from_utf8(bytes)
+            .map_err(|_| DecodeError::Malformed(format!("{what}: not UTF-8")).into())
     }
 
     /// Any integer marker whose value is >= 0 (what `rmp::decode::read_int`
     /// accepts for a `u64`).
-    fn uint(&mut self, what: &str) -> Result<u64, DecodeError> {
+    fn uint(&mut self, what: &str) -> Res<u64> {
         let m = self.marker()?;
         let signed = match m {
             Marker::FixPos(n) => return Ok(u64::from(n)),
@@ -485,10 +506,11 @@ impl<'a> R<'a> {
             Marker::I64 => self.be(8)? as i64,
             m => return Err(wrong(what, "an integer", m)),
         };
-        u64::try_from(signed).map_err(|_| DecodeError::Malformed(format!("{what}: negative")))
+        u64::try_from(signed)
+            .map_err(|_| DecodeError::Malformed(format!("{what}: negative")).into())
     }
 
-    fn boolean(&mut self, what: &str) -> Result<bool, DecodeError> {
+    fn boolean(&mut self, what: &str) -> Res<bool> {
         match self.marker()? {
             Marker::True => Ok(true),
             Marker::False => Ok(false),
@@ -496,7 +518,7 @@ impl<'a> R<'a> {
         }
     }
 
-    fn payload(&mut self) -> Result<Payload, DecodeError> {
+    fn payload(&mut self) -> Res<Payload> {
         self.value(0)
     }
 
@@ -504,14 +526,14 @@ impl<'a> R<'a> {
     /// UTF-8 is an error here: JSON, JS and the dashboard cannot carry it).
     /// `depth` is how many containers hold this value: a payload's own
     /// outermost array or map is at 0, so 32 levels end at depth 31.
-    fn value(&mut self, depth: usize) -> Result<Payload, DecodeError> {
+    fn value(&mut self, depth: usize) -> Res<Payload> {
         let m = self.marker()?;
         if let Some(bytes) = self.str_bytes(m) {
             return match std::str::from_utf8(bytes?) {
                 Ok(s) => Ok(Payload::from(s)),
-                Err(_) => Err(DecodeError::Malformed(
-                    "payload: a string is not UTF-8".into(),
-                )),
+                Err(_) => {
+                    Err(DecodeError::Malformed("payload: a string is not UTF-8".into()).into())
+                }
             };
         }
         let (len, ext) = match m {
@@ -556,9 +578,9 @@ impl<'a> R<'a> {
         Ok(Payload::Binary(self.take(len)?.to_vec()))
     }
 
-    fn array(&mut self, n: usize, depth: usize) -> Result<Payload, DecodeError> {
+    fn array(&mut self, n: usize, depth: usize) -> Res<Payload> {
         if depth >= MAX_DEPTH {
-            return Err(DecodeError::TooDeep);
+            return Err(DecodeError::TooDeep.into());
         }
         // Every element takes at least one byte: a hostile length cannot
         // make us reserve more than the frame's size.
@@ -569,9 +591,9 @@ impl<'a> R<'a> {
         Ok(Payload::Array(items))
     }
 
-    fn map(&mut self, n: usize, depth: usize) -> Result<Payload, DecodeError> {
+    fn map(&mut self, n: usize, depth: usize) -> Res<Payload> {
         if depth >= MAX_DEPTH {
-            return Err(DecodeError::TooDeep);
+            return Err(DecodeError::TooDeep.into());
         }
         let mut entries = Vec::with_capacity(n.min(self.remaining() / 2));
         for _ in 0..n {
@@ -591,50 +613,48 @@ impl<'a> R<'a> {
     }
 
     /// Skips one value of any type (an unknown field's).
-    fn skip(&mut self) -> Result<(), DecodeError> {
+    fn skip(&mut self) -> Res<()> {
         self.payload().map(drop)
     }
 
-    fn opt_uint(&mut self, what: &str) -> Result<Option<u64>, DecodeError> {
+    fn opt_uint(&mut self, what: &str) -> Res<Option<u64>> {
         if self.is_nil() {
             return Ok(None);
         }
         self.uint(what).map(Some)
     }
 
-    fn opt_str(&mut self, what: &str) -> Result<Option<String>, DecodeError> {
+    fn opt_str(&mut self, what: &str) -> Res<Option<String>> {
         if self.is_nil() {
             return Ok(None);
         }
         self.str(what).map(|s| Some(s.to_string()))
     }
 
-    fn u32(&mut self, what: &str) -> Result<u32, DecodeError> {
+    fn u32(&mut self, what: &str) -> Res<u32> {
         let v = self.uint(what)?;
         u32::try_from(v)
-            .map_err(|_| DecodeError::Malformed(format!("{what}: {v} does not fit 32 bits")))
+            .map_err(|_| DecodeError::Malformed(format!("{what}: {v} does not fit 32 bits")).into())
     }
 
     /// Reads `{"Variant": {...}}` up to the field map; returns the name and
     /// field count. An unknown name is reported before its body is read.
-    fn variant(&mut self, known: &[&str], side: &str) -> Result<(&'a str, u32), DecodeError> {
+    fn variant(&mut self, known: &[&str], side: &str) -> Res<(&'a str, u32)> {
         let n = self.map_len("frame")?;
         if n != 1 {
-            return Err(DecodeError::Malformed(format!(
-                "frame is a map of {n} entries, not 1"
-            )));
+            return Err(
+                DecodeError::Malformed(format!("frame is a map of {n} entries, not 1")).into(),
+            );
         }
         let name = self.str("frame name")?;
         if !known.contains(&name) {
-            return Err(DecodeError::UnknownVariant(format!(
-                "{side} frame \"{name}\""
-            )));
+            return Err(DecodeError::UnknownVariant(format!("{side} frame \"{name}\"")).into());
         }
         let fields = self.map_len(name)?;
         Ok((name, fields))
     }
 
-    fn ping(&mut self, fields: u32) -> Result<Ping, DecodeError> {
+    fn ping(&mut self, fields: u32) -> Res<Ping> {
         let (mut nonce, mut t) = (None, None);
         for _ in 0..fields {
             match self.str("field")? {
@@ -650,7 +670,7 @@ impl<'a> R<'a> {
     }
 }
 
-fn need<T>(v: Option<T>, field: &str) -> Result<T, DecodeError> {
+fn need<T>(v: Option<T>, field: &str) -> Res<T> {
     v.ok_or_else(|| missing(field))
 }
 
@@ -658,17 +678,17 @@ fn need<T>(v: Option<T>, field: &str) -> Result<T, DecodeError> {
 /// type, and each copy carried its own formatting call (the browser
 /// package's size target, docs/BENCHMARKS.md).
 #[inline(never)]
-fn missing(field: &str) -> DecodeError {
-    DecodeError::Malformed(format!("missing field `{field}`"))
+fn missing(field: &str) -> Bad {
+    DecodeError::Malformed(format!("missing field `{field}`")).into()
 }
 
 /// An unknown wire name of an enum, out of line (one copy for every enum).
 #[inline(never)]
-fn unknown_name(ty: &str, s: &str) -> DecodeError {
-    DecodeError::UnknownVariant(format!("{ty} \"{s}\""))
+fn unknown_name(ty: &str, s: &str) -> Bad {
+    DecodeError::UnknownVariant(format!("{ty} \"{s}\"")).into()
 }
 
-pub(crate) fn decode_client(r: &mut R<'_>) -> Result<ClientFrame, DecodeError> {
+pub(crate) fn decode_client(r: &mut R<'_>) -> Res<ClientFrame> {
     let (name, fields) = r.variant(&["Hello", "Publish", "Ack", "Ping", "Pong"], "client")?;
     Ok(match name {
         "Hello" => {
@@ -742,14 +762,12 @@ pub(crate) fn decode_client(r: &mut R<'_>) -> Result<ClientFrame, DecodeError> {
         "Ping" => ClientFrame::Ping(r.ping(fields)?),
         "Pong" => ClientFrame::Pong(r.ping(fields)?),
         other => {
-            return Err(DecodeError::UnknownVariant(format!(
-                "client frame \"{other}\""
-            )))
+            return Err(DecodeError::UnknownVariant(format!("client frame \"{other}\"")).into())
         }
     })
 }
 
-pub(crate) fn decode_server(r: &mut R<'_>) -> Result<ServerFrame, DecodeError> {
+pub(crate) fn decode_server(r: &mut R<'_>) -> Res<ServerFrame> {
     let known = [
         "Welcome", "Event", "Snapshot", "Gap", "Accepted", "Rejected", "Ping", "Pong", "Error",
         "Drain",
@@ -920,9 +938,7 @@ pub(crate) fn decode_server(r: &mut R<'_>) -> Result<ServerFrame, DecodeError> {
             })
         }
         other => {
-            return Err(DecodeError::UnknownVariant(format!(
-                "server frame \"{other}\""
-            )))
+            return Err(DecodeError::UnknownVariant(format!("server frame \"{other}\"")).into())
         }
     })
 }

@@ -426,7 +426,7 @@ pub struct EncodeError(String);
 fn decode_with<T>(
     bytes: &[u8],
     max_len: usize,
-    body: impl FnOnce(&mut crate::codec::R<'_>) -> Result<T, DecodeError>,
+    body: impl FnOnce(&mut crate::codec::R<'_>) -> Result<T, crate::codec::Bad>,
 ) -> Result<T, DecodeError> {
     if bytes.len() > max_len {
         return Err(DecodeError::TooLarge {
