@@ -258,13 +258,17 @@ pub fn pkg() -> Result<PathBuf> {
     {
         // Optimised for size, then the import and export names shortened
         // (xtask/src/names.rs): binaryen prints what it renamed.
-        // Two rounds of -Oz around a flatten and re-loop of the control
+        // Rounds of -Oz around two flattens and re-loops of the control
         // flow, with similar functions merged: about 490 B less gzipped
-        // than one -Oz (docs/BENCHMARKS.md).
+        // than one -Oz, the second flatten round another 110 B
+        // (docs/BENCHMARKS.md; a third round, or `--converge`, is larger).
         let report = Command::new(&wasm_opt)
             .args([
                 "-Oz",
                 "--merge-similar-functions",
+                "--flatten",
+                "--rereloop",
+                "-Oz",
                 "--flatten",
                 "--rereloop",
                 "-Oz",
