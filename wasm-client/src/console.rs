@@ -4,8 +4,6 @@
 use js_sys::{Object, Reflect};
 use wasm_bindgen::prelude::*;
 
-use crate::link::Link;
-
 const HELP: &[(&str, &str)] = &[
     (
         "metrics()",
@@ -44,7 +42,20 @@ fn set(target: &Object, name: &str, f: &JsValue) {
     let _ = Reflect::set(target, &JsValue::from_str(name), f);
 }
 
-pub fn install(name: &str, link: Link) {
+/// What the console API calls: the `Link`'s own methods (the link
+/// implements this; the console does not know the link's insides, and the
+/// two modules do not import each other).
+pub trait Target: Clone + 'static {
+    fn metrics(&self) -> JsValue;
+    fn force_reconnect(&self);
+    fn buffer(&self) -> JsValue;
+    fn clear_buffer(&self);
+    fn simulate_disconnect(&self, ms: f64);
+    fn history(&self) -> JsValue;
+    fn export_logs(&self) -> Result<web_sys::Blob, wasm_bindgen::JsError>;
+}
+
+pub fn install(name: &str, link: impl Target) {
     let Some(window) = web_sys::window() else {
         return;
     };

@@ -1073,3 +1073,27 @@ impl Link {
         Ok(())
     }
 }
+
+impl crate::console::Target for Link {
+    fn metrics(&self) -> JsValue {
+        Link::metrics(self)
+    }
+    fn force_reconnect(&self) {
+        Link::force_reconnect(self)
+    }
+    fn buffer(&self) -> JsValue {
+        Link::buffer(self)
+    }
+    fn clear_buffer(&self) {
+        Link::clear_buffer(self)
+    }
+    fn simulate_disconnect(&self, ms: f64) {
+        Link::simulate_disconnect(self, ms)
+    }
+    fn history(&self) -> JsValue {
+        Link::history(self)
+    }
+    fn export_logs(&self) -> Result<web_sys::Blob, JsError> {
+        Link::export_logs(self)
+    }
+}
