@@ -63,9 +63,16 @@ pub struct Totals {
     pub live: AtomicU64,
 }
 
+/// How many `client_id`s get metric series of their own.
+pub const LABELLED_CLIENTS: usize = 64;
+
 #[derive(Clone)]
 pub struct Registry {
     records: Arc<Mutex<HashMap<String, Record>>>,
+    /// The `client_id`s given a `connection` label of their own in
+    /// `/metrics` (at most [`LABELLED_CLIENTS`] over the process's life):
+    /// the series of one metric cannot grow with the ids clients invent.
+    labelled: Arc<Mutex<std::collections::HashSet<String>>>,
     pub totals: Arc<Totals>,
     next_connection: Arc<AtomicU64>,
     /// Disconnected records older than this are forgotten.
@@ -106,6 +113,7 @@ impl Registry {
     pub fn new(forget_after_ms: u64) -> Self {
         Registry {
             records: Arc::default(),
+            labelled: Arc::default(),
             totals: Arc::default(),
             next_connection: Arc::new(AtomicU64::new(1)),
             forget_after_ms,
@@ -117,6 +125,22 @@ impl Registry {
         self.records
             .lock()
             .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    /// The `connection` label for `client_id`'s per-connection metrics: its
+    /// own id for the first [`LABELLED_CLIENTS`] ids, `"other"` after.
+    pub fn metric_label(&self, client_id: &str) -> String {
+        let Ok(mut labelled) = self.labelled.lock() else {
+            return "other".into();
+        };
+        if labelled.contains(client_id) {
+            return client_id.to_string();
+        }
+        if labelled.len() < LABELLED_CLIENTS {
+            labelled.insert(client_id.to_string());
+            return client_id.to_string();
+        }
+        "other".into()
     }
 
     /// A connection presented `client_id`: claims the record, telling any
@@ -223,7 +247,7 @@ impl Registry {
             .events_dropped
             .fetch_add(p.coalesced, Ordering::Relaxed);
         metrics::counter!("proxy_events_sent_total").increment(p.sent);
-        let label = client_id.to_string();
+        let label = self.metric_label(client_id);
         if p.cooled {
             metrics::counter!("connection_cooling_events_total", "connection" => label.clone(), "reason" => "lag")
                 .increment(1);
@@ -256,7 +280,7 @@ impl Registry {
     /// A heartbeat result: a pong (with its RTT) or a missing one.
     pub fn health_check(&self, client_id: &str, connection: u64, rtt_ms: Option<u64>, now: Millis) {
         let result = if rtt_ms.is_some() { "ok" } else { "failed" };
-        metrics::counter!("connection_health_checks_total", "connection" => client_id.to_string(), "result" => result)
+        metrics::counter!("connection_health_checks_total", "connection" => self.metric_label(client_id), "result" => result)
             .increment(1);
         self.with(client_id, connection, |r| {
             let check = rtt_ms.map_or(Check::Failed, |latency_ms| Check::Ok { latency_ms });
@@ -267,7 +291,7 @@ impl Registry {
                         .map_or(rtt as f64, |s| s * 0.875 + rtt as f64 * 0.125),
                 );
             }
-            metrics::gauge!("connection_health_score", "connection" => client_id.to_string())
+            metrics::gauge!("connection_health_score", "connection" => self.metric_label(client_id))
                 .set(f64::from(r.health.score()));
         });
     }
@@ -343,4 +367,24 @@ pub struct Progress {
     pub cursor: u64,
     pub temperature: f64,
     pub cooled: bool,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn per_connection_metric_labels_are_bounded_whatever_ids_clients_invent() {
+        let registry = Registry::new(1_000);
+        let labels: std::collections::HashSet<String> = (0..1_000)
+            .map(|i| registry.metric_label(&format!("invented-{i}")))
+            .collect();
+        assert_eq!(labels.len(), LABELLED_CLIENTS + 1, "64 ids and \"other\"");
+        assert_eq!(
+            registry.metric_label("invented-3"),
+            "invented-3",
+            "a labelled id keeps its label"
+        );
+        assert_eq!(registry.metric_label("invented-999"), "other");
+    }
 }

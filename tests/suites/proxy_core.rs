@@ -493,7 +493,7 @@ async fn bad_input_gets_a_clear_error_and_disturbs_no_one() {
         "rejected commands never reached the log"
     );
 
-    let (_, metrics) = proxy.get("/metrics");
+    let (_, metrics) = proxy.get("/metrics?token=watcher-secret");
     for reason in [
         "malformed",
         "too_large",
