@@ -116,6 +116,7 @@ async fn run(config: Config, port_file: Option<std::path::PathBuf>) -> Result<()
         .install_recorder()
         .context("installing the Prometheus recorder")?;
     telemetry::describe();
+    telemetry::register();
     let log_config = LogConfig {
         retention_ms: config.retention_ms,
         max_events: config.max_events,

@@ -99,6 +99,20 @@ pub enum LinkEventType {
 }
 
 impl LinkEventType {
+    /// Every type, for registering per-type metrics before the first event.
+    pub const ALL: [LinkEventType; 10] = [
+        LinkEventType::StateChange,
+        LinkEventType::ReconnectStart,
+        LinkEventType::ReconnectOk,
+        LinkEventType::ReconnectFailed,
+        LinkEventType::TxDropDetected,
+        LinkEventType::FastPathActive,
+        LinkEventType::ConnectionStable,
+        LinkEventType::MaxRetriesExceeded,
+        LinkEventType::PowerWarning,
+        LinkEventType::PowerCritical,
+    ];
+
     pub fn as_str(self) -> &'static str {
         match self {
             LinkEventType::StateChange => "EVENT_STATE_CHANGE",

@@ -649,31 +649,82 @@ async fn stats_and_metrics_describe_the_proxy() {
     ] {
         assert!(metrics.contains(name), "metrics lack {name}");
     }
-    {
+    promtool_check_metrics(&metrics);
+}
+
+/// `promtool check metrics` accepts `metrics` (every metric has HELP and
+/// TYPE, names and labels are well formed).
+fn promtool_check_metrics(metrics: &str) {
+    assert!(
+        std::path::Path::new("/usr/bin/promtool").exists(),
+        "promtool is missing: `cargo xtask setup` installs it (Debian package prometheus)"
+    );
+    let mut child = std::process::Command::new("promtool")
+        .args(["check", "metrics"])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    use std::io::Write;
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(metrics.as_bytes())
+        .unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert!(
+        out.status.success(),
+        "promtool: {}{}\n{metrics}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// With the demo hardware (a simulated radio and power meter on
+/// pseudo-terminals), `/metrics` still passes promtool, and the counters
+/// alerts are written on exist at zero before anything happened.
+#[tokio::test]
+async fn metrics_with_demo_hardware_pass_promtool_and_start_at_zero() {
+    let proxy = Proxy::start("demo = true\n");
+    let mut client = TestClient::new("observer");
+    client.connect(&proxy.ws_url()).await.unwrap();
+    let deadline = std::time::Instant::now() + SECS;
+    let metrics = loop {
+        let (status, metrics) = proxy.get("/metrics");
+        assert_eq!(status, 200);
+        if metrics.contains(r#"link_state{link="radio",state="connected"} 1"#)
+            && metrics.contains(r#"link_state{link="meter",state="connected"} 1"#)
+        {
+            break metrics;
+        }
         assert!(
-            std::path::Path::new("/usr/bin/promtool").exists(),
-            "promtool is missing: `cargo xtask setup` installs it (Debian package prometheus)"
+            std::time::Instant::now() < deadline,
+            "the demo links did not connect:\n{metrics}"
         );
-        let mut child = std::process::Command::new("promtool")
-            .args(["check", "metrics"])
-            .stdin(std::process::Stdio::piped())
-            .stdout(std::process::Stdio::piped())
-            .stderr(std::process::Stdio::piped())
-            .spawn()
-            .unwrap();
-        use std::io::Write;
-        child
-            .stdin
-            .take()
-            .unwrap()
-            .write_all(metrics.as_bytes())
-            .unwrap();
-        let out = child.wait_with_output().unwrap();
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    promtool_check_metrics(&metrics);
+    for line in [
+        r#"proxy_tx_watchdog_unkeys_total{reason="max_tx_time"} 0"#,
+        r#"link_events_total{link="radio",type="EVENT_MAX_RETRIES_EXCEEDED"} 0"#,
+        r#"link_events_total{link="meter",type="EVENT_POWER_CRITICAL"} 0"#,
+        r#"proxy_bad_input_total{reason="malformed"} 0"#,
+        r#"proxy_connections_refused_total{reason="max_connections"} 0"#,
+        "proxy_log_commit_failures_total 0",
+        "bridge_log_dropped_total 0",
+        "proxy_log_writable 1",
+    ] {
         assert!(
-            out.status.success(),
-            "promtool: {}{}",
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
+            metrics.lines().any(|l| l == line),
+            "metrics lack `{line}`:\n{metrics}"
+        );
+    }
+    for name in ["power_forward_watts", "power_swr", "power_alarm_level"] {
+        assert!(
+            metrics.contains(&format!("# HELP {name} ")),
+            "{name} has no HELP"
         );
     }
 }

@@ -170,6 +170,7 @@ impl HwLink {
         hooks: Hooks,
         clock: Clock,
     ) -> Self {
+        crate::telemetry::register_link(name);
         HwLink {
             name,
             link: LinkManager::new(config, fastrand::u64(..)),

@@ -51,6 +51,7 @@ pub struct PowerWatch {
 
 impl PowerWatch {
     pub fn new(source: &str, config: PowerConfig, log: LogQueue) -> Self {
+        crate::telemetry::register_power();
         let status = Arc::new(Mutex::new(PowerStatus {
             source: source.to_string(),
             level: "normal",

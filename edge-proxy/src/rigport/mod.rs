@@ -81,19 +81,6 @@ pub async fn start(state: &Arc<AppState>) -> anyhow::Result<Option<RigPort>> {
     if config.rigctl_listen.is_none() && config.virtual_cat.is_none() {
         return Ok(None);
     }
-    metrics::describe_gauge!(
-        "rig_programs_connected",
-        "Programs connected to the rig port (rigctl) and the virtual CAT port"
-    );
-    metrics::describe_counter!("rig_commands_total", "Commands received from programs");
-    metrics::describe_counter!(
-        "rig_sets_total",
-        "Sets from programs on the rig port, by result (ok: the radio confirmed)"
-    );
-    metrics::describe_counter!(
-        "rig_connections_refused_total",
-        "Rig-port connections refused, by reason"
-    );
     let shared = Arc::new(Shared {
         control: control::Control {
             log: state.log.clone(),
