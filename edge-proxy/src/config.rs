@@ -56,6 +56,9 @@ pub struct Cli {
     /// or host:port of Hamlib's rigctld with --radio-backend rigctld.
     #[arg(long, env = "EDGE_PROXY_RADIO_PORT")]
     pub radio_port: Option<String>,
+    /// The radio's serial speed (kenwood backend; the radio's menu must match).
+    #[arg(long, env = "EDGE_PROXY_RADIO_BAUD")]
+    pub radio_baud: Option<u32>,
     /// How the radio is reached: kenwood (CAT on a serial port) or rigctld (Hamlib, TCP).
     #[arg(long, env = "EDGE_PROXY_RADIO_BACKEND")]
     pub radio_backend: Option<RadioBackend>,
@@ -386,6 +389,9 @@ impl Config {
         if let Some(port) = &cli.radio_port {
             config.radio_port = Some(port.clone());
         }
+        if let Some(baud) = cli.radio_baud {
+            config.radio_baud = baud;
+        }
         if let Some(backend) = cli.radio_backend {
             config.radio_backend = backend;
         }
@@ -454,6 +460,10 @@ impl Config {
 
     fn validate(&self) -> Result<()> {
         anyhow::ensure!(self.heartbeat_ms > 0, "heartbeat_ms must be positive");
+        anyhow::ensure!(
+            self.radio_baud > 0,
+            "radio_baud must be positive (38400 is the TS-2000's default)"
+        );
         anyhow::ensure!(
             self.stale_after_ms > self.heartbeat_ms,
             "stale_after_ms ({}) must be longer than heartbeat_ms ({})",
@@ -556,6 +566,21 @@ mod tests {
         listed.validate().unwrap();
         let bad: Config = toml::from_str("rigctl_allow = [\"lan\"]").unwrap();
         assert!(bad.validate().is_err());
+    }
+
+    #[test]
+    fn radio_baud_comes_from_the_flag_over_the_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("proxy.toml");
+        std::fs::write(&file, "radio_baud = 4800\n").unwrap();
+        let file = file.display().to_string();
+        let cli = Cli::try_parse_from(["edge-proxy", "--config", &file]).unwrap();
+        assert_eq!(Config::load(&cli).unwrap().radio_baud, 4800);
+        let cli =
+            Cli::try_parse_from(["edge-proxy", "--config", &file, "--radio-baud", "9600"]).unwrap();
+        assert_eq!(Config::load(&cli).unwrap().radio_baud, 9600);
+        let cli = Cli::try_parse_from(["edge-proxy", "--radio-baud", "0"]).unwrap();
+        assert!(Config::load(&cli).is_err(), "0 baud is refused");
     }
 
     #[test]

@@ -207,8 +207,14 @@ impl LinkManager {
         self.reconnects
     }
 
+    /// 0..100. A failed link scores 0 whatever its last checks said: it has
+    /// given up, and a dashboard or an alert must not read it as healthy.
     pub fn health_score(&self) -> u8 {
-        self.health.score()
+        if self.state == LinkState::Failed {
+            0
+        } else {
+            self.health.score()
+        }
     }
 
     pub fn degraded(&self) -> bool {

@@ -112,6 +112,11 @@ fn ten_failures_give_failed_and_max_retries_then_start_recovers() {
     }
     assert_eq!(s.link.state(), LinkState::Failed);
     assert!(s.kinds().contains(&"EVENT_MAX_RETRIES_EXCEEDED"));
+    assert_eq!(
+        s.link.health_score(),
+        0,
+        "a failed link is not healthy, whatever its last checks said"
+    );
     let retries = s
         .events
         .iter()

@@ -435,3 +435,33 @@ async fn after_max_retries_the_link_fails_and_recovers_when_the_radio_is_plugged
     let stats: serde_json::Value = serde_json::from_str(&stats).unwrap();
     assert_eq!(stats["links"]["radio"]["state"], "connected", "{stats}");
 }
+
+/// An unplugged radio: the link's last event (what `/stats` and the log
+/// show the operator) names the missing device and where to look for it.
+#[tokio::test]
+async fn a_missing_serial_port_is_named_with_where_to_look() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("ttyUSB-unplugged");
+    let proxy = Proxy::start(&format!("radio_port = \"{}\"\n", path.display()));
+    let deadline = std::time::Instant::now() + SECS;
+    loop {
+        let (_, stats) = proxy.get("/stats");
+        let stats: serde_json::Value = serde_json::from_str(&stats).unwrap();
+        let last = stats["links"]["radio"]["last_event"]
+            .as_str()
+            .unwrap_or_default()
+            .to_string();
+        if last.contains("EVENT_RECONNECT_FAILED") || last.contains("cannot open") {
+            assert!(
+                last.contains(&path.display().to_string()) && last.contains("/dev/serial/by-id/"),
+                "{last}"
+            );
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no failed open reported: {stats}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}

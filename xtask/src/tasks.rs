@@ -373,7 +373,15 @@ pub fn demo(port: u16, shared: bool) -> Result<()> {
             "--listen",
         ])
         .arg(format!("127.0.0.1:{port}"))
-        .args(["--www", "www", "--data-dir", "data/demo"]))
+        .args(["--www", "www", "--data-dir"])
+        .arg(demo_data_dir(port)))
+}
+
+/// The demo's event log, one per port: the log is opened exclusively, so a
+/// second demo on another port beside the first gets its own instead of
+/// "Database already open".
+fn demo_data_dir(port: u16) -> PathBuf {
+    root().join("data").join(format!("demo-{port}"))
 }
 
 /// Two proxies on one JetStream log: a local `nats-server -js` (store in
@@ -465,4 +473,12 @@ fn gzipped_len(file: &Path) -> Option<u64> {
         .output()
         .ok()?;
     out.status.success().then_some(out.stdout.len() as u64)
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn two_demos_on_two_ports_have_two_data_directories() {
+        assert_ne!(super::demo_data_dir(8080), super::demo_data_dir(8081));
+    }
 }

@@ -28,7 +28,7 @@ use anyhow::Context;
 use rmpv::Value;
 use serde::Serialize;
 use shared_protocol::backoff::BackoffConfig;
-use shared_protocol::link::{LinkConfig, LinkEvent, LinkManager, LinkOutput};
+use shared_protocol::link::{LinkConfig, LinkEvent, LinkEventType, LinkManager, LinkOutput};
 use shared_protocol::power::PowerConfig;
 use shared_protocol::ServerFrame;
 use station_sim::pty::{PtyMeter, PtyRadio};
@@ -99,7 +99,21 @@ fn record(
     event: LinkEvent,
 ) {
     let kind = event.kind.as_str();
-    tracing::info!(link = name, state = event.state.as_str(), reconnects = event.reconnects, context = %event.context, "{kind}");
+    // The device path is in every line: an operator with two adapters must
+    // know which one failed.
+    let port = status.lock().map(|s| s.port.clone()).unwrap_or_default();
+    let trouble = matches!(
+        event.kind,
+        LinkEventType::ReconnectFailed
+            | LinkEventType::MaxRetriesExceeded
+            | LinkEventType::TxDropDetected
+            | LinkEventType::PowerCritical
+    ) || event.state == shared_protocol::link::LinkState::Failed;
+    if trouble {
+        tracing::warn!(link = name, %port, state = event.state.as_str(), reconnects = event.reconnects, context = %event.context, "{kind}");
+    } else {
+        tracing::info!(link = name, %port, state = event.state.as_str(), reconnects = event.reconnects, context = %event.context, "{kind}");
+    }
     metrics::counter!("link_events_total", "link" => name, "type" => kind).increment(1);
     if let Ok(mut s) = status.lock() {
         s.last_event = Some(format!("{kind}: {}", event.context));

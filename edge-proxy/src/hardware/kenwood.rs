@@ -16,8 +16,8 @@ use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 pub enum CatError {
     #[error("serial I/O: {0}")]
     Io(#[from] std::io::Error),
-    #[error("serial port: {0}")]
-    Port(#[from] tokio_serial::Error),
+    #[error("{0}")]
+    Port(#[from] super::OpenError),
     #[error("the radio did not answer {0:?} within {1:?}")]
     Timeout(String, Duration),
     #[error("the radio refused {0:?} (answered ?;)")]
@@ -37,12 +37,8 @@ pub enum CatError {
 
 impl CatError {
     /// An error opening `port`, told apart when another program holds it.
-    pub fn opening(port: &str, e: tokio_serial::Error) -> CatError {
-        let busy = matches!(
-            e.kind,
-            tokio_serial::ErrorKind::Io(std::io::ErrorKind::ResourceBusy)
-        ) || e.description.to_ascii_lowercase().contains("busy");
-        if busy {
+    pub fn opening(port: &str, e: super::OpenError) -> CatError {
+        if e.is_busy() {
             CatError::Busy(port.to_string())
         } else {
             CatError::Port(e)
@@ -272,10 +268,13 @@ mod tests {
 
     #[test]
     fn a_busy_port_is_named_and_points_to_the_rig_port() {
-        let busy = tokio_serial::Error::new(
-            tokio_serial::ErrorKind::Io(std::io::ErrorKind::ResourceBusy),
-            "Device or resource busy",
-        );
+        let busy = crate::hardware::OpenError {
+            path: "/dev/ttyUSB0".into(),
+            source: tokio_serial::Error::new(
+                tokio_serial::ErrorKind::Io(std::io::ErrorKind::ResourceBusy),
+                "Device or resource busy",
+            ),
+        };
         let e = CatError::opening("/dev/ttyUSB0", busy);
         assert!(matches!(e, CatError::Busy(_)));
         let text = e.to_string();
@@ -283,7 +282,10 @@ mod tests {
             text.contains("/dev/ttyUSB0") && text.contains("rigctl_listen"),
             "{text}"
         );
-        let gone = tokio_serial::Error::new(tokio_serial::ErrorKind::NoDevice, "No such file");
+        let gone = crate::hardware::OpenError {
+            path: "/dev/ttyUSB0".into(),
+            source: tokio_serial::Error::new(tokio_serial::ErrorKind::NoDevice, "No such file"),
+        };
         assert!(matches!(
             CatError::opening("/dev/ttyUSB0", gone),
             CatError::Port(_)

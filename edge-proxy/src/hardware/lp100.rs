@@ -14,8 +14,8 @@ pub const LP100_BAUD: u32 = 115_200;
 pub enum Lp100Error {
     #[error("serial I/O: {0}")]
     Io(#[from] std::io::Error),
-    #[error("serial port: {0}")]
-    Port(#[from] tokio_serial::Error),
+    #[error("{0}")]
+    Port(#[from] super::OpenError),
     #[error("the meter did not answer within {0:?}")]
     Timeout(Duration),
     #[error("the meter's reply stopped half-way (torn frame)")]

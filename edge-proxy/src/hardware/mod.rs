@@ -28,15 +28,68 @@ use rigctld::{RigError, Rigctld};
 /// link then reconnects and raises false TX drops). Programs share the
 /// radio through the rig port (`rigctl_listen`, `virtual_cat`) instead.
 /// (The kernel lets root open an exclusive tty anyway.)
-pub fn open_serial(
-    path: &str,
-    baud: u32,
-) -> Result<tokio_serial::SerialStream, tokio_serial::Error> {
+pub fn open_serial(path: &str, baud: u32) -> Result<tokio_serial::SerialStream, OpenError> {
     use tokio_serial::SerialPortBuilderExt;
-    let mut port = tokio_serial::new(path, baud).open_native_async()?;
+    let named = |source| OpenError {
+        path: path.to_string(),
+        source,
+    };
+    let mut port = tokio_serial::new(path, baud)
+        .open_native_async()
+        .map_err(named)?;
     #[cfg(unix)]
-    port.set_exclusive(true)?;
+    port.set_exclusive(true).map_err(named)?;
     Ok(port)
+}
+
+/// A serial port that would not open. The operator reads this in the log
+/// (and in the link's `last_event`) with nothing else to go on, so it names
+/// the device and, for the two common causes, says what to do.
+#[derive(Debug, thiserror::Error)]
+#[error("cannot open serial port {path}: {source}{}", open_hint(.source))]
+pub struct OpenError {
+    pub path: String,
+    #[source]
+    pub source: tokio_serial::Error,
+}
+
+impl OpenError {
+    fn io_kind(&self) -> Option<std::io::ErrorKind> {
+        match self.source.kind {
+            tokio_serial::ErrorKind::Io(kind) => Some(kind),
+            _ => None,
+        }
+    }
+
+    /// Another program holds the port open.
+    pub fn is_busy(&self) -> bool {
+        self.io_kind() == Some(std::io::ErrorKind::ResourceBusy)
+            || self
+                .source
+                .description
+                .to_ascii_lowercase()
+                .contains("busy")
+    }
+}
+
+/// What to do about a port that would not open (empty when nothing useful
+/// can be said).
+fn open_hint(e: &tokio_serial::Error) -> &'static str {
+    let kind = match e.kind {
+        tokio_serial::ErrorKind::Io(kind) => Some(kind),
+        tokio_serial::ErrorKind::NoDevice => Some(std::io::ErrorKind::NotFound),
+        _ => None,
+    };
+    let text = e.description.to_ascii_lowercase();
+    if kind == Some(std::io::ErrorKind::PermissionDenied) || text.contains("permission denied") {
+        "; the service user may not use it: add that user to the `dialout` group \
+         (sudo usermod -aG dialout USER, then log in again; a systemd unit: \
+         SupplementaryGroups=dialout)"
+    } else if kind == Some(std::io::ErrorKind::NotFound) || text.contains("no such file") {
+        "; is the device plugged in and powered? Stable names are in /dev/serial/by-id/"
+    } else {
+        ""
+    }
 }
 
 /// Which protocol `radio_port` speaks.
@@ -188,6 +241,37 @@ fn kenwood_to_hamlib_mode(mode: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_missing_port_is_named_with_where_to_look() {
+        let e = open_serial("/dev/ttyUSB-not-there", 38_400).unwrap_err();
+        let text = e.to_string();
+        assert!(
+            text.contains("/dev/ttyUSB-not-there") && text.contains("/dev/serial/by-id/"),
+            "{text}"
+        );
+        // Through the backends' errors, the path and the hint survive.
+        let text = CatError::opening("/dev/ttyUSB-not-there", e).to_string();
+        assert!(text.contains("/dev/ttyUSB-not-there"), "{text}");
+    }
+
+    #[test]
+    fn a_forbidden_port_is_named_with_the_group_to_join() {
+        // Root opens anything, so the error is made rather than provoked.
+        let e = OpenError {
+            path: "/dev/ttyACM0".into(),
+            source: tokio_serial::Error::new(
+                tokio_serial::ErrorKind::Io(std::io::ErrorKind::PermissionDenied),
+                "Permission denied",
+            ),
+        };
+        let text = lp100::Lp100Error::from(e).to_string();
+        assert!(
+            text.contains("/dev/ttyACM0") && text.contains("`dialout` group"),
+            "{text}"
+        );
+        assert!(!text.contains("by-id"), "{text}");
+    }
 
     #[test]
     fn mode_names_map_both_ways() {
