@@ -418,6 +418,23 @@ async fn after_max_retries_the_link_fails_and_recovers_when_the_radio_is_plugged
         .filter(|e| *e == "EVENT_RECONNECT_FAILED")
         .count();
     assert!(failures >= 3, "{:?}", link_events(&op));
+    // Failed is not healthy: /stats, the event and the metric say 0.
+    let (_, stats) = proxy.get("/stats");
+    let stats: serde_json::Value = serde_json::from_str(&stats).unwrap();
+    assert_eq!(stats["links"]["radio"]["state"], "failed", "{stats}");
+    assert_eq!(stats["links"]["radio"]["health"], 0, "{stats}");
+    let gave_up = events_of(&op, "link.radio")
+        .into_iter()
+        .find(|p| p["type"].as_str() == Some("EVENT_MAX_RETRIES_EXCEEDED"))
+        .unwrap();
+    assert_eq!(gave_up["health"].as_u64(), Some(0), "{gave_up}");
+    let (_, metrics) = proxy.get("/metrics");
+    assert!(
+        metrics
+            .lines()
+            .any(|l| l == r#"link_health_score{link="radio"} 0"#),
+        "{metrics}"
+    );
 
     // The cable goes back in (the udev path comes back): it recovers by itself.
     let _sim = plug(&link);
