@@ -29,14 +29,12 @@ pub type TabId = u64;
 
 /// The leader's heartbeat period.
 pub const BEAT_MS: Millis = 1_000;
-/// A follower claims after this long without a beat (five beats: a hidden
-/// tab's timers may run once a second, late, and a loaded machine later).
-pub const LEASE_MS: Millis = 5_000;
-/// A candidate waits this long for a better claim or a leader's answer.
-/// BroadcastChannel delivers within a few ms, but a busy leader's message
-/// handler can run hundreds of ms late: taking over from a live leader
-/// costs a reconnect, waiting costs a first connect this much.
-pub const SETTLE_MS: Millis = 400;
+/// A follower claims after this long without a beat (three and a half beats:
+/// a hidden tab's timers may run once a second, late).
+pub const LEASE_MS: Millis = 3_500;
+/// A candidate waits this long for a better claim or a leader's beat
+/// (BroadcastChannel delivers within a few ms).
+pub const SETTLE_MS: Millis = 150;
 
 /// The lease protocol's messages.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -201,22 +199,6 @@ impl Lease {
 
     /// The page is going away or the link was closed: a leader says so, so
     /// that a follower takes over at once rather than after the lease.
-    /// Traffic relayed by the leader proves it alive as a beat does: a
-    /// leader tab whose timers the browser throttles (in the background, on
-    /// a busy machine) still relays what its socket receives.
-    pub fn leader_alive(&mut self, now: Millis) {
-        if let Phase::Following {
-            leader: Some(leader),
-            heard_at,
-        } = self.phase
-        {
-            self.phase = Phase::Following {
-                leader: Some(leader),
-                heard_at: heard_at.max(now),
-            };
-        }
-    }
-
     pub fn resign(&mut self) {
         if self.leads() {
             self.out.push(Out::Post(Msg::Resign {
@@ -265,7 +247,6 @@ impl Lease {
 mod tests {
     //! A simulated set of tabs on one channel with a fake clock: messages
     //! arrive after a delay, tabs open, close, crash and stall.
-
     use super::*;
 
     #[cfg(target_arch = "wasm32")]
@@ -505,32 +486,5 @@ mod tests {
                 assert_eq!(w.leaders().len(), usize::from(live > 0), "round {round}");
             }
         }
-    }
-
-    #[test]
-    fn a_leader_whose_timers_lag_but_who_relays_keeps_its_followers() {
-        let mut follower = Lease::new(2, 0);
-        follower.handle(Msg::Beat { from: 1, term: 1 }, 10);
-        assert_eq!(follower.leader(), Some(1));
-        while follower.poll_output().is_some() {} // its opening claim
-                                                  // No beat for a long while, but relayed events keep coming.
-        for t in (1_000..20_000).step_by(1_000) {
-            follower.leader_alive(t);
-            follower.handle_timeout(t);
-            assert!(!follower.leads(), "took over at {t} ms from a live leader");
-        }
-        while let Some(out) = follower.poll_output() {
-            assert!(
-                !matches!(out, Out::Post(Msg::Claim { .. })),
-                "claimed: {out:?}"
-            );
-        }
-        // Silence for a whole lease: it claims.
-        follower.handle_timeout(19_000 + LEASE_MS);
-        let mut claimed = false;
-        while let Some(out) = follower.poll_output() {
-            claimed |= matches!(out, Out::Post(Msg::Claim { .. }));
-        }
-        assert!(claimed);
     }
 }

@@ -290,10 +290,6 @@ impl Tabs {
         }
         let kind = get(msg, "t").as_string().unwrap_or_default();
         let mine = get(msg, "to").as_f64() == Some(self.lease.me() as f64);
-        if matches!(kind.as_str(), "frames" | "emit" | "sync" | "took") {
-            // Only a leader posts these.
-            self.lease.leader_alive(now);
-        }
         let mut deliver = |follower: &mut Follower, frames, sync: bool| {
             let epoch = get(msg, "epoch").as_f64().unwrap_or(0.0) as u64;
             let (out, ask) = follower.receive(epoch, frames, sync, now);
