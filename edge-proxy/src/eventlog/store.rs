@@ -23,6 +23,8 @@ const META: TableDefinition<&str, u64> = TableDefinition::new("meta");
 const EVENTS: TableDefinition<u64, &[u8]> = TableDefinition::new("events");
 const STATE: TableDefinition<&str, &[u8]> = TableDefinition::new("state");
 const PUBLISHERS: TableDefinition<&str, u64> = TableDefinition::new("publishers");
+/// Scratch space for [`Store::probe`], never read.
+const PROBE: TableDefinition<&str, &[u8]> = TableDefinition::new("probe");
 
 /// One request in a group commit.
 #[derive(Debug, Clone)]
@@ -126,11 +128,18 @@ impl Store {
         Ok(())
     }
 
-    /// Writes a small marker: whether the disk takes writes again.
+    /// Whether the disk takes writes again: commits a block the size of a
+    /// large event (a few bytes would fit in the file's free pages while
+    /// the disk is still full), then removes it.
     pub fn probe(&self, now_ms: u64) -> Result<(), LogError> {
         let db = self.db()?;
+        let block = vec![0u8; 64 * 1024];
         let txn = db.begin_write()?;
+        txn.open_table(PROBE)?.insert("block", block.as_slice())?;
         txn.open_table(META)?.insert("probe_ms", now_ms)?;
+        txn.commit()?;
+        let txn = db.begin_write()?;
+        txn.open_table(PROBE)?.remove("block")?;
         txn.commit()?;
         Ok(())
     }
