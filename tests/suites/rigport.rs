@@ -647,6 +647,12 @@ async fn rigctl_m2014_drives_the_radio_through_the_virtual_kenwood_port() {
         op.pump_until(SECS, |_| !radio().tx).await.unwrap(),
         "unkeyed"
     );
+    // The radio may show all of that before the operator's client has read
+    // a frame: wait for the command itself to reach the client.
+    assert!(op
+        .pump_until(SECS, |c| !events_of(c, "radio.set_freq").is_empty())
+        .await
+        .unwrap());
     let by = events_of(&op, "radio.set_freq")[0]["by"]
         .as_str()
         .unwrap()
