@@ -38,12 +38,14 @@ pub(super) async fn stats(State(state): State<Arc<AppState>>) -> Json<serde_json
         sessions.iter().map(|s| s.quality).sum::<f64>() / sessions.len() as f64
     };
     let t = state.totals();
+    // One reading, so kinds and bytes describe the same moment.
+    let (state_kinds, state_bytes) = state.log.state_usage();
     Json(json!({
         "proxy": state.config.proxy_name,
         "log": state.log.describe(),
         "state": {
-            "kinds": state.log.state_usage().0,
-            "bytes": state.log.state_usage().1,
+            "kinds": state_kinds,
+            "bytes": state_bytes,
             "max_kinds": state.config.max_state_kinds,
             "max_bytes": state.config.max_state_bytes,
         },
