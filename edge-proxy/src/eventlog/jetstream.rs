@@ -139,6 +139,13 @@ struct Shared {
     config: LogConfig,
 }
 
+/// Resolves when NATS connects again (never, once the log is gone).
+async fn reconnected(connections: &mut watch::Receiver<u64>) {
+    if connections.changed().await.is_err() {
+        std::future::pending::<()>().await;
+    }
+}
+
 /// The shared log (held in an `Arc` by [`super::EventLog`]).
 pub struct JetLog {
     client: async_nats::Client,
@@ -369,9 +376,20 @@ impl JetLog {
 
     /// Publishes one record until the stream acknowledges it, retrying with
     /// backoff through an outage for at most `publish_timeout`.
+    ///
+    /// A publish in flight when the connection drops never gets its ack
+    /// (the reply subscription went with the connection): waiting for the
+    /// JetStream ack timeout would stall the lane for seconds after NATS is
+    /// back. So a reconnection abandons the attempt and retries at once, and
+    /// a backoff sleep ends early when the connection returns. A retry of a
+    /// message the stream did store is answered `duplicate` with the stored
+    /// sequence: that is this publish's own sequence, not a resend's.
     async fn publish_record(&self, record: Bytes, id: &str) -> Result<u64, Arc<LogError>> {
         let deadline = tokio::time::Instant::now() + self.publish_timeout;
         let mut wait = RETRY_FIRST;
+        let mut reconnects = self.shared.connections.subscribe();
+        reconnects.borrow_and_update();
+        let mut tried = false;
         loop {
             if self.closed.load(Ordering::Acquire) {
                 return Err(Arc::new(LogError::Closed));
@@ -385,13 +403,22 @@ impl JetLog {
                     .await?
                     .await
             };
-            let error = match attempt.await {
-                Ok(ack) => {
-                    metrics::counter!("proxy_events_appended_total").increment(1);
-                    return Ok(if ack.duplicate { 0 } else { ack.sequence });
+            let error = tokio::select! {
+                result = attempt => match result {
+                    Ok(ack) => {
+                        metrics::counter!("proxy_events_appended_total").increment(1);
+                        return Ok(if ack.duplicate && !tried { 0 } else { ack.sequence });
+                    }
+                    Err(e) => e.to_string(),
+                },
+                () = reconnected(&mut reconnects) => {
+                    tried = true;
+                    metrics::counter!("proxy_log_publish_retries_total").increment(1);
+                    tracing::info!(id, "NATS reconnected; publishing again at once");
+                    continue;
                 }
-                Err(e) => e,
             };
+            tried = true;
             metrics::counter!("proxy_log_publish_retries_total").increment(1);
             if tokio::time::Instant::now() + wait > deadline {
                 metrics::counter!("proxy_log_commit_failures_total").increment(1);
@@ -399,7 +426,10 @@ impl JetLog {
                 return Err(Arc::new(nats_error("publishing", error)));
             }
             tracing::warn!(error = %error, id, retry_in_ms = wait.as_millis() as u64, "JetStream publish failed; retrying");
-            tokio::time::sleep(wait).await;
+            tokio::select! {
+                () = tokio::time::sleep(wait) => {}
+                () = reconnected(&mut reconnects) => {}
+            }
             wait = (wait * 2).min(RETRY_MAX);
         }
     }
