@@ -70,13 +70,20 @@ impl AppState {
         } else {
             crate::auth::Role::Read
         };
+        let registry = Registry::new(config.retention_ms);
+        let replacer = registry.clone();
+        log.watch_sessions(move |claim| {
+            if replacer.claimed_elsewhere(&claim) {
+                tracing::info!(client_id = ?claim.client_id, "EVENT_SESSION_REPLACED: the client is now connected to another proxy of the shared log; its session here ends");
+            }
+        });
         AppState {
             hosts,
             anonymous_role,
             links: std::sync::OnceLock::new(),
             programs: Default::default(),
             watchdog,
-            registry: Registry::new(config.retention_ms),
+            registry,
             instance: format!("{:x}", fastrand::u32(..)),
             config,
             log,

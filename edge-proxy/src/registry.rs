@@ -46,6 +46,11 @@ struct Record {
     health: HealthTracker,
     /// Set to true to ask the live connection to close (a newer one took over).
     replaced: watch::Sender<bool>,
+    /// On a shared log: the revision of this connection's claim in the
+    /// sessions bucket (0 until it is recorded), and the newest claim by
+    /// another proxy heard before that (see `eventlog::sessions`).
+    claim_revision: u64,
+    remote_revision: u64,
 }
 
 /// Counters over the life of the process.
@@ -178,6 +183,8 @@ impl Registry {
                 record.remote = remote.to_string();
                 record.quality.on_reconnect(now);
                 record.last_seen = now;
+                record.claim_revision = 0;
+                record.remote_revision = 0;
             }
             None => {
                 records.insert(
@@ -201,6 +208,8 @@ impl Registry {
                         quality: QualityTracker::new(QualityConfig::default(), now),
                         health: HealthTracker::new(HealthConfig::default()),
                         replaced: tx,
+                        claim_revision: 0,
+                        remote_revision: 0,
                     },
                 );
             }
@@ -209,6 +218,43 @@ impl Registry {
             connection,
             replaced: rx,
         })
+    }
+
+    /// This connection's session was recorded on the shared log at
+    /// `revision`: if another proxy's claim came later, it is replaced now.
+    pub fn claimed(&self, client_id: &str, connection: u64, revision: u64) {
+        self.with(client_id, connection, |r| {
+            r.claim_revision = revision;
+            if r.remote_revision > revision {
+                r.replaced.send_replace(true);
+            }
+        });
+    }
+
+    /// Another proxy of the shared log took `claim.dedup_id`'s session: a
+    /// live session here under the same identity whose own claim is older
+    /// is replaced (a client that moved on left it half-open); a newer one
+    /// stays. Whether it replaced one.
+    pub fn claimed_elsewhere(&self, claim: &crate::eventlog::sessions::RemoteClaim) -> bool {
+        let mut records = self.lock();
+        let Some(r) = records.get_mut(&claim.client_id) else {
+            return false;
+        };
+        if r.credential.dedup_id(&claim.client_id) != claim.dedup_id
+            || r.state == SessionState::Disconnected
+        {
+            return false;
+        }
+        if r.claim_revision == 0 {
+            // Ours is still being recorded: decide when it is.
+            r.remote_revision = r.remote_revision.max(claim.revision);
+            return false;
+        }
+        if claim.revision > r.claim_revision {
+            r.replaced.send_replace(true);
+            return true;
+        }
+        false
     }
 
     /// Runs `f` on the record if this connection still owns it.
@@ -386,5 +432,40 @@ mod tests {
             "a labelled id keeps its label"
         );
         assert_eq!(registry.metric_label("invented-999"), "other");
+    }
+
+    #[test]
+    fn a_claim_elsewhere_replaces_only_an_older_session_of_the_same_identity() {
+        use crate::eventlog::sessions::RemoteClaim;
+        let registry = Registry::new(1_000);
+        let remote = |revision| RemoteClaim {
+            client_id: "op".into(),
+            dedup_id: "op".into(),
+            revision,
+        };
+        // Heard while ours was still being recorded; ours came out older.
+        let claim = registry
+            .connect("op", Role::Control, Credential::Anonymous, "a", 0)
+            .unwrap();
+        assert!(!registry.claimed_elsewhere(&remote(5)));
+        assert!(!*claim.replaced.borrow());
+        registry.claimed("op", claim.connection, 3);
+        assert!(*claim.replaced.borrow(), "the newer claim elsewhere wins");
+
+        // Ours is newer: an older claim elsewhere changes nothing.
+        let claim = registry
+            .connect("op", Role::Control, Credential::Anonymous, "a", 1)
+            .unwrap();
+        registry.claimed("op", claim.connection, 9);
+        assert!(!registry.claimed_elsewhere(&remote(7)));
+        assert!(!*claim.replaced.borrow());
+        // Another credential's claim on the same client_id is not ours.
+        let foreign = RemoteClaim {
+            dedup_id: Credential::Token(1).dedup_id("op"),
+            ..remote(11)
+        };
+        assert!(!registry.claimed_elsewhere(&foreign));
+        assert!(registry.claimed_elsewhere(&remote(12)));
+        assert!(*claim.replaced.borrow());
     }
 }

@@ -493,8 +493,11 @@ async fn the_radio_owner_unkeys_a_transmitter_keyed_through_a_proxy_that_died() 
             .unwrap(),
         "the owner's backstop unkeys and says so"
     );
+    // The notice is logged as the unkey goes to the radio: ask the radio.
     assert!(
-        !sim.radio.lock().unwrap().tx,
+        on_a.pump_until(SECS, |_| !sim.radio.lock().unwrap().tx)
+            .await
+            .unwrap(),
         "the radio is back on receive"
     );
     assert!(
@@ -654,4 +657,73 @@ async fn a_client_moving_to_a_proxy_whose_mirror_lags_is_replayed_never_told_its
     );
     assert_in_order_once(&reader.wire_seqs);
     drop(release.await);
+}
+
+/// The state of `client_id`'s session in `proxy`'s `/stats`.
+fn session_state(proxy: &Proxy, client_id: &str) -> Option<String> {
+    stats(proxy)["sessions"]
+        .as_array()?
+        .iter()
+        .find(|s| s["client_id"] == client_id)?["state"]
+        .as_str()
+        .map(str::to_string)
+}
+
+/// A client that moves from A to B leaves a half-open session on A (its
+/// link to A hangs, nothing is closed): A ends it as soon as B has the
+/// client, well before its stale rule would (15 s). Moving back to A
+/// ends B's session and keeps A's new one: the newer session wins.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_session_is_unique_across_the_proxies_of_a_stream() {
+    use e2e::relay::{Faults, Relay};
+    let nats = Nats::start();
+    let a = Proxy::start(&on_nats(&nats, "site-a", ""));
+    let b = Proxy::start(&on_nats(&nats, "site-b", ""));
+    let none = Faults {
+        delay: 0.0,
+        stall: 0.0,
+        cut: 0.0,
+    };
+    let to_a = Relay::start(a.addr.clone(), 5, none).await.unwrap();
+    let mut old = TestClient::new("mover");
+    old.connect(&to_a.ws_url()).await.unwrap();
+    assert_eq!(session_state(&a, "mover").as_deref(), Some("connected"));
+    // The link to A hangs both ways: A cannot tell the client is gone.
+    to_a.hold_upstream(true);
+    to_a.hold_downstream(true);
+
+    let mut moved = TestClient::new("mover");
+    moved.connect(&b.ws_url()).await.unwrap();
+    let within = tokio::time::Instant::now() + Duration::from_secs(5);
+    while session_state(&a, "mover").as_deref() != Some("disconnected") {
+        assert!(
+            tokio::time::Instant::now() < within,
+            "A still holds the session: {:?}",
+            session_state(&a, "mover")
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+
+    // And back to A: B's session ends, A's new one lives on.
+    let mut back = TestClient::new("mover");
+    back.connect(&a.ws_url()).await.unwrap();
+    assert!(
+        moved.pump_until(SECS, |c| !c.is_connected()).await.unwrap(),
+        "B's session was replaced"
+    );
+    assert!(
+        moved
+            .errors
+            .iter()
+            .any(|e| e.code == shared_protocol::frame::ErrorCode::Replaced),
+        "closed as replaced: {:?}",
+        moved.errors
+    );
+    // Whatever A's watcher still hears of B's older claim comes now.
+    back.pump_until(Duration::from_millis(300), |c| !c.is_connected())
+        .await
+        .unwrap();
+    assert!(back.is_connected(), "the newest session stays");
+    assert_eq!(session_state(&a, "mover").as_deref(), Some("connected"));
+    drop(old);
 }

@@ -165,6 +165,8 @@ pub struct JetLog {
     /// outage is never overtaken by the next (`set_freq` A then B must end
     /// on B).
     lanes: std::sync::Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>,
+    /// Which proxy holds each client's session (see `sessions.rs`).
+    sessions: super::sessions::Claims,
 }
 
 impl JetLog {
@@ -283,6 +285,8 @@ impl JetLog {
             config,
         });
         let boot = getrandom::u32().unwrap_or_default();
+        let id_prefix = format!("p:{}:{boot:08x}:", nats.proxy_name);
+        let sessions = super::sessions::Claims::open(&js, &nats.stream, &id_prefix).await?;
         let log = JetLog {
             client,
             js,
@@ -290,12 +294,13 @@ impl JetLog {
             stream: nats.stream.clone(),
             shared: shared.clone(),
             epoch,
-            id_prefix: format!("p:{}:{boot:08x}:", nats.proxy_name),
+            id_prefix,
             next_id: AtomicU64::new(1),
             publish_timeout: Duration::from_millis(nats.publish_timeout_ms),
             closed: AtomicBool::new(false),
             follower: std::sync::Mutex::new(None),
             lanes: std::sync::Mutex::default(),
+            sessions,
         };
         let follower = tokio::spawn(follow(log.js.clone(), stream, shared.clone(), first, epoch));
         if let Ok(mut slot) = log.follower.lock() {
@@ -359,6 +364,17 @@ impl JetLog {
     /// Whether the NATS connection is up right now (for `/stats`).
     pub fn connected(&self) -> bool {
         self.client.connection_state() == async_nats::connection::State::Connected
+    }
+
+    /// Records that this proxy holds `dedup_id`'s session; see
+    /// [`super::sessions`].
+    pub async fn claim_session(&self, client_id: &str, dedup_id: &str) -> Result<u64, LogError> {
+        self.sessions.claim(client_id, dedup_id).await
+    }
+
+    /// Calls `on_claim` for each session another proxy takes.
+    pub fn watch_sessions(&self, on_claim: impl Fn(super::sessions::RemoteClaim) + Send + 'static) {
+        self.sessions.clone().watch(on_claim);
     }
 
     /// Claims a piece of hardware for this proxy; see [`super::lease::claim`].

@@ -16,6 +16,7 @@ mod embedded;
 pub mod jetstream;
 mod lease;
 mod record;
+pub mod sessions;
 mod store;
 mod usage;
 
@@ -185,6 +186,31 @@ impl EventLog {
             EventLog::JetStream(log) => {
                 (!log.connected()).then(|| "NATS is unreachable; publishes wait for it".to_string())
             }
+        }
+    }
+
+    /// On a shared log, records that this proxy now holds the session of
+    /// `dedup_id`; the revision orders it against other proxies' claims.
+    /// `None` on the embedded log (one proxy: the registry decides alone)
+    /// or when NATS did not take it (the stale rule remains).
+    pub async fn claim_session(&self, client_id: &str, dedup_id: &str) -> Option<u64> {
+        match self {
+            EventLog::Embedded(_) => None,
+            EventLog::JetStream(log) => match log.claim_session(client_id, dedup_id).await {
+                Ok(revision) => Some(revision),
+                Err(e) => {
+                    tracing::warn!(client_id, error = %e, "could not record the session on the shared log; a half-open copy on another proxy ends by the stale rule");
+                    None
+                }
+            },
+        }
+    }
+
+    /// On a shared log, calls `on_claim` for every session another proxy
+    /// takes; nothing on the embedded log.
+    pub fn watch_sessions(&self, on_claim: impl Fn(sessions::RemoteClaim) + Send + 'static) {
+        if let EventLog::JetStream(log) = self {
+            log.watch_sessions(on_claim);
         }
     }
 

@@ -113,6 +113,18 @@ pub async fn run(socket: WebSocket, state: Arc<AppState>, remote: SocketAddr) {
         )
         .await;
     };
+    {
+        // On a shared log: tell the other proxies, so a half-open copy of
+        // this session on one of them ends now (see `eventlog::sessions`).
+        let (state, client_id, connection) =
+            (state.clone(), hello.client_id.clone(), claim.connection);
+        let dedup_id = credential.dedup_id(&client_id);
+        tokio::spawn(async move {
+            if let Some(revision) = state.log.claim_session(&client_id, &dedup_id).await {
+                state.registry.claimed(&client_id, connection, revision);
+            }
+        });
+    }
     let shell = Shell {
         client_id: hello.client_id.clone(),
         dedup_id: credential.dedup_id(&hello.client_id),
