@@ -57,6 +57,10 @@ pub fn describe() {
     );
     describe_counter!("proxy_log_trimmed_total", "Events removed by retention.");
     describe_counter!(
+        "proxy_log_state_puts_dropped_total",
+        "Last values not kept in the shared log's state bucket (NATS away; a newer value follows)."
+    );
+    describe_counter!(
         "proxy_log_commit_failures_total",
         "Group commits that failed (nothing in them was applied)."
     );
@@ -195,6 +199,7 @@ pub fn register() {
         "proxy_handshakes_refused_total",
         "proxy_log_trimmed_total",
         "proxy_log_commit_failures_total",
+        "proxy_log_state_puts_dropped_total",
         "bridge_log_dropped_total",
     ] {
         counter!(name).absolute(0);

@@ -727,3 +727,52 @@ async fn a_session_is_unique_across_the_proxies_of_a_stream() {
     assert_eq!(session_state(&a, "mover").as_deref(), Some("connected"));
     drop(old);
 }
+
+/// A quiet radio logs its state once: after the stream trimmed that event
+/// (here by count), a proxy that starts later still has the radio's state
+/// in its snapshots, as the proxy that never stopped does.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn last_values_survive_the_streams_trims_for_a_proxy_that_starts_later() {
+    let nats = Nats::start();
+    let sim = PtyRadio::start(Radio::default()).unwrap();
+    let a = Proxy::start(&on_nats(
+        &nats,
+        "site-a",
+        &radio_site(&sim, "max_events = 20\n"),
+    ));
+    let mut writer = TestClient::new("writer");
+    writer.connect(&a.ws_url()).await.unwrap();
+    assert!(
+        writer
+            .pump_until(SECS, |c| c.latest("radio.state").is_some())
+            .await
+            .unwrap(),
+        "the radio's state reached the log"
+    );
+    notes(&mut writer, 1, 60, Duration::ZERO).await;
+    assert!(writer
+        .pump_until(SECS, |c| c.accepted_upto >= 60)
+        .await
+        .unwrap());
+
+    let late = Proxy::start(&on_nats(&nats, "site-b", "max_events = 20\n"));
+    let log = read_whole_log(&late.ws_url(), SECS).await.unwrap();
+    assert!(
+        log.iter().all(|e| e.kind != "radio.state"),
+        "the stream no longer holds the radio's state"
+    );
+    for proxy in [&a, &late] {
+        let mut dash = TestClient::new("dash");
+        dash.connect(&proxy.ws_url()).await.unwrap();
+        assert!(
+            dash.pump_until(SECS, |c| !c.snapshots().is_empty())
+                .await
+                .unwrap(),
+            "a snapshot"
+        );
+        let state = dash
+            .latest("radio.state")
+            .expect("the radio's state in the snapshot");
+        assert_eq!(state["freq_hz"].as_u64(), Some(14_074_000), "{state:?}");
+    }
+}

@@ -167,6 +167,8 @@ pub struct JetLog {
     lanes: std::sync::Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>,
     /// Which proxy holds each client's session (see `sessions.rs`).
     sessions: super::sessions::Claims,
+    /// The station's last values beside the stream (see `laststate.rs`).
+    last_state: super::laststate::LastState,
 }
 
 impl JetLog {
@@ -287,6 +289,7 @@ impl JetLog {
         let boot = getrandom::u32().unwrap_or_default();
         let id_prefix = format!("p:{}:{boot:08x}:", nats.proxy_name);
         let sessions = super::sessions::Claims::open(&js, &nats.stream, &id_prefix).await?;
+        let last_state = super::laststate::LastState::open(&js, &nats.stream).await?;
         let log = JetLog {
             client,
             js,
@@ -301,6 +304,7 @@ impl JetLog {
             follower: std::sync::Mutex::new(None),
             lanes: std::sync::Mutex::default(),
             sessions,
+            last_state,
         };
         let follower = tokio::spawn(follow(log.js.clone(), stream, shared.clone(), first, epoch));
         if let Ok(mut slot) = log.follower.lock() {
@@ -308,6 +312,7 @@ impl JetLog {
         }
         metrics::gauge!("proxy_log_nats_connected").set(1.0);
         log.catch_up(last).await;
+        log.seed_last_values().await;
         Ok(log)
     }
 
@@ -364,6 +369,43 @@ impl JetLog {
     /// Whether the NATS connection is up right now (for `/stats`).
     pub fn connected(&self) -> bool {
         self.client.connection_state() == async_nats::connection::State::Connected
+    }
+
+    /// Fills in, from the state bucket, the last value of every station
+    /// kind the stream no longer holds (trimmed before this proxy started),
+    /// so its snapshots equal those of a proxy that never stopped. A kind
+    /// the stream still has keeps the stream's value.
+    async fn seed_last_values(&self) {
+        let records = match self.last_state.all().await {
+            Ok(records) => records,
+            Err(e) => {
+                tracing::warn!(error = %e, "could not read the state bucket; snapshots hold only what the stream kept");
+                return;
+            }
+        };
+        let Ok(mut mirror) = self.shared.mirror.write() else {
+            return;
+        };
+        let mut seeded = 0;
+        for record in records {
+            let Some((logged, payload)) =
+                Logged::from_bytes(0, &record).and_then(|l| l.resequenced(0))
+            else {
+                continue;
+            };
+            if mirror.state.get(&logged.kind).is_some() {
+                continue;
+            }
+            mirror.usage.set(&logged.kind, logged.frame.len() as u64);
+            mirror.state.insert(logged.kind.to_string(), payload);
+            seeded += 1;
+        }
+        if seeded > 0 {
+            tracing::info!(
+                kinds = seeded,
+                "last values the stream had trimmed taken from the state bucket"
+            );
+        }
     }
 
     /// Records that this proxy holds `dedup_id`'s session; see
@@ -465,10 +507,10 @@ impl JetLog {
             let n = self.next_id.fetch_add(1, Ordering::Relaxed);
             let id = format!("{}{n}", self.id_prefix);
             let ts_ms = now_ms();
-            let seq = self
-                .publish_record(Self::record(event, ts_ms)?, &id)
-                .await?;
+            let record = Self::record(event, ts_ms)?;
+            let seq = self.publish_record(record.clone(), &id).await?;
             if seq > 0 {
+                self.last_state.keep(&event.kind, record);
                 out.push(Logged::build(seq, ts_ms, event).map_err(|e| Arc::new(e.into()))?);
             }
         }

@@ -14,6 +14,7 @@
 
 mod embedded;
 pub mod jetstream;
+mod laststate;
 mod lease;
 mod record;
 pub mod sessions;
