@@ -121,15 +121,38 @@ async fn nothing_is_lost_duplicated_or_reordered_under_chaos() {
 }
 
 /// The same on the shared JetStream log: the proxy killed under the relay
-/// is one of several readers of the stream, which outlives it.
+/// is one of several readers of the stream, which outlives it, and its own
+/// link to NATS goes through a second fault relay (delays, stalls, cuts).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn nothing_is_lost_duplicated_or_reordered_under_chaos_on_a_jetstream_log() {
     let nats = e2e::Nats::start();
+    let faults = Faults {
+        delay: 0.02,
+        stall: 0.002,
+        cut: 0.001,
+    };
+    let seed = env_u64("CHAOS_NATS_SEED", fastrand::u64(..));
+    println!("NATS link relay seed: {seed} (replay with CHAOS_NATS_SEED={seed})");
+    let link = Relay::start(
+        nats.url().trim_start_matches("nats://").to_string(),
+        seed,
+        faults,
+    )
+    .await
+    .unwrap();
     chaos(
-        &format!("log = \"{}\"\nproxy_name = \"chaos\"\n", nats.url()),
+        &format!("log = \"nats://{}\"\nproxy_name = \"chaos\"\n", link.addr),
         1_000,
     )
     .await;
+    let counts = &link.counts;
+    println!(
+        "NATS link: {} connections, {} delays, {} stalls, {} cuts",
+        counts.connections.load(Ordering::Relaxed),
+        counts.delays.load(Ordering::Relaxed),
+        counts.stalls.load(Ordering::Relaxed),
+        counts.cuts.load(Ordering::Relaxed)
+    );
 }
 
 /// Runs the chaos scenario on a proxy with `log_config` added to its
