@@ -776,3 +776,83 @@ async fn last_values_survive_the_streams_trims_for_a_proxy_that_starts_later() {
         assert_eq!(state["freq_hz"].as_u64(), Some(14_074_000), "{state:?}");
     }
 }
+
+/// Benchmark (run by hand, docs/BENCHMARKS.md): failover time, from the
+/// connection to A lost to the first replayed event on B, with B's mirror
+/// current and with B's mirror 300 ms behind (its NATS link held).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "a benchmark: run it by hand (see docs/BENCHMARKS.md)"]
+async fn benchmark_failover_time() {
+    use e2e::relay::{Faults, Relay};
+    let rounds = std::env::var("ROUNDS")
+        .ok()
+        .and_then(|r| r.parse().ok())
+        .unwrap_or(20usize);
+    let nats = Nats::start();
+    let none = Faults {
+        delay: 0.0,
+        stall: 0.0,
+        cut: 0.0,
+    };
+    let link_b = Relay::start(
+        nats.url().trim_start_matches("nats://").to_string(),
+        1,
+        none,
+    )
+    .await
+    .unwrap();
+    let a = Proxy::start(&on_nats(&nats, "site-a", ""));
+    let b = Proxy::start(&format!(
+        "log = \"nats://{}\"\nproxy_name = \"site-b\"\nmax_publish_per_sec = 100000\n",
+        link_b.addr
+    ));
+    let mut writer = TestClient::new("writer");
+    writer.connect(&a.ws_url()).await.unwrap();
+    let mut n = 0;
+    for lagging in [false, true] {
+        let mut times = Vec::with_capacity(rounds);
+        for _ in 0..rounds {
+            let mut mover = TestClient::new("mover");
+            mover.connect(&a.ws_url()).await.unwrap();
+            n += 1;
+            notes(&mut writer, n, n, Duration::ZERO).await;
+            let head = mover.receiver.last_seq() + 1;
+            assert!(mover.pump_to(head, SECS).await.unwrap());
+            if lagging {
+                link_b.hold_downstream(true);
+            }
+            // A's connection is lost; an event is published meanwhile.
+            mover.cut();
+            let lost = Instant::now();
+            n += 1;
+            notes(&mut writer, n, n, Duration::ZERO).await;
+            let release = lagging.then(|| {
+                let link = &link_b;
+                async move {
+                    tokio::time::sleep(Duration::from_millis(300)).await;
+                    link.hold_downstream(false);
+                }
+            });
+            let connect = async {
+                mover.connect(&b.ws_url()).await.unwrap();
+                let want = head + 1;
+                assert!(mover.pump_to(want, SECS).await.unwrap());
+            };
+            match release {
+                Some(release) => {
+                    tokio::join!(release, connect);
+                }
+                None => connect.await,
+            }
+            times.push(lost.elapsed());
+        }
+        times.sort();
+        eprintln!(
+            "# failover, B's mirror {}: p50 {:?}, p99 {:?}, max {:?} ({rounds} rounds)",
+            if lagging { "300 ms behind" } else { "current" },
+            times[rounds / 2],
+            times[(rounds * 99 / 100).min(rounds - 1)],
+            times[rounds - 1]
+        );
+    }
+}
