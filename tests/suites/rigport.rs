@@ -901,3 +901,114 @@ async fn benchmark_rig_port_against_rigctld() {
     measure("rigctld -m 2014", &addr, &sim, window).await;
     let _ = rigctld.kill().await;
 }
+
+/// `rigctl_role = "read"`: programs read the station but their sets are
+/// refused with a negative code, and the radio itself is not touched.
+#[tokio::test]
+async fn a_read_only_rig_port_answers_reads_and_refuses_sets() {
+    let Station {
+        _dir,
+        _meter,
+        sim,
+        op: _op,
+        rig,
+        proxy: _proxy,
+        cat: _cat,
+    } = station(3_000, "rigctl_role = \"read\"\n").await;
+    let (_, lines, err) = rigctl(&["-m", "2", "-r", &rig, "f", "F", "7074000", "T", "1"]).await;
+    assert_eq!(
+        lines.first().map(String::as_str),
+        Some("14074000"),
+        "{lines:?} {err}"
+    );
+    // Hamlib reports the proxy's refusal: RPRT -19, a security error.
+    let refused = |what: &str| {
+        lines
+            .iter()
+            .any(|l| l.starts_with(&format!("{what}: error")))
+    };
+    assert!(
+        refused("set_freq") && refused("set_ptt"),
+        "both sets refused: {lines:?} {err}"
+    );
+    assert!(
+        lines.iter().any(|l| l.contains("returning(-19)")),
+        "as a security error: {lines:?}"
+    );
+    // Ask the radio: still where it was, not keyed.
+    let radio = sim.radio.lock().unwrap().clone();
+    assert_eq!((radio.vfo_a_hz, radio.tx), (14_074_000, false));
+}
+
+/// This machine's address on its network (not loopback), if it has one:
+/// the first IPv4 address `hostname -I` lists.
+fn lan_address() -> Option<std::net::IpAddr> {
+    let out = std::process::Command::new("hostname")
+        .arg("-I")
+        .output()
+        .ok()?;
+    String::from_utf8_lossy(&out.stdout)
+        .split_whitespace()
+        .filter_map(|a| a.parse::<std::net::IpAddr>().ok())
+        .find(|ip| ip.is_ipv4() && !ip.is_loopback())
+}
+
+/// Off loopback the rig port has no authentication, so only `rigctl_allow`'s
+/// networks get in: a program from this machine's LAN address is turned
+/// away until its network is allowed; loopback always gets in.
+#[tokio::test]
+async fn off_loopback_only_allowed_networks_reach_the_rig_port() {
+    let Some(lan) = lan_address() else {
+        eprintln!("skipped: this machine has no non-loopback address");
+        return;
+    };
+    let sim = PtyRadio::start(Radio::default()).unwrap();
+    let answers = |allow: String| {
+        let sim_path = sim.path.display().to_string();
+        async move {
+            let proxy = Proxy::start(&format!(
+                "radio_port = \"{sim_path}\"\nradio_poll_ms = 100\nmeter = \"none\"\n\
+                 rigctl_listen = \"0.0.0.0:0\"\n{allow}"
+            ));
+            let port = stats(&proxy)["programs"]["rigctl_listen"]
+                .as_str()
+                .and_then(|a| a.rsplit(':').next())
+                .and_then(|p| p.parse::<u16>().ok())
+                .expect("the rig port's address in /stats");
+            let ask = |ip: std::net::IpAddr| async move {
+                let mut stream = TcpStream::connect((ip, port)).await.unwrap();
+                let _ = stream.write_all(b"f\n").await;
+                let mut line = String::new();
+                let read =
+                    tokio::time::timeout(SECS, BufReader::new(&mut stream).read_line(&mut line))
+                        .await
+                        .expect("answered or closed, not hung");
+                read.map(|_| line.trim().to_string()).unwrap_or_default()
+            };
+            // Until the radio has been read, `f` has nothing to answer.
+            let deadline = Instant::now() + SECS;
+            let mut answers = vec![ask([127, 0, 0, 1].into()).await];
+            while answers[0].starts_with("RPRT") && Instant::now() < deadline {
+                tokio::time::sleep(Duration::from_millis(50)).await;
+                answers[0] = ask([127, 0, 0, 1].into()).await;
+            }
+            answers.push(ask(lan).await);
+            answers
+        }
+    };
+    // (Without any rigctl_allow the proxy refuses to start on 0.0.0.0.)
+    assert_eq!(
+        answers("rigctl_allow = [\"10.255.255.0/24\"]\n".into()).await,
+        ["14074000", ""],
+        "loopback in, {lan} (outside the allowed network) turned away: closed"
+    );
+    let net = match lan {
+        std::net::IpAddr::V4(v4) => format!("{}/32", v4),
+        std::net::IpAddr::V6(v6) => format!("{}/128", v6),
+    };
+    assert_eq!(
+        answers(format!("rigctl_allow = [\"{net}\"]\n")).await,
+        ["14074000", "14074000"],
+        "{net} allowed"
+    );
+}
