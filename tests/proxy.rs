@@ -33,6 +33,8 @@ pub struct Proxy {
     /// The TOML file passed with `--config`, so it can be rewritten before
     /// a restart.
     config_path: PathBuf,
+    /// Extra environment for the process.
+    env: Vec<(String, String)>,
     _tmp: Option<tempfile::TempDir>,
 }
 
@@ -64,6 +66,27 @@ impl Proxy {
         proxy
     }
 
+    /// Like [`Proxy::start`], with the machine's wall clock `offset` off
+    /// for this process only (libfaketime, e.g. `"+10s"`; the monotonic
+    /// clock stays true): a proxy on a box whose clock is wrong. `None`
+    /// when Debian's `faketime` is not installed.
+    pub fn start_with_clock_offset(config: &str, offset: &str) -> Option<Proxy> {
+        let lib = ["/usr/lib/x86_64-linux-gnu", "/usr/lib/aarch64-linux-gnu"]
+            .iter()
+            .map(|dir| Path::new(dir).join("faketime/libfaketime.so.1"))
+            .find(|lib| lib.exists())?;
+        let mut proxy = Proxy::start_in(config, None);
+        proxy.kill9();
+        proxy.addr.clear();
+        proxy.env = vec![
+            ("LD_PRELOAD".into(), lib.display().to_string()),
+            ("FAKETIME".into(), offset.into()),
+            ("FAKETIME_DONT_FAKE_MONOTONIC".into(), "1".into()),
+        ];
+        proxy.spawn();
+        Some(proxy)
+    }
+
     /// Like [`Proxy::start`], with the log in `data_dir` (e.g. on a small
     /// filesystem) instead of a fresh temporary directory.
     pub fn start_in(config: &str, data_dir: Option<PathBuf>) -> Proxy {
@@ -92,6 +115,7 @@ impl Proxy {
             listen: "127.0.0.1:0".into(),
             bin,
             config_path,
+            env: Vec::new(),
             _tmp: Some(tmp),
         };
         proxy.spawn();
@@ -126,6 +150,7 @@ impl Proxy {
                 "EDGE_PROXY_LOG",
                 std::env::var("EDGE_PROXY_LOG").unwrap_or_else(|_| "error".into()),
             )
+            .envs(self.env.iter().map(|(k, v)| (k, v)))
             .stdout(Stdio::null())
             .spawn()
             .expect("start edge-proxy");

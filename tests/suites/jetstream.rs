@@ -856,3 +856,60 @@ async fn benchmark_failover_time() {
         );
     }
 }
+
+/// A proxy whose wall clock is 10 s ahead (libfaketime) relays a keyer's
+/// first PTT-on to the radio's owner. Compared by wall clocks it would look
+/// 10 s stale and be refused; judged by that proxy's clock ticks it keys,
+/// and the radio unkeys on the PTT-off.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_first_ptt_through_a_proxy_whose_clock_is_wrong_is_judged_by_its_ticks() {
+    let nats = Nats::start();
+    let sim = PtyRadio::start(Radio::default()).unwrap();
+    let a = Proxy::start(&on_nats(
+        &nats,
+        "site-a",
+        &radio_site(&sim, "tx_keepalive_ms = 1000\n"),
+    ));
+    let Some(b) = Proxy::start_with_clock_offset(
+        &on_nats(&nats, "site-b", "tx_keepalive_ms = 1000\n"),
+        "+10s",
+    ) else {
+        eprintln!("skipped: Debian's faketime is missing (cargo xtask setup installs it)");
+        return;
+    };
+    // The owner has B's clock from its ticks: about 10 s ahead. (A first
+    // run of B with a true clock may be listed too.)
+    let offsets_of_b = || -> Vec<i64> {
+        stats(&a)["log"]["peer_clock_offsets_ms"]
+            .as_object()
+            .map(|peers| {
+                peers
+                    .iter()
+                    .filter(|(origin, _)| origin.starts_with("p:site-b:"))
+                    .filter_map(|(_, offset)| offset.as_i64())
+                    .collect()
+            })
+            .unwrap_or_default()
+    };
+    let deadline = Instant::now() + SECS;
+    while !offsets_of_b().iter().any(|o| (9_000..11_000).contains(o)) {
+        assert!(
+            Instant::now() < deadline,
+            "B's clock never heard: {:?}",
+            offsets_of_b()
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+
+    let mut keyer = TestClient::new("keyer");
+    keyer.connect(&b.ws_url()).await.unwrap();
+    key_ptt(&mut keyer, true).await;
+    let tx = || sim.radio.lock().unwrap().tx;
+    assert!(
+        keyer.pump_until(SECS, |_| tx()).await.unwrap(),
+        "keyed through a proxy 10 s ahead (rejected: {:?})",
+        keyer.rejected
+    );
+    key_ptt(&mut keyer, false).await;
+    assert!(keyer.pump_until(SECS, |_| !tx()).await.unwrap(), "unkeyed");
+}

@@ -83,7 +83,8 @@ pub fn wasm_bindgen_cli() -> Result<()> {
 /// Debian packages: Chromium and its driver for the browser tests, Hamlib for
 /// the rigctld interop tests and its Python bindings for the rig port's
 /// (`tests/suites/rigport.rs`), promtool to validate /metrics, nats-server
-/// for the shared JetStream log's tests.
+/// for the shared JetStream log's tests, faketime to run one proxy with a
+/// wrong wall clock.
 const PACKAGES: &[(&str, &str)] = &[
     ("/usr/bin/chromium", "chromium"),
     ("/usr/bin/chromedriver", "chromium-driver"),
@@ -91,6 +92,7 @@ const PACKAGES: &[(&str, &str)] = &[
     ("/usr/lib/python3/dist-packages/Hamlib.py", "python3-hamlib"),
     ("/usr/bin/promtool", "prometheus"),
     ("/usr/sbin/nats-server", "nats-server"),
+    ("/usr/bin/faketime", "faketime"),
 ];
 
 pub fn is_root() -> bool {

@@ -485,15 +485,20 @@ impl RadioTask {
     /// Whether a PTT-on logged at `event.ts_ms` (its origin's clock) is still
     /// fresh by this proxy's clock: within one keepalive of being logged,
     /// relative to the fastest event seen from that origin (the event itself
-    /// was sampled already). The very first event of an origin has nothing
-    /// to be compared with: it is judged by the wall clocks, which must then
-    /// agree within the keepalive (docs/SAFETY.md; `chrony`/NTP on proxies
-    /// that share a log).
+    /// was sampled already). The first event of an origin has no earlier one
+    /// to be compared with: on a shared log it is judged by that proxy's
+    /// clock ticks (heard each second, see `eventlog/peers.rs`); only an
+    /// origin not heard from at all is judged by the wall clocks, which must
+    /// then agree within the keepalive (docs/SAFETY.md).
     fn fresh(&mut self, event: &Logged, now: Millis) -> bool {
         let keepalive = self.settings.tx_keepalive.as_millis() as u64;
         let clock = self.origin_clock(&event.origin);
         if clock.samples() < 2 {
-            let age = crate::eventlog::now_ms().abs_diff(event.ts_ms);
+            let by_ticks = event
+                .origin
+                .as_deref()
+                .and_then(|origin| self.log.peer_age(origin, event.ts_ms));
+            let age = by_ticks.unwrap_or_else(|| crate::eventlog::now_ms().abs_diff(event.ts_ms));
             return age <= keepalive;
         }
         clock
@@ -589,6 +594,7 @@ impl RadioTask {
             // keying now would transmit for someone no longer there.
             tracing::warn!(
                 seq = event.seq,
+                origin = event.origin.as_deref().unwrap_or("this proxy"),
                 "a PTT-on that reached the radio too late: not keyed"
             );
             return false;

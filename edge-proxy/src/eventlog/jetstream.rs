@@ -139,6 +139,10 @@ struct Shared {
     config: LogConfig,
 }
 
+/// The header naming the proxy that logged a record (its clock stamped it):
+/// the origin the radio's owner judges a PTT-on's age by.
+const ORIGIN_HEADER: &str = "Station-Origin";
+
 /// Resolves when NATS connects again (never, once the log is gone).
 async fn reconnected(connections: &mut watch::Receiver<u64>) {
     if connections.changed().await.is_err() {
@@ -169,6 +173,10 @@ pub struct JetLog {
     sessions: super::sessions::Claims,
     /// The station's last values beside the stream (see `laststate.rs`).
     last_state: super::laststate::LastState,
+    /// `p:{proxy}:{boot}`: this process, as the origin of what it logs.
+    origin: Arc<str>,
+    /// The other proxies' clocks, from their ticks (see `peers.rs`).
+    peers: Arc<super::peers::Peers>,
 }
 
 impl JetLog {
@@ -290,6 +298,9 @@ impl JetLog {
         let id_prefix = format!("p:{}:{boot:08x}:", nats.proxy_name);
         let sessions = super::sessions::Claims::open(&js, &nats.stream, &id_prefix).await?;
         let last_state = super::laststate::LastState::open(&js, &nats.stream).await?;
+        let origin: Arc<str> = id_prefix.trim_end_matches(':').into();
+        let peers = Arc::new(super::peers::Peers::new());
+        super::peers::run(client.clone(), &nats.stream, origin.clone(), peers.clone());
         let log = JetLog {
             client,
             js,
@@ -305,6 +316,8 @@ impl JetLog {
             lanes: std::sync::Mutex::default(),
             sessions,
             last_state,
+            origin,
+            peers,
         };
         let follower = tokio::spawn(follow(log.js.clone(), stream, shared.clone(), first, epoch));
         if let Ok(mut slot) = log.follower.lock() {
@@ -408,6 +421,17 @@ impl JetLog {
         }
     }
 
+    /// How long ago `origin` stamped `ts_ms`, by its clock ticks; `None`
+    /// until one was heard.
+    pub fn peer_age(&self, origin: &str, ts_ms: u64) -> Option<u64> {
+        self.peers.age(origin, ts_ms)
+    }
+
+    /// Each other proxy's clock minus this one's, ms (for `/stats`).
+    pub fn peer_offsets(&self) -> Vec<(String, i64)> {
+        self.peers.offsets(now_ms())
+    }
+
     /// Records that this proxy holds `dedup_id`'s session; see
     /// [`super::sessions`].
     pub async fn claim_session(&self, client_id: &str, dedup_id: &str) -> Result<u64, LogError> {
@@ -455,7 +479,8 @@ impl JetLog {
             let attempt = async {
                 let message = PublishMessage::build()
                     .payload(record.clone())
-                    .message_id(id);
+                    .message_id(id)
+                    .header(ORIGIN_HEADER, self.origin.as_ref());
                 self.js
                     .send_publish(self.subject.clone(), message)
                     .await?
@@ -729,13 +754,19 @@ async fn consume(stream: &stream::Stream, shared: &Shared, from: u64) -> Result<
                 continue;
             }
         };
-        // "p:{proxy}:{boot}:{n}": the proxy (and its run) that logged it.
-        let origin = message
-            .headers
-            .as_ref()
-            .and_then(|h| h.get("Nats-Msg-Id"))
-            .and_then(|id| id.as_str().rsplit_once(':'))
-            .map(|(origin, _)| Arc::<str>::from(origin));
+        // The proxy (and its run) that logged it, whose clock stamped it:
+        // its header, or for records of older proxies the message id's
+        // prefix ("p:{proxy}:{boot}:{n}", or "c:{client}:{seq}").
+        let headers = message.headers.as_ref();
+        let origin = headers
+            .and_then(|h| h.get(ORIGIN_HEADER))
+            .map(|o| Arc::<str>::from(o.as_str()))
+            .or_else(|| {
+                headers
+                    .and_then(|h| h.get("Nats-Msg-Id"))
+                    .and_then(|id| id.as_str().rsplit_once(':'))
+                    .map(|(origin, _)| Arc::<str>::from(origin))
+            });
         apply(shared, seq, &message.payload, origin);
     }
 }

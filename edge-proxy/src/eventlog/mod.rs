@@ -16,6 +16,7 @@ mod embedded;
 pub mod jetstream;
 mod laststate;
 mod lease;
+mod peers;
 mod record;
 pub mod sessions;
 mod store;
@@ -174,7 +175,16 @@ impl EventLog {
                 "problem": log.problem(),
             }),
             EventLog::JetStream(log) => {
-                serde_json::json!({ "backend": "jetstream", "nats_connected": log.connected() })
+                let peers: serde_json::Map<String, serde_json::Value> = log
+                    .peer_offsets()
+                    .into_iter()
+                    .map(|(origin, offset)| (origin, offset.into()))
+                    .collect();
+                serde_json::json!({
+                    "backend": "jetstream",
+                    "nats_connected": log.connected(),
+                    "peer_clock_offsets_ms": peers,
+                })
             }
         }
     }
@@ -187,6 +197,16 @@ impl EventLog {
             EventLog::JetStream(log) => {
                 (!log.connected()).then(|| "NATS is unreachable; publishes wait for it".to_string())
             }
+        }
+    }
+
+    /// On a shared log, how long ago the proxy `origin` stamped `ts_ms`,
+    /// judged by its clock ticks (see `peers.rs`); `None` on the embedded
+    /// log or before one of its ticks was heard.
+    pub fn peer_age(&self, origin: &str, ts_ms: u64) -> Option<u64> {
+        match self {
+            EventLog::Embedded(_) => None,
+            EventLog::JetStream(log) => log.peer_age(origin, ts_ms),
         }
     }
 
