@@ -104,6 +104,46 @@ pub fn mode_digit(name: &str) -> Option<u8> {
     (1..=9).find(|d| mode_name(*d).eq_ignore_ascii_case(name))
 }
 
+/// The TS-2000's S-meter calibration as Hamlib's TS-2000 driver has it
+/// (`TS2000_STR_CAL`): the `SM0` bar reading (0..=30) and the signal in dB
+/// relative to S9. Below S9 a bar is 2 S-units' worth of 6 dB every three
+/// bars (S9 at 15); above it 20 dB every five bars (S9+60 dB at 30).
+const STRENGTH_CAL: [(u16, i32); 9] = [
+    (0, -54),
+    (3, -48),
+    (6, -36),
+    (9, -24),
+    (12, -12),
+    (15, 0),
+    (20, 20),
+    (25, 40),
+    (30, 60),
+];
+
+/// An `SM0` reading while receiving as dB relative to S9 (what rigctld's
+/// `l STRENGTH` answers), interpolated in the calibration table, rounded.
+pub fn strength_db(bars: u16) -> i32 {
+    let bars = bars.min(30);
+    let at = STRENGTH_CAL
+        .iter()
+        .position(|(b, _)| *b >= bars)
+        .unwrap_or(STRENGTH_CAL.len() - 1);
+    if at == 0 {
+        return STRENGTH_CAL[0].1;
+    }
+    let ((b0, d0), (b1, d1)) = (STRENGTH_CAL[at - 1], STRENGTH_CAL[at]);
+    let (b0, b1, bars) = (i32::from(b0), i32::from(b1), i32::from(bars));
+    d0 + ((d1 - d0) * (bars - b0) + (b1 - b0) / 2) / (b1 - b0)
+}
+
+/// The `SM0` bar reading that shows `db` (relative to S9): the inverse of
+/// [`strength_db`], for a radio that answers from a known signal.
+pub fn strength_bars(db: i32) -> u16 {
+    (0..=30u16)
+        .min_by_key(|b| (strength_db(*b) - db).abs())
+        .unwrap_or(0)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -139,5 +179,20 @@ mod tests {
         assert_eq!(mode_digit("usb"), Some(2));
         assert_eq!(mode_name(3), "CW");
         assert_eq!(mode_digit("XYZ"), None);
+    }
+
+    #[test]
+    fn s_meter_bars_are_hamlibs_dbs_relative_to_s9() {
+        assert_eq!(strength_db(0), -54);
+        assert_eq!(strength_db(15), 0, "S9");
+        assert_eq!(strength_db(12), -12, "S7");
+        assert_eq!(strength_db(20), 20, "S9+20");
+        assert_eq!(strength_db(30), 60);
+        assert_eq!(strength_db(99), 60, "clamped");
+        assert_eq!(strength_db(1), -52);
+        assert_eq!(strength_db(22), 28);
+        for bars in 0..=30 {
+            assert_eq!(strength_bars(strength_db(bars)), bars);
+        }
     }
 }

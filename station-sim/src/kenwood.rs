@@ -54,8 +54,16 @@ pub struct Radio {
     pub mode: u8,
     pub tx: bool,
     pub power_w: u32,
-    /// S-meter, 0..=30 on a TS-2000.
+    /// The signal on the frequency, on the S-meter's 0..=30 scale (S9 at 15).
     pub smeter: u32,
+    /// The band noise, on the same scale: the meter never reads below it.
+    pub noise_floor: u32,
+    /// Whether the signal fades: each `SM0;` then reads a step of a slow
+    /// QSB cycle around `smeter` (deterministic, so a test can predict it).
+    pub fading: bool,
+    /// How many times the meter was read (`SM0;`, receiving or not; the
+    /// fading's phase).
+    pub sm_reads: u64,
     pub ai: u8,
     /// The `ID` answer: 019 is a TS-2000.
     pub id: u16,
@@ -73,6 +81,9 @@ impl Default for Radio {
             tx: false,
             power_w: 100,
             smeter: 15,
+            noise_floor: 4,
+            fading: false,
+            sm_reads: 0,
             ai: 0,
             id: 19,
             pa_failed: false,
@@ -134,14 +145,14 @@ impl Radio {
                 _ => bad(),
             },
             // While transmitting the main meter shows RF output (0..30 for 0..100 W).
-            ("SM", "0" | "") => Some(format!(
-                "SM0{:04};",
+            ("SM", "0" | "") => Some(format!("SM0{:04};", {
+                self.sm_reads += 1;
                 if self.tx {
                     (self.rf_out_w() * 30.0 / 100.0).round() as u32
                 } else {
-                    self.smeter
+                    self.s_meter()
                 }
-            )),
+            })),
             ("RM", "") => Some(format!("RM1{:04};", if self.tx { 5 } else { 0 })),
             ("ID", "") => Some(format!("ID{:03};", self.id)),
             ("PS", "") => Some("PS1;".into()),
@@ -160,6 +171,20 @@ impl Radio {
             ("SP", "") => Some("SP0;".into()),
             _ => bad(),
         }
+    }
+
+    /// The receive S-meter reading (0..=30): the signal, fading when asked
+    /// (a step per reading taken), never under the noise floor.
+    pub fn s_meter(&self) -> u32 {
+        /// One QSB cycle, in bars around the signal.
+        const QSB: [i32; 12] = [0, 1, 2, 3, 2, 1, 0, -1, -3, -4, -3, -1];
+        let fade = if self.fading {
+            QSB[(self.sm_reads % QSB.len() as u64) as usize]
+        } else {
+            0
+        };
+        let signal = (self.smeter as i32 + fade).clamp(0, 30) as u32;
+        signal.max(self.noise_floor).min(30)
     }
 
     /// Forward power leaving the radio, in watts: the power setting while
@@ -219,5 +244,28 @@ mod tests {
         assert_eq!(r.handle("ZZ").as_deref(), Some("?;"));
         assert_eq!(r.handle("FAabc").as_deref(), Some("?;"));
         assert_eq!(r.handle("MD8").as_deref(), Some("?;"));
+    }
+
+    #[test]
+    fn the_s_meter_reads_the_signal_over_the_noise_and_fades() {
+        let mut r = Radio::default();
+        assert_eq!(r.handle("SM0").as_deref(), Some("SM00015;"), "S9");
+        r.smeter = 0;
+        assert_eq!(
+            r.handle("SM0").as_deref(),
+            Some("SM00004;"),
+            "the noise floor"
+        );
+        r.smeter = 12;
+        r.fading = true;
+        let readings: Vec<String> = (0..12).filter_map(|_| r.handle("SM0")).collect();
+        let distinct: std::collections::BTreeSet<_> = readings.iter().collect();
+        assert!(distinct.len() > 3, "it varies: {readings:?}");
+        r.handle("TX");
+        assert_eq!(
+            r.handle("SM0").as_deref(),
+            Some("SM00030;"),
+            "keyed: RF out"
+        );
     }
 }

@@ -40,7 +40,7 @@ enum Device {
     },
 }
 
-const HELP: &str = "commands: pa-fail (keyed, no RF out), pa-ok, tx-drop (trip the transmitter mid-frame), \
+const HELP: &str = "commands: signal N (a steady signal: the S-meter reads N of 0..30 while receiving; 15 is S9), pa-fail (keyed, no RF out), pa-ok, tx-drop (trip the transmitter mid-frame), \
                     silent (radio stops answering), answer (it answers again), noise (garbage on the radio's line), \
                     status, help";
 
@@ -49,7 +49,11 @@ fn main() -> Result<()> {
         Device::Radio { link } => (link, None, false),
         Device::Station { link, meter_link } => (link, meter_link, true),
     };
-    let radio = PtyRadio::start(Radio::default())?;
+    // A live band: the S-meter fades around S9 over a noise floor.
+    let radio = PtyRadio::start(Radio {
+        fading: true,
+        ..Radio::default()
+    })?;
     if let Some(link) = &link {
         radio.symlink(link)?;
     }
@@ -94,6 +98,20 @@ fn main() -> Result<()> {
                 }
             }
             "status" => {}
+            _ if command.starts_with("signal ") => {
+                match command["signal ".len()..].trim().parse::<u32>() {
+                    Ok(bars @ 0..=30) => {
+                        if let Ok(mut r) = radio.radio.lock() {
+                            r.smeter = bars;
+                            r.fading = false;
+                        }
+                    }
+                    _ => {
+                        println!("signal takes 0..30 (S9 is 15, S9+60 dB is 30)");
+                        continue;
+                    }
+                }
+            }
             _ => {
                 println!("unknown command {command:?}; {HELP}");
                 continue;
@@ -101,11 +119,12 @@ fn main() -> Result<()> {
         }
         if let Ok(r) = radio.radio.lock() {
             println!(
-                "ok: {} Hz, mode {}, {}, RF out {:.0} W{}",
+                "ok: {} Hz, mode {}, {}, RF out {:.0} W, signal {}{}",
                 r.vfo_a_hz,
                 r.mode,
                 if r.tx { "TX" } else { "RX" },
                 r.rf_out_w(),
+                r.smeter,
                 if r.pa_failed {
                     " (amplifier failed)"
                 } else {
