@@ -32,8 +32,10 @@ pub fn is_command_kind(kind: &str) -> bool {
 /// Kinds only the proxy writes: what the hardware reported. A client
 /// publishing one would be forging the station's state.
 pub fn is_reserved_kind(kind: &str) -> bool {
-    matches!(kind, "radio.state" | "meter.power" | "watchdog.unkeyed")
-        || (kind.starts_with("link.") && kind != "link.reconnect")
+    matches!(
+        kind,
+        "radio.state" | "radio.meter" | "meter.power" | "watchdog.unkeyed"
+    ) || (kind.starts_with("link.") && kind != "link.reconnect")
 }
 
 /// Which credential a client presented: its identity for the purposes of

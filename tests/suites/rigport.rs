@@ -10,6 +10,7 @@ use std::process::Stdio;
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
+use e2e::client::key_ptt;
 use e2e::{Proxy, TestClient};
 use shared_protocol::frame::Payload;
 use station_sim::kenwood::Radio;
@@ -664,6 +665,85 @@ async fn rigctl_m2014_drives_the_radio_through_the_virtual_kenwood_port() {
         .iter()
         .any(|p| p["port"] == "virtual_cat");
     assert!(listed);
+}
+
+/// The radio's S-meter (issue #20): polled while receiving into
+/// `radio.meter`, answered to `rigctl -m 2`'s `l STRENGTH` (dB relative to
+/// S9, as rigctld's) and to Hamlib's TS-2000 driver on the virtual port,
+/// and never read while the radio transmits.
+#[tokio::test]
+async fn the_s_meter_reaches_rigctl_and_is_not_polled_while_transmitting() {
+    let Station {
+        _dir,
+        _meter,
+        sim,
+        mut op,
+        rig,
+        proxy: _proxy,
+        cat,
+    } = station(3_000, "").await;
+    let strength = |c: &TestClient| {
+        c.latest("radio.meter")
+            .and_then(|m| m["strength_db"].as_i64())
+    };
+    for (bars, db, s_units, over) in [(20, 20, 9, 20), (9, -24, 5, 0)] {
+        sim.radio.lock().unwrap().smeter = bars;
+        assert!(
+            op.pump_until(SECS, |c| strength(c) == Some(db))
+                .await
+                .unwrap(),
+            "radio.meter follows the radio: {:?}",
+            op.latest("radio.meter")
+        );
+        let m = op.latest("radio.meter").unwrap();
+        assert_eq!(
+            (m["s_units"].as_i64(), m["over_s9_db"].as_i64()),
+            (Some(s_units), Some(over))
+        );
+        let (ok, lines, err) = rigctl(&["-m", "2", "-r", rig.as_str(), "l", "STRENGTH"]).await;
+        assert!(ok, "{lines:?} {err}");
+        assert_eq!(lines, [db.to_string()], "rigctl -m 2: l STRENGTH");
+    }
+    // Hamlib's own TS-2000 driver on the virtual port reads the radio's
+    // bars, and its calibration of them (Debian's Hamlib 4.5.4 draws a
+    // straight line from -54 to +54 dB; the proxy uses the 9-point
+    // TS2000_STR_CAL of later Hamlib) puts them at about S5 as well.
+    let cat = cat.display().to_string();
+    let (ok, lines, err) = rigctl(&[
+        "-m", "2014", "-r", &cat, "-s", "38400", "l", "RAWSTR", "l", "STRENGTH",
+    ])
+    .await;
+    assert!(ok && lines.len() == 2, "{lines:?} {err}");
+    assert_eq!(
+        lines[0], "9",
+        "rigctl -m 2014 on the virtual port: the radio's own bars"
+    );
+    let db: i32 = lines[1].parse().unwrap();
+    assert!((-30..=-18).contains(&db), "about S5: {db} dB");
+
+    // Keyed: the meter shows RF output, and the proxy does not ask it.
+    let reads = || sim.radio.lock().unwrap().sm_reads;
+    key_ptt(&mut op, true).await;
+    assert!(op
+        .pump_until(SECS, |_| sim.radio.lock().unwrap().tx)
+        .await
+        .unwrap());
+    let before = reads();
+    // Three S-meter periods on the air, keeping the transmission alive.
+    let on_air_until = Instant::now() + Duration::from_secs(3);
+    while Instant::now() < on_air_until {
+        key_ptt(&mut op, true).await;
+        op.pump_until(Duration::from_millis(500), |_| false)
+            .await
+            .unwrap();
+        assert!(sim.radio.lock().unwrap().tx, "still transmitting");
+    }
+    assert_eq!(reads(), before, "no S-meter read while transmitting");
+    key_ptt(&mut op, false).await;
+    assert!(
+        op.pump_until(SECS, |_| reads() > before).await.unwrap(),
+        "read again once receiving"
+    );
 }
 
 /// A second program opening the radio's serial port beside the proxy is

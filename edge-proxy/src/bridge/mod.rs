@@ -20,6 +20,7 @@ pub mod logq;
 pub mod meter;
 pub mod power;
 pub mod radio;
+pub mod smeter;
 
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -316,8 +317,12 @@ pub fn start(
     let (mut backend, mut radio_port) = (config.radio_backend, config.radio_port.clone());
     let (mut meter, mut meter_port) = (config.meter, config.meter_port.clone());
     if config.demo && radio_port.is_none() {
-        let radio = PtyRadio::start(station_sim::kenwood::Radio::default())
-            .context("starting the simulated radio")?;
+        // A live band: the S-meter fades around S9 over the noise.
+        let radio = PtyRadio::start(station_sim::kenwood::Radio {
+            fading: true,
+            ..Default::default()
+        })
+        .context("starting the simulated radio")?;
         println!(
             "simulated radio (Kenwood TS-2000 CAT) on {}",
             radio.path.display()

@@ -39,6 +39,7 @@ use tokio::sync::{mpsc, watch};
 
 use super::logq::LogQueue;
 use super::power::{PowerWatch, SharedPower};
+use super::smeter::SMeter;
 use super::{is_reconnect, new_status, payload_of, HwLink, SharedStatus};
 use crate::clock::Clock;
 use crate::eventlog::{EventLog, Logged, NewEvent};
@@ -141,6 +142,7 @@ pub fn start(
         radio: None,
         last: None,
         keyed: false,
+        smeter: SMeter::default(),
         backstop,
         ptt_floor: 0,
         origins: Vec::new(),
@@ -169,6 +171,8 @@ struct RadioTask {
     last: Option<RadioStatus>,
     /// A transmission the bridge keyed and nobody has released yet.
     keyed: bool,
+    /// The receive S-meter's reads and what of them was logged.
+    smeter: SMeter,
     /// The backstop watchdog over PTT-ons read from the log.
     backstop: TxWatchdog,
     /// PTT-ons logged at or before this `seq` are superseded by an unkey
@@ -266,6 +270,7 @@ impl RadioTask {
             // does was keyed by this connection.
             self.last = None;
             self.keyed = false;
+            self.smeter.reset();
             if self.radio.is_some() {
                 self.unkey_if_on_air("no_keeper_at_start").await;
             }
@@ -445,6 +450,8 @@ impl RadioTask {
                 }
                 if dropped {
                     self.tx_drop("the radio reports RX while keyed");
+                } else if !self.keyed {
+                    self.read_smeter().await;
                 }
             }
             Err(e) if self.keyed && e.link_down() => {
@@ -454,6 +461,27 @@ impl RadioTask {
             // One malformed answer: skip this poll; persistent trouble shows
             // in the link's health (no data).
             Err(e) => tracing::warn!(error = %e, "radio poll"),
+        }
+    }
+
+    /// The receive S-meter, when due: never while the radio reports
+    /// transmitting or a transmission keyed here is on.
+    async fn read_smeter(&mut self) {
+        let on_air = self.keyed || self.last.as_ref().is_none_or(|s| s.ptt);
+        let now = tokio::time::Instant::now();
+        let Some(radio) = self.radio.as_mut().filter(|_| self.smeter.due(now, on_air)) else {
+            return;
+        };
+        match bounded(radio.strength_db()).await {
+            Ok(db) => {
+                if let Some(event) = self.smeter.reading(now, db) {
+                    self.queue.push(event);
+                }
+            }
+            Err(e) if e.link_down() => self.hw.link.lost(self.clock.now(), &e.to_string()),
+            // A radio without an S-meter on CAT, or one odd answer: the
+            // dashboards keep the last reading.
+            Err(e) => tracing::debug!(error = %e, "S-meter read"),
         }
     }
 
@@ -542,7 +570,9 @@ impl RadioTask {
             cursor = event.seq + 1;
             // Every event is a sample of its origin's clock.
             self.origin_clock(&event.origin).sample(event.ts_ms, now);
-            let relevant = (event.kind.starts_with("radio.") && &*event.kind != "radio.state")
+            // Commands only: not what the radio link itself reported.
+            let relevant = (event.kind.starts_with("radio.")
+                && !crate::auth::is_reserved_kind(&event.kind))
                 || &*event.kind == "link.reconnect";
             let Some((kind, payload)) = relevant.then(|| payload_of(event)).flatten() else {
                 continue;

@@ -244,6 +244,22 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Kenwood<S> {
         Ok(bars * 100.0 / 30.0)
     }
 
+    /// The receive S-meter (`SM0;` while receiving: 0..30 bars, S9 at 15 on
+    /// a TS-2000) in dB relative to S9, calibrated as Hamlib's TS-2000
+    /// driver does. Only meaningful while receiving: keyed, the same
+    /// meter shows RF output ([`Self::power_watts`]).
+    pub async fn strength_db(&mut self) -> Result<i32, CatError> {
+        let answer = self.query("SM0").await?;
+        let bars: u16 = answer
+            .get(3..)
+            .and_then(|v| v.parse().ok())
+            .ok_or_else(|| CatError::Unexpected {
+                command: "SM0".into(),
+                answer: answer.clone(),
+            })?;
+        Ok(shared_protocol::cat::strength_db(bars))
+    }
+
     /// The output power setting in watts (`PC;`).
     pub async fn power_setting(&mut self) -> Result<u32, CatError> {
         let answer = self.query("PC").await?;
@@ -312,6 +328,9 @@ mod tests {
         cat.set_ptt(false).await.unwrap();
         assert_eq!(cat.mode().await.unwrap(), "CW");
         assert_eq!(cat.power_setting().await.unwrap(), 100);
+        assert_eq!(cat.strength_db().await.unwrap(), 0, "S9 on the simulator");
+        sim.radio.lock().unwrap().smeter = 20;
+        assert_eq!(cat.strength_db().await.unwrap(), 20, "S9+20");
         assert!(!sim.radio.lock().unwrap().tx);
     }
 

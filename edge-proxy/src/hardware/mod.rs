@@ -209,6 +209,15 @@ impl Radio {
         }
     }
 
+    /// The receive S-meter in dB relative to S9 (rigctld's `STRENGTH`).
+    /// Ask only while receiving: keyed, a Kenwood's meter shows power.
+    pub async fn strength_db(&mut self) -> Result<i32, RadioError> {
+        match self {
+            Radio::Kenwood(k) => Ok(k.strength_db().await?),
+            Radio::Rigctld(r) => Ok(r.strength_db().await?),
+        }
+    }
+
     /// Forward power from the radio's own meter, in watts.
     pub async fn power_watts(&mut self) -> Result<f64, RadioError> {
         match self {

@@ -160,6 +160,13 @@ impl Rigctld {
         self.command(&format!("T {}", u8::from(on))).await.map(drop)
     }
 
+    /// The S-meter in dB relative to S9 (Hamlib's `STRENGTH` level, an
+    /// integer; the backend calibrates its radio's meter).
+    pub async fn strength_db(&mut self) -> Result<i32, RigError> {
+        let a = self.command("l STRENGTH").await?;
+        Self::parse("l", &a, "")
+    }
+
     /// Forward power in watts from the radio's meter.
     pub async fn power_watts(&mut self) -> Result<f64, RigError> {
         let a = self.command("l RFPOWER_METER_WATTS").await?;
@@ -193,6 +200,8 @@ mod tests {
         assert!(other.ptt().await.unwrap());
         c.set_ptt(false).await.unwrap();
         assert!(!other.ptt().await.unwrap());
+        let db = c.strength_db().await.unwrap();
+        assert!((-60..=60).contains(&db), "{db}");
         let watts = c.power_watts().await.unwrap();
         assert!(watts.is_finite() && watts >= 0.0, "{watts}");
     }

@@ -43,6 +43,8 @@ pub struct Shared {
     pub control_role: bool,
     pub shutdown: watch::Receiver<bool>,
     meter: MeterSource,
+    /// This proxy owns the radio, so its S-meter is read (`radio.meter`).
+    radio: bool,
 }
 
 impl Shared {
@@ -57,7 +59,7 @@ impl Shared {
         if self.meter == MeterSource::Lp100 || station.swr.is_some() {
             levels.push(Level::Swr);
         }
-        if station.strength_db.is_some() {
+        if self.radio || station.strength_db.is_some() {
             levels.push(Level::Strength);
         }
         Caps::new(&levels, self.control.confirm.as_millis() as u64)
@@ -94,6 +96,7 @@ pub async fn start(state: &Arc<AppState>) -> anyhow::Result<Option<RigPort>> {
         control_role: config.rigctl_role == Role::Control,
         shutdown: state.shutdown.clone(),
         meter: config.meter,
+        radio: config.radio_port.is_some() || config.demo,
     });
     let mut listening = None;
     if let Some(addr) = config.rigctl_listen {

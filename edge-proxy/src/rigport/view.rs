@@ -1,5 +1,6 @@
 //! The station as the rig port sees it, kept current by following the log:
-//! `radio.state` (what the radio reported), `meter.power` (the meter) and
+//! `radio.state` (what the radio reported), `meter.power` (the meter),
+//! `radio.meter` (the radio's S-meter, for `l STRENGTH`) and
 //! `radio.set_mode` (whether a program asked for a data mode). One follower
 //! for every program, so a read costs a `watch` borrow, never a CAT
 //! exchange; on a shared JetStream log this is the local mirror, so a proxy
@@ -14,7 +15,10 @@ use crate::eventlog::{EventLog, Logged};
 
 /// The kinds the view reads.
 fn relevant(kind: &str) -> bool {
-    matches!(kind, "radio.state" | "meter.power" | "radio.set_mode")
+    matches!(
+        kind,
+        "radio.state" | "meter.power" | "radio.meter" | "radio.set_mode"
+    )
 }
 
 fn apply(station: &mut Station, kind: &str, payload: &Value) {
@@ -25,6 +29,11 @@ fn apply(station: &mut Station, kind: &str, payload: &Value) {
             payload["ptt"].as_bool(),
         ),
         "meter.power" => station.on_power(payload["watts"].as_f64(), payload["swr"].as_f64()),
+        "radio.meter" => {
+            if let Some(db) = payload["strength_db"].as_i64() {
+                station.strength_db = i32::try_from(db).ok();
+            }
+        }
         "radio.set_mode" => {
             if let Some(mode) = payload["mode"].as_str() {
                 station.on_set_mode(mode, payload["data"].as_bool() == Some(true));
@@ -50,7 +59,12 @@ fn from_snapshot(log: &EventLog) -> (Station, u64) {
         return (station, log.head());
     };
     // The data request first: the radio's state then says whether it still holds.
-    for kind in ["radio.set_mode", "radio.state", "meter.power"] {
+    for kind in [
+        "radio.set_mode",
+        "radio.state",
+        "meter.power",
+        "radio.meter",
+    ] {
         if let Some(payload) = state.get(kind) {
             apply(&mut station, kind, payload);
         }

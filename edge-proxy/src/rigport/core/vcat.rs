@@ -41,6 +41,7 @@ impl VirtualCat {
     pub fn new(hold_ms: u64) -> Self {
         let radio = Radio {
             smeter: 0,
+            noise_floor: 0,
             ..Radio::default()
         };
         VirtualCat {
@@ -69,6 +70,10 @@ impl VirtualCat {
             _ => {}
         }
         self.radio.tx = self.tx.map_or(station.ptt, |(on, _)| on);
+        // The real radio's S-meter, as the proxy last read it.
+        self.radio.smeter = station
+            .strength_db
+            .map_or(0, |db| u32::from(shared_protocol::cat::strength_bars(db)));
     }
 
     /// Bytes from the program: one answer per complete command (empty for
