@@ -676,7 +676,10 @@ impl ClientSession {
                         // The numbering moved on; keep it across reloads.
                         self.outbox_dirty = true;
                         if let Phase::Open { socket } = self.phase {
-                            self.quality.on_sent(1);
+                            // Not counted in the ack rate: no outbox entry
+                            // waits for its `Accepted`, so it would count
+                            // as never acknowledged (a held PTT sank the
+                            // quality of a perfect link to "fair").
                             self.transmit(socket, &ClientFrame::Publish(publish));
                         } else {
                             let reason = if is_transmit_kind(&publish.kind) {

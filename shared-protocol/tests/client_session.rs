@@ -417,6 +417,30 @@ fn ptt_carries_a_wall_clock_deadline() {
     assert_eq!(p.expires_at_ms, Some(1_700_000_000_000 + 5_000 + 2_000));
 }
 
+/// A held PTT (volatile, repeated every second) on a perfect link keeps
+/// the quality's ack rate at 1: no outbox entry waits for its `Accepted`.
+#[test]
+fn volatile_publishes_do_not_sink_the_ack_rate() {
+    let mut h = Harness::fresh();
+    h.input(Input::Connect);
+    h.open_and_welcome(9, 0);
+    for _ in 0..5 {
+        h.input(Input::Publish {
+            kind: "radio.ptt".into(),
+            payload: Payload::from(true),
+            delivery: Delivery::Volatile,
+            ttl_ms: Some(2_000),
+        });
+    }
+    let upto = match h.sent.last() {
+        Some(ClientFrame::Publish(p)) => p.client_seq,
+        other => panic!("not sent: {other:?}"),
+    };
+    h.server(ServerFrame::Accepted { upto });
+    let m = h.session.metrics(h.now);
+    assert_eq!(m.quality_ack_rate, 1.0, "{m:?}");
+}
+
 #[test]
 fn missing_pongs_make_the_link_stale_and_reconnect() {
     let mut h = Harness::fresh();
