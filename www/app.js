@@ -1,5 +1,8 @@
 // The station dashboard: the first user of the station-link npm package.
 import init, { Link } from './pkg/station_link.js';
+import { bandOf } from './bands.js';
+import { Series, Timeline, range } from './charts.js';
+import { mountToasts, toast } from './toasts.js';
 
 // Offline-first: a service worker keeps the page loadable while the proxy is down.
 if ('serviceWorker' in navigator) navigator.serviceWorker.register('./sw.js').catch(() => {});
@@ -8,16 +11,9 @@ const $ = (id) => document.getElementById(id);
 const badge = $('badge');
 const say = (text) => { $('live').textContent = text; };
 
-// Toasts: `info`, `warn`, `error` and `alarm` (a transmitter the proxy had to
-// unkey: shown longer). Screen readers hear them through two live regions:
-// #toasts (assertive, the default) and #toasts-polite (waits for a pause).
-function toast(text, kind = 'info', { polite = false } = {}) {
-  const t = document.createElement('div');
-  t.className = `toast ${kind}`;
-  t.textContent = text;
-  $(polite ? 'toasts-polite' : 'toasts').append(t);
-  setTimeout(() => t.remove(), kind === 'alarm' ? 15_000 : 5000);
-}
+// Toasts (toasts.js): `info`, `warn`, `error` and `alarm` (a transmitter the
+// proxy had to unkey: kept until dismissed), in one polite live region.
+mountToasts({ stackEl: $('toasts'), pastEl: $('notices-list'), pastCountEl: $('notices-count') });
 
 await init();
 const params = new URLSearchParams(location.search);
@@ -51,7 +47,10 @@ let ptt = false;
 let radioLink = null;
 let releasedAt = -Infinity; // when this dashboard last let go of PTT (performance.now())
 let hold = null; // while PTT is held: { via: 'pointer' | 'space', keepalive, refused: null or the reason }
-const power = [];
+// A forward-power reading under this is no power (the proxy's default
+// power_zero_threshold_w): SWR means nothing then and is not shown.
+const POWER_SHOWN_W = 0.1;
+let strength = null; // the last radio.meter
 // When the values on the page were last known to be current (Unix ms):
 // null while connected (they are live), else when the link was lost, or when
 // the page that stored a restored state saw it last.
@@ -81,12 +80,42 @@ function setControls() {
 function showRadio(r) {
   if (!r) return;
   $('freq').textContent = (r.freq_hz / 1e6).toFixed(6);
+  const band = bandOf(r.freq_hz);
+  $('band').textContent = band ?? 'out of band';
+  $('band').className = `band${band ? '' : ' none'}`;
   $('mode').textContent = r.mode;
   $('mode-in').value = r.mode;
   ptt = !!r.ptt;
   $('ptt').textContent = ptt ? 'TX' : 'RX';
   $('ptt').className = `ptt ${ptt ? 'on' : 'off'}`;
   showUnkey();
+  showMeters();
+}
+
+// Receiving: the S-meter; transmitting: forward power (and SWR when there
+// is power). The radio is never asked for its S-meter while transmitting.
+function showMeters() {
+  $('smeter-row').hidden = ptt || !strength;
+  $('tx-row').hidden = !ptt;
+}
+
+/** `radio.meter {strength_db, s_units, over_s9_db}` as an S-meter reads. */
+function sText(m) {
+  return m.over_s9_db > 0 ? `S9+${m.over_s9_db} dB` : `S${m.s_units}`;
+}
+function showStrength(m) {
+  if (!m || typeof m.strength_db !== 'number') return;
+  strength = m;
+  // -54 dB (S0) to +60 dB over S9, as on the radio's bar graph: S9 at the middle.
+  const db = Math.max(-54, Math.min(60, m.strength_db));
+  const pct = db <= 0 ? ((db + 54) / 54) * 50 : 50 + (db / 60) * 50;
+  $('smeter-fill').style.width = `${pct.toFixed(1)}%`;
+  $('smeter-fill').className = db > 0 ? 'over' : '';
+  $('smeter-text').textContent = sText(m);
+  const bar = $('smeter-bar');
+  bar.setAttribute('aria-valuenow', String(db));
+  bar.setAttribute('aria-valuetext', `${sText(m)} (${m.strength_db} dB relative to S9)`);
+  showMeters();
 }
 
 // "Unkey now": shown while the radio reports TX and this dashboard is not
@@ -98,35 +127,121 @@ function showUnkey() {
   $('unkey-btn').hidden = !(ptt && !hold && performance.now() - releasedAt >= UNKEY_GRACE_MS);
 }
 
-function showPower(p) {
-  const w = p.watts;
-  $('watts').textContent = Number(w).toFixed(1);
-  $('swr').textContent = p.swr ? Number(p.swr).toFixed(2) : '–';
+function showPower(p, live = true) {
+  const w = Number(p.watts);
+  const powered = w >= POWER_SHOWN_W;
+  $('watts').textContent = w.toFixed(1);
+  $('swr-box').hidden = !(powered && p.swr);
+  $('swr').textContent = powered && p.swr ? Number(p.swr).toFixed(2) : '–';
   const level = p.level || 'normal';
   $('power-level').textContent = p.seconds_to_zero ? `${level}, falling: ~${p.seconds_to_zero} s to zero` : level;
   $('power-level').className = `level ${level}`;
-  power.push(Number(w));
-  if (power.length > 60) power.shift();
-  const c = $('spark').getContext('2d');
-  const { width, height } = c.canvas;
-  c.clearRect(0, 0, width, height);
-  const max = Math.max(10, ...power);
-  c.beginPath();
-  power.forEach((v, i) => c.lineTo((i / 59) * width, height - (v / max) * (height - 4) - 2));
-  c.strokeStyle = '#3b82f6';
-  c.lineWidth = 2;
-  c.stroke();
+  if (live) powerChart.push([w, powered && p.swr ? Number(p.swr) : null]);
 }
 
+// The plots (charts.js): each with its caption as the text alternative.
+const fmtRange = (r, unit, digits = 0) => {
+  if (!r) return 'no reading yet';
+  const u = unit ? ` ${unit}` : '';
+  return `now ${r.last.toFixed(digits)}${u}, ${r.min.toFixed(digits)}–${r.max.toFixed(digits)}${u} over the last 5 minutes`;
+};
+// The link goes stale after 1.5 ping intervals (the client's default 10 s) without a pong.
+const STALE_MS = 15_000;
+const powerChart = new Series({
+  el: $('power-chart'),
+  caption: $('power-cap'),
+  series: [
+    { label: 'forward power (W)', scale: 'W', stroke: '#60a5fa' },
+    { label: 'SWR', scale: 'swr', stroke: '#fbbf24', axis: true },
+  ],
+  scales: { W: { range: (u, lo, hi) => [0, Math.max(10, hi)] }, swr: { range: (u, lo, hi) => [1, Math.max(3, hi)] } },
+  describe: ([, w, swr]) => {
+    const rw = range(w);
+    const rs = range(swr);
+    return `Forward power: ${fmtRange(rw, 'W', 1)}${rs ? `; SWR ${rs.last.toFixed(2)} (${rs.min.toFixed(2)}–${rs.max.toFixed(2)}) while transmitting` : '; no SWR while not transmitting'}`;
+  },
+});
+const latencyChart = new Series({
+  el: $('latency-chart'),
+  caption: $('latency-cap'),
+  series: [{ label: 'round trip (ms)', scale: 'ms', stroke: '#34d399', points: true, splits: () => [1, 10, 100, 1000, 10_000], values: (u, ticks) => ticks.map((t) => (t == null ? '' : t >= 1000 ? `${t / 1000} s` : `${t} ms`)) }],
+  scales: { ms: { distr: 3, range: () => [1, STALE_MS * 1.5] } },
+  lines: [{ value: STALE_MS, scale: 'ms', stroke: '#f87171' }],
+  describe: ([, ms]) => `Round-trip latency: ${fmtRange(range(ms), 'ms')}; stale above ${(STALE_MS / 1000).toFixed(0)} s (dashed line)`,
+});
+const qualityChart = new Series({
+  el: $('quality-chart'),
+  caption: $('quality-cap'),
+  series: [{ label: 'quality', scale: 'q', stroke: '#a78bfa', points: true }],
+  scales: { q: { range: () => [0, 1] } },
+  describe: ([, q]) => `Link quality: ${fmtRange(range(q), '', 2)}`,
+});
+const timeline = new Timeline($('timeline'), [['browser', 'This browser'], ['radio', 'Radio'], ['meter', 'Power meter']]);
+setInterval(() => {
+  for (const c of [powerChart, latencyChart, qualityChart]) c.draw();
+  timeline.draw();
+}, 1000);
+
+// The event list: one number per row (the event's seq), repeats of the
+// same event (PTT keepalives, one each second while held) collapsed into
+// the row they repeat ("radio.ptt on ×12"), a pause while reading, a filter.
+let paused = false;
+const held = []; // events that came while paused
+const kindsSeen = new Set();
+const summary = (e) => JSON.stringify(e.payload);
+const REPEAT_LOOKBACK = 4;
 function logEvent(e) {
+  if (!kindsSeen.has(e.kind)) {
+    kindsSeen.add(e.kind);
+    const o = document.createElement('option');
+    o.value = e.kind;
+    $('kinds').append(o);
+  }
+  if (paused) {
+    held.push(e);
+    if (held.length > 200) held.shift();
+    $('pause-btn').textContent = `Resume (${held.length} new)`;
+    return;
+  }
+  const text = summary(e);
+  // A repeat of one of the last few rows (keepalives come between the
+  // radio's state changes): that row counts it and moves to the top.
+  const recent = [...$('events').children].slice(0, REPEAT_LOOKBACK);
+  const same = recent.find((li) => li.dataset.kind === e.kind && li.dataset.text === text);
+  if (same) {
+    const n = Number(same.dataset.count) + 1;
+    same.dataset.count = n;
+    same.dataset.seq = e.seq;
+    same.querySelector('.n').textContent = `#${e.seq}`;
+    same.querySelector('.times').textContent = ` ×${n}`;
+    $('events').prepend(same);
+    return;
+  }
   const li = document.createElement('li');
   li.dataset.kind = e.kind;
   li.dataset.seq = e.seq;
-  li.textContent = `#${e.seq} ${e.kind} ${JSON.stringify(e.payload)}`;
+  li.dataset.text = text;
+  li.dataset.count = 1;
+  const n = document.createElement('span');
+  n.className = 'n';
+  n.textContent = `#${e.seq}`;
+  const kind = document.createElement('strong');
+  kind.textContent = ` ${e.kind} `;
+  const body = document.createElement('span');
+  body.textContent = text;
+  const times = document.createElement('span');
+  times.className = 'times';
+  li.append(n, kind, body, times);
   li.hidden = !matchesFilter(e.kind);
   $('events').prepend(li);
   while ($('events').children.length > 200) $('events').lastChild.remove();
 }
+$('pause-btn').addEventListener('click', () => {
+  paused = !paused;
+  $('pause-btn').setAttribute('aria-pressed', String(paused));
+  $('pause-btn').textContent = paused ? 'Resume (0 new)' : 'Pause';
+  if (!paused) for (const e of held.splice(0)) logEvent(e);
+});
 
 // Why the link is down, as far as a page can tell: a failed WebSocket
 // upgrade only says "closed (1006)", so the page asks /healthz: no answer
@@ -172,14 +287,15 @@ link.on('state', ({ state: s, reason, access }) => {
   say(`Connection ${s}`);
   setControls();
   if (s === 'connected') link.testConnection().catch(() => {});
-  const li = document.createElement('li');
-  li.textContent = `${new Date().toLocaleTimeString()} ${s}: ${reason}`;
-  $('timeline').prepend(li);
+  timeline.enter('browser', s, { reconnect: s === 'reconnecting' });
+  if (reason) badge.title = reason;
 });
 link.on('event', (e) => {
   if (e.kind === 'radio.state') showRadio(e.payload);
   if (e.kind === 'meter.power') showPower(e.payload);
-  if (e.kind !== 'meter.power') logEvent(e);
+  if (e.kind === 'radio.meter') showStrength(e.payload);
+  // Readings are shown in their meters and plots, not listed.
+  if (e.kind !== 'meter.power' && e.kind !== 'radio.meter') logEvent(e);
 });
 // Hardware links by name: where their state and health are shown.
 const linkCells = { radio: ['link-state', 'link-health'], meter: ['meter-state', 'meter-health'] };
@@ -188,6 +304,7 @@ function showLink(name, l) {
   const [stateCell, healthCell] = linkCells[name];
   $(stateCell).textContent = l.state;
   $(healthCell).textContent = l.health;
+  timeline.enter(name, l.state, { reconnect: l.type === 'EVENT_RECONNECT_START' });
   if (name === 'radio') { radioLink = l.state; setControls(); }
 }
 
@@ -197,7 +314,8 @@ link.on('snapshot', ({ state: s, restored, asOfMs }) => {
   showRadio(s['radio.state']);
   showLink('radio', s['link.radio']);
   showLink('meter', s['link.meter']);
-  if (s['meter.power']) showPower(s['meter.power']);
+  if (s['meter.power']) showPower(s['meter.power'], false);
+  if (s['radio.meter']) showStrength(s['radio.meter']);
 });
 link.on('gap', (g) => toast(`Missed events ${g.from}–${g.to} (${g.reason})`, 'warn'));
 link.on('reconnected', (r) => toast(`Reconnected after ${(r.downtimeMs / 1000).toFixed(1)} s`));
@@ -239,7 +357,8 @@ link.on('rejected', (r) => {
   // A read-only token: say so and disable the controls instead of failing on.
   if (r.reason === 'forbidden') { readOnly = true; setControls(); }
   if (isPttRefusal(r)) pttRefused(r.reason);
-  else toast(`Command ${r.clientSeq} rejected: ${r.reason}`, 'warn');
+  // One toast per reason, counting: a burst is "150 refused: rate_limited".
+  else toast(`Command ${r.clientSeq} rejected: ${r.reason}`, 'warn', { key: `rejected:${r.reason}`, counted: (n) => (n === 1 ? `Command ${r.clientSeq} rejected: ${r.reason}` : `${n} refused: ${r.reason.replace('_', ' ')}`) });
 });
 link.on('error', (e) => {
   if (e.kind === 'unauthorized') {
@@ -248,14 +367,27 @@ link.on('error', (e) => {
   }
   if (e.kind !== 'notSent') toast(`${e.kind}: ${e.message}`, 'error');
 });
+// The score's uptime term counts the page's own first connection attempt
+// (the moments before the first Welcome) as downtime, so a fresh 5 ms
+// link scored "fair". Until the link has ever reconnected, that is not a
+// link problem: the bar shows the score without it.
+const UPTIME_WEIGHT = 0.3; // shared_protocol::quality::WEIGHT_UPTIME
+function shownQuality(q) {
+  const fresh = link.metrics().reconnects === 0 && state === 'connected';
+  return Math.min(1, fresh ? q.score + UPTIME_WEIGHT * (1 - q.uptime) : q.score);
+}
 link.on('quality', (q) => {
-  $('quality').style.width = `${Math.round(q.score * 100)}%`;
-  $('quality').className = q.score >= 0.8 ? 'good' : q.score >= 0.5 ? 'fair' : 'poor';
-  $('quality').parentElement.setAttribute('aria-valuenow', q.score.toFixed(2));
+  const score = shownQuality(q);
+  $('quality').style.width = `${Math.round(score * 100)}%`;
+  $('quality').className = score >= 0.8 ? 'good' : score >= 0.5 ? 'fair' : 'poor';
+  $('quality').parentElement.setAttribute('aria-valuenow', score.toFixed(2));
+  $('quality').parentElement.setAttribute('aria-valuetext', `${Math.round(score * 100)} percent`);
+  qualityChart.push([score]);
 });
 link.on('latency', (l) => {
   $('latency').textContent = `${l.rttMs} ms`;
   $('latency').className = `latency ${l.rttMs < 100 ? 'good' : l.rttMs < 300 ? 'fair' : 'poor'}`;
+  latencyChart.push([Math.max(1, l.rttMs)]);
 });
 
 for (const b of document.querySelectorAll('.relink')) {
@@ -316,7 +448,7 @@ function pttRefused(reason) {
   }
   if (pttToasted) return;
   pttToasted = true;
-  toast(reason === 'tx_timeout' ? 'Transmit time-out: release PTT, then key again' : `PTT refused: ${reason}`, 'warn', { polite: true });
+  toast(reason === 'tx_timeout' ? 'Transmit time-out: release PTT, then key again' : `PTT refused: ${reason}`, 'warn');
 }
 
 const isSpace = (ev) => ev.code === 'Space' || ev.key === ' ';
@@ -350,25 +482,38 @@ document.addEventListener('keydown', (ev) => {
   if (ev.ctrlKey && ev.shiftKey && ev.key.toLowerCase() === 'd') {
     ev.preventDefault();
     $('debug').hidden = !$('debug').hidden;
+    if (!$('debug').hidden) showMetrics();
   }
 });
 // Network tests, each with a progress bar and a summary.
 const progress = $('test-progress');
 function report(text) { $('test-result').textContent = text; }
 
+// The throughput test measures the link, not the proxy's publish limit and
+// not everyone's log: it is round trips (Ping/Pong, which the proxy answers
+// at once, stores nowhere and does not rate-limit), one after another, as
+// fast as the link carries them. Publishing test events instead would be
+// capped at max_publish_per_sec (50/s by default), written into every
+// dashboard's log and snapshot, and refused in bursts.
+let testing = false;
 async function throughputTest(n = 200) {
-  const id = Math.random().toString(36).slice(2);
-  let got = 0;
-  const seen = (e) => { if (e.kind === 'bench.throughput' && e.payload.id === id) { got++; progress.value = got / n; } };
-  link.on('event', seen);
+  if (testing) return;
+  testing = true;
+  const rtts = [];
+  let failed = 0;
   progress.hidden = false;
   const t0 = performance.now();
-  for (let i = 0; i < n; i++) link.send('bench.throughput', { id, i }, { delivery: 'volatile' });
-  while (got < n && performance.now() - t0 < 10_000) await new Promise((r) => setTimeout(r, 20));
+  for (let i = 0; i < n && failed < 5; i++) {
+    try { rtts.push(await link.testConnection()); } catch { failed++; }
+    progress.value = (i + 1) / n;
+  }
   const ms = performance.now() - t0;
-  link.off('event', seen);
   progress.hidden = true;
-  report(`Throughput: ${got} of ${n} events round-tripped in ${ms.toFixed(0)} ms (${(got / (ms / 1000)).toFixed(0)} events/s)`);
+  testing = false;
+  const sorted = [...rtts].sort((a, b) => a - b);
+  const pct = (p) => sorted[Math.min(sorted.length - 1, Math.floor(p * sorted.length))] ?? NaN;
+  report(`Throughput: ${rtts.length} of ${n} round trips in ${ms.toFixed(0)} ms (${(rtts.length / (ms / 1000)).toFixed(0)} round trips/s; RTT p50 ${pct(0.5)} ms, p95 ${pct(0.95)} ms${failed ? `; ${failed} failed` : ''})`);
+  if (failed) toast(`Throughput test: ${failed} round trips failed`, 'warn', { key: 'throughput' });
 }
 
 async function stabilityTest(durationMs = Number(params.get('stabilityMs') || 30_000)) {
@@ -403,7 +548,39 @@ $('debug').addEventListener('click', async (ev) => {
     a.click();
   }
 });
-setInterval(() => { if (!$('debug').hidden) $('metrics').textContent = JSON.stringify(link.metrics(), null, 1); }, 1000);
+// The debug panel's metrics: a table to read, the raw JSON behind a toggle.
+const METRIC_ROWS = [
+  ['state', 'State'], ['reconnects', 'Reconnects'], ['connected_for_ms', 'Connected for', 'ms'],
+  ['rtt_last_ms', 'Round trip, last', 'ms'], ['rtt_p50_ms', 'Round trip, p50', 'ms'], ['rtt_p95_ms', 'Round trip, p95', 'ms'],
+  ['quality', 'Quality score'], ['quality_stability', '… stability'], ['quality_ack_rate', '… acknowledged'],
+  ['quality_uptime', '… uptime'], ['quality_activity', '… activity'],
+  ['last_seq', 'Last event'], ['delivered', 'Events delivered'], ['duplicates', 'Duplicates dropped'], ['gaps', 'Gaps'],
+  ['outbox', 'Outbox'], ['outbox_evicted', 'Outbox evicted'], ['frames_in', 'Frames in'], ['frames_out', 'Frames out'],
+  ['bytes_in', 'Bytes in'], ['bytes_out', 'Bytes out'], ['pings_sent', 'Pings sent'], ['pongs_received', 'Pongs received'],
+];
+function metricText(v, unit) {
+  if (v === null || v === undefined) return '–';
+  if (unit === 'ms' && v >= 10_000) return `${(v / 1000).toFixed(0)} s`;
+  if (typeof v === 'number' && !Number.isInteger(v)) return v.toFixed(2);
+  return unit ? `${v} ${unit}` : String(v);
+}
+function showMetrics() {
+  const m = link.metrics();
+  const body = $('metrics-table').tBodies[0];
+  body.replaceChildren(...METRIC_ROWS.map(([key, name, unit]) => {
+    const tr = document.createElement('tr');
+    const th = document.createElement('th');
+    th.scope = 'row';
+    th.textContent = name;
+    const td = document.createElement('td');
+    td.textContent = metricText(m[key], unit);
+    td.dataset.metric = key;
+    tr.append(th, td);
+    return tr;
+  }));
+  $('metrics').textContent = JSON.stringify(m, null, 1);
+}
+setInterval(() => { if (!$('debug').hidden) showMetrics(); }, 1000);
 setControls();
 showFreshness();
 window.dashboardLink = link;

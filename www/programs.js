@@ -30,7 +30,7 @@ function section() {
   }
   table.createTBody();
   el.append(h, summary, table);
-  const anchor = document.querySelector('section.radio');
+  const anchor = document.querySelector('section.events') || document.querySelector('section.radio');
   if (anchor) anchor.after(el);
   else (document.querySelector('main') || document.body).appendChild(el);
   return el;

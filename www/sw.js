@@ -2,11 +2,15 @@
 // is down, shows the link as not connected, and recovers by itself.
 // Network first, so a running proxy always serves the current dashboard;
 // the cache answers only when the network cannot.
-const CACHE = 'station-dashboard-v1';
-const ASSETS = ['./', './index.html', './app.js', './style.css', './pkg/station_link.js', './pkg/station_link_bg.wasm'];
+const CACHE = 'station-dashboard-v2';
+const ASSETS = ['./', './index.html', './app.js', './bands.js', './charts.js', './toasts.js', './programs.js', './style.css', './pkg/station_link.js', './pkg/station_link_bg.wasm'];
 
 self.addEventListener('install', (event) => {
-  event.waitUntil(caches.open(CACHE).then((cache) => cache.addAll(ASSETS)).then(() => self.skipWaiting()));
+  // The chart library is optional (the plots' captions stand without it).
+  const optional = ['./vendor/uPlot.iife.min.js', './vendor/uPlot.min.css'];
+  event.waitUntil(caches.open(CACHE)
+    .then((cache) => cache.addAll(ASSETS).then(() => Promise.all(optional.map((a) => cache.add(a).catch(() => {})))))
+    .then(() => self.skipWaiting()));
 });
 
 self.addEventListener('activate', (event) => event.waitUntil(self.clients.claim()));

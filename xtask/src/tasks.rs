@@ -197,17 +197,25 @@ pub fn browser_tests_dir() -> PathBuf {
 }
 
 /// `npm ci` for the browser tests and the package build (playwright-core,
-/// binaryen, terser, typescript), when needed.
+/// binaryen, terser, typescript, axe-core) and the dashboard's chart
+/// library (uplot), when needed.
 pub fn npm_install() -> Result<()> {
     let dir = browser_tests_dir();
-    let installed = ["playwright-core", "binaryen", "terser", "typescript"];
+    let installed = [
+        "playwright-core",
+        "binaryen",
+        "terser",
+        "typescript",
+        "axe-core",
+        "uplot",
+    ];
     if installed
         .iter()
         .all(|p| dir.join("node_modules").join(p).exists())
     {
         return Ok(());
     }
-    step("installing the browser tests' npm packages (playwright-core, binaryen, terser, typescript)");
+    step("installing the browser tests' npm packages (playwright-core, binaryen, terser, typescript, axe-core, uplot)");
     run(Command::new("npm")
         .current_dir(&dir)
         .args(["ci", "--no-audit", "--no-fund"]))
@@ -321,6 +329,7 @@ pub fn pkg() -> Result<PathBuf> {
         std::fs::copy(root().join("wasm-client/npm").join(file), out.join(file))?;
     }
     eprintln!("    package: {}", out.display());
+    vendor_www()?;
     // The size target (docs/BENCHMARKS.md) is wasm + JS glue, gzipped.
     let mut total = 0;
     for file in [wasm.clone(), out.join("station_link.js")] {
@@ -338,6 +347,29 @@ pub fn pkg() -> Result<PathBuf> {
         total as f64 / 1024.0
     );
     Ok(out)
+}
+
+/// The dashboard's chart library, npm's `uplot` (MIT; pinned in
+/// tests/browser/package.json), copied from node_modules into `www/vendor/`
+/// with its licence: the dashboard loads it as a plain script, no bundler.
+pub fn vendor_www() -> Result<()> {
+    let from = browser_tests_dir().join("node_modules/uplot");
+    let to = root().join("www/vendor");
+    std::fs::create_dir_all(&to)?;
+    for (file, name) in [
+        ("dist/uPlot.iife.min.js", "uPlot.iife.min.js"),
+        ("dist/uPlot.min.css", "uPlot.min.css"),
+        ("LICENSE", "uPlot.LICENSE"),
+    ] {
+        std::fs::copy(from.join(file), to.join(name)).with_context(|| {
+            format!(
+                "copying {} into www/vendor (run `npm ci` in tests/browser)",
+                from.join(file).display()
+            )
+        })?;
+    }
+    eprintln!("    dashboard chart library: {}", to.display());
+    Ok(())
 }
 
 /// Rewrites a text file in place.
