@@ -17,13 +17,13 @@ function section() {
   el.setAttribute('aria-labelledby', 'programs-h');
   const h = document.createElement('h2');
   h.id = 'programs-h';
-  h.textContent = 'Programs';
+  h.textContent = 'Dashboards and programs';
   const summary = document.createElement('p');
   summary.id = 'programs-summary';
   const table = document.createElement('table');
   table.id = 'programs-table';
   const head = table.createTHead().insertRow();
-  for (const title of ['program', 'port', 'role', 'last command', 'PTT']) {
+  for (const title of ['program', 'port', 'role', 'last command or state', 'PTT']) {
     const th = document.createElement('th');
     th.textContent = title;
     head.appendChild(th);
@@ -49,7 +49,19 @@ function render(stats) {
     ? `${list.length} program(s), ${dashboards} dashboard(s); ${where}`
     : `no rig port configured (rigctl_listen); ${dashboards} dashboard(s)`;
   const body = el.querySelector('#programs-table').tBodies[0];
-  body.replaceChildren(...list.map((p) => {
+  // The dashboards too (from the session registry), with the one keying.
+  const keyedBy = stats && stats.tx ? stats.tx.keyed_by : null;
+  const sessions = (Array.isArray(stats && stats.sessions) ? stats.sessions : [])
+    .filter((d) => d.state === 'connected' || d.state === 'stale')
+    .map((d) => ({
+      name: `dashboard ${String(d.client_id).slice(0, 8)}`,
+      address: d.remote,
+      port: 'WebSocket',
+      role: d.role || 'open',
+      last_command: d.state,
+      keyed: keyedBy !== null && d.client_id === keyedBy,
+    }));
+  body.replaceChildren(...[...sessions, ...list].map((p) => {
     const row = document.createElement('tr');
     if (p.keyed) row.className = 'keyed';
     const who = p.name ? `${p.name} (${p.address})` : String(p.address);

@@ -112,6 +112,13 @@ impl Watchdog {
         kept
     }
 
+    /// Who keeps the transmitter keyed through this proxy now (a dashboard's
+    /// `client_id`, or a program on the rig port), for `/stats`.
+    pub fn keyed_by(&self) -> Option<String> {
+        self.with(|dog| dog.keyed_by().map(str::to_string))
+            .flatten()
+    }
+
     fn with<T>(&self, f: impl FnOnce(&mut TxWatchdog) -> T) -> Option<T> {
         // A poisoned lock means a panic elsewhere: fail closed (refuse).
         self.dog.lock().ok().map(|mut dog| f(&mut dog))

@@ -119,7 +119,11 @@ test('the event log has one number per row, collapses PTT keepalives, pauses, an
   // A held PTT repeats "on" every second: one row, counted.
   await page.dispatchEvent('#ptt-btn', 'pointerdown');
   await page.waitForFunction(() => [...document.querySelectorAll('#events li[data-kind="radio.ptt"]')].some((li) => Number(li.dataset.count) >= 3), null, { timeout: 20_000 });
+  // The connected clients list names this dashboard as the one keying.
+  const keying = () => [...document.querySelectorAll('#programs-table tbody tr')].filter((tr) => tr.cells[1].textContent === 'WebSocket' && tr.cells[4].textContent === 'TX').length;
+  await page.waitForFunction(keying, null, { timeout: 20_000 });
   await page.dispatchEvent('#ptt-btn', 'pointerup');
+  await page.waitForFunction(() => ![...document.querySelectorAll('#programs-table tbody tr')].some((tr) => tr.cells[4].textContent === 'TX'), null, { timeout: 20_000 });
   assert.match(await page.$eval('#events li[data-kind="radio.ptt"][data-count]:not([data-count="1"])', (li) => li.textContent), /radio\.ptt.*×\d+/);
   await page.waitForFunction(() => document.getElementById('ptt').textContent === 'RX', null, { timeout: 20_000 });
   await page.click('#pause-btn');

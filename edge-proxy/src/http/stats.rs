@@ -76,6 +76,9 @@ pub(super) async fn stats(State(state): State<Arc<AppState>>) -> Json<serde_json
         },
         "power": links.and_then(|l| shown(&l.power)),
         "programs": state.programs.describe(),
+        // Who holds the transmitter through this proxy: the dashboards'
+        // list shows which one is keying.
+        "tx": { "keyed_by": state.watchdog.keyed_by() },
         "sessions": sessions,
     }))
 }
