@@ -194,13 +194,14 @@ const held = []; // events that came while paused
 const kindsSeen = new Set();
 const summary = (e) => JSON.stringify(e.payload);
 const REPEAT_LOOKBACK = 4;
-// Rows are drawn once a frame, not once an event: at hundreds of events a
-// second, only the newest MAX_ROWS of a frame's batch are ever seen.
+// Rows are drawn in batches (every 50 ms), not once an event: at hundreds of
+// events a second, only the newest MAX_ROWS of a batch are ever seen. A
+// timer, not requestAnimationFrame, which a background tab never runs.
 const MAX_ROWS = 200;
 let pending = [];
 function logEvent(e) {
   pending.push(e);
-  if (pending.length === 1) requestAnimationFrame(flushEvents);
+  if (pending.length === 1) setTimeout(flushEvents, 50);
 }
 function flushEvents() {
   const batch = pending.length > MAX_ROWS ? pending.slice(-MAX_ROWS) : pending;
@@ -261,7 +262,10 @@ $('pause-btn').addEventListener('click', () => {
   paused = !paused;
   $('pause-btn').setAttribute('aria-pressed', String(paused));
   $('pause-btn').textContent = paused ? 'Resume (0 new)' : 'Pause';
-  if (!paused) for (const e of held.splice(0)) logEvent(e);
+  if (!paused) {
+    for (const e of held.splice(-MAX_ROWS)) showEvent(e);
+    held.length = 0;
+  }
 });
 
 // Why the link is down, as far as a page can tell: a failed WebSocket
