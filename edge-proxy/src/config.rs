@@ -556,6 +556,39 @@ mod tests {
         );
     }
 
+    /// The keys a config file sets or documents (`key = ...`, commented out or not).
+    fn documented_keys(text: &str) -> Vec<String> {
+        text.lines()
+            .map(|l| l.trim_start_matches("# "))
+            .filter_map(|l| l.split_once(" = ").map(|(k, _)| k))
+            .filter(|k| k.chars().all(|c| c.is_ascii_lowercase() || c == '_'))
+            .map(str::to_string)
+            .collect()
+    }
+
+    #[test]
+    fn the_packaged_config_is_the_example_with_the_package_paths() {
+        let example = include_str!("../edge-proxy.example.toml");
+        let packaged = include_str!("../../deploy/debian/edge-proxy.toml");
+        // Every key the example documents, in the same order.
+        assert_eq!(documented_keys(packaged), documented_keys(example));
+        assert!(documented_keys(example).contains(&"www".to_string()));
+        // The defaults but for where the package puts things, and the LAN.
+        let parsed: Config = toml::from_str(packaged).unwrap();
+        parsed.validate().unwrap();
+        let mut expected = Config::default();
+        expected.listen = "0.0.0.0:8080".parse().unwrap();
+        expected.data_dir = "/var/lib/station-link".into();
+        expected.www = Some("/usr/share/station-link/www".into());
+        assert_eq!(
+            toml::to_string(&parsed).unwrap(),
+            toml::to_string(&expected).unwrap()
+        );
+        // Off loopback and no tokens: dashboards on the LAN watch, nobody
+        // commands the station until the operator adds a control token.
+        assert!(!parsed.listen.ip().is_loopback() && parsed.tokens.is_empty());
+    }
+
     #[test]
     fn a_rig_port_off_loopback_needs_an_allow_list() {
         let open: Config = toml::from_str("rigctl_listen = \"0.0.0.0:4532\"").unwrap();
