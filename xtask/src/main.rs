@@ -5,8 +5,10 @@
 //! - `cargo xtask test`: installs what is missing, then runs every check and
 //!   test (format, clippy, native, property, end-to-end, browser) and prints
 //!   one summary line.
+//! - `cargo xtask dist`: Debian packages for amd64 and arm64 in target/dist.
 
 mod bench;
+mod dist;
 mod names;
 mod setup;
 mod tasks;
@@ -42,6 +44,13 @@ enum Task {
     Setup,
     /// Build the npm package of the browser client into wasm-client/pkg.
     Pkg,
+    /// Build the Debian packages (amd64 and arm64, a Raspberry Pi) into target/dist.
+    Dist {
+        /// Package the debug builds into target/dist-check instead, as the
+        /// test command does for the `dist` suite (quicker; not for installing).
+        #[arg(long)]
+        check: bool,
+    },
     /// Benchmark the edge proxy against Socket.IO 4, same workloads, same run.
     Bench {
         /// Seconds per run.
@@ -56,6 +65,12 @@ fn main() -> anyhow::Result<()> {
         Task::Test { no_lint } => tasks::test(!no_lint),
         Task::Setup => setup::all(),
         Task::Pkg => tasks::pkg().map(|_| ()),
+        Task::Dist { check } => dist::dist_all(if check {
+            dist::Build::Check
+        } else {
+            dist::Build::Dist
+        })
+        .map(|_| ()),
         Task::Bench { seconds } => bench::bench(seconds),
     }
 }

@@ -12,7 +12,41 @@ pub fn all() -> Result<()> {
     wasm_target()?;
     wasm_bindgen_cli()?;
     system_packages()?;
+    dist_tools()?;
     Ok(())
+}
+
+/// The Raspberry Pi's target: the packages' arm64 build.
+pub const ARM64: &str = "aarch64-unknown-linux-gnu";
+
+/// The cargo-deb release `cargo xtask dist` is written against (its
+/// metadata keys and `--no-build` behaviour), installed once into
+/// ~/.cargo/bin rather than linked into xtask, so its hundred dependencies
+/// are not compiled (and linted) with every `cargo xtask` build.
+pub const CARGO_DEB_VERSION: &str = "3.8.0";
+
+/// What `cargo xtask dist` needs beyond the Debian packages in [`PACKAGES`]
+/// (the cross compiler, qemu-user): the arm64 Rust target and cargo-deb.
+pub fn dist_tools() -> Result<()> {
+    rust_target(ARM64)?;
+    let have = output("cargo", &["deb", "--version"]).unwrap_or_default();
+    if have.split_whitespace().nth(1) == Some(CARGO_DEB_VERSION) {
+        return Ok(());
+    }
+    step(&format!(
+        "installing cargo-deb {CARGO_DEB_VERSION} (builds the .deb packages; about 3 minutes once)"
+    ));
+    run(Command::new("cargo").args([
+        "install",
+        "--quiet",
+        "--locked",
+        "cargo-deb",
+        "--version",
+        CARGO_DEB_VERSION,
+    ]))
+    .with_context(|| {
+        format!("could not install cargo-deb; try `cargo install --locked cargo-deb --version {CARGO_DEB_VERSION}` by hand")
+    })
 }
 
 fn output(cmd: &str, args: &[&str]) -> Option<String> {
@@ -23,16 +57,17 @@ fn output(cmd: &str, args: &[&str]) -> Option<String> {
 }
 
 pub fn wasm_target() -> Result<()> {
+    rust_target("wasm32-unknown-unknown")
+}
+
+fn rust_target(target: &str) -> Result<()> {
     let installed = output("rustup", &["target", "list", "--installed"]).unwrap_or_default();
-    if installed
-        .lines()
-        .any(|l| l.trim() == "wasm32-unknown-unknown")
-    {
+    if installed.lines().any(|l| l.trim() == target) {
         return Ok(());
     }
-    step("installing the wasm32-unknown-unknown target");
-    run(Command::new("rustup").args(["target", "add", "wasm32-unknown-unknown"]))
-        .context("`rustup target add wasm32-unknown-unknown` failed; run it by hand and retry")
+    step(&format!("installing the {target} target"));
+    run(Command::new("rustup").args(["target", "add", target]))
+        .with_context(|| format!("`rustup target add {target}` failed; run it by hand and retry"))
 }
 
 /// The exact wasm-bindgen version in Cargo.lock: the CLI must match it.
@@ -84,7 +119,9 @@ pub fn wasm_bindgen_cli() -> Result<()> {
 /// the rigctld interop tests and its Python bindings for the rig port's
 /// (`tests/suites/rigport.rs`), promtool to validate /metrics, nats-server
 /// for the shared JetStream log's tests, faketime to run one proxy with a
-/// wrong wall clock.
+/// wrong wall clock; for the packages (`cargo xtask
+/// dist`), Debian's arm64 cross compiler and C library (the linker, and
+/// ring's C and assembly) and qemu-user to run the arm64 binary in the tests.
 const PACKAGES: &[(&str, &str)] = &[
     ("/usr/bin/chromium", "chromium"),
     ("/usr/bin/chromedriver", "chromium-driver"),
@@ -93,6 +130,9 @@ const PACKAGES: &[(&str, &str)] = &[
     ("/usr/bin/promtool", "prometheus"),
     ("/usr/sbin/nats-server", "nats-server"),
     ("/usr/bin/faketime", "faketime"),
+    ("/usr/bin/aarch64-linux-gnu-gcc", "gcc-aarch64-linux-gnu"),
+    ("/usr/aarch64-linux-gnu/lib/crt1.o", "libc6-dev-arm64-cross"),
+    ("/usr/bin/qemu-aarch64", "qemu-user"),
 ];
 
 pub fn is_root() -> bool {
