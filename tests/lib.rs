@@ -7,6 +7,7 @@ pub mod nats;
 pub mod proxy;
 pub mod relay;
 pub mod session_client;
+pub mod tools;
 
 pub use client::TestClient;
 pub use nats::Nats;

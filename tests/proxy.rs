@@ -30,6 +30,9 @@ pub struct Proxy {
     /// The binary to run instead of [`binary()`] (the load generator starts
     /// a release build it was pointed at).
     bin: Option<PathBuf>,
+    /// A program `bin` runs under, with its arguments (an arm64 binary
+    /// under `qemu-aarch64 -L SYSROOT`).
+    wrapper: Vec<String>,
     /// The TOML file passed with `--config`, so it can be rewritten before
     /// a restart.
     config_path: PathBuf,
@@ -100,7 +103,22 @@ impl Proxy {
         Proxy::start_full(config, None, Some(bin.to_path_buf()))
     }
 
+    /// Like [`Proxy::start_with_binary`], `bin` run by `wrapper` (a program
+    /// and its arguments, say `qemu-aarch64 -L /usr/aarch64-linux-gnu`).
+    pub fn start_under(wrapper: &[String], bin: &Path, config: &str) -> Proxy {
+        Proxy::start_wrapped(config, None, Some(bin.to_path_buf()), wrapper.to_vec())
+    }
+
     fn start_full(config: &str, data_dir: Option<PathBuf>, bin: Option<PathBuf>) -> Proxy {
+        Proxy::start_wrapped(config, data_dir, bin, Vec::new())
+    }
+
+    fn start_wrapped(
+        config: &str,
+        data_dir: Option<PathBuf>,
+        bin: Option<PathBuf>,
+        wrapper: Vec<String>,
+    ) -> Proxy {
         let tmp = tempfile::tempdir().expect("tempdir");
         let data_dir = data_dir.unwrap_or_else(|| tmp.path().join("data"));
         let config_path = tmp.path().join("proxy.toml");
@@ -114,6 +132,7 @@ impl Proxy {
             nofile: None,
             listen: "127.0.0.1:0".into(),
             bin,
+            wrapper,
             config_path,
             env: Vec::new(),
             _tmp: Some(tmp),
@@ -126,13 +145,18 @@ impl Proxy {
         let port_file = self.data_dir.with_extension("port");
         let _ = std::fs::remove_file(&port_file);
         let bin = self.bin.clone().unwrap_or_else(binary);
-        let mut command = match self.nofile {
-            Some(n) => {
+        let mut command = match (self.nofile, self.wrapper.split_first()) {
+            (Some(n), _) => {
                 let mut c = Command::new("prlimit");
                 c.arg(format!("--nofile={n}:{n}")).arg("--").arg(bin);
                 c
             }
-            None => Command::new(bin),
+            (None, Some((program, args))) => {
+                let mut c = Command::new(program);
+                c.args(args).arg(bin);
+                c
+            }
+            (None, None) => Command::new(bin),
         };
         let child = command
             .args(&self.args)

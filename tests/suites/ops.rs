@@ -6,32 +6,10 @@
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
+use e2e::tools::{run_ok, systemd_analyze, tool, verify_and_score};
+
 fn deploy() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../deploy")
-}
-
-/// The tool at one of `paths`, or `None` with a note on stderr: the tests
-/// then skip (`cargo xtask setup` installs both, so CI runs them).
-fn tool(name: &str, paths: &[&str], package: &str) -> Option<PathBuf> {
-    let found = paths.iter().map(PathBuf::from).find(|p| p.exists());
-    if found.is_none() {
-        eprintln!("SKIPPED: {name} is missing (Debian package {package}; `cargo xtask setup` installs it)");
-    }
-    found
-}
-
-/// Runs `command`, panicking with its output unless it succeeds.
-fn run_ok(command: &mut Command) -> String {
-    let out = command
-        .output()
-        .unwrap_or_else(|e| panic!("running {command:?}: {e}"));
-    let text = format!(
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    assert!(out.status.success(), "{command:?} failed:\n{text}");
-    text
 }
 
 #[test]
@@ -74,20 +52,6 @@ fn alert_rules_are_valid_and_their_unit_tests_pass() {
     }
 }
 
-/// The exposure score in `systemd-analyze security` output ("Overall
-/// exposure level for edge-proxy.service: 1.7 OK").
-fn exposure(report: &str) -> Option<f64> {
-    let line = report
-        .lines()
-        .find(|l| l.contains("Overall exposure level"))?;
-    line.rsplit(':')
-        .next()?
-        .split_whitespace()
-        .next()?
-        .parse()
-        .ok()
-}
-
 #[test]
 fn the_systemd_unit_verifies_and_scores_three_or_better_yet_reaches_serial_ports() {
     let unit = std::fs::read_to_string(deploy().join("edge-proxy.service")).unwrap();
@@ -117,11 +81,7 @@ fn the_systemd_unit_verifies_and_scores_three_or_better_yet_reaches_serial_ports
         "an environment override silently beats data_dir in the config file"
     );
     assert!(unit.contains("--data-dir /var/lib/edge-proxy"));
-    let Some(analyze) = tool(
-        "systemd-analyze",
-        &["/usr/bin/systemd-analyze", "/bin/systemd-analyze"],
-        "systemd",
-    ) else {
+    let Some(analyze) = systemd_analyze() else {
         return;
     };
     // `verify` wants the ExecStart binary to exist: point it at one that does.
@@ -132,12 +92,39 @@ fn the_systemd_unit_verifies_and_scores_three_or_better_yet_reaches_serial_ports
         unit.replace("/usr/local/bin/edge-proxy", "/bin/true"),
     )
     .unwrap();
-    run_ok(Command::new(&analyze).arg("verify").arg(&path));
-    let report = run_ok(
-        Command::new(&analyze)
-            .args(["security", "--offline=true", "--no-pager"])
-            .arg(&path),
-    );
-    let score = exposure(&report).unwrap_or_else(|| panic!("no score in:\n{report}"));
+    let (score, report) = verify_and_score(&analyze, &path);
     assert!(score <= 3.0, "exposure {score} > 3.0:\n{report}");
+}
+
+/// The unit's settings (no comments, no blank lines), in order.
+fn directives(unit: &str) -> Vec<String> {
+    unit.lines()
+        .map(str::trim)
+        .filter(|l| !l.is_empty() && !l.starts_with('#'))
+        .map(str::to_string)
+        .collect()
+}
+
+#[test]
+fn the_packaged_unit_is_the_deploy_unit_with_the_package_paths_and_user() {
+    let base = std::fs::read_to_string(deploy().join("edge-proxy.service")).unwrap();
+    let packaged = std::fs::read_to_string(deploy().join("debian/edge-proxy.service")).unwrap();
+    // The package's differences, and nothing else: a sandbox setting added
+    // to one unit must be added to the other.
+    let expected: Vec<String> = directives(&base)
+        .into_iter()
+        .flat_map(|line| match line.as_str() {
+            "DynamicUser=yes" => vec!["User=station-link".into(), "Group=station-link".into()],
+            _ => vec![line
+                .replace("/usr/local/bin/edge-proxy", "/usr/bin/edge-proxy")
+                .replace("/etc/edge-proxy/", "/etc/station-link/")
+                .replace("/var/lib/edge-proxy", "/var/lib/station-link")
+                .replace("Directory=edge-proxy", "Directory=station-link")],
+        })
+        .collect();
+    assert_eq!(directives(&packaged), expected);
+    // The commented-out credential line, adapted too.
+    assert!(packaged
+        .lines()
+        .any(|l| l == "#LoadCredential=tokens.toml:/etc/station-link/tokens.toml"));
 }

@@ -7,6 +7,7 @@ use std::time::Instant;
 
 use anyhow::{bail, Context, Result};
 
+use crate::dist::{self, Build};
 use crate::{names, setup};
 
 /// The workspace root (xtask lives one level below it).
@@ -21,7 +22,7 @@ pub fn step(what: &str) {
     eprintln!("\n==> {what}");
 }
 
-fn cargo() -> Command {
+pub fn cargo() -> Command {
     let mut cmd = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()));
     cmd.current_dir(root());
     cmd
@@ -143,11 +144,26 @@ pub fn test(lint: bool) -> Result<()> {
     let proxy_bin = root().join("target/debug/edge-proxy");
 
     let mut tally = Tally::default();
+    // The Debian packages of that debug build (and an arm64 one), for the
+    // `dist` suite: contents, the amd64 one run from its files, the arm64
+    // one under qemu-user. A failure here is counted, and the suite then
+    // finds no packages and says so.
+    // The browser client: packaged, and tested in Chromium below.
+    npm_install()?;
+    pkg()?;
+    step("building the Debian packages for the dist suite (debug builds)");
+    if let Err(e) = dist::dist(Build::Check) {
+        eprintln!("    packages: {e:#}");
+        tally
+            .failures
+            .push("packages (cargo xtask dist --check)".into());
+    }
     tally.run(
         "native tests: protocol, properties, proxy, end-to-end",
         cargo()
             .args(["test", "--workspace", "--exclude", "wasm-client"])
             .env("EDGE_PROXY_BIN", &proxy_bin)
+            .env("STATION_LINK_DIST", Build::Check.out_dir())
             // The disk-full test mounts a tmpfs, which needs root.
             .envs((!setup::is_root()).then_some(("E2E_ALLOW_NO_MOUNT", "1"))),
     )?;
@@ -167,8 +183,6 @@ pub fn test(lint: bool) -> Result<()> {
             .env("EDGE_PROXY_BIN", &proxy_bin),
     )?;
 
-    npm_install()?;
-    pkg()?;
     tally.run(
         "browser end-to-end tests: the npm package in Chromium against the real proxy",
         Command::new("npm")
