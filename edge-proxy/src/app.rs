@@ -23,6 +23,8 @@ pub struct AppState {
     /// The role of a client without a token when no tokens are configured:
     /// control only when the proxy listens on loopback alone.
     pub anonymous_role: crate::auth::Role,
+    /// `stateless_kinds`, parsed (checked when the configuration loaded).
+    pub stateless: crate::eventlog::StatelessKinds,
     pub log: EventLog,
     pub registry: Registry,
     pub clock: Clock,
@@ -77,7 +79,10 @@ impl AppState {
                 tracing::info!(client_id = ?claim.client_id, "EVENT_SESSION_REPLACED: the client is now connected to another proxy of the shared log; its session here ends");
             }
         });
+        let stateless =
+            crate::eventlog::StatelessKinds::parse(&config.stateless_kinds).unwrap_or_default();
         AppState {
+            stateless,
             hosts,
             anonymous_role,
             links: std::sync::OnceLock::new(),

@@ -172,6 +172,17 @@ pub struct Config {
     /// grow it further is refused with `state_full`.
     pub max_state_kinds: usize,
     pub max_state_bytes: u64,
+    /// Kinds logged and delivered but never kept as last values nor put in
+    /// a Snapshot (so they do not count toward the state's limits): exact
+    /// kinds (`"note"`) or prefixes (`"chat.*"`). The station's own kinds
+    /// (`radio.*`, `meter.*`, `link.*`, `watchdog.*`) are always kept.
+    pub stateless_kinds: Vec<String>,
+    /// The publishers table (each client's last applied `client_seq`, what
+    /// deduplication needs) forgets a client this long after its last
+    /// publish...
+    pub publisher_ttl_ms: u64,
+    /// ...and keeps at most this many clients (the longest silent go first).
+    pub max_publishers: u64,
     /// Bytes of events kept in memory (the tail, a shared log's mirror).
     pub log_memory_bytes: u64,
     /// The log keeps at most this many events.
@@ -284,6 +295,9 @@ impl Default for Config {
             retention_ms: 5 * 60_000,
             max_state_kinds: 256,
             max_state_bytes: 256 * 1024,
+            stateless_kinds: Vec::new(),
+            publisher_ttl_ms: 24 * 3_600_000,
+            max_publishers: 10_000,
             log_memory_bytes: 64 * 1024 * 1024,
             max_events: 100_000,
             allowed_origins: Vec::new(),
@@ -489,6 +503,14 @@ impl Config {
             self.max_state_bytes <= 768 * 1024,
             "max_state_bytes ({}) must be at most 768 KiB: a Snapshot must fit the browser client's 1 MiB frame",
             self.max_state_bytes
+        );
+        crate::eventlog::StatelessKinds::parse(&self.stateless_kinds)?;
+        anyhow::ensure!(self.max_publishers > 0, "max_publishers must be positive");
+        anyhow::ensure!(
+            self.publisher_ttl_ms >= self.retention_ms,
+            "publisher_ttl_ms ({}) must be at least retention_ms ({}): a client whose events are still in the log keeps its deduplication",
+            self.publisher_ttl_ms,
+            self.retention_ms
         );
         anyhow::ensure!(
             (1..=65_536).contains(&self.publish_window),

@@ -121,8 +121,19 @@ async fn run(config: Config, port_file: Option<std::path::PathBuf>) -> Result<()
         retention_ms: config.retention_ms,
         max_events: config.max_events,
         memory_bytes: config.log_memory_bytes,
+        publishers: eventlog::PublisherLimits {
+            ttl_ms: config.publisher_ttl_ms,
+            max: config.max_publishers,
+        },
         ..LogConfig::default()
     };
+    let station = eventlog::StatelessKinds::names_station_kinds(&config.stateless_kinds);
+    if !station.is_empty() {
+        tracing::warn!(
+            patterns = ?station,
+            "stateless_kinds names station kinds (radio.*, meter.*, link.*, watchdog.*): those stay in every snapshot anyway"
+        );
+    }
     let log = open_log(&config, log_config).await?;
     tracing::info!(
         backend = log.backend(),

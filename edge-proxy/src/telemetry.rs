@@ -56,6 +56,14 @@ pub fn describe() {
         "JetStream publishes retried (NATS unreachable or an ack lost)."
     );
     describe_counter!("proxy_log_trimmed_total", "Events removed by retention.");
+    describe_gauge!(
+        "proxy_publishers",
+        "Clients the publishers (deduplication) table remembers, at most max_publishers (embedded log)."
+    );
+    describe_counter!(
+        "proxy_publishers_forgotten_total",
+        "Clients dropped from the publishers table: silent for publisher_ttl_ms, or the longest silent beyond max_publishers."
+    );
     describe_counter!(
         "proxy_log_state_puts_dropped_total",
         "Last values not kept in the shared log's state bucket (NATS away; a newer value follows)."
@@ -198,6 +206,7 @@ pub fn register() {
         "proxy_events_acked_total",
         "proxy_handshakes_refused_total",
         "proxy_log_trimmed_total",
+        "proxy_publishers_forgotten_total",
         "proxy_log_commit_failures_total",
         "proxy_log_state_puts_dropped_total",
         "bridge_log_dropped_total",

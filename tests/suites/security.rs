@@ -233,3 +233,116 @@ async fn the_station_state_is_bounded_and_every_new_client_gets_a_snapshot_it_ca
         "a smaller value for a kept kind is accepted"
     );
 }
+
+/// `/stats` as JSON.
+fn stats(proxy: &Proxy) -> serde_json::Value {
+    let (_, body) = proxy.get("/stats");
+    serde_json::from_str(&body).unwrap()
+}
+
+#[tokio::test]
+async fn stateless_kinds_are_delivered_but_never_fill_the_snapshot_and_station_kinds_always_do() {
+    // "*" names every kind: the station's own still stay in the state.
+    let proxy = Proxy::start(
+        "max_publish_per_sec = 1000\nmax_state_kinds = 4\nstateless_kinds = [\"note.*\", \"*\"]\n",
+    );
+    let mut watcher = TestClient::new("watcher");
+    watcher.connect(&proxy.ws_url()).await.unwrap();
+    let mut abuser = TestClient::new("abuser");
+    abuser.connect(&proxy.ws_url()).await.unwrap();
+    set_freq(&mut abuser, 7_074_000).await;
+    let big = Payload::from("x".repeat(60_000));
+    for i in 0..24 {
+        abuser
+            .publish(&format!("note.{i}"), big.clone(), Delivery::Reliable, None)
+            .await
+            .unwrap();
+    }
+    assert!(abuser
+        .pump_until(SECS, |c| c.accepted_upto + c.rejected.len() as u64 >= 25)
+        .await
+        .unwrap());
+    assert!(abuser.rejected.is_empty(), "{:?}", abuser.rejected);
+    // Delivered live, all of them.
+    assert!(watcher
+        .pump_until(SECS, |c| c
+            .events()
+            .iter()
+            .filter(|e| e.kind.starts_with("note."))
+            .count()
+            == 24)
+        .await
+        .unwrap());
+    let state = &stats(&proxy)["state"];
+    assert_eq!(state["kinds"], 1, "only radio.set_freq: {state}");
+    // A new client's snapshot has the station's kind and no note.
+    let mut fresh = TestClient::new("fresh");
+    fresh.connect(&proxy.ws_url()).await.unwrap();
+    assert!(fresh
+        .pump_until(SECS, |c| !c.snapshots().is_empty())
+        .await
+        .unwrap());
+    let snapshot = &fresh.snapshots()[0].state;
+    assert!(snapshot.get("radio.set_freq").is_some(), "{snapshot:?}");
+    assert_eq!(snapshot.len(), 1, "{snapshot:?}");
+}
+
+#[tokio::test]
+async fn the_publishers_table_stays_at_its_cap_and_a_forgotten_client_is_never_taken_for_a_duplicate(
+) {
+    let proxy = Proxy::start("max_publishers = 20\n");
+    let total = |s: &serde_json::Value, what: &str| s["publishes"][what].as_u64().unwrap();
+    for i in 0..60 {
+        let mut client = TestClient::new(&format!("tab-{i}"));
+        client.connect(&proxy.ws_url()).await.unwrap();
+        client
+            .publish("note", numbered(i), Delivery::Reliable, None)
+            .await
+            .unwrap();
+        assert!(client
+            .pump_until(SECS, |c| c.accepted_upto >= 1)
+            .await
+            .unwrap());
+    }
+    let s = stats(&proxy);
+    assert_eq!(s["publishers"]["entries"], 20, "{}", s["publishers"]);
+    assert_eq!(total(&s, "applied"), 60);
+    let metrics = proxy.get("/metrics").1;
+    assert!(
+        metrics.lines().any(|l| l == "proxy_publishers 20"),
+        "{}",
+        metrics
+            .lines()
+            .filter(|l| l.contains("publishers"))
+            .collect::<Vec<_>>()
+            .join("\n")
+    );
+    // The newest clients are remembered: a resend is a duplicate.
+    let mut recent = TestClient::new("tab-59");
+    recent.connect(&proxy.ws_url()).await.unwrap();
+    recent
+        .publish_as(1, "note", numbered(59), Delivery::Reliable, None)
+        .await
+        .unwrap();
+    assert!(recent
+        .pump_until(SECS, |c| c.accepted_upto >= 1)
+        .await
+        .unwrap());
+    let s = stats(&proxy);
+    assert_eq!((total(&s, "applied"), total(&s, "duplicate")), (60, 1));
+    // The first was forgotten: its next publish applies (never taken for
+    // a duplicate), and the table stays at the cap.
+    let mut first = TestClient::new("tab-0");
+    first.connect(&proxy.ws_url()).await.unwrap();
+    first
+        .publish_as(2, "note", numbered(100), Delivery::Reliable, None)
+        .await
+        .unwrap();
+    assert!(first
+        .pump_until(SECS, |c| c.accepted_upto >= 2)
+        .await
+        .unwrap());
+    let s = stats(&proxy);
+    assert_eq!((total(&s, "applied"), total(&s, "duplicate")), (61, 1));
+    assert_eq!(s["publishers"]["entries"], 20);
+}

@@ -97,7 +97,8 @@ impl Embedded {
         std::fs::create_dir_all(dir)
             .map_err(|e| LogError::Storage(format!("creating {}: {e}", dir.display())))?;
         let path: PathBuf = dir.join("events.redb");
-        let store = Store::open(&path)?;
+        let store = Store::open(&path, config.publishers)?;
+        metrics::gauge!("proxy_publishers").set(store.publishers() as f64);
         let head = store.head()?;
         // Warm the tail so sessions that resume right after a restart are
         // served from memory.
@@ -270,6 +271,11 @@ impl Embedded {
         }
     }
 
+    /// Clients in the publishers table.
+    pub fn publishers(&self) -> u64 {
+        self.shared.store.publishers()
+    }
+
     /// Events currently retained on disk.
     pub fn retained(&self) -> Result<u64, LogError> {
         self.shared.store.usage()
@@ -323,6 +329,7 @@ fn writer_loop(shared: Arc<Shared>, mut rx: mpsc::Receiver<Command>) {
                             metrics::counter!("proxy_log_trimmed_total").increment(*n);
                         }
                     }
+                    metrics::gauge!("proxy_publishers").set(shared.store.publishers() as f64);
                     let _ = reply.send(result);
                 }
                 Command::Shutdown => running = false,
@@ -343,6 +350,7 @@ fn writer_loop(shared: Arc<Shared>, mut rx: mpsc::Receiver<Command>) {
         metrics::histogram!("proxy_log_batch_requests").record(batch.len() as f64);
         match result {
             Ok(outcomes) => {
+                metrics::gauge!("proxy_publishers").set(shared.store.publishers() as f64);
                 publish_to_tail(&shared, &outcomes);
                 for (reply, outcome) in replies.drain(..).zip(outcomes) {
                     let _ = reply.send(Ok(outcome));
@@ -411,7 +419,11 @@ fn publish_to_tail(shared: &Shared, outcomes: &[Outcome]) {
                             .fetch_sub(old.frame.len() as u64, Ordering::Relaxed);
                     }
                     if let Ok(mut usage) = shared.usage.lock() {
-                        usage.set(&event.kind, event.frame.len() as u64);
+                        if event.stateless {
+                            usage.remove(&event.kind);
+                        } else {
+                            usage.set(&event.kind, event.frame.len() as u64);
+                        }
                     }
                 }
             }

@@ -802,8 +802,18 @@ fn apply(shared: &Shared, seq: u64, record: &[u8], origin: Option<Arc<str>>) {
         .and_then(|l| l.resequenced(seq));
     match parsed {
         Some((logged, payload)) => {
-            mirror.usage.set(&logged.kind, logged.frame.len() as u64);
-            mirror.state.insert(logged.kind.to_string(), payload);
+            if logged.stateless {
+                mirror.usage.remove(&logged.kind);
+                if mirror.state.get(&logged.kind).is_some() {
+                    // Only when a kind was made stateless after it had a
+                    // value (`State` has no removal: the browser carries it).
+                    let kept = mirror.state.iter().filter(|(k, _)| **k != *logged.kind);
+                    mirror.state = kept.map(|(k, v)| (k.clone(), v.clone())).collect();
+                }
+            } else {
+                mirror.usage.set(&logged.kind, logged.frame.len() as u64);
+                mirror.state.insert(logged.kind.to_string(), payload);
+            }
             mirror.bytes += logged.frame.len() as u64;
             mirror.events.push_back(logged);
             // Bounded by bytes too: what falls off is replayed as a gap.

@@ -19,6 +19,7 @@ mod lease;
 mod peers;
 mod record;
 pub mod sessions;
+pub mod stateless;
 mod store;
 mod usage;
 
@@ -32,6 +33,8 @@ use tokio::sync::{mpsc, watch};
 
 pub use jetstream::NatsConfig;
 pub use record::{Logged, NewEvent};
+pub use stateless::StatelessKinds;
+pub use store::PublisherLimits;
 pub use usage::{payload_size, StateLimits};
 
 #[derive(Debug, thiserror::Error)]
@@ -90,6 +93,9 @@ pub struct LogConfig {
     /// Bytes of events kept in memory (the embedded log's tail, a shared
     /// log's mirror), whatever their count.
     pub memory_bytes: u64,
+    /// The publishers table's bounds (embedded log; a shared log's
+    /// deduplication is the stream's duplicate window).
+    pub publishers: PublisherLimits,
 }
 
 impl Default for LogConfig {
@@ -100,6 +106,7 @@ impl Default for LogConfig {
             tail_events: 4_096,
             max_batch: 512,
             memory_bytes: 64 * 1024 * 1024,
+            publishers: PublisherLimits::default(),
         }
     }
 }
@@ -345,6 +352,15 @@ impl EventLog {
     /// The state's size: kinds and bytes (for `/stats`).
     pub fn state_usage(&self) -> (usize, u64) {
         each!(self, log => log.with_usage(|u| (u.kinds(), u.bytes())))
+    }
+
+    /// Clients the publishers table remembers (the embedded log's; `None`
+    /// on a shared log, where the stream deduplicates by message id).
+    pub fn publishers(&self) -> Option<u64> {
+        match self {
+            EventLog::Embedded(log) => Some(log.publishers()),
+            EventLog::JetStream(_) => None,
+        }
     }
 
     /// Applies retention now (the proxy also runs this on a timer).

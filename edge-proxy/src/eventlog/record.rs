@@ -16,6 +16,8 @@ use bytes::Bytes;
 use shared_protocol::frame::{EncodeError, Event, Payload, ServerFrame};
 
 const FLAG_VOLATILE: u8 = 1;
+/// Not kept as its kind's last value (see `eventlog/stateless.rs`).
+const FLAG_STATELESS: u8 = 2;
 
 /// An event waiting for a sequence number.
 #[derive(Debug, Clone, PartialEq)]
@@ -25,6 +27,9 @@ pub struct NewEvent {
     /// A superseded volatile event may be skipped for a slow client
     /// (coalesced) as long as its kind's newest value is delivered.
     pub volatile: bool,
+    /// Logged and delivered, never kept as its kind's last value (a kind of
+    /// `stateless_kinds`).
+    pub stateless: bool,
 }
 
 impl NewEvent {
@@ -33,6 +38,7 @@ impl NewEvent {
             kind: kind.into(),
             payload,
             volatile: false,
+            stateless: false,
         }
     }
 
@@ -41,6 +47,7 @@ impl NewEvent {
             kind: kind.into(),
             payload,
             volatile: true,
+            stateless: false,
         }
     }
 }
@@ -51,6 +58,8 @@ pub struct Logged {
     pub seq: u64,
     pub ts_ms: u64,
     pub volatile: bool,
+    /// Not part of the state (see [`NewEvent::stateless`]).
+    pub stateless: bool,
     pub kind: Arc<str>,
     /// The encoded `ServerFrame::Event`, ready for the socket.
     pub frame: Bytes,
@@ -73,6 +82,7 @@ impl Logged {
             seq,
             ts_ms,
             volatile: event.volatile,
+            stateless: event.stateless,
             kind: Arc::from(event.kind.as_str()),
             frame: Bytes::from(frame),
             origin: None,
@@ -83,7 +93,14 @@ impl Logged {
         let kind = self.kind.as_bytes();
         let kind_len = kind.len().min(u16::MAX as usize);
         let mut out = Vec::with_capacity(11 + kind_len + self.frame.len());
-        out.push(if self.volatile { FLAG_VOLATILE } else { 0 });
+        let mut flags = 0;
+        if self.volatile {
+            flags |= FLAG_VOLATILE;
+        }
+        if self.stateless {
+            flags |= FLAG_STATELESS;
+        }
+        out.push(flags);
         out.extend_from_slice(&self.ts_ms.to_be_bytes());
         out.extend_from_slice(&(kind_len as u16).to_be_bytes());
         out.extend_from_slice(&kind[..kind_len]);
@@ -102,6 +119,7 @@ impl Logged {
             seq,
             ts_ms,
             volatile: flags & FLAG_VOLATILE != 0,
+            stateless: flags & FLAG_STATELESS != 0,
             kind: Arc::from(kind),
             frame: Bytes::copy_from_slice(frame),
             origin: None,
@@ -123,6 +141,7 @@ impl Logged {
             seq,
             ts_ms: self.ts_ms,
             volatile: self.volatile,
+            stateless: self.stateless,
             kind: self.kind.clone(),
             frame: Bytes::from(frame),
             origin: self.origin.clone(),
@@ -147,6 +166,14 @@ mod tests {
         let bytes = logged.to_bytes();
         let back = Logged::from_bytes(42, &bytes).unwrap();
         assert_eq!(back, logged);
+        let note = NewEvent {
+            stateless: true,
+            ..NewEvent::reliable("note", Payload::from("hi"))
+        };
+        let note = Logged::build(43, 1, &note).unwrap();
+        let note = Logged::from_bytes(43, &note.to_bytes()).unwrap();
+        assert!(note.stateless && !note.volatile);
+        assert!(note.resequenced(44).unwrap().0.stateless);
         assert_eq!(Logged::ts_of(&bytes), Some(1_700_000_000_000));
         let frame = ServerFrame::decode(&back.frame, usize::MAX).unwrap();
         assert!(matches!(frame, ServerFrame::Event(e) if e.seq == 42 && e.kind == "meter.power"));

@@ -9,6 +9,7 @@
 //! changes in one transaction, so a `kill -9` leaves either all of it or none.
 
 use std::path::Path;
+use std::sync::atomic::Ordering;
 
 use redb::{Database, ReadableDatabase, ReadableTable, ReadableTableMetadata, TableDefinition};
 use shared_protocol::frame::State;
@@ -22,7 +23,15 @@ const CACHE_BYTES: usize = 32 * 1024 * 1024;
 const META: TableDefinition<&str, u64> = TableDefinition::new("meta");
 const EVENTS: TableDefinition<u64, &[u8]> = TableDefinition::new("events");
 const STATE: TableDefinition<&str, &[u8]> = TableDefinition::new("state");
-const PUBLISHERS: TableDefinition<&str, u64> = TableDefinition::new("publishers");
+/// Before the table was bounded: client -> highest applied `client_seq`.
+/// Moved into [`PUBLISHERS`] when an older log file is opened.
+const PUBLISHERS_V1: TableDefinition<&str, u64> = TableDefinition::new("publishers");
+/// Client -> (highest applied `client_seq`, wall-clock ms of its last publish).
+const PUBLISHERS: TableDefinition<&str, (u64, u64)> = TableDefinition::new("publishers_v2");
+/// The same clients by (last publish ms, client): the longest silent first,
+/// for trimming and eviction without a scan.
+const PUBLISHERS_BY_AGE: TableDefinition<(u64, &str), ()> =
+    TableDefinition::new("publishers_by_age");
 /// Scratch space for [`Store::probe`], never read.
 const PROBE: TableDefinition<&str, &[u8]> = TableDefinition::new("probe");
 
@@ -54,11 +63,34 @@ pub enum Outcome {
     OutOfOrder,
 }
 
+/// How long and how many clients the publishers table remembers (see
+/// docs/PROTOCOL.md, "Deduplication"): bounded by configuration, never by
+/// what clients send.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PublisherLimits {
+    /// A client is forgotten this long after its last publish.
+    pub ttl_ms: u64,
+    /// At most this many clients; beyond, the longest silent is forgotten.
+    pub max: u64,
+}
+
+impl Default for PublisherLimits {
+    fn default() -> Self {
+        PublisherLimits {
+            ttl_ms: 24 * 3_600_000,
+            max: 10_000,
+        }
+    }
+}
+
 pub struct Store {
     /// `None` only while [`Store::reopen`] swaps it (or after it failed).
     db: std::sync::RwLock<Option<Database>>,
     path: std::path::PathBuf,
     epoch: u64,
+    limits: PublisherLimits,
+    /// Entries in the publishers table after the last write (for `/stats`).
+    publishers: std::sync::atomic::AtomicU64,
 }
 
 /// A read guard on the open database.
@@ -73,9 +105,10 @@ impl std::ops::Deref for Open<'_> {
 }
 
 impl Store {
-    pub fn open(path: &Path) -> Result<Self, LogError> {
+    pub fn open(path: &Path, limits: PublisherLimits) -> Result<Self, LogError> {
         let db = Self::open_db(path)?;
         let txn = db.begin_write()?;
+        migrate_publishers(&txn, super::now_ms())?;
         let epoch = {
             let mut meta = txn.open_table(META)?;
             let existing = meta.get("epoch")?.map(|v| v.value());
@@ -91,12 +124,15 @@ impl Store {
         };
         txn.open_table(EVENTS)?;
         txn.open_table(STATE)?;
-        txn.open_table(PUBLISHERS)?;
+        let publishers = txn.open_table(PUBLISHERS)?.len()?;
+        txn.open_table(PUBLISHERS_BY_AGE)?;
         txn.commit()?;
         Ok(Store {
             db: std::sync::RwLock::new(Some(db)),
             path: path.to_path_buf(),
             epoch,
+            limits,
+            publishers: std::sync::atomic::AtomicU64::new(publishers),
         })
     }
 
@@ -165,6 +201,7 @@ impl Store {
             let mut events = txn.open_table(EVENTS)?;
             let mut state = txn.open_table(STATE)?;
             let mut publishers = txn.open_table(PUBLISHERS)?;
+            let mut by_age = txn.open_table(PUBLISHERS_BY_AGE)?;
             let mut head = meta.get("head")?.map_or(0, |v| v.value());
             for append in batch {
                 if let Some(p) = &append.publisher {
@@ -172,10 +209,15 @@ impl Store {
                     // is exact as long as a client's publishes arrive in
                     // order: an overtaking one is refused, never applied,
                     // so the one it overtook is not later taken for a
-                    // duplicate.
-                    let applied = publishers
-                        .get(p.client_id.as_str())?
-                        .map_or(0, |v| v.value());
+                    // duplicate. A client forgotten (trimmed or evicted)
+                    // starts again from 0: its next publish is applied, or,
+                    // if it names a predecessor, refused as out of order so
+                    // that the session reconnects and sends again in order.
+                    let id = p.client_id.as_str();
+                    let (applied, last_ms) = publishers.get(id)?.map_or((0, None), |v| {
+                        let (seq, ms) = v.value();
+                        (seq, Some(ms))
+                    });
                     if p.client_seq <= applied {
                         outcomes.push(Outcome::Duplicate);
                         continue;
@@ -184,25 +226,42 @@ impl Store {
                         outcomes.push(Outcome::OutOfOrder);
                         continue;
                     }
-                    publishers.insert(p.client_id.as_str(), p.client_seq)?;
+                    if let Some(last_ms) = last_ms {
+                        by_age.remove((last_ms, id))?;
+                    }
+                    publishers.insert(id, (p.client_seq, now_ms))?;
+                    by_age.insert((now_ms, id), ())?;
                 }
                 let mut logged = Vec::with_capacity(append.events.len());
                 for event in &append.events {
                     head += 1;
                     let record = Logged::build(head, now_ms, event)?;
                     events.insert(head, record.to_bytes().as_slice())?;
-                    let mut value = Vec::new();
-                    rmpv::encode::write_value(&mut value, &event.payload)
-                        .map_err(|e| LogError::Corrupt(format!("state value: {e}")))?;
-                    state.insert(event.kind.as_str(), value.as_slice())?;
+                    if event.stateless {
+                        // A kind made stateless drops out of the state with
+                        // its next event: an older last value would mislead.
+                        state.remove(event.kind.as_str())?;
+                    } else {
+                        let mut value = Vec::new();
+                        rmpv::encode::write_value(&mut value, &event.payload)
+                            .map_err(|e| LogError::Corrupt(format!("state value: {e}")))?;
+                        state.insert(event.kind.as_str(), value.as_slice())?;
+                    }
                     logged.push(record);
                 }
                 outcomes.push(Outcome::Committed(logged));
             }
             meta.insert("head", head)?;
+            evict_publishers(&mut publishers, &mut by_age, |_, len| len > self.limits.max)?;
+            self.publishers.store(publishers.len()?, Ordering::Relaxed);
         }
         txn.commit()?;
         Ok(outcomes)
+    }
+
+    /// Clients in the publishers table.
+    pub fn publishers(&self) -> u64 {
+        self.publishers.load(Ordering::Relaxed)
     }
 
     /// Events with `seq` in `from..=to`, at most `limit` of them.
@@ -280,6 +339,13 @@ impl Store {
                 len -= 1;
                 removed += 1;
             }
+            let mut publishers = txn.open_table(PUBLISHERS)?;
+            let mut by_age = txn.open_table(PUBLISHERS_BY_AGE)?;
+            let forget_before = now_ms.saturating_sub(self.limits.ttl_ms);
+            evict_publishers(&mut publishers, &mut by_age, |last_ms, len| {
+                last_ms < forget_before || len > self.limits.max
+            })?;
+            self.publishers.store(publishers.len()?, Ordering::Relaxed);
         }
         txn.commit()?;
         Ok(removed)
@@ -291,6 +357,60 @@ impl Store {
         let txn = db.begin_read()?;
         Ok(txn.open_table(EVENTS)?.len()?)
     }
+}
+
+/// Forgets the longest-silent clients while `forget(last_publish_ms,
+/// entries)` says so.
+fn evict_publishers(
+    publishers: &mut redb::Table<&str, (u64, u64)>,
+    by_age: &mut redb::Table<(u64, &str), ()>,
+    forget: impl Fn(u64, u64) -> bool,
+) -> Result<(), LogError> {
+    let mut len = publishers.len()?;
+    let mut forgotten = 0u64;
+    loop {
+        let oldest = match by_age.first()? {
+            Some((key, _)) => {
+                let (ms, id) = key.value();
+                forget(ms, len).then(|| (ms, id.to_string()))
+            }
+            None => None,
+        };
+        let Some((ms, id)) = oldest else { break };
+        by_age.remove((ms, id.as_str()))?;
+        if publishers.remove(id.as_str())?.is_some() {
+            len -= 1;
+        }
+        forgotten += 1;
+    }
+    if forgotten > 0 {
+        metrics::counter!("proxy_publishers_forgotten_total").increment(forgotten);
+    }
+    Ok(())
+}
+
+/// Moves a log file's unbounded publishers table (before `publishers_v2`)
+/// into the bounded one, each client as if it had just published: an
+/// upgrade keeps every client's deduplication for a full TTL.
+fn migrate_publishers(txn: &redb::WriteTransaction, now_ms: u64) -> Result<(), LogError> {
+    let exists = txn
+        .list_tables()?
+        .any(|t| redb::TableHandle::name(&t) == redb::TableHandle::name(&PUBLISHERS_V1));
+    if !exists {
+        return Ok(());
+    }
+    {
+        let old = txn.open_table(PUBLISHERS_V1)?;
+        let mut publishers = txn.open_table(PUBLISHERS)?;
+        let mut by_age = txn.open_table(PUBLISHERS_BY_AGE)?;
+        for entry in old.iter()? {
+            let (id, seq) = entry?;
+            publishers.insert(id.value(), (seq.value(), now_ms))?;
+            by_age.insert((now_ms, id.value()), ())?;
+        }
+    }
+    txn.delete_table(PUBLISHERS_V1)?;
+    Ok(())
 }
 
 /// A random epoch below 2^53, so it survives a round trip through a
@@ -314,7 +434,7 @@ mod tests {
 
     fn open() -> (tempfile::TempDir, Store) {
         let dir = tempfile::tempdir().unwrap();
-        let store = Store::open(&dir.path().join("log.redb")).unwrap();
+        let store = Store::open(&dir.path().join("log.redb"), PublisherLimits::default()).unwrap();
         (dir, store)
     }
 
@@ -350,7 +470,7 @@ mod tests {
             .collect();
         assert_eq!(seqs, [1, 2, 3]);
         drop(store);
-        let store = Store::open(&dir.path().join("log.redb")).unwrap();
+        let store = Store::open(&dir.path().join("log.redb"), PublisherLimits::default()).unwrap();
         assert_eq!(store.epoch(), epoch, "epoch survives a reopen");
         assert_eq!(store.head().unwrap(), 3);
         store
@@ -443,5 +563,251 @@ mod tests {
         assert_eq!(store.trim(100_000, 1, 100).unwrap(), 2);
         assert_eq!(store.oldest().unwrap(), 11, "empty log: head + 1");
         assert_eq!(store.head().unwrap(), 10, "trimming never moves the head");
+    }
+
+    fn publish(client: &str, seq: u64, after: Option<u64>) -> Append {
+        Append {
+            events: vec![ev("note", seq)],
+            publisher: Some(Publisher {
+                client_id: client.into(),
+                client_seq: seq,
+                after,
+            }),
+        }
+    }
+
+    fn open_with(limits: PublisherLimits) -> (tempfile::TempDir, Store) {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(&dir.path().join("log.redb"), limits).unwrap();
+        (dir, store)
+    }
+
+    #[test]
+    fn stateless_events_are_logged_but_never_in_the_state() {
+        let (_dir, store) = open();
+        let note = |v| NewEvent {
+            stateless: true,
+            ..ev("note", v)
+        };
+        store
+            .commit(
+                &[Append {
+                    events: vec![ev("note", 1), ev("spot", 2)],
+                    publisher: None,
+                }],
+                0,
+            )
+            .unwrap();
+        assert_eq!(store.snapshot().unwrap().1.len(), 2);
+        // A kind made stateless leaves the state with its next event.
+        store
+            .commit(
+                &[Append {
+                    events: vec![note(3), note(4)],
+                    publisher: None,
+                }],
+                0,
+            )
+            .unwrap();
+        let (head, state) = store.snapshot().unwrap();
+        assert_eq!(head, 4);
+        assert_eq!(state.get("note"), None);
+        assert_eq!(state.get("spot"), Some(&Payload::from(2)));
+        assert_eq!(store.read_range(3, 4, 10).unwrap().len(), 2, "but logged");
+    }
+
+    #[test]
+    fn the_publishers_table_keeps_at_most_max_clients_the_longest_silent_go_first() {
+        let (_dir, store) = open_with(PublisherLimits {
+            ttl_ms: 1_000_000,
+            max: 3,
+        });
+        for (t, client) in ["a", "b", "c"].iter().enumerate() {
+            store.commit(&[publish(client, 5, None)], t as u64).unwrap();
+        }
+        // "a" publishes again: "b" is now the longest silent.
+        store.commit(&[publish("a", 6, None)], 10).unwrap();
+        store.commit(&[publish("d", 1, None)], 11).unwrap();
+        assert_eq!(store.publishers(), 3);
+        assert_eq!(
+            store.commit(&[publish("a", 6, None)], 12).unwrap()[0],
+            Outcome::Duplicate
+        );
+        assert_eq!(
+            store.commit(&[publish("c", 5, None)], 12).unwrap()[0],
+            Outcome::Duplicate
+        );
+        // "b" was forgotten: a resend would apply again (the documented
+        // limit), and its next publishes are never taken for duplicates.
+        assert!(matches!(
+            store.commit(&[publish("b", 6, None)], 13).unwrap()[0],
+            Outcome::Committed(_)
+        ));
+        assert_eq!(store.publishers(), 3);
+    }
+
+    #[test]
+    fn a_forgotten_client_that_names_its_predecessor_is_sent_to_reconnect() {
+        let (_dir, store) = open_with(PublisherLimits {
+            ttl_ms: 10,
+            max: 100,
+        });
+        store.commit(&[publish("dash", 1, None)], 0).unwrap();
+        store.trim(100, 1_000_000, 1_000_000).unwrap();
+        assert_eq!(store.publishers(), 0, "silent past the TTL");
+        // Mid-session (after = 1): refused in order, never applied ahead
+        // of a predecessor the store cannot vouch for.
+        assert_eq!(
+            store.commit(&[publish("dash", 2, Some(1))], 101).unwrap()[0],
+            Outcome::OutOfOrder
+        );
+        // Its next connection starts a fresh lane: applied.
+        assert!(matches!(
+            store.commit(&[publish("dash", 2, None)], 102).unwrap()[0],
+            Outcome::Committed(_)
+        ));
+    }
+
+    #[test]
+    fn trimming_forgets_clients_silent_past_the_ttl_only() {
+        let (_dir, store) = open_with(PublisherLimits {
+            ttl_ms: 100,
+            max: 100,
+        });
+        store.commit(&[publish("old", 1, None)], 1_000).unwrap();
+        store.commit(&[publish("new", 1, None)], 1_050).unwrap();
+        store.trim(1_120, 1_000_000, 1_000_000).unwrap();
+        assert_eq!(store.publishers(), 1);
+        assert_eq!(
+            store.commit(&[publish("new", 1, None)], 1_121).unwrap()[0],
+            Outcome::Duplicate
+        );
+        // Survives a reopen, and so does the count.
+        let path = store.path.clone();
+        drop(store);
+        let store = Store::open(
+            &path,
+            PublisherLimits {
+                ttl_ms: 100,
+                max: 100,
+            },
+        )
+        .unwrap();
+        assert_eq!(store.publishers(), 1);
+        assert_eq!(
+            store.commit(&[publish("new", 1, None)], 1_122).unwrap()[0],
+            Outcome::Duplicate
+        );
+    }
+
+    #[test]
+    fn an_older_log_files_publishers_are_kept_on_upgrade() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("log.redb");
+        {
+            let db = Database::create(&path).unwrap();
+            let txn = db.begin_write().unwrap();
+            txn.open_table(PUBLISHERS_V1)
+                .unwrap()
+                .insert("dash", 7)
+                .unwrap();
+            txn.commit().unwrap();
+        }
+        let store = Store::open(&path, PublisherLimits::default()).unwrap();
+        assert_eq!(store.publishers(), 1);
+        assert_eq!(
+            store
+                .commit(&[publish("dash", 7, None)], super::super::now_ms())
+                .unwrap()[0],
+            Outcome::Duplicate
+        );
+        assert!(matches!(
+            store
+                .commit(&[publish("dash", 8, Some(7))], super::super::now_ms())
+                .unwrap()[0],
+            Outcome::Committed(_)
+        ));
+        let db = store.db().unwrap();
+        let txn = db.begin_read().unwrap();
+        assert!(
+            txn.open_table(PUBLISHERS_V1).is_err(),
+            "the old table is gone"
+        );
+    }
+
+    /// The table against a model of its rule: an entry per client with its
+    /// highest applied `client_seq` and last publish time; after each
+    /// commit at most `max` (the longest silent go first, ties by id),
+    /// after each trim none silent longer than `ttl`.
+    mod model {
+        use super::*;
+        use proptest::prelude::*;
+        use std::collections::BTreeMap;
+
+        #[derive(Debug, Clone)]
+        enum Op {
+            /// `client` publishes: a new `client_seq` (`resend` false) or
+            /// one it used before.
+            Publish {
+                client: u8,
+                resend: u64,
+                dt: u64,
+            },
+            Trim {
+                dt: u64,
+            },
+        }
+
+        fn op() -> impl Strategy<Value = Op> {
+            prop_oneof![
+                4 => (0..8u8, 0..4u64, 0..4u64).prop_map(|(client, resend, dt)| Op::Publish { client, resend, dt }),
+                1 => (0..6u64).prop_map(|dt| Op::Trim { dt }),
+            ]
+        }
+
+        proptest! {
+            // Every op is a durable commit: on tmpfs when there is one, and
+            // fewer cases than the default, to stay a few seconds.
+            #![proptest_config(ProptestConfig::with_cases(24))]
+            #[test]
+            fn dedup_matches_the_model_and_stays_bounded(ops in proptest::collection::vec(op(), 1..40), max in 1..5u64) {
+                let limits = PublisherLimits { ttl_ms: 8, max };
+                let shm = std::path::Path::new("/dev/shm");
+                let dir = if shm.is_dir() { tempfile::tempdir_in(shm) } else { tempfile::tempdir() }.unwrap();
+                let store = Store::open(&dir.path().join("log.redb"), limits).unwrap();
+                let mut model: BTreeMap<String, (u64, u64)> = BTreeMap::new();
+                let mut next: BTreeMap<String, u64> = BTreeMap::new();
+                let mut now = 0u64;
+                for op in ops {
+                    match op {
+                        Op::Publish { client, resend, dt } => {
+                            now += dt;
+                            let id = format!("c{client}");
+                            let top = next.get(&id).copied().unwrap_or(0);
+                            let seq = if resend > 0 && top > 0 { top.saturating_sub(resend - 1).max(1) } else { top + 1 };
+                            next.insert(id.clone(), top.max(seq));
+                            let applied = model.get(&id).map_or(0, |e| e.0);
+                            let expect_dup = seq <= applied;
+                            let out = store.commit(&[publish(&id, seq, None)], now).unwrap();
+                            prop_assert_eq!(out[0] == Outcome::Duplicate, expect_dup, "{} seq {}", id, seq);
+                            if !expect_dup {
+                                model.insert(id, (seq, now));
+                            }
+                            while model.len() as u64 > max {
+                                let oldest = model.iter().min_by_key(|(id, e)| (e.1, (*id).clone())).map(|(id, _)| id.clone()).unwrap();
+                                model.remove(&oldest);
+                            }
+                        }
+                        Op::Trim { dt } => {
+                            now += dt;
+                            store.trim(now, 1_000_000, 1_000_000).unwrap();
+                            model.retain(|_, e| e.1 >= now.saturating_sub(limits.ttl_ms));
+                        }
+                    }
+                    prop_assert!(store.publishers() <= max);
+                    prop_assert_eq!(store.publishers(), model.len() as u64);
+                }
+            }
+        }
     }
 }

@@ -44,6 +44,11 @@ impl StateUsage {
         self.total = self.total - old + bytes;
     }
 
+    /// `kind` is no longer part of the state.
+    pub fn remove(&mut self, kind: &str) {
+        self.total -= self.sizes.remove(kind).unwrap_or(0);
+    }
+
     /// Whether `kind` taking a value of `bytes` keeps the state within
     /// `limits`. A kind already in the state may always shrink.
     pub fn fits(&self, kind: &str, bytes: u64, limits: StateLimits) -> bool {
@@ -85,5 +90,8 @@ mod tests {
         usage.set("a", 10);
         assert_eq!((usage.kinds(), usage.bytes()), (2, 50));
         assert!(usage.fits("b", 90, limits));
+        usage.remove("a");
+        usage.remove("never");
+        assert_eq!((usage.kinds(), usage.bytes()), (1, 40));
     }
 }

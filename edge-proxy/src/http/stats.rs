@@ -49,6 +49,13 @@ pub(super) async fn stats(State(state): State<Arc<AppState>>) -> Json<serde_json
             "max_kinds": state.config.max_state_kinds,
             "max_bytes": state.config.max_state_bytes,
         },
+        // The deduplication table (null on a shared log: the stream's
+        // duplicate window deduplicates there).
+        "publishers": {
+            "entries": state.log.publishers(),
+            "max": state.config.max_publishers,
+            "ttl_ms": state.config.publisher_ttl_ms,
+        },
         "epoch": state.log.epoch(),
         "global_seq": head,
         "uptime_ms": now,

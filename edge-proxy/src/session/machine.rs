@@ -767,6 +767,8 @@ impl ServerSession {
                                 kind: publish.kind,
                                 payload: publish.payload,
                                 volatile: publish.delivery == Delivery::Volatile,
+                                // The shell marks kinds of `stateless_kinds`.
+                                stateless: false,
                             },
                             ptt,
                         };

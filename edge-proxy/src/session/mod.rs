@@ -302,6 +302,9 @@ impl Admission for Env<'_> {
     }
 
     fn state_fits(&self, kind: &str, payload: &shared_protocol::frame::Payload) -> bool {
+        if self.state.stateless.matches(kind) {
+            return true;
+        }
         let config = &self.state.config;
         let limits = crate::eventlog::StateLimits {
             kinds: config.max_state_kinds,
@@ -538,7 +541,8 @@ impl Shell {
                     Output::ReadSnapshot => {
                         session.handle_snapshot(state.log.snapshot().map_err(|e| e.to_string()));
                     }
-                    Output::Append(append) => {
+                    Output::Append(mut append) => {
+                        append.event.stateless = self.state.stateless.matches(&append.event.kind);
                         let request = PublishRequest {
                             client_seq: append.client_seq,
                             after: append.after,

@@ -379,6 +379,7 @@ impl Sim {
                         kind: kind.into(),
                         payload: Payload::from(u64::from(i)),
                         volatile,
+                        stateless: false,
                     };
                     self.log.append(event);
                 }
