@@ -13,6 +13,7 @@
 //! This file is the command line and the dispatch; each scenario lives in
 //! its own module.
 
+mod abuse;
 mod bench;
 mod catchup;
 mod complete;
@@ -22,6 +23,8 @@ mod proc_stats;
 mod slow_consumer;
 mod storm;
 mod throughput;
+mod tls;
+mod tls_vs_plain;
 mod txdrop;
 mod wire;
 mod workload;
@@ -68,6 +71,13 @@ enum Scenario {
     LogBackends(log_backends::Args),
     /// RSS per idle connection, and bytes per event on disk and in memory.
     Footprint(footprint::Args),
+    /// Minutes of hostile load at the default limits (kinds, big payloads,
+    /// bursts, client-id churn, reconnects, stuck readers): the RSS ceiling
+    /// against a bound derived from the limits.
+    Abuse(abuse::Args),
+    /// The throughput workload over ws:// and wss:// in interleaved rounds,
+    /// and the cost of a TLS connection.
+    Tls(tls_vs_plain::Args),
 }
 
 #[tokio::main]
@@ -85,6 +95,8 @@ async fn main() -> Result<()> {
         Scenario::TxDrop(args) => txdrop::run(bin, args, r).await?,
         Scenario::LogBackends(args) => log_backends::run(bin, args, r).await?,
         Scenario::Footprint(args) => footprint::run(bin, args, r).await?,
+        Scenario::Abuse(args) => abuse::run(bin, args, r).await?,
+        Scenario::Tls(args) => tls_vs_plain::run(bin, args, r).await?,
     }
     if let Some(path) = cli.json {
         let all =

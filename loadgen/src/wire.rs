@@ -12,10 +12,17 @@ use hdrhistogram::Histogram;
 use shared_protocol::frame::*;
 use shared_protocol::receiver::{Delivered, Receiver};
 use tokio::net::TcpStream;
+use tokio_tungstenite::tungstenite::client::IntoClientRequest;
 use tokio_tungstenite::tungstenite::Message;
-use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
+use tokio_tungstenite::WebSocketStream;
 
 use crate::complete::Sent;
+
+/// Wall-clock Unix ms: a `client_seq` base that keeps growing across
+/// reconnects of one `client_id`.
+pub fn unix_ms() -> u64 {
+    unix_us() / 1_000
+}
 
 fn unix_us() -> u64 {
     std::time::SystemTime::now()
@@ -23,7 +30,33 @@ fn unix_us() -> u64 {
         .map_or(0, |d| d.as_micros() as u64)
 }
 
-pub type Ws = WebSocketStream<MaybeTlsStream<TcpStream>>;
+/// A connection's byte stream: plain TCP or TLS over it (`wss://`), behind
+/// one type so every scenario can run over either.
+pub trait Io: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send {}
+impl<T: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send> Io for T {}
+
+pub type Ws = WebSocketStream<Box<dyn Io>>;
+
+/// Opens a WebSocket to `url` (`ws://` or `wss://`, the latter trusting
+/// the certificate of `tls::TestCert::trust`), with TCP_NODELAY.
+pub async fn connect(url: &str) -> Result<Ws> {
+    let request = url.into_client_request()?;
+    let uri = request.uri().clone();
+    let host = uri.host().ok_or_else(|| anyhow!("{url}: no host"))?;
+    let tls = uri.scheme_str() == Some("wss");
+    let port = uri.port_u16().unwrap_or(if tls { 443 } else { 80 });
+    let tcp = TcpStream::connect((host, port)).await?;
+    tcp.set_nodelay(true)?;
+    let stream: Box<dyn Io> = if tls {
+        let connector = tokio_rustls::TlsConnector::from(crate::tls::client_config()?);
+        let name = tokio_rustls::rustls::pki_types::ServerName::try_from(host.to_string())?;
+        Box::new(connector.connect(name, tcp).await?)
+    } else {
+        Box::new(tcp)
+    };
+    let (ws, _) = tokio_tungstenite::client_async_with_config(request, stream, None).await?;
+    Ok(ws)
+}
 
 pub async fn hello(url: &str, client_id: &str) -> Result<(Ws, Welcome)> {
     hello_from(url, client_id, None).await
@@ -35,7 +68,7 @@ pub async fn hello_from(
     client_id: &str,
     resume: Option<Resume>,
 ) -> Result<(Ws, Welcome)> {
-    let (mut ws, _) = tokio_tungstenite::connect_async_with_config(url, None, true).await?;
+    let mut ws = connect(url).await?;
     let hello = ClientFrame::Hello(Hello {
         client_id: client_id.into(),
         token: None,
@@ -365,8 +398,7 @@ impl Resilient {
                 t: None,
             });
             let connected = async {
-                let (mut ws, _) =
-                    tokio_tungstenite::connect_async_with_config(&url, None, true).await?;
+                let mut ws = connect(&url).await?;
                 ws.send(Message::Binary(hello.encode()?.into())).await?;
                 anyhow::Ok(ws)
             }

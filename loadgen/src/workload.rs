@@ -58,6 +58,11 @@ impl RunResult {
 /// One publisher and `w.clients` subscribers for `w.seconds`; afterwards
 /// waits until every publish is answered.
 pub async fn run_throughput(proxy: &Proxy, w: Workload) -> Result<RunResult> {
+    run_throughput_at(proxy, &proxy.ws_url(), w).await
+}
+
+/// [`run_throughput`] with the clients connecting to `url` (`wss://` too).
+pub async fn run_throughput_at(proxy: &Proxy, url: &str, w: Workload) -> Result<RunResult> {
     // Each run has its own client ids (a reused publisher id would have its
     // client_seqs taken for resends and deduplicated).
     static RUNS: AtomicU64 = AtomicU64::new(0);
@@ -69,7 +74,7 @@ pub async fn run_throughput(proxy: &Proxy, w: Workload) -> Result<RunResult> {
     )?));
     let mut tasks = Vec::new();
     for i in 0..w.clients {
-        let mut sub = Subscriber::connect(&proxy.ws_url(), &format!("sub-{run}-{i}")).await?;
+        let mut sub = Subscriber::connect(url, &format!("sub-{run}-{i}")).await?;
         let (stop, delivered, latency) = (stop.clone(), delivered.clone(), latency.clone());
         tasks.push(tokio::spawn(async move {
             sub.run(stop, delivered, latency).await
@@ -78,10 +83,9 @@ pub async fn run_throughput(proxy: &Proxy, w: Workload) -> Result<RunResult> {
     // Subscribers that connect and then never read: their socket backs up.
     let mut slow_sockets = Vec::new();
     for i in 0..w.slow {
-        slow_sockets.push(Subscriber::connect(&proxy.ws_url(), &format!("slow-{run}-{i}")).await?);
+        slow_sockets.push(Subscriber::connect(url, &format!("slow-{run}-{i}")).await?);
     }
-    let mut publisher =
-        Publisher::connect(&proxy.ws_url(), &format!("publisher-{run}"), w.window).await?;
+    let mut publisher = Publisher::connect(url, &format!("publisher-{run}"), w.window).await?;
     let before = proxy_stats(proxy);
     let started = Instant::now();
     let bar = progress(
