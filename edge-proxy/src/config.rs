@@ -598,10 +598,12 @@ mod tests {
         // The defaults but for where the package puts things, and the LAN.
         let parsed: Config = toml::from_str(packaged).unwrap();
         parsed.validate().unwrap();
-        let mut expected = Config::default();
-        expected.listen = "0.0.0.0:8080".parse().unwrap();
-        expected.data_dir = "/var/lib/station-link".into();
-        expected.www = Some("/usr/share/station-link/www".into());
+        let expected = Config {
+            listen: "0.0.0.0:8080".parse().unwrap(),
+            data_dir: "/var/lib/station-link".into(),
+            www: Some("/usr/share/station-link/www".into()),
+            ..Config::default()
+        };
         assert_eq!(
             toml::to_string(&parsed).unwrap(),
             toml::to_string(&expected).unwrap()
