@@ -50,10 +50,13 @@ const CONTROL: &str = "abuse-control-secret";
 const READ: &str = "abuse-read-secret";
 
 /// The proxy's limits for the run: its defaults, with tokens (so there are
-/// read-only and control clients) and a log small enough for the disk.
+/// read-only and control clients), a log small enough for the disk, and
+/// the churners' `note` stateless (as an operator would have it), so their
+/// publishes are applied and fill the publishers table, not refused
+/// `state_full`.
 fn config() -> String {
     format!(
-        "max_events = 20000\n[[tokens]]\nsecret = \"{CONTROL}\"\nrole = \"control\"\n[[tokens]]\nsecret = \"{READ}\"\nrole = \"read\"\n"
+        "max_events = 20000\nstateless_kinds = [\"note\"]\n[[tokens]]\nsecret = \"{CONTROL}\"\nrole = \"control\"\n[[tokens]]\nsecret = \"{READ}\"\nrole = \"read\"\n"
     )
 }
 
