@@ -21,7 +21,7 @@ pub struct Args {
     #[arg(long, default_value_t = 100)]
     clients: usize,
     /// Events per second published (0: as fast as the proxy accepts them).
-    #[arg(long, default_value_t = 0)]
+    #[arg(long, default_value_t = 1000)]
     rate: u64,
     #[arg(long, default_value_t = 10)]
     seconds: u64,
