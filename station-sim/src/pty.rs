@@ -9,6 +9,7 @@
 use std::io::{Read, Write};
 use std::ops::Deref;
 use std::os::fd::{AsFd, OwnedFd};
+use std::os::unix::net::UnixStream;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
@@ -39,8 +40,26 @@ pub struct Faults {
     /// a frame torn mid-way, as when a transmitter trips and the radio's
     /// CPU resets.
     pub tear_next: AtomicBool,
-    /// Close the line: the other side sees EOF/EIO, like a pulled cable.
+    /// Close the line: the other side sees EOF/EIO, like a pulled cable
+    /// ([`Faults::unplug`] does it at once; set directly, within a second).
     pub unplugged: AtomicBool,
+    /// Wakes the serving thread (unplug, stop): it waits on the line
+    /// without a timeout to poll, so an idle device costs no wake-ups.
+    waker: Option<UnixStream>,
+}
+
+impl Faults {
+    /// Pulls the cable now.
+    pub fn unplug(&self) {
+        self.unplugged.store(true, Ordering::Relaxed);
+        self.wake();
+    }
+
+    fn wake(&self) {
+        if let Some(mut waker) = self.waker.as_ref() {
+            let _ = waker.write_all(&[1]);
+        }
+    }
 }
 
 /// A device served on a pseudo-terminal by a thread of its own.
@@ -59,19 +78,35 @@ pub struct PtyDevice {
 impl PtyDevice {
     pub fn start(name: &str, device: impl Device) -> Result<PtyDevice> {
         let pty = nix::pty::openpty(None, None).context("openpty")?;
+        // Neither end leaks into programs started from this process (a
+        // proxy under test, a second opener): they would hold the line.
+        for fd in [pty.master.as_fd(), pty.slave.as_fd()] {
+            nix::fcntl::fcntl(
+                fd,
+                nix::fcntl::FcntlArg::F_SETFD(nix::fcntl::FdFlag::FD_CLOEXEC),
+            )
+            .context("FD_CLOEXEC")?;
+        }
         let mut attrs = termios::tcgetattr(pty.slave.as_fd()).context("tcgetattr")?;
         termios::cfmakeraw(&mut attrs);
         termios::tcsetattr(pty.slave.as_fd(), termios::SetArg::TCSANOW, &attrs)
             .context("tcsetattr")?;
         let path = nix::unistd::ttyname(pty.slave.as_fd()).context("ttyname")?;
-        let faults = Arc::new(Faults::default());
+        let (waker, woken) = UnixStream::pair().context("the pty thread's waker")?;
+        woken
+            .set_nonblocking(true)
+            .context("the pty thread's waker")?;
+        let faults = Arc::new(Faults {
+            waker: Some(waker),
+            ..Faults::default()
+        });
         let commands = Arc::new(AtomicU64::new(0));
         let stop = Arc::new(AtomicBool::new(false));
         let (f, c, s) = (faults.clone(), commands.clone(), stop.clone());
         let master = pty.master;
         let thread = std::thread::Builder::new()
             .name(format!("pty-{name}"))
-            .spawn(move || serve(master, device, f, c, s))
+            .spawn(move || serve(master, woken, device, f, c, s))
             .context("starting the pty thread")?;
         Ok(PtyDevice {
             path,
@@ -94,6 +129,7 @@ impl PtyDevice {
 impl Drop for PtyDevice {
     fn drop(&mut self) {
         self.stop.store(true, Ordering::Relaxed);
+        self.faults.wake();
         if let Some(t) = self.thread.take() {
             let _ = t.join();
         }
@@ -153,6 +189,7 @@ impl Deref for PtyMeter {
 
 fn serve(
     master: OwnedFd,
+    mut woken: UnixStream,
     mut device: impl Device,
     faults: Arc<Faults>,
     commands: Arc<AtomicU64>,
@@ -160,12 +197,23 @@ fn serve(
 ) {
     let mut file = std::fs::File::from(master);
     let mut buf = [0u8; 512];
-    while !stop.load(Ordering::Relaxed) && !faults.unplugged.load(Ordering::Relaxed) {
-        let ready = {
-            let mut fds = [PollFd::new(file.as_fd(), PollFlags::POLLIN)];
-            poll(&mut fds, PollTimeout::from(100u16)).unwrap_or(0)
+    let gone = || stop.load(Ordering::Relaxed) || faults.unplugged.load(Ordering::Relaxed);
+    while !gone() {
+        // The line or the waker; the timeout only bounds how late an
+        // `unplugged` set without `unplug()` is noticed.
+        let (line, wake) = {
+            let mut fds = [
+                PollFd::new(file.as_fd(), PollFlags::POLLIN),
+                PollFd::new(woken.as_fd(), PollFlags::POLLIN),
+            ];
+            let _ = poll(&mut fds, PollTimeout::from(1_000u16));
+            let ready = |fd: &PollFd| fd.revents().is_some_and(|r| !r.is_empty());
+            (ready(&fds[0]), ready(&fds[1]))
         };
-        if ready == 0 {
+        if wake {
+            let _ = woken.read(&mut buf);
+        }
+        if !line || gone() {
             continue;
         }
         let n = match file.read(&mut buf) {

@@ -3,7 +3,6 @@
 //! commands reach the radio, an unplugged cable is survived, and the TX
 //! watchdog unkeys the radio itself.
 
-use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use e2e::client::{key_ptt, map, set_freq};
@@ -122,7 +121,7 @@ async fn the_bridge_drives_a_real_pty_radio_and_survives_an_unplug() {
     );
 
     // Unplug: the link notices and retries with backoff...
-    sim.faults.unplugged.store(true, Ordering::Relaxed);
+    sim.faults.unplug();
     drop(sim);
     assert!(op
         .pump_until(SECS, |c| link_events(c)
@@ -400,7 +399,7 @@ async fn after_max_retries_the_link_fails_and_recovers_when_the_radio_is_plugged
             .and_then(|p| p["state"].as_str().map(str::to_string))
     };
     // Unplugged: the line goes dead and udev removes the device's link.
-    sim.faults.unplugged.store(true, Ordering::Relaxed);
+    sim.faults.unplug();
     drop(sim);
     std::fs::remove_file(&link).unwrap();
     assert!(
