@@ -249,6 +249,10 @@ pub struct Config {
     pub meter_poll_ms: u64,
     /// Below this, a reading while transmitting counts as no power.
     pub power_zero_threshold_w: f64,
+    /// Power readings are logged (`meter.power`) when they change
+    /// meaningfully, and an unchanged one at least this often; every
+    /// reading still reaches the alarms, `/stats` and `/metrics`.
+    pub power_heartbeat_ms: u64,
     /// The rig port (Hamlib NET rigctl) for programs; none: off.
     pub rigctl_listen: Option<SocketAddr>,
     /// What programs on the rig port may do: `control` (the default) or `read`.
@@ -326,6 +330,7 @@ impl Default for Config {
             meter_port: None,
             meter_poll_ms: 1_000,
             power_zero_threshold_w: 0.1,
+            power_heartbeat_ms: 60_000,
             rigctl_listen: None,
             rigctl_role: Role::Control,
             rigctl_allow: Vec::new(),
@@ -533,6 +538,10 @@ impl Config {
         anyhow::ensure!(
             self.link_backoff_base_ms > 0 && self.link_backoff_max_ms >= self.link_backoff_base_ms,
             "link_backoff_base_ms must be positive and at most link_backoff_max_ms"
+        );
+        anyhow::ensure!(
+            self.power_heartbeat_ms >= 1_000,
+            "power_heartbeat_ms must be at least 1000"
         );
         anyhow::ensure!(
             self.power_zero_threshold_w >= 0.0,

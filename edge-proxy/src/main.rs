@@ -305,7 +305,8 @@ async fn shutdown_signal() {
 
 /// Retention, registry clean-up and the overall health gauge, once a second.
 async fn maintenance(state: Arc<AppState>) {
-    let mut tick = tokio::time::interval(Duration::from_secs(1));
+    // On the clock's grid, with the hardware polls.
+    let mut tick = state.clock.interval(Duration::from_secs(1));
     let mut shutdown = state.shutdown.clone();
     loop {
         tokio::select! {

@@ -18,6 +18,7 @@ mod bench;
 mod catchup;
 mod complete;
 mod footprint;
+mod idle;
 mod log_backends;
 mod proc_stats;
 mod slow_consumer;
@@ -78,6 +79,9 @@ enum Scenario {
     /// The throughput workload over ws:// and wss:// in interleaved rounds,
     /// and the cost of a TLS connection.
     Tls(tls_vs_plain::Args),
+    /// An idle station: the demo hardware and one dashboard, nothing
+    /// happening: bytes written per second, wake-ups per second, CPU, RSS.
+    Idle(idle::Args),
 }
 
 #[tokio::main]
@@ -97,6 +101,7 @@ async fn main() -> Result<()> {
         Scenario::Footprint(args) => footprint::run(bin, args, r).await?,
         Scenario::Abuse(args) => abuse::run(bin, args, r).await?,
         Scenario::Tls(args) => tls_vs_plain::run(bin, args, r).await?,
+        Scenario::Idle(args) => idle::run(bin, args, r).await?,
     }
     if let Some(path) = cli.json {
         let all =

@@ -7,11 +7,10 @@
 use std::time::Duration;
 
 use shared_protocol::link::{LinkConfig, LinkState};
-use shared_protocol::power::PowerConfig;
 use tokio::sync::{mpsc, watch};
 
 use super::logq::LogQueue;
-use super::power::{PowerWatch, SharedPower};
+use super::power::{PowerSettings, PowerWatch, SharedPower};
 use super::{is_reconnect, new_status, payload_of, HwLink, SharedStatus};
 use crate::clock::Clock;
 use crate::eventlog::EventLog;
@@ -27,7 +26,7 @@ const ANSWER_TIMEOUT: Duration = Duration::from_millis(300);
 pub struct MeterSettings {
     pub port: String,
     pub poll: Duration,
-    pub power: PowerConfig,
+    pub power: PowerSettings,
     pub link: LinkConfig,
 }
 
@@ -95,8 +94,8 @@ impl MeterTask {
         let mut failed_tick = tokio::time::interval(Duration::from_secs(1));
         let mut cursor = self.log.head() + 1;
         let mut head = self.log.subscribe();
-        let mut tick = tokio::time::interval(self.settings.poll);
-        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        // On the clock's grid: the radio's polls and this one wake together.
+        let mut tick = self.clock.interval(self.settings.poll);
         self.hw.link.start(self.clock.now());
         loop {
             self.carry_out().await;

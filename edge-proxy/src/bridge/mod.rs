@@ -8,6 +8,7 @@
 //! | [`radio`] | the radio link: warm open, state polling, commands, TX-drop detection |
 //! | [`meter`] | the power-meter link (a Telepost LP-100A on a serial port) |
 //! | [`power`] | readings into `shared_protocol::power::PowerMonitor`: `meter.power`, alarms |
+//! | [`gate`] | which readings are logged: news or a slow heartbeat, not every poll |
 //! | [`logq`] | the bounded queue through which every hardware event reaches the log (no loop waits for the log) |
 //!
 //! Each link runs `shared_protocol::link::LinkManager` for its decisions,
@@ -16,6 +17,7 @@
 //! the link whose meter produced the reading; a critical alarm while the radio
 //! is on the air is a TX drop, and the radio link takes its fast path.
 
+pub mod gate;
 pub mod logq;
 pub mod meter;
 pub mod power;
@@ -308,10 +310,13 @@ pub fn start(
     shutdown: &watch::Receiver<bool>,
 ) -> anyhow::Result<(Links, DemoHardware, Running)> {
     let hooks = Hooks::new(config.hooks.clone());
-    let power = PowerConfig {
-        poll_ms: config.meter_poll_ms,
-        zero_threshold_w: config.power_zero_threshold_w,
-        ..PowerConfig::default()
+    let power = power::PowerSettings {
+        monitor: PowerConfig {
+            poll_ms: config.meter_poll_ms,
+            zero_threshold_w: config.power_zero_threshold_w,
+            ..PowerConfig::default()
+        },
+        heartbeat_ms: config.power_heartbeat_ms,
     };
     let mut demo = DemoHardware::default();
     let (mut backend, mut radio_port) = (config.radio_backend, config.radio_port.clone());

@@ -1,9 +1,10 @@
 //! Power readings, from whichever meter supplies them, into
-//! `shared_protocol::power::PowerMonitor`: each reading is logged as a
-//! volatile `meter.power` event (the last one is in every snapshot) and
-//! mirrored in `/stats` and `/metrics`; a change of alarm level comes back to
-//! the caller, which notes it on its link (and, when critical while on the
-//! air, declares a TX drop).
+//! `shared_protocol::power::PowerMonitor`: every reading goes to the monitor
+//! and is mirrored in `/stats` and `/metrics`; it is logged as a volatile
+//! `meter.power` event (the last one is in every snapshot) when it is news
+//! or at a slow heartbeat (see [`super::gate`]); a change of alarm level
+//! comes back to the caller, which notes it on its link (and, when critical
+//! while on the air, declares a TX drop).
 
 use std::sync::{Arc, Mutex};
 
@@ -13,6 +14,7 @@ use shared_protocol::link::{LinkEventType, LinkManager};
 use shared_protocol::power::{PowerAlert, PowerConfig, PowerLevel, PowerMonitor, Reading};
 use shared_protocol::Millis;
 
+use super::gate::{Gate, Shown};
 use super::logq::LogQueue;
 use crate::eventlog::NewEvent;
 
@@ -42,15 +44,25 @@ pub fn level_name(level: PowerLevel) -> &'static str {
     }
 }
 
+/// The power monitor's settings and how often an unchanged reading is
+/// logged (`power_heartbeat_ms`).
+#[derive(Debug, Clone, Copy)]
+pub struct PowerSettings {
+    pub monitor: PowerConfig,
+    pub heartbeat_ms: u64,
+}
+
 pub struct PowerWatch {
     monitor: PowerMonitor,
     threshold_w: f64,
     log: LogQueue,
+    gate: Gate,
     status: SharedPower,
 }
 
 impl PowerWatch {
-    pub fn new(source: &str, config: PowerConfig, log: LogQueue) -> Self {
+    pub fn new(source: &str, settings: PowerSettings, log: LogQueue) -> Self {
+        let config = settings.monitor;
         crate::telemetry::register_power();
         let status = Arc::new(Mutex::new(PowerStatus {
             source: source.to_string(),
@@ -61,6 +73,7 @@ impl PowerWatch {
             monitor: PowerMonitor::new(config),
             threshold_w: config.zero_threshold_w,
             log,
+            gate: Gate::new(settings.heartbeat_ms),
             status,
         }
     }
@@ -97,20 +110,19 @@ impl PowerWatch {
         }
         if watts.is_finite() {
             metrics::gauge!("power_forward_watts").set(watts);
-            let mut payload = vec![
-                ("watts".into(), ((watts * 100.0).round() / 100.0).into()),
-                ("transmitting".into(), transmitting.into()),
-                ("level".into(), level.into()),
-            ];
             if let Some(swr) = swr {
                 metrics::gauge!("power_swr").set(swr);
-                payload.push(("swr".into(), ((swr * 100.0).round() / 100.0).into()));
             }
-            if let Some(t) = self.monitor.seconds_to_zero() {
-                payload.push(("seconds_to_zero".into(), t.round().into()));
+            let shown = Shown {
+                watts,
+                swr,
+                transmitting,
+                level,
+                falling: self.monitor.seconds_to_zero().is_some(),
+            };
+            if self.gate.admit(now, shown) {
+                self.log_reading(shown);
             }
-            self.log
-                .push(NewEvent::volatile("meter.power", Value::Map(payload)));
         }
         metrics::gauge!("power_alarm_level").set(match self.monitor.level() {
             PowerLevel::Normal => 0.0,
@@ -120,6 +132,30 @@ impl PowerWatch {
         let (kind, context) = alert_event(&alert?, self.threshold_w)?;
         link.note(kind, now, context.clone());
         (kind == LinkEventType::PowerCritical).then(|| format!("power collapsed: {context}"))
+    }
+
+    /// Logs one reading as `meter.power`.
+    fn log_reading(&self, shown: Shown) {
+        let Shown {
+            watts,
+            swr,
+            transmitting,
+            level,
+            ..
+        } = shown;
+        let mut payload = vec![
+            ("watts".into(), ((watts * 100.0).round() / 100.0).into()),
+            ("transmitting".into(), transmitting.into()),
+            ("level".into(), level.into()),
+        ];
+        if let Some(swr) = swr {
+            payload.push(("swr".into(), ((swr * 100.0).round() / 100.0).into()));
+        }
+        if let Some(t) = self.monitor.seconds_to_zero() {
+            payload.push(("seconds_to_zero".into(), t.round().into()));
+        }
+        self.log
+            .push(NewEvent::volatile("meter.power", Value::Map(payload)));
     }
 }
 

@@ -32,13 +32,12 @@ use std::time::Duration;
 use rmpv::Value;
 use shared_protocol::link::{LinkConfig, LinkState};
 use shared_protocol::peerclock::PeerClock;
-use shared_protocol::power::PowerConfig;
 use shared_protocol::txwatchdog::{TxWatchdog, TxWatchdogConfig, UnkeyReason};
 use shared_protocol::Millis;
 use tokio::sync::{mpsc, watch};
 
 use super::logq::LogQueue;
-use super::power::{PowerWatch, SharedPower};
+use super::power::{PowerSettings, PowerWatch, SharedPower};
 use super::smeter::SMeter;
 use super::{is_reconnect, new_status, payload_of, HwLink, SharedStatus};
 use crate::clock::Clock;
@@ -72,7 +71,7 @@ pub struct RadioSettings {
     pub poll_on_air: Duration,
     /// Read forward power from the radio's own meter this often.
     pub meter_poll: Option<Duration>,
-    pub power: PowerConfig,
+    pub power: PowerSettings,
     pub link: LinkConfig,
     /// The TX watchdog's limits. The proxy whose session keyed the radio
     /// enforces them first (`crate::watchdog`); the bridge, which may be on
@@ -209,12 +208,11 @@ impl RadioTask {
         let mut head = self.log.subscribe();
         let mut next_poll = tokio::time::Instant::now();
         let mut failed_tick = tokio::time::interval(Duration::from_secs(1));
-        let mut meter_tick = tokio::time::interval(
+        let mut meter_tick = self.clock.interval(
             self.settings
                 .meter_poll
                 .unwrap_or(Duration::from_secs(3600)),
         );
-        meter_tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         self.hw.link.start(self.clock.now());
         loop {
             if *shutdown.borrow() {
@@ -240,7 +238,9 @@ impl RadioTask {
                     self.poll().await;
                     self.backstop_watchdog().await;
                     let period = if self.keyed { self.settings.poll_on_air.min(self.settings.poll) } else { self.settings.poll };
-                    next_poll = tokio::time::Instant::now() + period;
+                    // On the clock's grid, so the polls of both links
+                    // and the maintenance tick share their wake-ups.
+                    next_poll = self.clock.next_tick(period);
                 }
                 _ = meter_tick.tick(), if connected && self.power.is_some() => self.read_power().await,
                 Some(context) = tx_drops.recv() => self.tx_drop(&context),
