@@ -6,9 +6,29 @@
 //! alert on a counter (`increase(...[5m]) > 0`) works from the first scrape
 //! instead of only after the first increment.
 
+use std::sync::OnceLock;
+
 use metrics::{describe_counter, describe_gauge, describe_histogram, Unit};
 
+/// The process's own metrics, from the `metrics-process` crate (read from
+/// `/proc/self` at each scrape by [`collect_process`]):
+/// `process_cpu_seconds_total` (whole seconds: the `metrics` crate's counters
+/// are integers), `process_resident_memory_bytes`,
+/// `process_virtual_memory_bytes`, `process_virtual_memory_max_bytes`,
+/// `process_open_fds`, `process_max_fds`, `process_start_time_seconds`,
+/// `process_threads`: the names Prometheus' own client libraries use.
+fn process() -> &'static metrics_process::Collector {
+    static COLLECTOR: OnceLock<metrics_process::Collector> = OnceLock::new();
+    COLLECTOR.get_or_init(metrics_process::Collector::default)
+}
+
+/// Brings the process metrics up to date (before each `/metrics` render).
+pub fn collect_process() {
+    process().collect();
+}
+
 pub fn describe() {
+    process().describe();
     describe_counter!(
         "proxy_connections_total",
         "WebSocket connections that said Hello."
@@ -240,6 +260,23 @@ pub fn register_link(link: &'static str) {
     counter!("link_reconnects_total", "link" => link).absolute(0);
     for kind in LinkEventType::ALL {
         counter!("link_events_total", "link" => link, "type" => kind.as_str()).absolute(0);
+    }
+}
+
+/// Registers the rig port's metrics for one of its ports (`rigctl`,
+/// `virtual_cat`), at zero, so a dashboard or an alert on them works before
+/// the first program connects.
+pub fn register_rig_port(port: &'static str) {
+    use metrics::{counter, gauge};
+    gauge!("rig_programs_connected", "port" => port).set(0.0);
+    counter!("rig_commands_total", "port" => port).absolute(0);
+    if port == "rigctl" {
+        for result in ["ok", "error"] {
+            counter!("rig_sets_total", "result" => result).absolute(0);
+        }
+        for reason in ["not_allowed", "too_many"] {
+            counter!("rig_connections_refused_total", "reason" => reason).absolute(0);
+        }
     }
 }
 

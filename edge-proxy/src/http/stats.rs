@@ -92,6 +92,7 @@ pub(super) async fn stats(State(state): State<Arc<AppState>>) -> Json<serde_json
 
 pub(super) async fn metrics_text(State(state): State<Arc<AppState>>) -> impl IntoResponse {
     metrics::gauge!("proxy_global_seq").set(state.log.head() as f64);
+    crate::telemetry::collect_process();
     (
         [(
             header::CONTENT_TYPE,

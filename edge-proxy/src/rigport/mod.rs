@@ -99,6 +99,12 @@ pub async fn start(state: &Arc<AppState>) -> anyhow::Result<Option<RigPort>> {
         radio: config.radio_port.is_some() || config.demo,
     });
     let mut listening = None;
+    if config.rigctl_listen.is_some() {
+        crate::telemetry::register_rig_port("rigctl");
+    }
+    if config.virtual_cat.is_some() {
+        crate::telemetry::register_rig_port("virtual_cat");
+    }
     if let Some(addr) = config.rigctl_listen {
         let listener = tokio::net::TcpListener::bind(addr)
             .await
