@@ -27,67 +27,81 @@ use edge_proxy::hardware::RadioBackend;
 )]
 pub struct Cli {
     /// TOML configuration file (see edge-proxy.example.toml).
-    #[arg(long, short, env = "EDGE_PROXY_CONFIG")]
+    #[arg(global = true, long, short, env = "EDGE_PROXY_CONFIG")]
     pub config: Option<PathBuf>,
     /// Address for HTTP and WebSocket (e.g. 127.0.0.1:8080, or port 0 for any free port).
-    #[arg(long, env = "EDGE_PROXY_LISTEN")]
+    #[arg(global = true, long, env = "EDGE_PROXY_LISTEN")]
     pub listen: Option<SocketAddr>,
     /// Directory of the durable event log (created if missing).
-    #[arg(long, env = "EDGE_PROXY_DATA_DIR")]
+    #[arg(global = true, long, env = "EDGE_PROXY_DATA_DIR")]
     pub data_dir: Option<PathBuf>,
     /// The event log: "embedded" (a file in --data-dir, the default) or
     /// nats://host:port for a NATS JetStream stream shared by several proxies.
     /// (EDGE_PROXY_LOG is the log-level filter, hence EDGE_PROXY_EVENT_LOG.)
-    #[arg(long, env = "EDGE_PROXY_EVENT_LOG")]
+    #[arg(global = true, long, env = "EDGE_PROXY_EVENT_LOG")]
     pub log: Option<String>,
     /// This proxy's name among several on one JetStream log.
-    #[arg(long, env = "EDGE_PROXY_NAME")]
+    #[arg(global = true, long, env = "EDGE_PROXY_NAME")]
     pub proxy_name: Option<String>,
     /// Directory of the dashboard's static files, served at /.
-    #[arg(long, env = "EDGE_PROXY_WWW")]
+    #[arg(global = true, long, env = "EDGE_PROXY_WWW")]
     pub www: Option<PathBuf>,
     /// Log format: human or json.
-    #[arg(long, env = "EDGE_PROXY_LOG_FORMAT")]
+    #[arg(global = true, long, env = "EDGE_PROXY_LOG_FORMAT")]
     pub log_format: Option<LogFormat>,
     /// Run with simulated hardware (radio and power meter), for the demo.
-    #[arg(long, env = "EDGE_PROXY_DEMO")]
+    #[arg(global = true, long, env = "EDGE_PROXY_DEMO")]
     pub demo: bool,
     /// The radio: a serial port for a Kenwood-style CAT radio (e.g. /dev/ttyUSB0),
     /// or host:port of Hamlib's rigctld with --radio-backend rigctld.
-    #[arg(long, env = "EDGE_PROXY_RADIO_PORT")]
+    #[arg(global = true, long, env = "EDGE_PROXY_RADIO_PORT")]
     pub radio_port: Option<String>,
     /// The radio's serial speed (kenwood backend; the radio's menu must match).
-    #[arg(long, env = "EDGE_PROXY_RADIO_BAUD")]
+    #[arg(global = true, long, env = "EDGE_PROXY_RADIO_BAUD")]
     pub radio_baud: Option<u32>,
     /// How the radio is reached: kenwood (CAT on a serial port) or rigctld (Hamlib, TCP).
-    #[arg(long, env = "EDGE_PROXY_RADIO_BACKEND")]
+    #[arg(global = true, long, env = "EDGE_PROXY_RADIO_BACKEND")]
     pub radio_backend: Option<RadioBackend>,
     /// Where forward power comes from: radio (its own meter), lp100 (a Telepost LP-100A on --meter-port) or none.
-    #[arg(long, env = "EDGE_PROXY_METER")]
+    #[arg(global = true, long, env = "EDGE_PROXY_METER")]
     pub meter: Option<MeterSource>,
     /// Serial port of the LP-100A wattmeter (with --meter lp100).
-    #[arg(long, env = "EDGE_PROXY_METER_PORT")]
+    #[arg(global = true, long, env = "EDGE_PROXY_METER_PORT")]
     pub meter_port: Option<String>,
     /// Serve Hamlib's NET rigctl protocol here (e.g. 127.0.0.1:4532) for WSJT-X,
     /// fldigi, loggers: they share the radio through the proxy. Off when unset.
-    #[arg(long, env = "EDGE_PROXY_RIGCTL_LISTEN")]
+    #[arg(global = true, long, env = "EDGE_PROXY_RIGCTL_LISTEN")]
     pub rigctl_listen: Option<SocketAddr>,
     /// A virtual Kenwood TS-2000 serial port at this path (a symlink to a
     /// pseudo-terminal) for serial-only programs.
-    #[arg(long, env = "EDGE_PROXY_VIRTUAL_CAT")]
+    #[arg(global = true, long, env = "EDGE_PROXY_VIRTUAL_CAT")]
     pub virtual_cat: Option<PathBuf>,
     /// Print the effective configuration as TOML and exit.
-    #[arg(long)]
+    #[arg(global = true, long)]
     pub print_config: bool,
     /// Serve HTTPS and WSS with this certificate chain (PEM; with --tls-key).
-    #[arg(long, env = "EDGE_PROXY_TLS_CERT")]
+    #[arg(global = true, long, env = "EDGE_PROXY_TLS_CERT")]
     pub tls_cert: Option<PathBuf>,
     /// The private key for --tls-cert (PEM). SIGHUP reloads both.
-    #[arg(long, env = "EDGE_PROXY_TLS_KEY")]
+    #[arg(global = true, long, env = "EDGE_PROXY_TLS_KEY")]
     pub tls_key: Option<PathBuf>,
     /// Write the bound address to this file once listening (for scripts and tests).
-    #[arg(long, env = "EDGE_PROXY_PORT_FILE")]
+    #[arg(global = true, long, env = "EDGE_PROXY_PORT_FILE")]
     pub port_file: Option<PathBuf>,
+    /// What to do instead of serving (none: serve).
+    #[command(subcommand)]
+    pub command: Option<Command>,
+}
+
+/// Subcommands. The flags above apply to them too (`edge-proxy doctor
+/// --config FILE`): they read the configuration exactly as the server does.
+#[derive(Debug, clap::Subcommand)]
+pub enum Command {
+    /// Check this configuration against the machine: the serial devices
+    /// (there, permissions, other programs holding them), ports, the data
+    /// directory and free disk, NATS, rigctld, the clock. One line per check,
+    /// OK/WARN/FAIL with the fix; exits non-zero on any FAIL.
+    Doctor,
 }
 
 /// Where forward power readings come from.

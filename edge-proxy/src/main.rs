@@ -11,6 +11,7 @@ mod auth;
 mod bridge;
 mod clock;
 mod config;
+mod doctor;
 mod eventlog;
 mod hooks;
 mod http;
@@ -34,19 +35,23 @@ use crate::app::AppState;
 use crate::config::{Cli, Config, LogFormat, MeterSource};
 use crate::eventlog::{EventLog, LogConfig};
 
-fn main() -> Result<()> {
+fn main() -> Result<std::process::ExitCode> {
     let cli = Cli::parse();
+    if let Some(config::Command::Doctor) = cli.command {
+        return doctor::main(&cli);
+    }
     let config = Config::load(&cli)?;
     if cli.print_config {
         print!("{}", config.redacted()?);
-        return Ok(());
+        return Ok(std::process::ExitCode::SUCCESS);
     }
     init_logging(config.log_format);
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
         .context("starting the async runtime")?;
-    runtime.block_on(run(config, cli.port_file))
+    runtime.block_on(run(config, cli.port_file))?;
+    Ok(std::process::ExitCode::SUCCESS)
 }
 
 fn init_logging(format: LogFormat) {
