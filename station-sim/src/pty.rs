@@ -77,16 +77,7 @@ pub struct PtyDevice {
 
 impl PtyDevice {
     pub fn start(name: &str, device: impl Device) -> Result<PtyDevice> {
-        let pty = nix::pty::openpty(None, None).context("openpty")?;
-        // Neither end leaks into programs started from this process (a
-        // proxy under test, a second opener): they would hold the line.
-        for fd in [pty.master.as_fd(), pty.slave.as_fd()] {
-            nix::fcntl::fcntl(
-                fd,
-                nix::fcntl::FcntlArg::F_SETFD(nix::fcntl::FdFlag::FD_CLOEXEC),
-            )
-            .context("FD_CLOEXEC")?;
-        }
+        let pty = open_pty()?;
         let mut attrs = termios::tcgetattr(pty.slave.as_fd()).context("tcgetattr")?;
         termios::cfmakeraw(&mut attrs);
         termios::tcsetattr(pty.slave.as_fd(), termios::SetArg::TCSANOW, &attrs)
@@ -134,6 +125,31 @@ impl Drop for PtyDevice {
             let _ = t.join();
         }
     }
+}
+
+/// The two ends of a new pseudo-terminal.
+struct Pty {
+    master: OwnedFd,
+    slave: OwnedFd,
+}
+
+/// Opens a pseudo-terminal with both ends close-on-exec from the start
+/// (not set afterwards, which races with another thread starting a
+/// program): no program started from this process (a proxy under test, a
+/// second opener, a tool) inherits the line and holds it.
+fn open_pty() -> Result<Pty> {
+    use nix::fcntl::OFlag;
+    let flags = OFlag::O_RDWR | OFlag::O_NOCTTY | OFlag::O_CLOEXEC;
+    let master = nix::pty::posix_openpt(flags).context("posix_openpt")?;
+    nix::pty::grantpt(&master).context("grantpt")?;
+    nix::pty::unlockpt(&master).context("unlockpt")?;
+    let path = nix::pty::ptsname_r(&master).context("ptsname")?;
+    let slave = nix::fcntl::open(path.as_str(), flags, nix::sys::stat::Mode::empty())
+        .with_context(|| format!("opening {path}"))?;
+    Ok(Pty {
+        master: master.into(),
+        slave,
+    })
 }
 
 /// A simulated TS-2000 on a pseudo-terminal.
