@@ -256,3 +256,36 @@ fn a_full_data_directory_fails() {
     let l = line(&report, &format!("data directory {}", data.display()));
     assert!(l.starts_with("FAIL") && l.contains(expect), "{l}");
 }
+
+#[test]
+fn rigctld_and_the_nats_server_are_asked_and_fail_when_gone() {
+    let rig = station_sim::hamlib::DummyRig::start().unwrap();
+    let mut nats = e2e::Nats::start();
+    let setup = Setup::new(&format!(
+        "radio_backend = \"rigctld\"\nradio_port = \"{}\"\nmeter = \"none\"\nlog = \"{}\"\n",
+        rig.addr,
+        nats.url()
+    ));
+    let server = nats.url().trim_start_matches("nats://").to_string();
+    let (ok, report) = run(setup.command());
+    assert!(ok, "{report}");
+    assert!(
+        line(&report, &format!("rigctld {}", rig.addr)).starts_with("OK "),
+        "{report}"
+    );
+    let l = line(&report, &format!("NATS server {server}"));
+    assert!(l.starts_with("OK ") && l.contains("JetStream"), "{l}");
+    let addr = rig.addr.clone();
+    drop(rig);
+    nats.stop();
+    let (ok, report) = run(setup.command());
+    assert!(!ok, "{report}");
+    assert!(
+        line(&report, &format!("rigctld {addr}")).starts_with("FAIL"),
+        "{report}"
+    );
+    assert!(
+        line(&report, &format!("NATS server {server}")).starts_with("FAIL"),
+        "{report}"
+    );
+}

@@ -142,11 +142,9 @@ pub async fn rigctld(addr: &str) -> Finding {
         Ok(rig) => rig,
         Err(e) => return Finding::fail(check, format!("no connection: {e}"), fix),
     };
-    match rig.command("get_freq").await {
-        Ok(answer) => Finding::ok(
-            check,
-            format!("answers (frequency {})", answer.join(" ").trim()),
-        ),
+    // `f`, the frequency: what the bridge asks first.
+    match rig.command("f").await {
+        Ok(answer) => Finding::ok(check, format!("answers ({})", answer.join(", "))),
         Err(e) => Finding::fail(
             check,
             format!("connected, but the radio did not answer: {e}"),

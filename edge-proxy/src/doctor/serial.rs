@@ -131,7 +131,7 @@ fn current_user() -> String {
 /// Who else has the device open, as one finding.
 fn holders_finding(device: &str, path: &Path) -> Finding {
     let check = &format!("{device} open elsewhere");
-    let (holders, hidden) = holders(path, std::process::id());
+    let (holders, hidden) = lasting_holders(path);
     if let Some(h) = holders.first() {
         let list = holders
             .iter()
@@ -181,6 +181,23 @@ fn holders_finding(device: &str, path: &Path) -> Finding {
     Finding::ok(check, "no other process has it open")
 }
 
+/// The holders of `path` seen twice, 100 ms apart: a process that is being
+/// started holds all of its parent's descriptors between its fork and its
+/// exec, and is no holder of the line.
+fn lasting_holders(path: &Path) -> (Vec<Holder>, usize) {
+    let me = std::process::id();
+    let (first, hidden) = holders(path, me);
+    if first.is_empty() {
+        return (first, hidden);
+    }
+    std::thread::sleep(std::time::Duration::from_millis(100));
+    let (again, hidden) = holders(path, me);
+    (
+        again.into_iter().filter(|h| first.contains(h)).collect(),
+        hidden,
+    )
+}
+
 /// The processes other than `exclude` with `path` open, and how many
 /// processes' open files could not be read (other users', without root).
 /// A process holding the master side of a pseudo-terminal is that pty's
@@ -199,10 +216,12 @@ pub fn holders(path: &Path, exclude: u32) -> (Vec<Holder>, usize) {
         }
         let fds = match std::fs::read_dir(format!("/proc/{}/fd", proc.pid)) {
             Ok(fds) => fds,
-            Err(_) => {
+            Err(e) if e.kind() == std::io::ErrorKind::PermissionDenied => {
                 hidden += 1;
                 continue;
             }
+            // It exited meanwhile.
+            Err(_) => continue,
         };
         let mut holds = false;
         let mut is_master = false;
