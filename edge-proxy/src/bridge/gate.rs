@@ -14,7 +14,8 @@ use shared_protocol::Millis;
 /// A power change smaller than both of these is not news.
 pub const WATTS_ABS: f64 = 0.5;
 pub const WATTS_REL: f64 = 0.02;
-/// An SWR change at most this is not news.
+/// An SWR change at most this is not news (nor any while there is no
+/// forward power).
 pub const SWR_STEP: f64 = 0.05;
 
 /// What a reading shows, as far as logging it is concerned.
@@ -61,8 +62,11 @@ impl Gate {
 /// Whether a dashboard would show `next` differently from `last`.
 fn changed(last: &Shown, next: &Shown) -> bool {
     let watts_step = WATTS_ABS.max(WATTS_REL * last.watts.abs());
+    // Without forward power a meter's SWR means nothing (it wanders): its
+    // changes count only while there is power to measure it with.
+    let powered = last.watts.max(next.watts) > WATTS_ABS;
     let swr_moved = match (last.swr, next.swr) {
-        (Some(a), Some(b)) => (a - b).abs() > SWR_STEP,
+        (Some(a), Some(b)) => powered && (a - b).abs() > SWR_STEP,
         (None, None) => false,
         _ => true,
     };
@@ -112,6 +116,15 @@ mod tests {
         };
         assert!(!gate.admit(6_000, swr(1.14)));
         assert!(gate.admit(7_000, swr(1.2)));
+        let unpowered = |s| Shown {
+            swr: Some(s),
+            ..idle(0.0)
+        };
+        assert!(gate.admit(7_500, unpowered(1.2)), "power went");
+        assert!(
+            !gate.admit(7_600, unpowered(1.1)),
+            "SWR without power wanders"
+        );
         assert!(gate.admit(
             8_000,
             Shown {
