@@ -25,6 +25,11 @@ pub struct Args {
     /// How long the idle window is.
     #[arg(long, default_value_t = 60)]
     seconds: u64,
+    /// Seconds to wait before the window: start-up is not idle (the open,
+    /// the first readings, the handshake, and each link's
+    /// EVENT_CONNECTION_STABLE 30 s after it connected).
+    #[arg(long, default_value_t = 35)]
+    settle: u64,
     /// Extra proxy configuration (TOML lines), e.g. "meter_poll_ms = 250".
     #[arg(long, default_value = "")]
     config: String,
@@ -118,8 +123,7 @@ pub async fn run(bin: &Path, args: Args, results: &mut Results) -> Result<()> {
         let (stop, delivered, latency) = (stop.clone(), delivered.clone(), latency.clone());
         tokio::spawn(async move { dashboard.run(stop, delivered, latency).await })
     };
-    // Start-up is not idle: the open, the first readings, the handshake.
-    tokio::time::sleep(Duration::from_secs(3)).await;
+    tokio::time::sleep(Duration::from_secs(args.settle)).await;
     let pid = proxy.pid().unwrap_or(0);
     // The window is bracketed by the samples, the /stats reads outside it.
     let seq0 = global_seq(&proxy);
