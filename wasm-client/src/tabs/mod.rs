@@ -89,11 +89,7 @@ fn lease_msg(msg: &JsValue) -> Option<Msg> {
     let from = get(msg, "from").as_f64()? as u64;
     let term = get(msg, "term").as_f64()? as u64;
     match get(msg, "t").as_string()?.as_str() {
-        "beat" => Some(Msg::Beat {
-            from,
-            term,
-            since: get(msg, "since").as_f64()? as Millis,
-        }),
+        "beat" => Some(Msg::Beat { from, term }),
         "claim" => Some(Msg::Claim { from, term }),
         "resign" => Some(Msg::Resign { from, term }),
         _ => None,
@@ -101,16 +97,15 @@ fn lease_msg(msg: &JsValue) -> Option<Msg> {
 }
 
 fn lease_to_js(msg: Msg) -> JsValue {
-    let (t, from, term, since) = match msg {
-        Msg::Beat { from, term, since } => ("beat", from, term, since),
-        Msg::Claim { from, term } => ("claim", from, term, 0),
-        Msg::Resign { from, term } => ("resign", from, term, 0),
+    let (t, from, term) = match msg {
+        Msg::Beat { from, term } => ("beat", from, term),
+        Msg::Claim { from, term } => ("claim", from, term),
+        Msg::Resign { from, term } => ("resign", from, term),
     };
     obj(&[
         ("t", t.into()),
         ("from", (from as f64).into()),
         ("term", (term as f64).into()),
-        ("since", (since as f64).into()),
     ])
 }
 
@@ -145,7 +140,7 @@ impl Tabs {
         let me = (js_sys::Math::random() * 9_007_199_254_740_991.0) as u64;
         let mut tabs = Tabs {
             channel,
-            lease: Lease::new(me, now, (js_sys::Date::now() as Millis).saturating_sub(now)),
+            lease: Lease::new(me, now),
             follower: Follower::default(),
             pending: Vec::new(),
             next_id: 1.0,
