@@ -164,12 +164,13 @@ impl Store {
         Ok(())
     }
 
-    /// Whether the disk takes writes again: commits a block the size of a
-    /// large event (a few bytes would fit in the file's free pages while
-    /// the disk is still full), then removes it.
+    /// Whether the disk takes writes again: commits a 256 KiB block (four
+    /// of the largest events; less can fit in the file's free pages, which
+    /// grow after failed commits, while the disk is still full), then
+    /// removes it. Only run while the log is failing.
     pub fn probe(&self, now_ms: u64) -> Result<(), LogError> {
         let db = self.db()?;
-        let block = vec![0u8; 64 * 1024];
+        let block = vec![0u8; 256 * 1024];
         let txn = db.begin_write()?;
         txn.open_table(PROBE)?.insert("block", block.as_slice())?;
         txn.open_table(META)?.insert("probe_ms", now_ms)?;
