@@ -37,45 +37,27 @@ pub struct LastState {
     queue: mpsc::Sender<(String, Bytes)>,
 }
 
-/// The bucket's key for `kind` (keys take only a few characters): FNV-1a
-/// in hex. The value is the whole record, kind included, so two kinds
-/// sharing a key cannot be confused (the newer simply wins the slot).
-fn key(kind: &str) -> String {
-    let hash = kind.bytes().fold(0xcbf2_9ce4_8422_2325_u64, |h, b| {
-        (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3)
-    });
-    format!("{hash:016x}")
-}
-
 impl LastState {
     /// Opens (creating if needed) the stream's state bucket and starts its
     /// writer.
     pub async fn open(js: &jetstream::Context, stream_name: &str) -> Result<LastState, LogError> {
         let bucket = format!("{stream_name}_STATE");
-        // Made by hand as the KV layout prescribes (see `lease.rs`).
-        js.get_or_create_stream(stream::Config {
-            name: format!("KV_{bucket}"),
-            subjects: vec![format!("$KV.{bucket}.>")],
-            max_messages_per_subject: 1,
-            max_messages: MAX_KINDS,
-            storage: stream::StorageType::File,
-            discard: stream::DiscardPolicy::Old,
-            allow_rollup: true,
-            deny_delete: true,
-            allow_direct: true,
-            ..Default::default()
-        })
-        .await
-        .map_err(|e| nats_error(&format!("creating the state bucket {bucket}"), e))?;
-        let store = js
-            .get_key_value(&bucket)
-            .await
-            .map_err(|e| nats_error(&format!("opening the state bucket {bucket}"), e))?;
+        let store = super::kv::open(
+            js,
+            super::kv::Bucket {
+                name: &bucket,
+                what: "state",
+                max_age: std::time::Duration::ZERO,
+                max_messages: MAX_KINDS,
+                discard: stream::DiscardPolicy::Old,
+            },
+        )
+        .await?;
         let (queue, mut puts) = mpsc::channel::<(String, Bytes)>(QUEUE);
         let writer = store.clone();
         tokio::spawn(async move {
             while let Some((kind, record)) = puts.recv().await {
-                if let Err(e) = writer.put(key(&kind), record).await {
+                if let Err(e) = writer.put(super::kv::key(&kind), record).await {
                     tracing::warn!(kind, error = %e, "could not keep a last value in the state bucket; the next one will be");
                 }
             }
@@ -110,20 +92,5 @@ impl LastState {
             }
         }
         Ok(out)
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn every_kind_gets_a_valid_key() {
-        for kind in ["radio.state", "meter.power", "a b/c.*>", "\u{1f4fb}"] {
-            let k = key(kind);
-            assert_eq!(k.len(), 16);
-            assert!(k.chars().all(|c| c.is_ascii_hexdigit()), "{k}");
-        }
-        assert_ne!(key("radio.state"), key("meter.power"));
     }
 }

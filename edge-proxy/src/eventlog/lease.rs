@@ -22,27 +22,18 @@ pub async fn claim(
     owner: &str,
 ) -> Result<(), LogError> {
     let bucket = format!("{}_OWNERS", stream_name);
-    // The bucket's stream, made by hand as the KV layout prescribes
-    // (`KV_{bucket}` on `$KV.{bucket}.>`): the client's own bucket
-    // creation sends settings that nats-server 2.9 does not take.
-    js.get_or_create_stream(stream::Config {
-        name: format!("KV_{bucket}"),
-        subjects: vec![format!("$KV.{bucket}.>")],
-        max_messages_per_subject: 1,
-        max_age: LEASE,
-        storage: stream::StorageType::File,
-        discard: stream::DiscardPolicy::New,
-        allow_rollup: true,
-        deny_delete: true,
-        allow_direct: true,
-        ..Default::default()
-    })
-    .await
-    .map_err(|e| nats_error(&format!("creating the owners bucket {bucket}"), e))?;
-    let store = js
-        .get_key_value(&bucket)
-        .await
-        .map_err(|e| nats_error(&format!("opening the owners bucket {bucket}"), e))?;
+    let store = super::kv::open(
+        js,
+        super::kv::Bucket {
+            name: &bucket,
+            what: "owners",
+            max_age: LEASE,
+            // No cap: one entry per piece of hardware.
+            max_messages: 0,
+            discard: stream::DiscardPolicy::New,
+        },
+    )
+    .await?;
     let value = Bytes::from(owner.to_string());
     let mut revision = match store.create(what, value.clone()).await {
         Ok(revision) => revision,

@@ -14,6 +14,7 @@
 
 mod embedded;
 pub mod jetstream;
+mod kv;
 mod laststate;
 mod lease;
 mod peers;

@@ -45,17 +45,6 @@ pub struct Claims {
     me: String,
 }
 
-/// A key the bucket takes for any identity (keys allow only a few
-/// characters; `client_id`s allow all printable ones): FNV-1a, in hex. Two
-/// identities sharing a key lose nothing: the watch sees every put, and
-/// the value names the identity exactly.
-fn key(dedup_id: &str) -> String {
-    let hash = dedup_id.bytes().fold(0xcbf2_9ce4_8422_2325_u64, |h, b| {
-        (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3)
-    });
-    format!("{hash:016x}")
-}
-
 fn encode(me: &str, client_id: &str, dedup_id: &str) -> Bytes {
     Bytes::from(format!("{me}\n{client_id}\n{dedup_id}"))
 }
@@ -82,27 +71,17 @@ impl Claims {
         me: &str,
     ) -> Result<Claims, LogError> {
         let bucket = format!("{stream_name}_SESSIONS");
-        // Made by hand as the KV layout prescribes, as the owners bucket is
-        // (see `lease.rs`: nats-server 2.9 refuses the client's settings).
-        js.get_or_create_stream(stream::Config {
-            name: format!("KV_{bucket}"),
-            subjects: vec![format!("$KV.{bucket}.>")],
-            max_messages_per_subject: 1,
-            max_messages: MAX_ENTRIES,
-            max_age: KEEP,
-            storage: stream::StorageType::File,
-            discard: stream::DiscardPolicy::Old,
-            allow_rollup: true,
-            deny_delete: true,
-            allow_direct: true,
-            ..Default::default()
-        })
-        .await
-        .map_err(|e| nats_error(&format!("creating the sessions bucket {bucket}"), e))?;
-        let store = js
-            .get_key_value(&bucket)
-            .await
-            .map_err(|e| nats_error(&format!("opening the sessions bucket {bucket}"), e))?;
+        let store = super::kv::open(
+            js,
+            super::kv::Bucket {
+                name: &bucket,
+                what: "sessions",
+                max_age: KEEP,
+                max_messages: MAX_ENTRIES,
+                discard: stream::DiscardPolicy::Old,
+            },
+        )
+        .await?;
         Ok(Claims {
             store,
             me: me.to_string(),
@@ -113,7 +92,10 @@ impl Claims {
     /// claim's revision.
     pub async fn claim(&self, client_id: &str, dedup_id: &str) -> Result<u64, LogError> {
         self.store
-            .put(key(dedup_id), encode(&self.me, client_id, dedup_id))
+            .put(
+                super::kv::key(dedup_id),
+                encode(&self.me, client_id, dedup_id),
+            )
             .await
             .map_err(|e| nats_error("recording a session in the sessions bucket", e))
     }
@@ -151,11 +133,8 @@ mod tests {
     use super::*;
 
     #[test]
-    fn any_identity_gets_a_valid_key_and_its_claim_round_trips() {
+    fn a_claim_round_trips_for_any_identity() {
         for id in ["operator", "a b/c.*>", "ü@t0123456789abcdef", "\u{1f4fb}"] {
-            let k = key(id);
-            assert_eq!(k.len(), 16);
-            assert!(k.chars().all(|c| c.is_ascii_hexdigit()), "{k}");
             let (me, claim) = decode(&encode("p:a:1:", "cid", id), 7).unwrap();
             // A client_id cannot hold a newline (printable only), so the
             // split is exact for every id the proxy accepts.
