@@ -197,6 +197,19 @@ impl Lease {
         }
     }
 
+    /// The leader relayed something: as good as a beat for a follower that
+    /// knows its leader (a background leader's timers may run late, its
+    /// message handlers do not).
+    pub fn heard_leader(&mut self, now: Millis) {
+        if let Phase::Following {
+            leader: Some(_),
+            heard_at,
+        } = &mut self.phase
+        {
+            *heard_at = (*heard_at).max(now);
+        }
+    }
+
     /// The page is going away or the link was closed: a leader says so, so
     /// that a follower takes over at once rather than after the lease.
     pub fn resign(&mut self) {

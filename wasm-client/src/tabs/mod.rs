@@ -289,6 +289,11 @@ impl Tabs {
             return;
         }
         let kind = get(msg, "t").as_string().unwrap_or_default();
+        if kind == "frames" || kind == "emit" {
+            // Only the leader relays: its traffic proves it alive even when
+            // the browser holds back its timers (and so its beats).
+            self.lease.heard_leader(now);
+        }
         let mine = get(msg, "to").as_f64() == Some(self.lease.me() as f64);
         let mut deliver = |follower: &mut Follower, frames, sync: bool| {
             let epoch = get(msg, "epoch").as_f64().unwrap_or(0.0) as u64;
