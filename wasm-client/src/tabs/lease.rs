@@ -410,6 +410,22 @@ mod tests {
         assert_eq!(w.leaders(), [a]);
     }
 
+    /// A leader whose beats are held back (a throttled background page)
+    /// but whose relayed traffic still arrives keeps its followers.
+    #[test]
+    fn relayed_traffic_keeps_a_follower_from_claiming() {
+        let mut lease = Lease::new(2, 0);
+        lease.handle(Msg::Beat { from: 1, term: 1 }, 10);
+        assert_eq!(lease.leader(), Some(1));
+        for t in (100..20_000).step_by(500) {
+            lease.heard_leader(t);
+            lease.handle_timeout(t);
+        }
+        assert_eq!(lease.leader(), Some(1), "still following");
+        lease.handle_timeout(19_600 + LEASE_MS);
+        assert_eq!(lease.leader(), None, "silence for a lease: it claims");
+    }
+
     #[test]
     fn a_closing_leader_hands_over_within_the_settle_time() {
         let mut w = World::new(5);
