@@ -20,6 +20,15 @@ pub struct Faults {
     pub cut: f64,
 }
 
+impl Faults {
+    /// A plain relay: faults only when a test holds a direction.
+    pub const NONE: Faults = Faults {
+        delay: 0.0,
+        stall: 0.0,
+        cut: 0.0,
+    };
+}
+
 #[derive(Debug, Default)]
 pub struct RelayCounts {
     pub connections: AtomicU64,

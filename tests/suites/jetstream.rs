@@ -606,12 +606,7 @@ async fn a_client_moving_to_a_proxy_whose_mirror_lags_is_replayed_never_told_its
     use e2e::relay::{Faults, Relay};
     let nats = Nats::start();
     let nats_addr = nats.url().trim_start_matches("nats://").to_string();
-    let none = Faults {
-        delay: 0.0,
-        stall: 0.0,
-        cut: 0.0,
-    };
-    let link_b = Relay::start(nats_addr, 3, none).await.unwrap();
+    let link_b = Relay::start(nats_addr, 3, Faults::NONE).await.unwrap();
     let a = Proxy::start(&on_nats(&nats, "site-a", ""));
     let b = Proxy::start(&format!(
         "log = \"nats://{}\"\nproxy_name = \"site-b\"\nmax_publish_per_sec = 100000\n",
@@ -679,12 +674,7 @@ async fn a_session_is_unique_across_the_proxies_of_a_stream() {
     let nats = Nats::start();
     let a = Proxy::start(&on_nats(&nats, "site-a", ""));
     let b = Proxy::start(&on_nats(&nats, "site-b", ""));
-    let none = Faults {
-        delay: 0.0,
-        stall: 0.0,
-        cut: 0.0,
-    };
-    let to_a = Relay::start(a.addr.clone(), 5, none).await.unwrap();
+    let to_a = Relay::start(a.addr.clone(), 5, Faults::NONE).await.unwrap();
     let mut old = TestClient::new("mover");
     old.connect(&to_a.ws_url()).await.unwrap();
     assert_eq!(session_state(&a, "mover").as_deref(), Some("connected"));
@@ -789,15 +779,10 @@ async fn benchmark_failover_time() {
         .and_then(|r| r.parse().ok())
         .unwrap_or(20usize);
     let nats = Nats::start();
-    let none = Faults {
-        delay: 0.0,
-        stall: 0.0,
-        cut: 0.0,
-    };
     let link_b = Relay::start(
         nats.url().trim_start_matches("nats://").to_string(),
         1,
-        none,
+        Faults::NONE,
     )
     .await
     .unwrap();
