@@ -321,6 +321,8 @@ impl Store {
         let db = self.db()?;
         let txn = db.begin_write()?;
         let mut removed = 0;
+        let forgotten;
+        let publishers_left;
         {
             let mut events = txn.open_table(EVENTS)?;
             let cutoff = now_ms.saturating_sub(retention_ms);
@@ -343,17 +345,18 @@ impl Store {
             let mut publishers = txn.open_table(PUBLISHERS)?;
             let mut by_age = txn.open_table(PUBLISHERS_BY_AGE)?;
             let forget_before = now_ms.saturating_sub(self.limits.ttl_ms);
-            evict_publishers(&mut publishers, &mut by_age, |last_ms, len| {
+            forgotten = evict_publishers(&mut publishers, &mut by_age, |last_ms, len| {
                 last_ms < forget_before || len > self.limits.max
             })?;
-            self.publishers.store(publishers.len()?, Ordering::Relaxed);
+            publishers_left = publishers.len()?;
         }
-        // Nothing to trim (an idle log, every second): no commit, so nothing
-        // is written or fsync'd.
-        if removed == 0 {
+        // Nothing to trim or forget (an idle log, every second): no commit,
+        // so nothing is written or fsync'd.
+        if removed == 0 && forgotten == 0 {
             txn.abort()?;
         } else {
             txn.commit()?;
+            self.publishers.store(publishers_left, Ordering::Relaxed);
         }
         Ok(removed)
     }
@@ -367,12 +370,12 @@ impl Store {
 }
 
 /// Forgets the longest-silent clients while `forget(last_publish_ms,
-/// entries)` says so.
+/// entries)` says so; returns how many it forgot.
 fn evict_publishers(
     publishers: &mut redb::Table<&str, (u64, u64)>,
     by_age: &mut redb::Table<(u64, &str), ()>,
     forget: impl Fn(u64, u64) -> bool,
-) -> Result<(), LogError> {
+) -> Result<u64, LogError> {
     let mut len = publishers.len()?;
     let mut forgotten = 0u64;
     loop {
@@ -393,7 +396,7 @@ fn evict_publishers(
     if forgotten > 0 {
         metrics::counter!("proxy_publishers_forgotten_total").increment(forgotten);
     }
-    Ok(())
+    Ok(forgotten)
 }
 
 /// Moves a log file's unbounded publishers table (before `publishers_v2`)
