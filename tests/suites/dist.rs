@@ -213,9 +213,12 @@ fn each_package_holds_its_binary_unit_conffile_dashboard_user_and_scripts() {
             std::fs::read_to_string(repo().join("deploy/debian/edge-proxy.service")).unwrap()
         );
 
-        // The dashboard: every file of www/, and the browser client it
+        // The dashboard: every file of www/, its chart library (which
+        // index.html loads from ./vendor/), and the browser client it
         // imports from ./pkg/.
-        for name in www_files() {
+        let vendor =
+            ["uPlot.iife.min.js", "uPlot.min.css", "uPlot.LICENSE"].map(|f| format!("vendor/{f}"));
+        for name in www_files().into_iter().chain(vendor) {
             assert_eq!(
                 std::fs::read(pkg.path(WWW).join(&name)).ok(),
                 std::fs::read(repo().join("www").join(&name)).ok(),
