@@ -17,8 +17,13 @@
 //!   with one at once (message handlers run even when a background tab's
 //!   timers are throttled, so a slow leader is not deposed by a claim).
 //! - A follower that hears no beat for [`LEASE_MS`] claims with the next
-//!   term; a leader that goes away posts `Resign`, and its followers claim
-//!   at once (the handover takes about [`SETTLE_MS`]).
+//!   term, and gives its leader [`RECLAIM_SETTLE_MS`] to answer: anything
+//!   from it (an answering beat, relayed traffic) and it follows on. A
+//!   background page's timers may be held back for seconds, or the page
+//!   frozen and its messages queued behind the lease timer; its message
+//!   handlers answer as soon as it runs. A leader that goes away posts
+//!   `Resign`, and its followers claim at once (the handover takes about
+//!   [`SETTLE_MS`]).
 //! - Two leaders (a tab woken from a freeze) hear each other's beats; the
 //!   worse one steps down.
 
@@ -35,6 +40,9 @@ pub const LEASE_MS: Millis = 3_500;
 /// A candidate waits this long for a better claim or a leader's beat
 /// (BroadcastChannel delivers within a few ms).
 pub const SETTLE_MS: Millis = 150;
+/// A follower whose leader fell silent waits this long for it to answer its
+/// claim before it leads.
+pub const RECLAIM_SETTLE_MS: Millis = 1_000;
 
 /// The lease protocol's messages.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -62,8 +70,13 @@ enum Phase {
         leader: Option<TabId>,
         heard_at: Millis,
     },
+    /// Claimed at `since`; leads after `settle` unless it hears better.
+    /// `silent` is the leader it followed until it fell silent, if any:
+    /// anything from it is an answer.
     Candidate {
         since: Millis,
+        settle: Millis,
+        silent: Option<TabId>,
     },
     Leading {
         beat_at: Millis,
@@ -94,7 +107,7 @@ impl Lease {
             phase: Phase::Stopped,
             out: Vec::new(),
         };
-        lease.stand(now);
+        lease.stand(now, SETTLE_MS, None);
         lease
     }
 
@@ -126,7 +139,7 @@ impl Lease {
     pub fn poll_timeout(&self) -> Option<Millis> {
         match self.phase {
             Phase::Following { heard_at, .. } => Some(heard_at + LEASE_MS),
-            Phase::Candidate { since } => Some(since + SETTLE_MS),
+            Phase::Candidate { since, settle, .. } => Some(since + settle),
             Phase::Leading { beat_at } => Some(beat_at),
             Phase::Stopped => None,
         }
@@ -134,11 +147,16 @@ impl Lease {
 
     pub fn handle_timeout(&mut self, now: Millis) {
         match self.phase {
-            Phase::Following { heard_at, .. } if now >= heard_at + LEASE_MS => {
+            Phase::Following { heard_at, leader } if now >= heard_at + LEASE_MS => {
                 self.term += 1;
-                self.stand(now);
+                let settle = if leader.is_some() {
+                    RECLAIM_SETTLE_MS
+                } else {
+                    SETTLE_MS
+                };
+                self.stand(now, settle, leader);
             }
-            Phase::Candidate { since } if now >= since + SETTLE_MS => {
+            Phase::Candidate { since, settle, .. } if now >= since + settle => {
                 self.out.push(Out::Lead);
                 self.beat(now);
             }
@@ -191,7 +209,7 @@ impl Lease {
                 if leader.is_none_or(|l| l == from) =>
             {
                 self.term = self.term.max(term) + 1;
-                self.stand(now);
+                self.stand(now, SETTLE_MS, None);
             }
             _ => {}
         }
@@ -201,12 +219,20 @@ impl Lease {
     /// knows its leader (a background leader's timers may run late, its
     /// message handlers do not).
     pub fn heard_leader(&mut self, now: Millis) {
-        if let Phase::Following {
-            leader: Some(_),
-            heard_at,
-        } = &mut self.phase
-        {
-            *heard_at = (*heard_at).max(now);
+        match &mut self.phase {
+            Phase::Following {
+                leader: Some(_),
+                heard_at,
+            } => *heard_at = (*heard_at).max(now),
+            // It answered the claim: it was only late.
+            Phase::Candidate {
+                silent: Some(leader),
+                ..
+            } => {
+                let leader = *leader;
+                self.follow(Some(leader), now);
+            }
+            _ => {}
         }
     }
 
@@ -225,13 +251,17 @@ impl Lease {
     /// Takes part again after [`Lease::resign`] (the link was reopened).
     pub fn restart(&mut self, now: Millis) {
         if self.phase == Phase::Stopped {
-            self.stand(now);
+            self.stand(now, SETTLE_MS, None);
         }
     }
 
-    fn stand(&mut self, now: Millis) {
+    fn stand(&mut self, now: Millis, settle: Millis, silent: Option<TabId>) {
         self.term = self.term.max(1);
-        self.phase = Phase::Candidate { since: now };
+        self.phase = Phase::Candidate {
+            since: now,
+            settle,
+            silent,
+        };
         self.out.push(Out::Post(Msg::Claim {
             from: self.me,
             term: self.term,
@@ -456,8 +486,49 @@ mod tests {
             w.leaders().is_empty(),
             "nobody leads before the lease runs out"
         );
-        w.run_to(crashed + LEASE_MS + SETTLE_MS + 50);
+        w.run_to(crashed + LEASE_MS + RECLAIM_SETTLE_MS + 50);
         assert_eq!(w.leaders().len(), 1);
+    }
+
+    /// A leader frozen past the lease (its timers and messages held back)
+    /// that answers the claim within the reclaim time keeps its followers.
+    #[test]
+    fn a_late_leader_that_answers_the_claim_keeps_the_lease() {
+        for answer in [Answer::Beat, Answer::Relayed] {
+            let mut lease = Lease::new(2, 0);
+            lease.handle(Msg::Beat { from: 1, term: 1 }, 10);
+            while lease.poll_output().is_some() {} // its first claim
+            lease.handle_timeout(10 + LEASE_MS);
+            assert!(matches!(
+                lease.poll_output(),
+                Some(Out::Post(Msg::Claim { term: 2, .. }))
+            ));
+            lease.handle_timeout(10 + LEASE_MS + SETTLE_MS);
+            assert!(
+                !lease.leads(),
+                "a known leader gets longer than a new tab's settle"
+            );
+            let late = 10 + LEASE_MS + RECLAIM_SETTLE_MS - 1;
+            match answer {
+                Answer::Beat => lease.handle(Msg::Beat { from: 1, term: 2 }, late),
+                Answer::Relayed => lease.heard_leader(late),
+            }
+            lease.handle_timeout(late + 1);
+            assert_eq!(lease.leader(), Some(1), "{answer:?}: it follows on");
+            assert_eq!(lease.poll_output(), None, "{answer:?}: it never led");
+        }
+        // No answer: it leads once the reclaim time is over.
+        let mut lease = Lease::new(2, 0);
+        lease.handle(Msg::Beat { from: 1, term: 1 }, 10);
+        lease.handle_timeout(10 + LEASE_MS);
+        lease.handle_timeout(10 + LEASE_MS + RECLAIM_SETTLE_MS);
+        assert!(lease.leads());
+    }
+
+    #[derive(Debug, Clone, Copy)]
+    enum Answer {
+        Beat,
+        Relayed,
     }
 
     #[test]

@@ -26,7 +26,7 @@ use wasm_bindgen::JsCast;
 use web_sys::{BroadcastChannel, MessageEvent};
 
 use crate::js::{get, obj, publish_input};
-use lease::{Lease, Msg, Out};
+use lease::{Lease, Msg, Out, TabId};
 use relay::{Folded, Follower};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -60,6 +60,9 @@ pub(crate) enum Action {
     StepDown,
 }
 
+/// How many tabs' newest taken sends a leader remembers.
+const TAKEN_KEPT: usize = 64;
+
 /// Emits that followers also get (the leader relays them).
 pub(crate) const RELAYED: &[&str] = &[
     "state",
@@ -77,12 +80,27 @@ pub(crate) struct Tabs {
     /// Sends handed to the leader and not yet confirmed: `(id, message)`.
     pending: Vec<(f64, JsValue)>,
     next_id: f64,
+    /// As leader, the newest send id taken into the outbox from each tab:
+    /// a send re-posted after a lease change that this tab already took is
+    /// confirmed again, not published twice.
+    taken: Vec<(f64, f64)>,
     /// The leader's newest `state` emit, for joining tabs.
     pub last_state: JsValue,
     /// Another tab has joined: until then the leader relays nothing (a tab
     /// that joins later starts from a sync).
     pub has_followers: bool,
     _on_message: Closure<dyn FnMut(MessageEvent)>,
+}
+
+/// `msg` addressed to the tab `to`.
+fn addressed(msg: &JsValue, to: TabId) -> JsValue {
+    let _ = js_sys::Reflect::set(msg, &"to".into(), &(to as f64).into());
+    msg.clone()
+}
+
+/// Whether `msg` names a tab other than `me`.
+fn addressed_elsewhere(msg: &JsValue, me: TabId) -> bool {
+    get(msg, "to").as_f64().is_some_and(|to| to != me as f64)
 }
 
 fn lease_msg(msg: &JsValue) -> Option<Msg> {
@@ -144,6 +162,7 @@ impl Tabs {
             follower: Follower::default(),
             pending: Vec::new(),
             next_id: 1.0,
+            taken: Vec::new(),
             last_state: JsValue::UNDEFINED,
             has_followers: false,
             _on_message: on_message,
@@ -216,7 +235,14 @@ impl Tabs {
             ("delivery", delivery.into()),
             ("ttlMs", ttl_ms),
         ]);
-        self.post(&msg);
+        // Addressed to the leader this tab knows, which alone takes it;
+        // with none known (a handover), a reliable send waits in `pending`
+        // and goes out, in order, to the leader once it is heard.
+        if let Some(leader) = self.lease.leader() {
+            self.post(&addressed(&msg, leader));
+        } else if delivery != "reliable" {
+            self.post(&msg);
+        }
         if delivery == "reliable" {
             self.pending.push((id, msg));
         }
@@ -261,6 +287,25 @@ impl Tabs {
         }
     }
 
+    /// After a lease message or a sign of life: a follower that has found its
+    /// leader (a new one, or the late one it had given up on) hands it the
+    /// sends nobody confirmed, in order, and a tab that never followed asks
+    /// it for a sync.
+    fn on_leader(&mut self, before: Option<TabId>, now: Millis) {
+        let after = self.lease.leader();
+        if self.lease.leads() || after.is_none() || after == before {
+            return;
+        }
+        if !self.follower.followed {
+            self.join(now);
+        }
+        if let Some(leader) = after {
+            for (_, msg) in &self.pending {
+                self.post(&addressed(msg, leader));
+            }
+        }
+    }
+
     /// A message from another tab. `epoch` and `folded` are the leader's
     /// (for a join's sync).
     pub fn on_message(
@@ -271,28 +316,19 @@ impl Tabs {
         now: Millis,
         actions: &mut Vec<Action>,
     ) {
+        let before = self.lease.leader();
         if let Some(m) = lease_msg(msg) {
-            let before = self.lease.leader();
             self.lease.handle(m, now);
-            let after = self.lease.leader();
-            if !self.lease.leads() && after.is_some() && after != before {
-                // A new leader: it gets the sends nobody confirmed, and a tab
-                // that never followed asks it for a sync.
-                if !self.follower.followed {
-                    self.join(now);
-                }
-                for (_, msg) in &self.pending {
-                    self.post(msg);
-                }
-            }
+            self.on_leader(before, now);
             self.poll_lease(actions);
             return;
         }
         let kind = get(msg, "t").as_string().unwrap_or_default();
-        if kind == "frames" || kind == "emit" {
-            // Only the leader relays: its traffic proves it alive even when
-            // the browser holds back its timers (and so its beats).
+        if matches!(kind.as_str(), "frames" | "emit" | "took" | "sync") {
+            // Only the leader relays and answers: its traffic proves it alive
+            // even when the browser holds back its timers (and so its beats).
             self.lease.heard_leader(now);
+            self.on_leader(before, now);
         }
         let mine = get(msg, "to").as_f64() == Some(self.lease.me() as f64);
         let mut deliver = |follower: &mut Follower, frames, sync: bool| {
@@ -315,8 +351,29 @@ impl Tabs {
                     ]));
                 }
             }
-            (Role::Leader, "send") => {
-                actions.extend(publish_input(msg).map(Action::Feed));
+            // A send addressed to another leader (one this tab replaced)
+            // waits for the sender to hear of this one and re-post it.
+            (Role::Leader, "send") if !addressed_elsewhere(msg, self.lease.me()) => {
+                // A tab's sends reach one leader in id order (re-posts
+                // repeat a prefix), so the newest id taken from each tab
+                // tells a repeat.
+                let from = get(msg, "from").as_f64().unwrap_or(0.0);
+                let id = get(msg, "id").as_f64().unwrap_or(0.0);
+                let fresh = match self.taken.iter_mut().find(|t| t.0 == from) {
+                    Some(t) if id <= t.1 => false,
+                    Some(t) => {
+                        t.1 = id;
+                        true
+                    }
+                    None => {
+                        self.taken.truncate(TAKEN_KEPT - 1);
+                        self.taken.insert(0, (from, id));
+                        true
+                    }
+                };
+                if fresh {
+                    actions.extend(publish_input(msg).map(Action::Feed));
+                }
                 self.post(&obj(&[
                     ("t", "took".into()),
                     ("to", get(msg, "from")),
