@@ -308,18 +308,38 @@ async fn shutdown_signal() {
     }
 }
 
+/// How often a log that has not grown is trimmed (for retention by age and
+/// the publishers' TTL): a tenth of `retention_ms`, between 1 s and 30 s, so
+/// an event goes at most that long after it expired. A log that grew, or
+/// cannot store, is trimmed every second.
+fn idle_trim_every(retention_ms: u64) -> Duration {
+    Duration::from_millis(retention_ms / 10).clamp(Duration::from_secs(1), Duration::from_secs(30))
+}
+
 /// Retention, registry clean-up and the overall health gauge, once a second.
 async fn maintenance(state: Arc<AppState>) {
     // On the clock's grid, with the hardware polls.
     let mut tick = state.clock.interval(Duration::from_secs(1));
     let mut shutdown = state.shutdown.clone();
+    let mut trimmed_at: Option<(u64, tokio::time::Instant)> = None;
+    let idle_every = idle_trim_every(state.config.retention_ms);
     loop {
         tokio::select! {
             _ = tick.tick() => {}
             _ = shutdown.changed() => return,
         }
-        if let Err(e) = state.log.trim().await {
-            tracing::warn!(error = %e, "trimming the event log failed");
+        // Skipping the trim of an idle log spares the log writer a wake-up
+        // a second; a log that cannot store is retried through the trim
+        // (the disk-full probe), so it is never skipped.
+        let head = state.log.head();
+        let due = trimmed_at.is_none_or(|(at_head, at)| {
+            at_head != head || at.elapsed() >= idle_every || state.log.problem().is_some()
+        });
+        if due {
+            trimmed_at = Some((head, tokio::time::Instant::now()));
+            if let Err(e) = state.log.trim().await {
+                tracing::warn!(error = %e, "trimming the event log failed");
+            }
         }
         state.registry.sweep(state.clock.now());
     }
