@@ -161,7 +161,15 @@ pub fn test(lint: bool) -> Result<()> {
     tally.run(
         "native tests: protocol, properties, proxy, end-to-end",
         cargo()
-            .args(["test", "--workspace", "--exclude", "wasm-client"])
+            // Every test binary runs even after one failed, so a run shows
+            // every failure at once.
+            .args([
+                "test",
+                "--workspace",
+                "--exclude",
+                "wasm-client",
+                "--no-fail-fast",
+            ])
             .env("EDGE_PROXY_BIN", &proxy_bin)
             .env("STATION_LINK_DIST", Build::Check.out_dir())
             // The disk-full test mounts a tmpfs, which needs root.
