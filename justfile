@@ -24,6 +24,6 @@ fuzz:
 pkg:
     cargo xtask pkg
 
-# Benchmarks: the edge proxy against Socket.IO 4, same workloads, one run.
+# Benchmarks: the edge proxy against Socket.IO 4, the same Node client code on both, interleaved rounds.
 bench:
     cargo xtask bench

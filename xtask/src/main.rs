@@ -51,12 +51,9 @@ enum Task {
         #[arg(long)]
         check: bool,
     },
-    /// Benchmark the edge proxy against Socket.IO 4, same workloads, same run.
-    Bench {
-        /// Seconds per run.
-        #[arg(long, default_value_t = 10)]
-        seconds: u64,
-    },
+    /// Benchmark the edge proxy against Socket.IO 4: the same Node client
+    /// code and flow control on both, interleaved rounds (bench/compare).
+    Bench(bench::Args),
 }
 
 fn main() -> anyhow::Result<()> {
@@ -71,6 +68,6 @@ fn main() -> anyhow::Result<()> {
             dist::Build::Dist
         })
         .map(|_| ()),
-        Task::Bench { seconds } => bench::bench(seconds),
+        Task::Bench(args) => bench::bench(args),
     }
 }

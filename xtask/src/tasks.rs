@@ -199,6 +199,20 @@ pub fn test(lint: bool) -> Result<()> {
             .env("EDGE_PROXY_BIN", &proxy_bin),
     )?;
 
+    // The benchmark's Node clients (bench/compare), a few seconds against
+    // the real proxy and Socket.IO: not the benchmark, only that it works.
+    if let Err(e) = crate::bench::npm_install() {
+        eprintln!("    bench/compare: {e:#}");
+        tally.failures.push("npm ci in bench/compare".into());
+    }
+    tally.run(
+        "benchmark clients: bench/compare's load against the real proxy and Socket.IO (smoke)",
+        Command::new("node")
+            .current_dir(crate::bench::compare_dir())
+            .args(["--test", "smoke.test.js"])
+            .env("EDGE_PROXY_BIN", &proxy_bin),
+    )?;
+
     let minutes = started.elapsed().as_secs_f64() / 60.0;
     eprintln!("\nall test runs finished in {minutes:.1} min");
     if !tally.failures.is_empty() {
