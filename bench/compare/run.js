@@ -5,8 +5,8 @@
 //   node run.js --system edge --url ws://127.0.0.1:PORT/ws --server-pid PID --clients 100
 //   node run.js --system socketio --url http://127.0.0.1:PORT --server-pid PID --clients 100
 import { readFileSync } from 'node:fs';
-import { Worker } from 'node:worker_threads';
-import { PHASE, PROGRESS, SLOTS, WARMUP, MEASURING, STOPPED, BUCKETS } from './shared.js';
+import { MessageChannel, Worker } from 'node:worker_threads';
+import { PHASE, SLOTS, WARMUP, MEASURING, STOPPED, BUCKETS } from './shared.js';
 
 const args = Object.fromEntries(process.argv.slice(2).reduce((acc, a, i, all) => (a.startsWith('--') ? [...acc, [a.slice(2), all[i + 1]]] : acc), []));
 const system = args.system;
@@ -30,11 +30,11 @@ const sleep = (ms) => new Promise((resolve) => setTimeout(resolve, ms));
 const seconds_ = () => Number(process.hrtime.bigint()) / 1e9;
 
 const ctl = new Int32Array(new SharedArrayBuffer(4 * (SLOTS + threads)));
-const setPhase = (p) => { Atomics.store(ctl, PHASE, p); Atomics.add(ctl, PROGRESS, 1); Atomics.notify(ctl, PROGRESS); };
+const setPhase = (p) => Atomics.store(ctl, PHASE, p);
 const common = { system, url, ctl: ctl.buffer, subscriberThreads: threads, window, payloadBytes, runId, clockBase: String(process.hrtime.bigint()) };
 
-const start = (data) => {
-  const w = new Worker(new URL('./worker.js', import.meta.url), { workerData: { ...common, ...data } });
+const start = (data, transferList = []) => {
+  const w = new Worker(new URL('./worker.js', import.meta.url), { workerData: { ...common, ...data }, transferList });
   w.on('error', (e) => { console.error(e); process.exit(2); });
   w.on('message', (m) => { if (m.error) { console.error(`worker: ${m.error}`); process.exit(2); } });
   return w;
@@ -43,13 +43,17 @@ const next = (w) => new Promise((resolve) => w.once('message', resolve));
 
 const connectStarted = seconds_();
 const subs = [];
+// One channel from each subscriber thread to the publisher, for wake-ups.
+const wakes = [];
 for (let t = 0; t < threads; t++) {
   const ids = [];
   for (let k = t; k < clients; k += threads) ids.push(`bench-${runId}-sub-${k}`);
-  subs.push(start({ role: 'subscribers', ids, slot: t }));
+  const { port1, port2 } = new MessageChannel();
+  wakes.push(port2);
+  subs.push(start({ role: 'subscribers', ids, slot: t, wake: port1 }, [port1]));
 }
 await Promise.all(subs.map(next));
-const pub = start({ role: 'publisher' });
+const pub = start({ role: 'publisher', wake: wakes }, wakes);
 await next(pub);
 const connectSeconds = seconds_() - connectStarted;
 
@@ -62,6 +66,7 @@ const t0 = seconds_();
 setPhase(MEASURING);
 await sleep(seconds * 1000);
 setPhase(STOPPED);
+pub.postMessage('stop');
 const t1 = seconds_();
 const ticks1 = ticks(serverPid);
 const cpu1 = process.cpuUsage(cpu0);

@@ -8,7 +8,7 @@
 import { parentPort, workerData } from 'node:worker_threads';
 import { EdgeConnection, startTicks as edgeTicks } from './edge-client.js';
 import { SocketIoConnection, startTicks as sioTicks } from './socketio-client.js';
-import { PHASE, PROGRESS, SLOTS, WARMUP, MEASURING, STOPPED, BUCKETS } from './shared.js';
+import { PHASE, WAITING, SLOTS, WARMUP, MEASURING, BUCKETS } from './shared.js';
 
 const { role, system, url, ids, slot, subscriberThreads, window, payloadBytes, runId, clockBase } = workerData;
 const ctl = new Int32Array(workerData.ctl);
@@ -27,8 +27,7 @@ async function subscribers() {
     let low = Infinity;
     for (const h of highest) if (h < low) low = h;
     Atomics.store(ctl, SLOTS + slot, low);
-    Atomics.add(ctl, PROGRESS, 1);
-    Atomics.notify(ctl, PROGRESS);
+    if (Atomics.exchange(ctl, WAITING, 0) === 1) workerData.wake.postMessage(0);
   };
   const connections = [];
   const connect = (id, k) => {
@@ -82,25 +81,32 @@ async function publisher() {
     const phase = Atomics.load(ctl, PHASE);
     if (phase !== WARMUP && phase !== MEASURING) return;
     pumping = true;
-    const low = lowWater();
-    while (published - c.answered < w && published + 1 - low <= w) {
-      published++;
-      if (phase === MEASURING) publishedMeasured++;
-      c.publish({ i: published, t: Math.round(nowUs()), pad });
+    let low = lowWater();
+    for (;;) {
+      while (published - c.answered < w && published + 1 - low <= w) {
+        published++;
+        if (phase === MEASURING) publishedMeasured++;
+        c.publish({ i: published, t: Math.round(nowUs()), pad });
+      }
+      if (published + 1 - low <= w) break; // waiting for answers: onAnswer pumps
+      // Waiting for a subscriber: ask to be woken, then look again (its
+      // progress may have come in between).
+      Atomics.store(ctl, WAITING, 1);
+      const again = lowWater();
+      if (again === low) break;
+      low = again;
     }
     pumping = false;
   }
+  for (const port of workerData.wake) port.on('message', pump);
   const stopTicks = startTicks([c]);
   parentPort.postMessage({ ready: true });
   await new Promise((resolve) => parentPort.once('message', resolve));
-  // Woken by every new low-water mark (and every 100 ms, to see the phase).
-  while (Atomics.load(ctl, PHASE) !== STOPPED) {
-    const seen = Atomics.load(ctl, PROGRESS);
-    pump();
-    const wait = Atomics.waitAsync(ctl, PROGRESS, seen, 100);
-    if (wait.async) await wait.value;
-  }
+  pump();
+  // Until run.js says stop; meanwhile answers and wake-ups pump.
+  await new Promise((resolve) => parentPort.once('message', resolve));
   stopTicks();
+  for (const port of workerData.wake) port.close();
   parentPort.on('message', (m) => {
     if (m !== 'report') return;
     parentPort.postMessage({ published, publishedMeasured, answered: c.answered, rejected: c.rejected });

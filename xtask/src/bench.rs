@@ -266,7 +266,7 @@ fn thousands(x: f64) -> String {
     if !x.is_finite() {
         return "n/a".into();
     }
-    let digits = format!("{:.0}", x);
+    let digits = format!("{x:.0}");
     let mut out = String::new();
     for (i, c) in digits.chars().enumerate() {
         if i > 0 && (digits.len() - i) % 3 == 0 {
