@@ -436,9 +436,10 @@ fn summarize(args: &Args, runs: &[Value]) -> Vec<Value> {
                     .map(|(_, r)| f(r, key))
                     .collect(),
             )
-            .map_or(json!(null), |(m, lo, hi)| {
-                json!({"median": m, "min": lo, "max": hi})
-            })
+            .map_or(
+                json!(null),
+                |(m, lo, hi)| json!({"median": m, "min": lo, "max": hi}),
+            )
         };
         let ratio = |key: &str| {
             let paired: Vec<f64> = (1..=args.rounds)
@@ -448,12 +449,16 @@ fn summarize(args: &Args, runs: &[Value]) -> Vec<Value> {
                     Some(f(e, key) / f(s, key))
                 })
                 .collect();
-            spread(paired).map_or(json!(null), |(m, lo, hi)| {
-                json!({"median": m, "min": lo, "max": hi})
-            })
+            spread(paired).map_or(
+                json!(null),
+                |(m, lo, hi)| json!({"median": m, "min": lo, "max": hi}),
+            )
         };
         let mut row = json!({"clients": clients, "failed_runs": failed});
-        for (name, system) in [("edge_proxy", System::Edge), ("socket_io", System::SocketIo)] {
+        for (name, system) in [
+            ("edge_proxy", System::Edge),
+            ("socket_io", System::SocketIo),
+        ] {
             row[name] = json!({
                 "delivered_per_sec": stat(system, "delivered_per_sec"),
                 "published_per_sec": stat(system, "published_per_sec"),
@@ -467,9 +472,10 @@ fn summarize(args: &Args, runs: &[Value]) -> Vec<Value> {
         row["ratio_delivered"] = ratio("delivered_per_sec");
         row["ratio_p99"] = ratio("p99_ms");
         row["ratio_cpu_per_delivery"] = ratio("server_cpu_us_per_delivery");
-        row["loadavg_1m"] = spread(loads).map_or(json!(null), |(m, lo, hi)| {
-            json!({"median": m, "min": lo, "max": hi})
-        });
+        row["loadavg_1m"] = spread(loads).map_or(
+            json!(null),
+            |(m, lo, hi)| json!({"median": m, "min": lo, "max": hi}),
+        );
         out.push(row);
     }
     out
