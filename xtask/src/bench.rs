@@ -526,3 +526,49 @@ fn markdown(args: &Args, summary: &[Value], machine: &Value) -> String {
     t.push_str("\n(medians over the rounds; ratios are edge-proxy / Socket.IO within each round, median [min..max]; below 1 for ev/s, or above 1 for CPU, edge-proxy is worse)\n");
     t
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn spread_is_median_min_max_without_failed_values() {
+        assert_eq!(spread(vec![3.0, 1.0, 2.0]), Some((2.0, 1.0, 3.0)));
+        assert_eq!(
+            spread(vec![4.0, 1.0, f64::NAN, 2.0, 3.0]),
+            Some((2.5, 1.0, 4.0))
+        );
+        assert_eq!(spread(vec![]), None);
+    }
+
+    #[test]
+    fn thousands_groups_digits() {
+        assert_eq!(thousands(5_018.4), "5,018");
+        assert_eq!(thousands(999.0), "999");
+        assert_eq!(thousands(1_234_567.0), "1,234,567");
+    }
+
+    #[test]
+    fn ratios_pair_runs_of_the_same_round_and_skip_failures() {
+        let args = Args {
+            seconds: 1,
+            warmup: 0,
+            rounds: 2,
+            clients: vec![10],
+            workers: 2,
+            window: 32,
+            payload_bytes: 64,
+            json: PathBuf::from("x.json"),
+        };
+        let run = |round: u64, system: &str, rate: f64| json!({"round": round, "clients": 10, "system": system, "delivered_per_sec": rate, "loadavg_1m": 1.0});
+        let runs = vec![
+            run(1, "edge", 200.0),
+            run(1, "socketio", 100.0),
+            run(2, "socketio", 100.0),
+            json!({"round": 2, "clients": 10, "system": "edge", "error": "failed", "loadavg_1m": 1.0}),
+        ];
+        let summary = summarize(&args, &runs);
+        assert_eq!(summary[0]["ratio_delivered"]["median"], json!(2.0));
+        assert_eq!(summary[0]["failed_runs"]["edge"], json!(1));
+    }
+}
