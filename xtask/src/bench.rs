@@ -185,6 +185,29 @@ fn start_socketio() -> Result<Server> {
     Ok(server)
 }
 
+/// `cargo`, without the variables `cargo run` set for xtask itself
+/// (`CARGO_MANIFEST_DIR`, `CARGO_PKG_NAME`, ...): build scripts such as
+/// ring's rerun when one changes, so a release proxy built from the shell
+/// was rebuilt from scratch here, and the next shell build again.
+fn cargo_outside_xtask() -> Command {
+    let mut cmd = cargo();
+    for (key, _) in std::env::vars_os() {
+        let Some(key) = key.to_str() else { continue };
+        if key.starts_with("CARGO_PKG_")
+            || key.starts_with("CARGO_MANIFEST_")
+            || [
+                "CARGO_CRATE_NAME",
+                "CARGO_BIN_NAME",
+                "CARGO_PRIMARY_PACKAGE",
+            ]
+            .contains(&key)
+        {
+            cmd.env_remove(key);
+        }
+    }
+    cmd
+}
+
 /// The 1-minute load average now.
 fn loadavg() -> f64 {
     std::fs::read_to_string("/proc/loadavg")
@@ -315,7 +338,7 @@ fn machine() -> Value {
 pub fn bench(args: Args) -> Result<()> {
     let started = Instant::now();
     step("building the proxy (release)");
-    run(cargo().args(["build", "--release", "-p", "edge-proxy"]))?;
+    run(cargo_outside_xtask().args(["build", "--release", "-p", "edge-proxy"]))?;
     npm_install()?;
     let machine = machine();
     let per_run = args.seconds + args.warmup;
