@@ -34,6 +34,12 @@ impl ProcStats {
         }
     }
 
+    /// CPU seconds (user + system) used between two samples.
+    pub fn cpu_seconds_since(&self, earlier: &ProcStats) -> f64 {
+        // Linux reports CPU time in USER_HZ ticks, 100 a second.
+        self.ticks.saturating_sub(earlier.ticks) as f64 / 100.0
+    }
+
     /// CPU use between two samples, in percent of one core (100 = one core busy).
     pub fn cpu_percent_since(&self, earlier: &ProcStats) -> f64 {
         let seconds = self.at.duration_since(earlier.at).as_secs_f64();

@@ -42,6 +42,9 @@ struct Point {
     round: usize,
     delivered: f64,
     p99: f64,
+    cpu_us: f64,
+    accepted: f64,
+    accept_p99: f64,
 }
 
 pub async fn run(bin: &Path, args: Args, results: &mut Results) -> Result<()> {
@@ -99,6 +102,14 @@ pub async fn run(bin: &Path, args: Args, results: &mut Results) -> Result<()> {
                     r.rss_kib as f64 / 1024.0,
                     r.duplicates
                 );
+                println!(
+                    "{:>8} proxy CPU {:.3} us per delivery; publisher: {:.0} accepted/s, publish to Accepted p50 {:.2} ms, p99 {:.2} ms",
+                    "",
+                    r.cpu_us_per_delivery(),
+                    r.accepted_per_sec(),
+                    r.accept_ms(0.50),
+                    r.accept_ms(0.99)
+                );
                 let metric = |name: &str, q: &str| proxy.metric_quantile(name, q).unwrap_or(0.0);
                 let commit_p50 = metric("proxy_log_commit_seconds", "0.5") * 1e3;
                 let commit_p99 = metric("proxy_log_commit_seconds", "0.99") * 1e3;
@@ -122,6 +133,9 @@ pub async fn run(bin: &Path, args: Args, results: &mut Results) -> Result<()> {
                     "p50_ms": r.latency_ms(0.50), "p99_ms": r.latency_ms(0.99),
                     "p999_ms": r.latency_ms(0.999), "cpu_percent": r.cpu_percent,
                     "rss_mib": r.rss_kib as f64 / 1024.0, "duplicates": r.duplicates,
+                    "cpu_us_per_delivery": r.cpu_us_per_delivery(),
+                    "accepted_per_sec": r.accepted_per_sec(),
+                    "accept_p50_ms": r.accept_ms(0.50), "accept_p99_ms": r.accept_ms(0.99),
                     "commit_p50_ms": commit_p50, "commit_p99_ms": commit_p99,
                 });
                 row["completeness"] = outcome.json();
@@ -130,6 +144,9 @@ pub async fn run(bin: &Path, args: Args, results: &mut Results) -> Result<()> {
                     round,
                     delivered: r.delivered_per_sec(),
                     p99: r.latency_ms(0.99),
+                    cpu_us: r.cpu_us_per_delivery(),
+                    accepted: r.accepted_per_sec(),
+                    accept_p99: r.accept_ms(0.99),
                 });
             }
         }
@@ -169,8 +186,12 @@ fn summarize(args: &Args, points: &BTreeMap<(usize, usize), Vec<Point>>, results
             };
             let (d, dmin, dmax) = spread(&mut ps.iter().map(|p| p.delivered).collect::<Vec<_>>());
             let (p, pmin, pmax) = spread(&mut ps.iter().map(|p| p.p99).collect::<Vec<_>>());
+            let (c, cmin, cmax) = spread(&mut ps.iter().map(|p| p.cpu_us).collect::<Vec<_>>());
+            let (a, amin, amax) = spread(&mut ps.iter().map(|p| p.accepted).collect::<Vec<_>>());
+            let (ap, apmin, apmax) =
+                spread(&mut ps.iter().map(|p| p.accept_p99).collect::<Vec<_>>());
             let mut line = format!(
-                "  window {window:>5}, {clients} clients: delivered/s {d:.0} [{dmin:.0}..{dmax:.0}], p99 {p:.2} ms [{pmin:.2}..{pmax:.2}]"
+                "  window {window:>5}, {clients} clients: delivered/s {d:.0} [{dmin:.0}..{dmax:.0}], p99 {p:.2} ms [{pmin:.2}..{pmax:.2}], cpu {c:.3} us/delivery [{cmin:.3}..{cmax:.3}], accepted/s {a:.0} [{amin:.0}..{amax:.0}], Accepted p99 {ap:.2} ms [{apmin:.2}..{apmax:.2}]"
             );
             let mut row = json!({"summary": true, "window": window, "clients": clients,
                 "delivered_per_sec_median": d, "delivered_per_sec_min": dmin, "delivered_per_sec_max": dmax,

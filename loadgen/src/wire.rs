@@ -1,7 +1,7 @@
 //! Minimal protocol clients for load: a publisher that pipelines reliable
 //! publishes and a subscriber that checks order, acks, and measures latency.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeSet, VecDeque};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -134,6 +134,10 @@ pub struct Publisher {
     /// Refused publishes above `accepted` are still answered; below it they
     /// are only kept for the report.
     rejected: BTreeSet<u64>,
+    /// When each unanswered publish was sent, oldest first.
+    sent_at: VecDeque<(u64, std::time::Instant)>,
+    /// Send to the `Accepted` (or `Rejected`) that answered it, in µs.
+    pub answer_latency: Histogram<u64>,
 }
 
 impl Publisher {
@@ -149,7 +153,27 @@ impl Publisher {
             next: 1,
             accepted: 0,
             rejected: BTreeSet::new(),
+            sent_at: VecDeque::new(),
+            answer_latency: Histogram::new_with_bounds(1, 60_000_000, 3)?,
         })
+    }
+
+    /// Publishes answered so far (covered by `Accepted`).
+    pub fn accepted(&self) -> u64 {
+        self.accepted
+    }
+
+    fn answered(&mut self, upto: u64) {
+        let now = std::time::Instant::now();
+        while let Some(&(seq, at)) = self.sent_at.front() {
+            if seq > upto {
+                break;
+            }
+            self.sent_at.pop_front();
+            let _ = self
+                .answer_latency
+                .record((now.duration_since(at).as_micros() as u64).max(1));
+        }
     }
 
     /// The window this publisher keeps to.
@@ -184,6 +208,8 @@ impl Publisher {
                 expires_at_ms: None,
                 ttl_ms: None,
             });
+            self.sent_at
+                .push_back((self.next, std::time::Instant::now()));
             self.next += 1;
             self.ws
                 .feed(Message::Binary(frame.encode()?.into()))
@@ -203,9 +229,15 @@ impl Publisher {
     async fn handle(&mut self, msg: Message) -> Result<()> {
         if let Message::Binary(b) = msg {
             match ServerFrame::decode(&b, usize::MAX)? {
-                ServerFrame::Accepted { upto } => self.accepted = self.accepted.max(upto),
+                ServerFrame::Accepted { upto } => {
+                    self.accepted = self.accepted.max(upto);
+                    self.answered(upto);
+                }
                 ServerFrame::Rejected(r) => {
                     self.rejected.insert(r.client_seq);
+                    if self.sent_at.front().is_some_and(|&(seq, _)| seq == r.client_seq) {
+                        self.answered(r.client_seq);
+                    }
                 }
                 ServerFrame::Ping(p) => {
                     self.ws

@@ -36,6 +36,12 @@ pub struct RunResult {
     pub cpu_percent: f64,
     pub rss_kib: u64,
     pub published: u64,
+    /// Publishes answered by `Accepted` within the measured window.
+    pub accepted: u64,
+    /// Publish to its `Accepted`, at the publisher, in µs.
+    pub accept_latency: Histogram<u64>,
+    /// The proxy's CPU seconds (user + system) over the measured window.
+    pub cpu_seconds: f64,
     /// What the publisher sent, for the completeness check.
     pub sent: Sent,
 }
@@ -47,6 +53,20 @@ impl RunResult {
 
     pub fn published_per_sec(&self) -> f64 {
         self.published as f64 / self.seconds
+    }
+
+    pub fn accepted_per_sec(&self) -> f64 {
+        self.accepted as f64 / self.seconds
+    }
+
+    /// The proxy's CPU time per event delivered, in µs.
+    pub fn cpu_us_per_delivery(&self) -> f64 {
+        self.cpu_seconds * 1e6 / (self.delivered.max(1) as f64)
+    }
+
+    /// A quantile of publish-to-`Accepted`, in milliseconds.
+    pub fn accept_ms(&self, q: f64) -> f64 {
+        crate::bench::ms(self.accept_latency.value_at_quantile(q))
     }
 
     /// A latency quantile in milliseconds.
@@ -122,6 +142,8 @@ pub async fn run_throughput_at(proxy: &Proxy, url: &str, w: Workload) -> Result<
     let seconds_run = started.elapsed().as_secs_f64();
     let delivered_in_window = delivered.load(Ordering::Relaxed);
     let published = publisher.sent();
+    let accepted = publisher.accepted();
+    let accept_latency = publisher.answer_latency.clone();
     let after = proxy_stats(proxy);
     stop.store(true, Ordering::Relaxed);
     bar.finish_and_clear();
@@ -141,6 +163,9 @@ pub async fn run_throughput_at(proxy: &Proxy, url: &str, w: Workload) -> Result<
         latency,
         duplicates,
         cpu_percent: after.cpu_percent_since(&before),
+        cpu_seconds: after.cpu_seconds_since(&before),
+        accepted,
+        accept_latency,
         rss_kib: after.rss_kib,
         published,
         sent,
