@@ -23,19 +23,60 @@ use shared_protocol::frame::State;
 use tokio::sync::{mpsc, oneshot, watch};
 
 use super::store::{Append, Outcome, Publisher, Store};
-use super::{now_ms, LogConfig, LogError, Logged, NewEvent, Published};
+use super::{
+    now_ms, LogConfig, LogError, Logged, NewEvent, PublishRequest, PublishResult, Published,
+};
 
 enum Command {
-    Append(Append, oneshot::Sender<Result<Outcome, Arc<LogError>>>),
+    Append(Append, Reply),
     Trim(oneshot::Sender<Result<u64, Arc<LogError>>>),
     /// Commit what is queued, then stop: later requests get `Closed`.
     Shutdown,
+}
+
+/// Where the answer to an append goes.
+enum Reply {
+    /// To one waiting caller.
+    Once(oneshot::Sender<Result<Outcome, Arc<LogError>>>),
+    /// Straight into a session's lane of results, in the order its
+    /// publishes were queued: the session is woken once per commit, with
+    /// no task in between.
+    Lane {
+        client_seq: u64,
+        results: mpsc::UnboundedSender<PublishResult>,
+    },
+}
+
+impl Reply {
+    fn send(self, result: Result<Outcome, Arc<LogError>>) {
+        match self {
+            Reply::Once(tx) => {
+                let _ = tx.send(result);
+            }
+            Reply::Lane {
+                client_seq,
+                results,
+            } => {
+                let published = result.map(|outcome| match outcome {
+                    Outcome::Committed(logged) => {
+                        Published::Applied(logged.first().map_or(0, |e| e.seq))
+                    }
+                    Outcome::Duplicate => Published::Duplicate,
+                    Outcome::OutOfOrder => Published::OutOfOrder,
+                });
+                let _ = results.send((client_seq, published));
+            }
+        }
+    }
 }
 
 struct Shared {
     store: Store,
     tail: RwLock<VecDeque<Logged>>,
     head: watch::Sender<u64>,
+    /// The same head, for reads: an atomic load instead of the watch's lock
+    /// that every woken session would take.
+    head_now: std::sync::atomic::AtomicU64,
     config: LogConfig,
     /// Why the log cannot store right now (a full disk), until a write
     /// succeeds again.
@@ -84,9 +125,14 @@ impl Shared {
 const RECOVER_EVERY: std::time::Duration = std::time::Duration::from_secs(1);
 
 /// A cloneable handle to the embedded log.
+///
+/// The writer's queue is unbounded: every producer bounds itself (a
+/// session by its publish window, the bridge by its `LogQueue`, `append`
+/// and `trim` callers by awaiting their answer), and a session can hand a
+/// publish over without waiting, so the writer finds a whole window queued.
 #[derive(Clone)]
 pub struct Embedded {
-    tx: mpsc::Sender<Command>,
+    tx: mpsc::UnboundedSender<Command>,
     shared: Arc<Shared>,
     writer: Arc<std::sync::Mutex<Option<JoinHandle<()>>>>,
 }
@@ -115,13 +161,14 @@ impl Embedded {
             store,
             tail: RwLock::new(tail),
             head: watch::Sender::new(head),
+            head_now: std::sync::atomic::AtomicU64::new(head),
             config,
             problem: std::sync::Mutex::new(None),
             usage: std::sync::Mutex::new(usage),
             tail_bytes: std::sync::atomic::AtomicU64::new(tail_bytes),
         });
         shared.set_problem(None);
-        let (tx, rx) = mpsc::channel(config.max_batch * 4);
+        let (tx, rx) = mpsc::unbounded_channel();
         let worker = shared.clone();
         let writer = std::thread::Builder::new()
             .name("eventlog-writer".into())
@@ -139,7 +186,7 @@ impl Embedded {
     }
 
     pub fn head(&self) -> u64 {
-        *self.shared.head.borrow()
+        self.shared.head_now.load(Ordering::Acquire)
     }
 
     /// Wakes whenever the durable head moves.
@@ -150,8 +197,7 @@ impl Embedded {
     async fn request(&self, append: Append) -> Result<Outcome, Arc<LogError>> {
         let (tx, rx) = oneshot::channel();
         self.tx
-            .send(Command::Append(append, tx))
-            .await
+            .send(Command::Append(append, Reply::Once(tx)))
             .map_err(|_| Arc::new(LogError::Closed))?;
         rx.await.map_err(|_| Arc::new(LogError::Closed))?
     }
@@ -179,42 +225,45 @@ impl Embedded {
         client_seq: u64,
         event: NewEvent,
     ) -> Result<Published, Arc<LogError>> {
-        self.submit(client_id, client_seq, None, event).await?.await
+        let (results, mut rx) = mpsc::unbounded_channel();
+        let request = PublishRequest {
+            client_seq,
+            after: None,
+            event,
+        };
+        self.submit(client_id, request, &results)?;
+        drop(results);
+        match rx.recv().await {
+            Some((_, result)) => result,
+            None => Err(Arc::new(LogError::Closed)),
+        }
     }
 
-    /// Queues a client's publish behind everything queued before and
-    /// returns at once with its answer to come: calls made one after the
-    /// other reach the store in that order (see [`super::EventLog::publisher`]).
-    pub async fn submit(
+    /// Queues a client's publish behind everything queued before, without
+    /// waiting; its answer comes into `results` with its `client_seq`.
+    /// Calls made one after the other reach the store in that order, and
+    /// their answers come back in it (see [`super::EventLog::publisher`]).
+    pub fn submit(
         &self,
         client_id: &str,
-        client_seq: u64,
-        after: Option<u64>,
-        event: NewEvent,
-    ) -> Result<impl std::future::Future<Output = Result<Published, Arc<LogError>>>, Arc<LogError>>
-    {
+        request: PublishRequest,
+        results: &mpsc::UnboundedSender<PublishResult>,
+    ) -> Result<(), Arc<LogError>> {
         let append = Append {
-            events: vec![event],
+            events: vec![request.event],
             publisher: Some(Publisher {
                 client_id: client_id.to_string(),
-                client_seq,
-                after,
+                client_seq: request.client_seq,
+                after: request.after,
             }),
         };
-        let (tx, rx) = oneshot::channel();
+        let reply = Reply::Lane {
+            client_seq: request.client_seq,
+            results: results.clone(),
+        };
         self.tx
-            .send(Command::Append(append, tx))
-            .await
-            .map_err(|_| Arc::new(LogError::Closed))?;
-        Ok(async move {
-            match rx.await.map_err(|_| Arc::new(LogError::Closed))?? {
-                Outcome::Committed(logged) => {
-                    Ok(Published::Applied(logged.first().map_or(0, |e| e.seq)))
-                }
-                Outcome::Duplicate => Ok(Published::Duplicate),
-                Outcome::OutOfOrder => Ok(Published::OutOfOrder),
-            }
-        })
+            .send(Command::Append(append, reply))
+            .map_err(|_| Arc::new(LogError::Closed))
     }
 
     /// Up to `limit` events from `from` on, from memory when possible.
@@ -235,6 +284,37 @@ impl Embedded {
         self.shared.store.read_range(from, head, limit)
     }
 
+    /// [`Embedded::read`] lent to `f` instead of copied: from the tail under
+    /// its read lock (no per-event clone, whose reference counts every
+    /// session would bounce between the cores), from disk otherwise.
+    pub fn read_with<R>(
+        &self,
+        from: u64,
+        limit: usize,
+        f: impl FnOnce(Result<&[&Logged], LogError>) -> R,
+    ) -> R {
+        let head = self.head();
+        if from > head || limit == 0 {
+            return f(Ok(&[]));
+        }
+        let tail = match self.shared.tail.read() {
+            Ok(tail) => tail,
+            Err(_) => return f(Err(LogError::Closed)),
+        };
+        if let Some(first) = tail.front() {
+            if from >= first.seq {
+                let start = ((from - first.seq) as usize).min(tail.len());
+                let events: Vec<&Logged> = tail.range(start..).take(limit).collect();
+                return f(Ok(&events));
+            }
+        }
+        drop(tail);
+        match self.shared.store.read_range(from, head, limit) {
+            Ok(owned) => f(Ok(&owned.iter().collect::<Vec<_>>())),
+            Err(e) => f(Err(e)),
+        }
+    }
+
     /// The oldest `seq` still replayable.
     pub fn oldest(&self) -> Result<u64, LogError> {
         self.shared.store.oldest()
@@ -250,7 +330,6 @@ impl Embedded {
         let (tx, rx) = oneshot::channel();
         self.tx
             .send(Command::Trim(tx))
-            .await
             .map_err(|_| Arc::new(LogError::Closed))?;
         rx.await.map_err(|_| Arc::new(LogError::Closed))?
     }
@@ -284,7 +363,7 @@ impl Embedded {
     /// Commits what is queued, stops the writer and waits for it. Every
     /// clone of the handle gets `Closed` for writes afterwards.
     pub async fn close(&self) {
-        let _ = self.tx.send(Command::Shutdown).await;
+        let _ = self.tx.send(Command::Shutdown);
         let writer = self.writer.lock().ok().and_then(|mut w| w.take());
         if let Some(handle) = writer {
             let _ = tokio::task::spawn_blocking(move || handle.join()).await;
@@ -292,7 +371,7 @@ impl Embedded {
     }
 }
 
-fn writer_loop(shared: Arc<Shared>, mut rx: mpsc::Receiver<Command>) {
+fn writer_loop(shared: Arc<Shared>, mut rx: mpsc::UnboundedReceiver<Command>) {
     let mut batch: Vec<Append> = Vec::new();
     let mut replies = Vec::new();
     let mut running = true;
@@ -353,7 +432,7 @@ fn writer_loop(shared: Arc<Shared>, mut rx: mpsc::Receiver<Command>) {
                 metrics::gauge!("proxy_publishers").set(shared.store.publishers() as f64);
                 publish_to_tail(&shared, &outcomes);
                 for (reply, outcome) in replies.drain(..).zip(outcomes) {
-                    let _ = reply.send(Ok(outcome));
+                    reply.send(Ok(outcome));
                 }
             }
             Err(e) => {
@@ -362,11 +441,23 @@ fn writer_loop(shared: Arc<Shared>, mut rx: mpsc::Receiver<Command>) {
                 metrics::counter!("proxy_log_commit_failures_total").increment(1);
                 let e = Arc::new(e);
                 for reply in replies.drain(..) {
-                    let _ = reply.send(Err(e.clone()));
+                    reply.send(Err(e.clone()));
                 }
             }
         }
         batch.clear();
+    }
+    // Stopped: whatever is still queued, or comes, is told so (a session's
+    // lane is never left waiting for an answer).
+    rx.close();
+    while let Some(command) = rx.blocking_recv() {
+        match command {
+            Command::Append(_, reply) => reply.send(Err(Arc::new(LogError::Closed))),
+            Command::Trim(reply) => {
+                let _ = reply.send(Err(Arc::new(LogError::Closed)));
+            }
+            Command::Shutdown => {}
+        }
     }
 }
 
@@ -374,7 +465,7 @@ fn writer_loop(shared: Arc<Shared>, mut rx: mpsc::Receiver<Command>) {
 /// [`RECOVER_EVERY`] meanwhile, and waits normally once it has.
 fn wait_recovering(
     shared: &Shared,
-    rx: &mut mpsc::Receiver<Command>,
+    rx: &mut mpsc::UnboundedReceiver<Command>,
     last_try: &mut Instant,
 ) -> Option<Command> {
     loop {
@@ -431,6 +522,7 @@ fn publish_to_tail(shared: &Shared, outcomes: &[Outcome]) {
     }
     if let Some(seq) = newest {
         metrics::counter!("proxy_events_appended_total").increment(appended);
+        shared.head_now.store(seq, Ordering::Release);
         shared.head.send_replace(seq);
     }
 }

@@ -27,8 +27,6 @@ mod usage;
 use std::path::Path;
 use std::sync::Arc;
 
-use futures_util::stream::FuturesOrdered;
-use futures_util::{FutureExt, StreamExt};
 use shared_protocol::frame::State;
 use tokio::sync::{mpsc, watch};
 
@@ -132,6 +130,34 @@ pub struct PublishRequest {
 
 /// What became of a [`PublishRequest`], with its `client_seq`.
 pub type PublishResult = (u64, Result<Published, Arc<LogError>>);
+
+/// One session's way into the log for its publishes (see
+/// [`EventLog::publisher`]).
+pub enum PublishLane {
+    Direct {
+        log: embedded::Embedded,
+        client_id: String,
+        results: mpsc::UnboundedSender<PublishResult>,
+    },
+    Task(mpsc::UnboundedSender<PublishRequest>),
+}
+
+impl PublishLane {
+    /// Hands a publish over, behind those handed over before; `Err` once the
+    /// log is closed.
+    pub fn send(&self, request: PublishRequest) -> Result<(), LogError> {
+        match self {
+            PublishLane::Direct {
+                log,
+                client_id,
+                results,
+            } => log
+                .submit(client_id, request, results)
+                .map_err(|_| LogError::Closed),
+            PublishLane::Task(tx) => tx.send(request).map_err(|_| LogError::Closed),
+        }
+    }
+}
 
 /// A cloneable handle to whichever log the proxy was started with.
 #[derive(Clone)]
@@ -266,65 +292,58 @@ impl EventLog {
     }
 
     /// A lane for one session's publishes: they reach the log in exactly the
-    /// order they are sent into it (many in flight on the embedded log, one
-    /// at a time on JetStream, whose per-client lanes already serialise),
-    /// and their results come back in that order. The lane's task ends once
-    /// the sender is dropped and what is in flight is done. Unbounded
-    /// because the session bounds it (its publish window).
+    /// order they are sent into it and their results come back in that
+    /// order. On the embedded log a publish goes straight into the writer's
+    /// queue (many in flight, no task in between) and the writer answers
+    /// into the results channel as soon as its commit returns; on JetStream
+    /// a task sends them one at a time (its per-client lanes already
+    /// serialise). Unbounded because the session bounds it (its publish
+    /// window).
     pub fn publisher(
         &self,
         client_id: String,
-    ) -> (
-        mpsc::UnboundedSender<PublishRequest>,
-        mpsc::UnboundedReceiver<PublishResult>,
-    ) {
-        let (tx, mut requests) = mpsc::unbounded_channel::<PublishRequest>();
+    ) -> (PublishLane, mpsc::UnboundedReceiver<PublishResult>) {
         let (results, rx) = mpsc::unbounded_channel();
-        match self.clone() {
-            EventLog::Embedded(log) => {
-                tokio::spawn(async move {
-                    let mut in_flight = FuturesOrdered::new();
-                    let mut open = true;
-                    while open || !in_flight.is_empty() {
-                        tokio::select! {
-                            request = requests.recv(), if open => {
-                                let Some(r) = request else {
-                                    open = false;
-                                    continue;
-                                };
-                                let seq = r.client_seq;
-                                // Awaited before the next request is taken: the
-                                // order into the writer is the order sent here.
-                                let answer = log.submit(&client_id, seq, r.after, r.event).await;
-                                in_flight.push_back(async move {
-                                    match answer {
-                                        Ok(answer) => (seq, answer.await),
-                                        Err(e) => (seq, Err(e)),
-                                    }
-                                }.boxed());
-                            }
-                            Some(done) = in_flight.next(), if !in_flight.is_empty() => {
-                                let _ = results.send(done);
-                            }
-                        }
-                    }
-                });
-            }
+        let lane = match self.clone() {
+            EventLog::Embedded(log) => PublishLane::Direct {
+                log,
+                client_id,
+                results,
+            },
             EventLog::JetStream(log) => {
+                let (tx, mut requests) = mpsc::unbounded_channel::<PublishRequest>();
                 tokio::spawn(async move {
                     while let Some(r) = requests.recv().await {
                         let answer = log.publish(&client_id, r.client_seq, r.event).await;
                         let _ = results.send((r.client_seq, answer));
                     }
                 });
+                PublishLane::Task(tx)
             }
-        }
-        (tx, rx)
+        };
+        (lane, rx)
     }
 
     /// Up to `limit` events from `from` on, from memory when possible.
     pub fn read(&self, from: u64, limit: usize) -> Result<Vec<Logged>, LogError> {
         each!(self, log => log.read(from, limit))
+    }
+
+    /// [`EventLog::read`], lent to `f`: the embedded log's tail is not
+    /// copied event by event.
+    pub fn read_with<R>(
+        &self,
+        from: u64,
+        limit: usize,
+        f: impl FnOnce(Result<&[&Logged], LogError>) -> R,
+    ) -> R {
+        match self {
+            EventLog::Embedded(log) => log.read_with(from, limit, f),
+            EventLog::JetStream(log) => match log.read(from, limit) {
+                Ok(owned) => f(Ok(&owned.iter().collect::<Vec<_>>())),
+                Err(e) => f(Err(e)),
+            },
+        }
     }
 
     /// The oldest `seq` still replayable, or `head + 1` when none is.

@@ -246,6 +246,9 @@ pub struct ServerSession {
     bucket_wait_until: Option<Millis>,
     peer_clock: PeerClock,
     pending: VecDeque<Pending>,
+    /// `pending[..first_queued]` are all handed to the log or done: admission
+    /// resumes here instead of walking the whole window on every publish.
+    first_queued: usize,
     /// How many of `pending` are reliable (the publish window counts them).
     reliable_pending: usize,
     last_forwarded: Option<u64>,
@@ -294,6 +297,7 @@ impl ServerSession {
             bucket_wait_until: None,
             peer_clock,
             pending: VecDeque::new(),
+            first_queued: 0,
             reliable_pending: 0,
             last_forwarded: None,
             pending_bytes: 0,
@@ -437,14 +441,25 @@ impl ServerSession {
         self.pump_events();
     }
 
-    /// The answer to [`Output::ReadEvents`].
+    /// The answer to [`Output::ReadEvents`] (the shell lends them instead:
+    /// [`ServerSession::handle_events_lent`]).
+    #[cfg(test)]
     pub fn handle_events(&mut self, events: Result<Vec<Logged>, String>) {
+        match events {
+            Ok(events) => self.handle_events_lent(Ok(&events.iter().collect::<Vec<_>>())),
+            Err(e) => self.handle_events_lent(Err(e)),
+        }
+    }
+
+    /// [`ServerSession::handle_events`] on events the log lends (its
+    /// in-memory tail): only the frames to send are kept.
+    pub fn handle_events_lent(&mut self, events: Result<&[&Logged], String>) {
         if self.reading != Reading::Events {
             return;
         }
         self.reading = Reading::Idle;
         match events {
-            Ok(events) => self.send_batch(&events),
+            Ok(events) => self.send_batch(events),
             Err(e) => self.close(ErrorCode::Unavailable, &format!("cannot read the log: {e}")),
         }
         self.pump_events();
@@ -497,7 +512,10 @@ impl ServerSession {
         self.pump_events();
     }
 
-    /// The log's answer to an [`Output::Append`], in the order they were made.
+    /// The log's answer to an [`Output::Append`], in the order they were made
+    /// (the shell gives a commit's answers together:
+    /// [`ServerSession::handle_published_all`]).
+    #[cfg(test)]
     pub fn handle_published(
         &mut self,
         client_seq: u64,
@@ -505,16 +523,62 @@ impl ServerSession {
         now: Millis,
         env: &mut dyn Admission,
     ) {
-        let found = self.pending.iter().enumerate().find_map(|(i, p)| match p {
-            Pending::InLog {
-                client_seq: s,
-                ptt,
-                reliable,
-            } if *s == client_seq => Some((i, *ptt, *reliable)),
-            _ => None,
-        });
-        let Some((index, ptt, reliable)) = found else {
-            return;
+        self.handle_published_all(std::iter::once((client_seq, result)), now, env);
+    }
+
+    /// Several answers of the log at once (one commit's), in the order the
+    /// appends were made: one `Accepted` covers the whole run of applied ones.
+    pub fn handle_published_all(
+        &mut self,
+        results: impl IntoIterator<Item = (u64, Result<Published, String>)>,
+        now: Millis,
+        env: &mut dyn Admission,
+    ) {
+        let mut any = false;
+        // Answers come in the order of the queue: each search starts after
+        // the last one found.
+        let mut from = 0;
+        for (client_seq, result) in results {
+            match self.record_published(client_seq, result, from) {
+                Some(Some(index)) => {
+                    any = true;
+                    from = index + 1;
+                }
+                Some(None) => {}
+                None => return,
+            }
+        }
+        if any {
+            self.answer_publishes();
+            self.pump_publishes(now, env);
+        }
+    }
+
+    /// Marks one publish done: `Some(Some(index))` where it is in the
+    /// queue, `Some(None)` if it was not waiting for the log, `None` if the
+    /// session closed over it. The search starts at `from`.
+    fn record_published(
+        &mut self,
+        client_seq: u64,
+        result: Result<Published, String>,
+        from: usize,
+    ) -> Option<Option<usize>> {
+        let find = |skip: usize| {
+            self.pending
+                .iter()
+                .enumerate()
+                .skip(skip)
+                .find_map(|(i, p)| match p {
+                    Pending::InLog {
+                        client_seq: s,
+                        ptt,
+                        reliable,
+                    } if *s == client_seq => Some((i, *ptt, *reliable)),
+                    _ => None,
+                })
+        };
+        let Some((index, ptt, reliable)) = find(from).or_else(|| find(0)) else {
+            return Some(None);
         };
         match result {
             Ok(outcome @ (Published::Applied(_) | Published::Duplicate)) => {
@@ -527,24 +591,25 @@ impl ServerSession {
                     refused: None,
                     reliable,
                 };
+                Some(Some(index))
             }
             Ok(Published::OutOfOrder) => {
                 // Never acknowledged: the client sends it again on its next
                 // connection, in order.
-                return self.close(
+                self.close(
                     ErrorCode::Unavailable,
                     "a publish reached the log out of order; reconnect and send again",
                 );
+                None
             }
             Err(e) => {
-                return self.close(
+                self.close(
                     ErrorCode::Unavailable,
                     &format!("cannot store events now: {e}"),
                 );
+                None
             }
         }
-        self.answer_publishes();
-        self.pump_publishes(now, env);
     }
 
     /// The outbound queue's state: bytes not yet written, and when the
@@ -562,6 +627,14 @@ impl ServerSession {
         if was_full && self.pending_bytes < self.soft_pending_limit() {
             self.pump_events();
         }
+    }
+
+    /// Whether the machine waits on the writer: events stay unqueued until
+    /// the outbound queue drains below its soft limit, so the shell must
+    /// report the writer's progress as soon as it is made. Otherwise the
+    /// progress it reports with the next input is enough.
+    pub fn waits_on_writer(&self) -> bool {
+        !self.closed && self.pending_bytes >= self.soft_pending_limit()
     }
 
     pub fn handle_timeout(&mut self, now: Millis, env: &mut dyn Admission) {
@@ -704,7 +777,7 @@ impl ServerSession {
         if self.closed || self.bucket_wait_until.is_some() {
             return;
         }
-        let mut index = 0;
+        let mut index = self.first_queued.min(self.pending.len());
         while index < self.pending.len() {
             let Pending::Queued(publish) = &self.pending[index] else {
                 index += 1;
@@ -779,6 +852,9 @@ impl ServerSession {
             }
             index += 1;
         }
+        // Everything before `index` is in the log or done (a publish waiting
+        // for the bucket stays queued, and so does all after it).
+        self.first_queued = index;
         self.answer_publishes();
     }
 
@@ -823,6 +899,7 @@ impl ServerSession {
             else {
                 break;
             };
+            self.first_queued = self.first_queued.saturating_sub(1);
             if reliable {
                 self.reliable_pending -= 1;
             }
@@ -870,13 +947,14 @@ impl ServerSession {
 
     /// Sends a batch read from the cursor: a retention gap when the log was
     /// trimmed under the cursor, coalescing when the client is hot.
-    fn send_batch(&mut self, events: &[Logged]) {
+    fn send_batch(&mut self, events: &[&Logged]) {
         let lag = self.head.saturating_sub(self.cursor.saturating_sub(1));
         let mut progress = Progress {
             temperature: (lag as f64 / f64::from(self.config.max_behind.max(1))).min(1.0),
             ..Progress::default()
         };
-        let events: Vec<&Logged> = events.iter().filter(|e| e.seq >= self.cursor).collect();
+        let skip_to = events.partition_point(|e| e.seq < self.cursor);
+        let events = &events[skip_to..];
         match events.first() {
             Some(first) if first.seq > self.cursor => {
                 self.send(ServerFrame::Gap(Gap {
@@ -898,14 +976,14 @@ impl ServerSession {
         }
         let hot = lag > u64::from(self.config.cool_above_lag);
         let skip = if hot {
-            superseded(&events)
+            superseded(events)
         } else {
             HashSet::new()
         };
         progress.cooled = hot && !skip.is_empty();
         let mut run: Option<(u64, u64)> = None;
         let mut last = None;
-        for event in &events {
+        for event in events {
             if self.pending_bytes >= self.soft_pending_limit() && progress.sent > 0 {
                 // The rest of the batch waits for the writer; read again later.
                 break;

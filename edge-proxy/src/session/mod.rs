@@ -17,24 +17,24 @@ mod pairing_tests;
 mod tests;
 
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
 use axum::extract::ws::{CloseFrame, Message, WebSocket};
 use bytes::Bytes;
 use futures_util::stream::{SplitSink, SplitStream};
-use futures_util::{SinkExt, StreamExt};
+use futures_util::{FutureExt, SinkExt, StreamExt};
 use shared_protocol::frame::{
     Access, ClientFrame, DecodeError, Drain, DrainReason, ErrorCode, ErrorFrame, Limits,
     ServerFrame, Welcome,
 };
 use tokio::sync::{mpsc, Notify};
-use tokio::time::{sleep_until, timeout};
+use tokio::time::timeout;
 
 use crate::app::AppState;
 use crate::auth::{role_for, Role};
-use crate::eventlog::{now_ms, PublishRequest};
+use crate::eventlog::{now_ms, PublishRequest, PublishResult};
 use crate::watchdog::Input;
 use machine::{Admission, Opening, Output, PublishReport, Report, ServerSession, SessionConfig};
 
@@ -46,6 +46,9 @@ const CLOSE_GRACE: Duration = Duration::from_secs(2);
 const STALE_CLOSE_GRACE: Duration = Duration::from_millis(300);
 /// Bytes the writer gathers before one flush.
 const WRITE_BATCH_BYTES: usize = 64 * 1024;
+/// Frames (or log answers) taken in one wake-up when more are ready, before
+/// the machine's outputs are carried out.
+const READ_BATCH: usize = 64;
 
 type Sink = SplitSink<WebSocket, Message>;
 
@@ -240,30 +243,35 @@ fn encode(frame: &ServerFrame) -> Message {
 struct Outbound {
     pending_bytes: AtomicU64,
     last_progress: AtomicU64,
+    /// Set by the session while its machine waits on the writer (see
+    /// `ServerSession::waits_on_writer`): only then does a finished write
+    /// wake it.
+    wanted: AtomicBool,
     progressed: Notify,
 }
 
-/// Writes what the session queues, one flush per batch, and records its
+/// Writes what the session queues (the frames of one wake-up come as one
+/// batch), one flush for everything queued by then, and records its
 /// progress. Ends when the queue's sender is dropped and all is written,
 /// or at the first write error.
 async fn writer(
     mut sink: Sink,
-    mut queue: mpsc::UnboundedReceiver<Message>,
+    mut queue: mpsc::UnboundedReceiver<Vec<Message>>,
     outbound: Arc<Outbound>,
     clock: crate::clock::Clock,
 ) {
     while let Some(first) = queue.recv().await {
-        let mut bytes = message_len(&first);
-        if sink.feed(first).await.is_err() {
-            return;
-        }
-        while bytes < WRITE_BATCH_BYTES {
-            let Ok(next) = queue.try_recv() else {
-                break;
-            };
-            bytes += message_len(&next);
-            if sink.feed(next).await.is_err() {
-                return;
+        let mut bytes = 0;
+        let mut batch = Some(first);
+        while let Some(messages) = batch.take() {
+            for message in messages {
+                bytes += message_len(&message);
+                if sink.feed(message).await.is_err() {
+                    return;
+                }
+            }
+            if bytes < WRITE_BATCH_BYTES {
+                batch = queue.try_recv().ok();
             }
         }
         if sink.flush().await.is_err() {
@@ -271,9 +279,11 @@ async fn writer(
         }
         outbound
             .pending_bytes
-            .fetch_sub(bytes as u64, Ordering::AcqRel);
-        outbound.last_progress.store(clock.now(), Ordering::Release);
-        outbound.progressed.notify_one();
+            .fetch_sub(bytes as u64, Ordering::SeqCst);
+        outbound.last_progress.store(clock.now(), Ordering::SeqCst);
+        if outbound.wanted.swap(false, Ordering::SeqCst) {
+            outbound.progressed.notify_one();
+        }
     }
     let _ = sink.close().await;
 }
@@ -392,6 +402,7 @@ impl Shell {
         let outbound = Arc::new(Outbound {
             pending_bytes: AtomicU64::new(0),
             last_progress: AtomicU64::new(clock.now()),
+            wanted: AtomicBool::new(false),
             progressed: Notify::new(),
         });
         let (queue, queue_rx) = mpsc::unbounded_channel();
@@ -416,12 +427,10 @@ impl Shell {
             // Tell the client when to come back, spread so the whole crowd
             // returns under the admission bound.
             let drain = self.state.drain(DrainReason::Shutdown, 0);
-            let _ = queue.send(encode(&ServerFrame::Drain(drain)));
+            let _ = queue.send(vec![encode(&ServerFrame::Drain(drain))]);
         }
         if let Some(code) = ending.code {
-            for message in closing(code, &ending.message) {
-                let _ = queue.send(message);
-            }
+            let _ = queue.send(closing(code, &ending.message).into());
         }
         drop(queue);
         if timeout(grace, &mut writer).await.is_err() {
@@ -510,33 +519,46 @@ impl Shell {
         &mut self,
         session: &mut ServerSession,
         stream: &mut SplitStream<WebSocket>,
-        queue: &mpsc::UnboundedSender<Message>,
+        queue: &mpsc::UnboundedSender<Vec<Message>>,
         outbound: &Outbound,
     ) -> Ending {
         let state = self.state.clone();
         let clock = state.clock;
-        let mut head_rx = state.log.subscribe();
         let mut shutdown = state.shutdown.clone();
+        let mut replaced = self.replaced.clone();
+        // Made once, not once a wake-up: each of these registers with a
+        // structure every session shares (the watches' waiter lists, the
+        // timer wheel), and re-registering on every pass is contention.
+        let mut shutdown_changed = std::pin::pin!(shutdown.changed());
+        let mut replaced_changed = std::pin::pin!(replaced.changed());
+        let mut head_changed = head_change(state.log.subscribe());
+        // A commit between the opening and the subscription moved no watch
+        // for this session.
+        session.handle_head(state.log.head());
+        let sleep = tokio::time::sleep_until(clock.instant_at(session.poll_timeout()));
+        let mut sleep = std::pin::pin!(sleep);
         let (publish_tx, mut published) = state.log.publisher(self.dedup_id.clone());
         let max = state.config.max_frame_bytes as usize;
+        let mut answers: Vec<(u64, Result<crate::eventlog::Published, String>)> = Vec::new();
         loop {
             session.handle_write_progress(
-                outbound.pending_bytes.load(Ordering::Acquire),
-                outbound.last_progress.load(Ordering::Acquire),
+                outbound.pending_bytes.load(Ordering::SeqCst),
+                outbound.last_progress.load(Ordering::SeqCst),
             );
-            // (Everything it asked for before is carried out by now.)
+            // (Everything it asked for before is carried out by now.) The
+            // frames go to the writer as one batch: one wake-up, one write.
+            let mut frames: Vec<Message> = Vec::new();
+            let mut frame_bytes = 0;
             while let Some(output) = session.poll_output() {
                 match output {
                     Output::Send(bytes) => {
-                        let message = Message::Binary(bytes);
-                        outbound
-                            .pending_bytes
-                            .fetch_add(message_len(&message) as u64, Ordering::AcqRel);
-                        let _ = queue.send(message);
+                        frame_bytes += bytes.len();
+                        frames.push(Message::Binary(bytes));
                     }
                     Output::ReadEvents { from, limit } => {
-                        session
-                            .handle_events(state.log.read(from, limit).map_err(|e| e.to_string()));
+                        state.log.read_with(from, limit, |events| {
+                            session.handle_events_lent(events.map_err(|e| e.to_string()))
+                        });
                     }
                     Output::ReadSnapshot => {
                         session.handle_snapshot(state.log.snapshot().map_err(|e| e.to_string()));
@@ -549,6 +571,7 @@ impl Shell {
                             event: append.event,
                         };
                         if publish_tx.send(request).is_err() {
+                            enqueue(queue, outbound, frames, frame_bytes);
                             return Ending {
                                 code: Some(ErrorCode::Unavailable),
                                 message: "the event log is closed".into(),
@@ -557,6 +580,7 @@ impl Shell {
                     }
                     Output::Report(report) => self.report(report),
                     Output::Close { code, message } => {
+                        enqueue(queue, outbound, frames, frame_bytes);
                         if code == ErrorCode::ProtocolViolation {
                             state.bad_input(code);
                         }
@@ -567,38 +591,128 @@ impl Shell {
                     }
                 }
             }
+            enqueue(queue, outbound, frames, frame_bytes);
+            let waits_on_writer = session.waits_on_writer();
+            if waits_on_writer {
+                outbound.wanted.store(true, Ordering::SeqCst);
+                // A write that finished before the flag was up woke nobody:
+                // look again now that it is.
+                session.handle_write_progress(
+                    outbound.pending_bytes.load(Ordering::SeqCst),
+                    outbound.last_progress.load(Ordering::SeqCst),
+                );
+                if !session.waits_on_writer() {
+                    continue;
+                }
+            }
             self.cursor = session.cursor();
             let wake = clock.instant_at(session.poll_timeout());
+            if sleep.deadline() != wake {
+                sleep.as_mut().reset(wake);
+            }
             let mut env = Env { state: &state };
             tokio::select! {
                 biased;
-                _ = shutdown.changed() => {
+                _ = &mut shutdown_changed => {
                     return Ending { code: Some(ErrorCode::ShuttingDown), message: "the proxy is restarting; reconnect shortly".into() };
                 }
-                _ = self.replaced.changed() => {
+                _ = &mut replaced_changed => {
                     return Ending { code: Some(ErrorCode::Replaced), message: "another connection with this client_id took over".into() };
                 }
-                Some((client_seq, result)) = published.recv() => {
-                    let result = result.map_err(|e| e.to_string());
-                    session.handle_published(client_seq, result, clock.now(), &mut env);
+                Some(first) = published.recv() => {
+                    // One commit answers many publishes: take all that are
+                    // in, so one `Accepted` covers them.
+                    answers.clear();
+                    answers.push(answer(first));
+                    while answers.len() < READ_BATCH {
+                        let Ok(next) = published.try_recv() else { break };
+                        answers.push(answer(next));
+                    }
+                    session.handle_published_all(answers.drain(..), clock.now(), &mut env);
                 }
-                incoming = next_frame(stream, max) => match incoming {
-                    Incoming::Frame(frame) => session.handle_frame(frame, clock.now(), &mut env),
-                    Incoming::Bad(code, message) => {
-                        state.bad_input(code);
-                        tracing::warn!(client_id = %self.client_id, ?code, %message, "EVENT_BAD_FRAME");
-                        return Ending { code: Some(code), message };
+                incoming = next_frame(stream, max) => {
+                    // Frames already read are taken too, so a window of
+                    // publishes reaches the log together.
+                    let mut incoming = incoming;
+                    let mut taken = 0;
+                    loop {
+                        match incoming {
+                            Incoming::Frame(frame) => session.handle_frame(frame, clock.now(), &mut env),
+                            Incoming::Bad(code, message) => {
+                                state.bad_input(code);
+                                tracing::warn!(client_id = %self.client_id, ?code, %message, "EVENT_BAD_FRAME");
+                                return Ending { code: Some(code), message };
+                            }
+                            Incoming::Closed => {
+                                return Ending { code: None, message: "the client closed the connection".into() };
+                            }
+                        }
+                        taken += 1;
+                        if taken >= READ_BATCH {
+                            break;
+                        }
+                        match next_frame(stream, max).now_or_never() {
+                            Some(next) => incoming = next,
+                            None => break,
+                        }
                     }
-                    Incoming::Closed => {
-                        return Ending { code: None, message: "the client closed the connection".into() };
-                    }
-                },
-                _ = head_rx.changed() => session.handle_head(*head_rx.borrow_and_update()),
-                _ = outbound.progressed.notified() => {}
-                _ = sleep_until(wake) => session.handle_timeout(clock.now(), &mut env),
+                }
+                (rx, head) = &mut head_changed => {
+                    session.handle_head(head);
+                    head_changed = head_change(rx);
+                }
+                _ = outbound.progressed.notified(), if waits_on_writer => {}
+                _ = &mut sleep => {
+                    // The writer reports progress only when asked: the
+                    // machine judges staleness from the latest.
+                    session.handle_write_progress(
+                        outbound.pending_bytes.load(Ordering::SeqCst),
+                        outbound.last_progress.load(Ordering::SeqCst),
+                    );
+                    session.handle_timeout(clock.now(), &mut env);
+                }
             }
         }
     }
+}
+
+/// Hands one wake-up's frames to the writer, counted as pending first.
+fn enqueue(
+    queue: &mpsc::UnboundedSender<Vec<Message>>,
+    outbound: &Outbound,
+    frames: Vec<Message>,
+    bytes: usize,
+) {
+    if frames.is_empty() {
+        return;
+    }
+    outbound
+        .pending_bytes
+        .fetch_add(bytes as u64, Ordering::SeqCst);
+    let _ = queue.send(frames);
+}
+
+fn answer(
+    (client_seq, result): PublishResult,
+) -> (u64, Result<crate::eventlog::Published, String>) {
+    (client_seq, result.map_err(|e| e.to_string()))
+}
+
+/// The next move of the log's head, as a future made once per move (one
+/// registration with the watch), handing the receiver back with the new
+/// head; pending for good once the log is gone.
+type HeadChange = std::pin::Pin<
+    Box<dyn std::future::Future<Output = (tokio::sync::watch::Receiver<u64>, u64)> + Send>,
+>;
+
+fn head_change(mut rx: tokio::sync::watch::Receiver<u64>) -> HeadChange {
+    Box::pin(async move {
+        if rx.changed().await.is_err() {
+            std::future::pending::<()>().await;
+        }
+        let head = *rx.borrow_and_update();
+        (rx, head)
+    })
 }
 
 fn reject_label(reason: shared_protocol::frame::RejectReason) -> &'static str {

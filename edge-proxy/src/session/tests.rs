@@ -60,6 +60,9 @@ enum Action {
     Ping,
     /// The log answers this many appends (in order).
     LogAnswers(u8),
+    /// The log answers this many appends in one commit (given to the
+    /// session together, the way the shell takes one commit's answers).
+    LogCommits(u8),
     /// The socket stops taking data, or takes everything again.
     Stall(bool),
     /// Time passes (the client says nothing meanwhile).
@@ -76,6 +79,7 @@ fn action() -> impl Strategy<Value = Action> {
         4 => Just(Action::Ack),
         2 => Just(Action::Ping),
         3 => (1..40u8).prop_map(Action::LogAnswers),
+        2 => (1..40u8).prop_map(Action::LogCommits),
         1 => any::<bool>().prop_map(Action::Stall),
         3 => (1..2_500u16).prop_map(Action::Wait),
     ]
@@ -140,6 +144,8 @@ struct Seen {
     unacked: u64,
     pongs: u32,
     accepted_upto: u64,
+    /// `Accepted` frames received.
+    accepted_frames: u32,
     rejected: BTreeSet<u64>,
     closed: Option<ErrorCode>,
 }
@@ -320,6 +326,7 @@ impl Sim {
                     );
                 }
                 seen.accepted_upto = seen.accepted_upto.max(upto);
+                seen.accepted_frames += 1;
             }
             ServerFrame::Rejected(r) => {
                 seen.rejected.insert(r.client_seq);
@@ -477,6 +484,20 @@ impl Sim {
                     self.run_outputs();
                 }
             }
+            Action::LogCommits(n) => {
+                let mut answers = Vec::new();
+                for _ in 0..n {
+                    let Some(append) = self.log.appends.pop_front() else {
+                        break;
+                    };
+                    let client_seq = append.client_seq;
+                    answers.push((client_seq, Ok(self.log.apply(append))));
+                }
+                self.session
+                    .handle_published_all(answers, self.now, &mut NoLockout);
+                self.session.handle_head(self.log.head);
+                self.run_outputs();
+            }
             Action::Stall(on) => {
                 self.stalled = on;
                 if !on {
@@ -607,6 +628,26 @@ fn a_reordered_append_is_refused_and_the_session_closes_unacknowledged() {
     sim.run_outputs();
     assert_eq!(sim.seen.closed, Some(ErrorCode::Unavailable));
     assert_eq!(sim.seen.accepted_upto, 0, "nothing acknowledged");
+}
+
+#[test]
+fn one_commits_answers_are_acknowledged_by_one_accepted() {
+    let mut sim = Sim::new(0);
+    for _ in 0..5 {
+        sim.step(Action::Publish {
+            volatile: false,
+            resend: false,
+        });
+    }
+    assert_eq!(sim.log.appends.len(), 5);
+    let before = sim.seen.accepted_frames;
+    sim.step(Action::LogCommits(5));
+    assert_eq!(
+        sim.seen.accepted_frames,
+        before + 1,
+        "one Accepted for the commit"
+    );
+    assert_eq!(sim.seen.accepted_upto, 5);
 }
 
 /// A session opened with `resume` against a log at `head`, on a shared
