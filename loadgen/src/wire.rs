@@ -235,7 +235,11 @@ impl Publisher {
                 }
                 ServerFrame::Rejected(r) => {
                     self.rejected.insert(r.client_seq);
-                    if self.sent_at.front().is_some_and(|&(seq, _)| seq == r.client_seq) {
+                    if self
+                        .sent_at
+                        .front()
+                        .is_some_and(|&(seq, _)| seq == r.client_seq)
+                    {
                         self.answered(r.client_seq);
                     }
                 }
