@@ -84,6 +84,97 @@ pub fn parse_if(answer: &str) -> Option<(u64, bool, u8)> {
     Some((hz, tx, mode))
 }
 
+/// Which VFO an `IF;` answer says is in use (the digit after the mode):
+/// 0 VFO A, 1 VFO B, 2 a memory channel.
+pub fn if_vfo(answer: &str) -> Option<u8> {
+    let body = answer.strip_prefix("IF")?;
+    body.get(28..29)?.parse().ok()
+}
+
+/// A frame that tells part of the radio's state: an answer to a query, or
+/// the same frame sent unasked in auto-information mode (`AI1;`/`AI2;`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Report {
+    /// `FA`: VFO A's frequency.
+    VfoA(u64),
+    /// `FB`: VFO B's frequency.
+    VfoB(u64),
+    /// `MD`: the mode digit.
+    Mode(u8),
+    /// `IF`: the frequency in use, TX/RX, the mode and which VFO.
+    Status {
+        hz: u64,
+        tx: bool,
+        mode: u8,
+        vfo: u8,
+    },
+}
+
+impl Report {
+    /// Reads a whole frame (without its `;`) of exactly the shape its
+    /// answers have, so a frame torn by noise (`FA0001`) is never taken for
+    /// a report; anything else is `None`.
+    pub fn parse(frame: &str) -> Option<Report> {
+        let (name, body) = (frame.get(..2)?, frame.get(2..)?);
+        let digits = |n: usize| body.len() == n && body.bytes().all(|b| b.is_ascii_digit());
+        match name {
+            "FA" if digits(11) => body.parse().ok().map(Report::VfoA),
+            "FB" if digits(11) => body.parse().ok().map(Report::VfoB),
+            "MD" if digits(1) => body.parse().ok().map(Report::Mode),
+            "IF" if body.len() == 35 => {
+                let (hz, tx, mode) = parse_if(frame)?;
+                let vfo = if_vfo(frame)?;
+                Some(Report::Status { hz, tx, mode, vfo })
+            }
+            _ => None,
+        }
+    }
+}
+
+/// The radio's state as its frames told it, each applied in the order it
+/// arrived. On a serial line that is the order the radio said them, so the
+/// last frame is the newest word whether it was an answer or sent unasked:
+/// an `IF` answer that was asked for before a knob turn but arrives after
+/// the radio's `FA` report of it was made after the turn, and nothing
+/// older can overwrite something newer.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct CatState {
+    pub freq_hz: Option<u64>,
+    pub tx: Option<bool>,
+    pub mode: Option<u8>,
+    /// 0 VFO A, 1 VFO B, 2 memory (from `IF`): an `FA` or `FB` report is the
+    /// frequency in use only for its own VFO.
+    pub vfo: Option<u8>,
+}
+
+impl CatState {
+    /// Applies one report; returns whether the state changed.
+    pub fn apply(&mut self, report: Report) -> bool {
+        let before = *self;
+        match report {
+            Report::VfoA(hz) if self.vfo == Some(0) => self.freq_hz = Some(hz),
+            Report::VfoB(hz) if self.vfo == Some(1) => self.freq_hz = Some(hz),
+            Report::VfoA(_) | Report::VfoB(_) => {}
+            Report::Mode(mode) => self.mode = Some(mode),
+            Report::Status { hz, tx, mode, vfo } => {
+                *self = CatState {
+                    freq_hz: Some(hz),
+                    tx: Some(tx),
+                    mode: Some(mode),
+                    vfo: Some(vfo),
+                }
+            }
+        }
+        *self != before
+    }
+
+    /// `(frequency Hz, transmitting, mode digit)` once all three are known
+    /// (after the first `IF`).
+    pub fn complete(&self) -> Option<(u64, bool, u8)> {
+        Some((self.freq_hz?, self.tx?, self.mode?))
+    }
+}
+
 /// The mode digit of `MD` and `IF` as a name.
 pub fn mode_name(mode: u8) -> &'static str {
     match mode {
@@ -179,6 +270,48 @@ mod tests {
         assert_eq!(mode_digit("usb"), Some(2));
         assert_eq!(mode_name(3), "CW");
         assert_eq!(mode_digit("XYZ"), None);
+    }
+
+    #[test]
+    fn reports_are_applied_in_arrival_order_and_only_for_the_vfo_in_use() {
+        let status =
+            |hz: u64, tx: u8, vfo: u8| format!("IF{hz:011}0000+0000000000{tx}2{vfo}000000");
+        assert_eq!(Report::parse("FA0001"), None, "torn");
+        assert_eq!(Report::parse("SM00015"), None, "not state");
+        assert_eq!(
+            Report::parse(&status(14_074_000, 1, 0)),
+            Some(Report::Status {
+                hz: 14_074_000,
+                tx: true,
+                mode: 2,
+                vfo: 0
+            })
+        );
+        let mut s = CatState::default();
+        assert!(!s.apply(Report::VfoA(7_000_000)), "VFO unknown yet");
+        assert_eq!(s.complete(), None);
+        let r = |f: &str| Report::parse(f).unwrap();
+        assert!(s.apply(r(&status(14_074_000, 0, 0))));
+        assert_eq!(s.complete(), Some((14_074_000, false, 2)));
+        assert!(s.apply(r("FA00014074100")));
+        assert!(s.apply(r("MD3")));
+        assert_eq!(s.complete(), Some((14_074_100, false, 3)));
+        assert!(!s.apply(r("FB00007074000")), "VFO B is not in use");
+        assert!(s.apply(r(&status(7_074_000, 0, 1))), "now it is");
+        assert!(s.apply(r("FB00007074010")));
+        assert!(!s.apply(r("FA00014000000")));
+        assert_eq!(s.complete(), Some((7_074_010, false, 2)));
+        // The last frame wins, whichever was asked for.
+        let mut s = CatState::default();
+        for f in [
+            status(14_000_000, 0, 0),
+            "FA00014000100".into(),
+            status(14_000_200, 0, 0),
+            "FA00014000300".into(),
+        ] {
+            s.apply(r(&f));
+        }
+        assert_eq!(s.freq_hz, Some(14_000_300));
     }
 
     #[test]

@@ -17,12 +17,13 @@
 //! | [`health`] | the 0..100 health score with colour bands |
 //! | [`receiver`] | receive side: exactly-once, in-order delivery by `seq`, gaps |
 //! | [`txwatchdog`] | the dead-man switch that unkeys a transmitter nobody is holding |
-//! | [`cat`] | Kenwood-style CAT framing with resync, `IF;` parsing (radio side) |
+//! | [`cat`] | Kenwood-style CAT framing with resync, `IF;` parsing, the state its answers and auto-information reports tell, in arrival order |
 //! | [`link`] | the hardware link manager: states, backoff, TX-drop fast path, `EVENT_*` |
 //! | [`meter`] | the Telepost LP-100A wattmeter protocol: poll, reply framing, parsing |
 //! | [`power`] | the RF power monitor: zero-power warning and critical, trend |
 //! | [`outbox`] | send side: `client_seq`, the reliable outbox, acceptance |
 //! | [`peerclock`] | a peer's clock offset from its timestamps: deadlines judged without trusting clocks |
+//! | [`radiopoll`] | when the radio link polls the radio's state and its S-meter (fast keyed, slow with auto information, adaptive without) |
 
 pub mod backoff;
 pub mod cat;
@@ -37,6 +38,7 @@ pub mod outbox;
 pub mod peerclock;
 pub mod power;
 pub mod quality;
+pub mod radiopoll;
 pub mod receiver;
 pub mod txwatchdog;
 
