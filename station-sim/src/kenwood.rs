@@ -6,6 +6,16 @@
 //! Framing is `shared_protocol::cat::Framer` (shared with the proxy's
 //! serial backend); [`Radio`] holds the state and answers. Checked against Hamlib's own TS-2000 driver
 //! (`rigctl -m 2014`) in `tests/hamlib.rs`.
+//!
+//! Auto information (`AI1;`/`AI2;`, as a TS-2000 has it): the radio then
+//! says what changed without being asked. A change on the front panel
+//! ([`Radio::turn_vfo`], [`Radio::select_mode`], [`Radio::front_ptt`], a
+//! tripped transmitter) is sent as `FA`, `MD` or `IF` with AI2 (`IF` for
+//! TX/RX, which has no answer of its own) and always as `IF` with AI1 (the
+//! older form); a set over CAT that changed something is echoed with an
+//! `IF`. These go out in the order they happened, before the answer to any
+//! later command ([`Radio::take_unsolicited`]). Hamlib's driver asks `AI;`
+//! at open, turns it off (`AI0;`) and puts it back (`AI1;`) at close.
 
 use std::sync::{Arc, Mutex};
 
@@ -34,15 +44,33 @@ impl Device for Cat {
             .push(bytes)
             .iter()
             .map(|cmd| {
-                self.radio
-                    .lock()
-                    .ok()
-                    .and_then(|mut r| r.handle(cmd))
-                    .unwrap_or_default()
-                    .into_bytes()
+                let Ok(mut r) = self.radio.lock() else {
+                    return Vec::new();
+                };
+                // What the radio said by itself before this command came in
+                // goes out first, then the answer, then a set's echo.
+                let mut out = r.take_unsolicited();
+                out.push_str(&r.handle(cmd).unwrap_or_default());
+                out.push_str(&r.take_unsolicited());
+                out.into_bytes()
             })
             .collect()
     }
+
+    fn unsolicited(&mut self) -> Vec<u8> {
+        self.radio
+            .lock()
+            .map(|mut r| r.take_unsolicited().into_bytes())
+            .unwrap_or_default()
+    }
+}
+
+/// What changed, for auto information.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Change {
+    Freq,
+    Mode,
+    TxRx,
 }
 
 /// The simulated radio's state.
@@ -70,6 +98,9 @@ pub struct Radio {
     /// Fault: keyed but no RF comes out (a failed amplifier, an open feed
     /// line). The power meter then reads zero while the radio says TX.
     pub pa_failed: bool,
+    /// Auto-information frames not sent yet, oldest first (see the module
+    /// doc); the line takes them with [`Radio::take_unsolicited`].
+    pub unsolicited: Vec<String>,
 }
 
 impl Default for Radio {
@@ -87,6 +118,7 @@ impl Default for Radio {
             ai: 0,
             id: 19,
             pa_failed: false,
+            unsolicited: Vec::new(),
         }
     }
 }
@@ -107,7 +139,8 @@ impl Radio {
             ("FB", "") => Some(format!("FB{:011};", self.vfo_b_hz)),
             ("FA", hz) => match digits(hz) {
                 Some(hz) if hz <= 99_999_999_999 => {
-                    self.vfo_a_hz = hz;
+                    let changed = std::mem::replace(&mut self.vfo_a_hz, hz) != hz;
+                    self.echo(changed);
                     None
                 }
                 _ => bad(),
@@ -122,17 +155,20 @@ impl Radio {
             ("MD", "") => Some(format!("MD{};", self.mode)),
             ("MD", m) => match digits(m) {
                 Some(m @ 1..=9) if m != 8 => {
-                    self.mode = m as u8;
+                    let changed = std::mem::replace(&mut self.mode, m as u8) != m as u8;
+                    self.echo(changed);
                     None
                 }
                 _ => bad(),
             },
             ("TX", "" | "0" | "1" | "2") => {
-                self.tx = true;
+                let changed = !std::mem::replace(&mut self.tx, true);
+                self.echo(changed);
                 None
             }
             ("RX", "") => {
-                self.tx = false;
+                let changed = std::mem::replace(&mut self.tx, false);
+                self.echo(changed);
                 None
             }
             ("IF", "") => Some(self.if_status()),
@@ -171,6 +207,59 @@ impl Radio {
             ("SP", "") => Some("SP0;".into()),
             _ => bad(),
         }
+    }
+
+    /// A set over CAT changed something: with auto information on, the
+    /// radio echoes its status (`IF`).
+    fn echo(&mut self, changed: bool) {
+        if changed && self.ai > 0 {
+            let status = self.if_status();
+            self.unsolicited.push(status);
+        }
+    }
+
+    /// A change made on the radio itself: with auto information on, it is
+    /// reported unasked.
+    fn report(&mut self, change: Change) {
+        let frame = match (self.ai, change) {
+            (0, _) => return,
+            (1, _) | (_, Change::TxRx) => self.if_status(),
+            (_, Change::Freq) => format!("FA{:011};", self.vfo_a_hz),
+            (_, Change::Mode) => format!("MD{};", self.mode),
+        };
+        self.unsolicited.push(frame);
+    }
+
+    /// The front panel: VFO A's knob turned to `hz`.
+    pub fn turn_vfo(&mut self, hz: u64) {
+        if hz <= 99_999_999_999 && std::mem::replace(&mut self.vfo_a_hz, hz) != hz {
+            self.report(Change::Freq);
+        }
+    }
+
+    /// The front panel: a mode key (1 LSB, 2 USB, 3 CW, ... as `MD`).
+    pub fn select_mode(&mut self, mode: u8) {
+        if matches!(mode, 1..=7 | 9) && std::mem::replace(&mut self.mode, mode) != mode {
+            self.report(Change::Mode);
+        }
+    }
+
+    /// The front panel's (or a foot switch's) PTT.
+    pub fn front_ptt(&mut self, tx: bool) {
+        if std::mem::replace(&mut self.tx, tx) != tx {
+            self.report(Change::TxRx);
+        }
+    }
+
+    /// The transmitter trips: the radio falls back to receive by itself
+    /// (and says so in AI mode, like any change of TX/RX).
+    pub fn trip(&mut self) {
+        self.front_ptt(false);
+    }
+
+    /// The auto-information frames to send now, in the order they arose.
+    pub fn take_unsolicited(&mut self) -> String {
+        std::mem::take(&mut self.unsolicited).concat()
     }
 
     /// The receive S-meter reading (0..=30): the signal, fading when asked
@@ -244,6 +333,55 @@ mod tests {
         assert_eq!(r.handle("ZZ").as_deref(), Some("?;"));
         assert_eq!(r.handle("FAabc").as_deref(), Some("?;"));
         assert_eq!(r.handle("MD8").as_deref(), Some("?;"));
+    }
+
+    #[test]
+    fn auto_information_reports_changes_as_a_ts2000_does() {
+        let mut r = Radio::default();
+        r.turn_vfo(7_000_000);
+        assert_eq!(r.take_unsolicited(), "", "AI0: nothing unasked");
+        assert_eq!(r.handle("AI2"), None);
+        r.turn_vfo(7_000_010);
+        r.select_mode(3);
+        r.front_ptt(true);
+        let status = r.if_status();
+        assert_eq!(
+            r.take_unsolicited(),
+            format!("FA00007000010;MD3;{status}"),
+            "AI2: each change as its own answer, TX/RX as IF"
+        );
+        r.turn_vfo(7_000_010);
+        assert_eq!(r.take_unsolicited(), "", "no change, nothing said");
+        assert_eq!(r.handle("FA00014074000"), None);
+        assert_eq!(
+            r.take_unsolicited(),
+            r.if_status(),
+            "a CAT set that changed something is echoed with IF"
+        );
+        assert_eq!(r.handle("FA00014074000"), None);
+        assert_eq!(r.take_unsolicited(), "", "one that changed nothing is not");
+        assert_eq!(r.handle("AI1"), None);
+        r.turn_vfo(14_074_100);
+        assert_eq!(r.take_unsolicited(), r.if_status(), "AI1: always IF");
+        assert_eq!(r.handle("AI").as_deref(), Some("AI1;"));
+    }
+
+    #[test]
+    fn pushes_go_out_before_the_answer_to_a_later_command() {
+        let radio = Arc::new(Mutex::new(Radio {
+            ai: 2,
+            ..Radio::default()
+        }));
+        let mut cat = Cat::new(radio.clone());
+        radio.lock().unwrap().turn_vfo(7_074_000);
+        assert_eq!(
+            cat.input(b"FA;"),
+            [b"FA00007074000;FA00007074000;".to_vec()],
+            "the push, then the answer"
+        );
+        radio.lock().unwrap().turn_vfo(7_074_010);
+        assert_eq!(cat.unsolicited(), b"FA00007074010;");
+        assert!(cat.unsolicited().is_empty(), "sent once");
     }
 
     #[test]

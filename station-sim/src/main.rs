@@ -40,7 +40,8 @@ enum Device {
     },
 }
 
-const HELP: &str = "commands: signal N (a steady signal: the S-meter reads N of 0..30 while receiving; 15 is S9), pa-fail (keyed, no RF out), pa-ok, tx-drop (trip the transmitter mid-frame), \
+const HELP: &str = "commands: vfo HZ (turn VFO A's knob; in AI mode the radio reports it unasked), mode NAME (USB, CW, ...), ptt on|off (the front panel's PTT), \
+                    signal N (a steady signal: the S-meter reads N of 0..30 while receiving; 15 is S9), pa-fail (keyed, no RF out), pa-ok, tx-drop (trip the transmitter mid-frame), \
                     silent (radio stops answering), answer (it answers again), noise (garbage on the radio's line), \
                     status, help";
 
@@ -98,6 +99,24 @@ fn main() -> Result<()> {
                 }
             }
             "status" => {}
+            "ptt on" | "ptt off" => radio.front_ptt(command == "ptt on"),
+            _ if command.starts_with("vfo ") => match command["vfo ".len()..].trim().parse::<u64>()
+            {
+                Ok(hz @ 1..=99_999_999_999) => radio.turn_vfo(hz),
+                _ => {
+                    println!("vfo takes a frequency in Hz, e.g. vfo 7074000");
+                    continue;
+                }
+            },
+            _ if command.starts_with("mode ") => {
+                match shared_protocol::cat::mode_digit(command["mode ".len()..].trim()) {
+                    Some(digit) => radio.select_mode(digit),
+                    None => {
+                        println!("mode takes LSB, USB, CW, FM, AM, FSK, CW-R or FSK-R");
+                        continue;
+                    }
+                }
+            }
             _ if command.starts_with("signal ") => {
                 match command["signal ".len()..].trim().parse::<u32>() {
                     Ok(bars @ 0..=30) => {
@@ -119,12 +138,13 @@ fn main() -> Result<()> {
         }
         if let Ok(r) = radio.radio.lock() {
             println!(
-                "ok: {} Hz, mode {}, {}, RF out {:.0} W, signal {}{}",
+                "ok: {} Hz, mode {}, {}, RF out {:.0} W, signal {}, AI{}{}",
                 r.vfo_a_hz,
                 r.mode,
                 if r.tx { "TX" } else { "RX" },
                 r.rf_out_w(),
                 r.smeter,
+                r.ai,
                 if r.pa_failed {
                     " (amplifier failed)"
                 } else {

@@ -27,6 +27,12 @@ pub trait Device: Send + 'static {
     /// Feeds bytes from the line; returns one entry per complete command,
     /// the bytes to answer with (empty for a set, which gets no answer).
     fn input(&mut self, bytes: &[u8]) -> Vec<Vec<u8>>;
+
+    /// What the device says unasked (a radio's auto information), to send
+    /// now; the serving thread asks after every wake-up.
+    fn unsolicited(&mut self) -> Vec<u8> {
+        Vec::new()
+    }
 }
 
 /// Faults to inject, shared with the serving thread.
@@ -166,12 +172,36 @@ impl PtyRadio {
     }
 
     /// A TX drop mid-frame: the transmitter trips (the radio falls back to
-    /// receive) and the answer on the wire is cut in half.
+    /// receive) and the answer on the wire is cut in half (in AI mode, that
+    /// can be the radio's own report of the change).
     pub fn drop_tx_mid_frame(&self) {
-        if let Ok(mut r) = self.radio.lock() {
-            r.tx = false;
-        }
         self.faults.tear_next.store(true, Ordering::Relaxed);
+        self.panel(Radio::trip);
+    }
+
+    /// The front panel: VFO A's knob turned to `hz`. In AI mode the radio
+    /// tells the controller at once (`FA`), as a TS-2000 does.
+    pub fn turn_vfo(&self, hz: u64) {
+        self.panel(|r| r.turn_vfo(hz));
+    }
+
+    /// The front panel: a mode key (the `MD` digit).
+    pub fn select_mode(&self, mode: u8) {
+        self.panel(|r| r.select_mode(mode));
+    }
+
+    /// The front panel's PTT (or a foot switch).
+    pub fn front_ptt(&self, tx: bool) {
+        self.panel(|r| r.front_ptt(tx));
+    }
+
+    /// A change made on the radio itself; whatever it says of it goes out
+    /// on the line now (the serving thread is woken for it).
+    fn panel(&self, change: impl FnOnce(&mut Radio)) {
+        if let Ok(mut r) = self.radio.lock() {
+            change(&mut r);
+        }
+        self.faults.wake();
     }
 }
 
@@ -229,7 +259,15 @@ fn serve(
         if wake {
             let _ = woken.read(&mut buf);
         }
-        if !line || gone() {
+        if gone() {
+            continue;
+        }
+        // What the device said by itself since the last wake-up.
+        let said = device.unsolicited();
+        if !said.is_empty() {
+            send(&mut file, &faults, &said);
+        }
+        if !line {
             continue;
         }
         let n = match file.read(&mut buf) {
@@ -243,26 +281,33 @@ fn serve(
         };
         for answer in device.input(&buf[..n]) {
             commands.fetch_add(1, Ordering::Relaxed);
-            if faults.silent.load(Ordering::Relaxed) {
-                continue;
-            }
-            let noise = faults
-                .garbage
-                .lock()
-                .map(|mut g| std::mem::take(&mut *g))
-                .unwrap_or_default();
-            if !noise.is_empty() {
-                let _ = file.write_all(&noise);
-            }
-            if answer.is_empty() {
-                continue;
-            }
-            if faults.tear_next.swap(false, Ordering::Relaxed) {
-                let _ = file.write_all(&answer[..answer.len() / 2]);
-            } else {
-                let _ = file.write_all(&answer);
-            }
+            send(&mut file, &faults, &answer);
         }
     }
     // Dropping the master closes the line.
+}
+
+/// Writes what the device says (an answer, or its own report) through the
+/// faults: nothing while silent, noise first when some is queued, torn in
+/// half once when asked.
+fn send(file: &mut std::fs::File, faults: &Faults, answer: &[u8]) {
+    if faults.silent.load(Ordering::Relaxed) {
+        return;
+    }
+    let noise = faults
+        .garbage
+        .lock()
+        .map(|mut g| std::mem::take(&mut *g))
+        .unwrap_or_default();
+    if !noise.is_empty() {
+        let _ = file.write_all(&noise);
+    }
+    if answer.is_empty() {
+        return;
+    }
+    if faults.tear_next.swap(false, Ordering::Relaxed) {
+        let _ = file.write_all(&answer[..answer.len() / 2]);
+    } else {
+        let _ = file.write_all(answer);
+    }
 }

@@ -65,3 +65,42 @@ fn garbage_on_the_line_is_survived() {
         String::from_utf8_lossy(&out.stderr)
     );
 }
+
+/// A radio left in auto-information mode (by the edge proxy, or by the
+/// operator): Hamlib's driver asks `AI;` at open, turns it off for its
+/// session and puts it back at close, so its answers are never mixed with
+/// the radio's own reports; and a knob turned in the session is read.
+#[test]
+fn hamlibs_ts2000_driver_copes_with_a_radio_in_auto_information_mode() {
+    let sim = PtyRadio::start(Radio {
+        ai: 2,
+        ..Radio::default()
+    })
+    .unwrap();
+    sim.turn_vfo(7_030_000);
+    let out = Command::new("rigctl")
+        .args(["-m", "2014", "-r"])
+        .arg(&sim.path)
+        .args([
+            "-s", "38400", "f", "F", "14074000", "f", "T", "1", "t", "T", "0", "t",
+        ])
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "rigctl failed: {stdout}\n{stderr}");
+    let lines: Vec<&str> = stdout
+        .lines()
+        .map(str::trim)
+        .filter(|l| !l.is_empty())
+        .collect();
+    assert_eq!(
+        lines,
+        ["7030000", "14074000", "1", "0"],
+        "all output: {lines:?}\n{stderr}"
+    );
+    let radio = sim.radio.lock().unwrap().clone();
+    assert_eq!(radio.vfo_a_hz, 14_074_000);
+    assert!(!radio.tx);
+    assert_ne!(radio.ai, 0, "Hamlib put auto information back on at close");
+}

@@ -106,6 +106,10 @@ impl VirtualCat {
                 _ => {
                     let before = (self.radio.vfo_a_hz, self.radio.mode);
                     let answer = self.radio.handle(&command);
+                    // The virtual port sends no auto information (the
+                    // simulator's echoes of sets after an `AI2;`): dropped,
+                    // so they cannot pile up.
+                    self.radio.unsolicited.clear();
                     if self.radio.vfo_a_hz != before.0 {
                         self.freq = Some((self.radio.vfo_a_hz, until));
                         sets.push(Set::Freq(self.radio.vfo_a_hz));
