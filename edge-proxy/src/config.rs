@@ -246,10 +246,15 @@ pub struct Config {
     /// radio bridge (with `demo`, a simulated radio on a pseudo-terminal).
     pub radio_port: Option<String>,
     pub radio_baud: u32,
-    /// How often the radio's state is polled.
+    /// How often the radio's state is polled (without auto information;
+    /// 100 ms for 3 s after a change was seen).
     pub radio_poll_ms: u64,
     /// How often while a transmission keyed through the proxy is on (TX-drop detection).
     pub radio_poll_tx_ms: u64,
+    /// Kenwood: ask the radio to report its changes itself (`AI2;`), so
+    /// they reach dashboards at once and the idle poll is only a check
+    /// every `max(radio_poll_ms, 2000)` ms.
+    pub radio_auto_info: bool,
     /// Hardware links (radio, meter): reconnect backoff and attempts
     /// before a link is `failed`.
     pub link_backoff_base_ms: u64,
@@ -337,6 +342,7 @@ impl Default for Config {
             radio_baud: 38_400,
             radio_poll_ms: 500,
             radio_poll_tx_ms: 50,
+            radio_auto_info: true,
             link_backoff_base_ms: 100,
             link_backoff_max_ms: 10_000,
             link_retries: 10,

@@ -359,6 +359,7 @@ pub fn start(
                 baud: config.radio_baud,
                 poll: Duration::from_millis(config.radio_poll_ms),
                 poll_on_air: Duration::from_millis(config.radio_poll_tx_ms),
+                auto_info: config.radio_auto_info,
                 meter_poll: (meter == MeterSource::Radio).then_some(meter_poll),
                 power,
                 link: link_config(config),

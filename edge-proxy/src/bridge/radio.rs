@@ -1,9 +1,19 @@
 //! The radio link. `LinkManager` decides when to open, retry and give up;
 //! this task carries it out with the configured backend (Kenwood CAT on a
-//! serial port, or Hamlib's rigctld), polls the radio's state into
+//! serial port, or Hamlib's rigctld), turns the radio's state into
 //! `radio.state` events (on change; the last one is in every snapshot),
 //! applies `radio.*` commands read from the log, and, with `meter = "radio"`,
 //! reads forward power from the radio's own meter.
+//!
+//! The state comes from polls and, from a Kenwood in auto-information
+//! mode (`radio_auto_info`), from the radio's own reports, logged the
+//! moment they arrive; polls are then a slow check. When to poll is
+//! `shared_protocol::radiopoll`'s (fast while keyed, adaptive without
+//! reports). Polls and reports reach `radio.state` through one path
+//! ([`RadioTask::report`]) in the order the radio said them, so an answer
+//! never overwrites a newer report. Only a poll judges a TX drop by the
+//! radio saying receive: a report may have been said before the radio took
+//! a `TX;`, so one that says receive while keyed asks for a poll at once.
 //!
 //! A TX drop is declared, and the fast path taken, when the radio reports
 //! receive while a transmission the bridge keyed is in progress, when its
@@ -32,6 +42,7 @@ use std::time::Duration;
 use rmpv::Value;
 use shared_protocol::link::{LinkConfig, LinkState};
 use shared_protocol::peerclock::PeerClock;
+use shared_protocol::radiopoll::{PollConfig, PollPlan};
 use shared_protocol::txwatchdog::{TxWatchdog, TxWatchdogConfig, UnkeyReason};
 use shared_protocol::Millis;
 use tokio::sync::{mpsc, watch};
@@ -69,6 +80,8 @@ pub struct RadioSettings {
     /// Poll this often while a transmission the bridge keyed is on, so a TX
     /// drop is seen within it.
     pub poll_on_air: Duration,
+    /// Ask a Kenwood to report its changes itself (`AI2;`).
+    pub auto_info: bool,
     /// Read forward power from the radio's own meter this often.
     pub meter_poll: Option<Duration>,
     pub power: PowerSettings,
@@ -130,7 +143,9 @@ pub fn start(
         max_tx_ms: settings.tx_max.as_millis() as u64 + keepalive,
     });
     let power_status = power.as_ref().map(PowerWatch::status);
+    let plan = PollPlan::new(poll_config(&settings), false);
     let task = RadioTask {
+        plan,
         settings,
         log,
         queue,
@@ -159,6 +174,8 @@ pub fn start(
 }
 
 struct RadioTask {
+    /// When the radio's state and its S-meter are read.
+    plan: PollPlan,
     settings: RadioSettings,
     log: EventLog,
     queue: LogQueue,
@@ -185,7 +202,13 @@ struct RadioTask {
 
 /// Opens the link and identifies the radio (the caller bounds it).
 async fn open(s: &RadioSettings) -> Result<Radio, RadioError> {
-    Radio::open(s.backend, &s.port, s.baud, ANSWER_TIMEOUT).await
+    Radio::open(s.backend, &s.port, s.baud, ANSWER_TIMEOUT, s.auto_info).await
+}
+
+fn poll_config(s: &RadioSettings) -> PollConfig {
+    let mut config = PollConfig::with(s.poll.as_millis() as u64, s.poll_on_air.as_millis() as u64);
+    config.smeter_ms = super::smeter::PERIOD.as_millis() as u64;
+    config
 }
 
 /// Runs one exchange with the radio, bounded.
@@ -206,7 +229,6 @@ impl RadioTask {
     ) {
         let mut cursor = self.log.head() + 1;
         let mut head = self.log.subscribe();
-        let mut next_poll = tokio::time::Instant::now();
         let mut failed_tick = tokio::time::interval(Duration::from_secs(1));
         let mut meter_tick = self.clock.interval(
             self.settings
@@ -225,8 +247,15 @@ impl RadioTask {
                 .poll_timeout()
                 .map(|at| self.clock.instant_at(at));
             let connected = self.radio.is_some();
+            // On the clock's grid, so the polls of both links and the
+            // maintenance tick share their wake-ups.
+            let next_poll = self.clock.instant_at(self.plan.poll_timeout(self.keyed));
             // Commands are read in batches; more may be waiting.
             let behind = cursor <= self.log.head() && self.read_retry.is_none();
+            let read_retry = self.read_retry;
+            // The one borrow the branches hold across the wait (the others
+            // are of locals), so a handler may use all of `self`.
+            let radio = &mut self.radio;
             tokio::select! {
                 biased;
                 _ = shutdown.changed() => return self.shut_down().await,
@@ -234,18 +263,11 @@ impl RadioTask {
                 _ = async { tokio::time::sleep_until(wake.unwrap_or_else(tokio::time::Instant::now)).await }, if wake.is_some() => {
                     self.hw.link.handle_timeout(self.clock.now());
                 }
-                _ = tokio::time::sleep_until(next_poll), if connected => {
-                    self.poll().await;
-                    self.backstop_watchdog().await;
-                    let period = if self.keyed { self.settings.poll_on_air.min(self.settings.poll) } else { self.settings.poll };
-                    // On the clock's grid, so the polls of both links
-                    // and the maintenance tick share their wake-ups.
-                    next_poll = self.clock.next_tick(period);
-                }
+                _ = tokio::time::sleep_until(next_poll), if connected => self.tick().await,
                 _ = meter_tick.tick(), if connected && self.power.is_some() => self.read_power().await,
                 Some(context) = tx_drops.recv() => self.tx_drop(&context),
                 _ = failed_tick.tick(), if self.hw.link.state() == LinkState::Failed => self.hw.check_failed(),
-                _ = async { tokio::time::sleep_until(self.read_retry.unwrap_or_else(tokio::time::Instant::now)).await }, if self.read_retry.is_some() => {
+                _ = async { tokio::time::sleep_until(read_retry.unwrap_or_else(tokio::time::Instant::now)).await }, if read_retry.is_some() => {
                     self.read_retry = None;
                 }
                 _ = std::future::ready(()), if behind => {
@@ -253,9 +275,19 @@ impl RadioTask {
                     (cursor, applied) = self.commands(cursor).await;
                     if applied {
                         // Show the effect at once rather than at the next poll.
-                        next_poll = tokio::time::Instant::now();
+                        self.plan.poll_now(self.clock.now());
                     }
                 }
+                // What the radio says by itself (and a line that died
+                // between polls), the moment it arrives; after the timers
+                // and the commands, so a radio that never stops talking
+                // cannot hold up a PTT-off.
+                said = async {
+                    match radio.as_mut() {
+                        Some(radio) => radio.changed().await,
+                        None => std::future::pending().await,
+                    }
+                }, if connected => self.reported(said),
                 _ = head.changed(), if !behind => {}
             }
         }
@@ -271,6 +303,23 @@ impl RadioTask {
             self.last = None;
             self.keyed = false;
             self.smeter.reset();
+            let reports = self.radio.as_ref().is_some_and(Radio::reports);
+            self.plan = PollPlan::new(poll_config(&self.settings), reports);
+            if let Some(radio) = &self.radio {
+                let period = self.plan.period(self.clock.now(), false);
+                match (reports, radio) {
+                    (true, _) => tracing::info!(
+                        link = NAME,
+                        check_ms = period,
+                        "the radio reports its changes itself (AI2): polled only as a check"
+                    ),
+                    (false, Radio::Kenwood(_)) if self.settings.auto_info => tracing::warn!(
+                        link = NAME,
+                        "the radio did not take auto information (AI2;): polling it instead"
+                    ),
+                    _ => {}
+                }
+            }
             if self.radio.is_some() {
                 self.unkey_if_on_air("no_keeper_at_start").await;
             }
@@ -396,6 +445,14 @@ impl RadioTask {
             self.note_unkeyed("shutting_down", 0, Some(confirmed));
             self.queue.flush(Duration::from_millis(500)).await;
         }
+        // The radio's own settings as they were found (its AI), after the
+        // unkey and bounded: a program opening the port next is not met
+        // by reports it did not ask for.
+        if let Some(radio) = self.radio.as_mut() {
+            if let Err(e) = bounded(radio.close()).await {
+                tracing::debug!(error = %e, "could not restore the radio's auto information");
+            }
+        }
         // Dropping the task closes the port.
     }
 
@@ -427,33 +484,29 @@ impl RadioTask {
         self.note_unkeyed(reason, unkey.transmitted_ms, None);
     }
 
+    /// A wake-up of the poll timer: what the plan says is due.
+    async fn tick(&mut self) {
+        let due = self.plan.due(self.clock.now(), self.keyed);
+        if due.status {
+            self.poll().await;
+            self.backstop_watchdog().await;
+            self.plan.polled(self.clock.now(), self.keyed);
+        }
+        if due.smeter {
+            self.plan.smeter_read(self.clock.now());
+            // Not in the middle of a TX drop's reconnect.
+            if self.radio.is_some() && self.hw.link.state() == LinkState::Connected {
+                self.read_smeter().await;
+            }
+        }
+    }
+
     async fn poll(&mut self) {
         let Some(radio) = self.radio.as_mut() else {
             return;
         };
         match bounded(radio.status()).await {
-            Ok(state) => {
-                self.hw.link.data(self.clock.now());
-                self.on_air
-                    .send_if_modified(|on| std::mem::replace(on, state.ptt) != state.ptt);
-                let dropped = self.keyed && !state.ptt;
-                if self.last.as_ref() != Some(&state) {
-                    self.queue.push(NewEvent::reliable(
-                        "radio.state",
-                        Value::Map(vec![
-                            ("freq_hz".into(), state.freq_hz.into()),
-                            ("mode".into(), state.mode.as_str().into()),
-                            ("ptt".into(), state.ptt.into()),
-                        ]),
-                    ));
-                    self.last = Some(state);
-                }
-                if dropped {
-                    self.tx_drop("the radio reports RX while keyed");
-                } else if !self.keyed {
-                    self.read_smeter().await;
-                }
-            }
+            Ok(state) => self.report(state, true),
             Err(e) if self.keyed && e.link_down() => {
                 self.tx_drop(&format!("{e}, while transmitting"))
             }
@@ -464,17 +517,63 @@ impl RadioTask {
         }
     }
 
-    /// The receive S-meter, when due: never while the radio reports
-    /// transmitting or a transmission keyed here is on.
+    /// The radio said something by itself (or its line failed between
+    /// exchanges).
+    fn reported(&mut self, said: Result<RadioStatus, RadioError>) {
+        match said {
+            Ok(state) => self.report(state, false),
+            Err(e) if self.keyed && e.link_down() => {
+                self.tx_drop(&format!("{e}, while transmitting"))
+            }
+            Err(e) if e.link_down() => self.hw.link.lost(self.clock.now(), &e.to_string()),
+            Err(e) => tracing::warn!(error = %e, "radio report"),
+        }
+    }
+
+    /// The radio's state, from a poll's answer (`polled`) or from its own
+    /// report: the one path into `radio.state`, taken in the order the
+    /// radio said things, so the dashboards never see an older state after
+    /// a newer one.
+    fn report(&mut self, state: RadioStatus, polled: bool) {
+        let now = self.clock.now();
+        self.hw.link.data(now);
+        self.on_air
+            .send_if_modified(|on| std::mem::replace(on, state.ptt) != state.ptt);
+        let says_rx_while_keyed = self.keyed && !state.ptt;
+        if self.last.as_ref() != Some(&state) {
+            self.queue.push(NewEvent::reliable(
+                "radio.state",
+                Value::Map(vec![
+                    ("freq_hz".into(), state.freq_hz.into()),
+                    ("mode".into(), state.mode.as_str().into()),
+                    ("ptt".into(), state.ptt.into()),
+                ]),
+            ));
+            self.last = Some(state);
+            self.plan.changed(now);
+        }
+        if says_rx_while_keyed {
+            if polled {
+                self.tx_drop("the radio reports RX while keyed");
+            } else {
+                // A report may predate the radio taking our `TX;`: a poll,
+                // asked after it, judges.
+                self.plan.poll_now(now);
+            }
+        }
+    }
+
+    /// The receive S-meter: never while the radio reports transmitting or
+    /// a transmission keyed here is on.
     async fn read_smeter(&mut self) {
         let on_air = self.keyed || self.last.as_ref().is_none_or(|s| s.ptt);
-        let now = tokio::time::Instant::now();
-        let Some(radio) = self.radio.as_mut().filter(|_| self.smeter.due(now, on_air)) else {
+        let Some(radio) = self.radio.as_mut().filter(|_| !on_air) else {
             return;
         };
         match bounded(radio.strength_db()).await {
             Ok(db) => {
-                if let Some(event) = self.smeter.reading(now, db) {
+                self.hw.link.data(self.clock.now());
+                if let Some(event) = self.smeter.reading(db) {
                     self.queue.push(event);
                 }
             }

@@ -1,6 +1,7 @@
 //! The radio's receive S-meter into `radio.meter` events (volatile; the
-//! last one is in every snapshot): read at most once per [`PERIOD`] while
-//! receiving, never while transmitting (the meter then shows RF output, and
+//! last one is in every snapshot): read once per [`PERIOD`] while
+//! receiving (when is `shared_protocol::radiopoll`'s, on the grid the polls
+//! share), never while transmitting (the meter then shows RF output, and
 //! a transmitting radio's CAT line is kept for the TX-drop checks), and
 //! logged only when the signal moved by [`STEP_DB`] or more, so a steady
 //! carrier or an empty band costs the log nothing.
@@ -22,19 +23,12 @@ const DB_PER_S_UNIT: i32 = 6;
 
 #[derive(Debug, Default)]
 pub struct SMeter {
-    last_read: Option<tokio::time::Instant>,
     logged: Option<i32>,
 }
 
 impl SMeter {
-    /// Whether to read the meter now: receiving, and [`PERIOD`] since the last read.
-    pub fn due(&self, now: tokio::time::Instant, on_air: bool) -> bool {
-        !on_air && self.last_read.is_none_or(|at| now >= at + PERIOD)
-    }
-
-    /// A reading taken at `now`; the event to log, if it moved enough.
-    pub fn reading(&mut self, now: tokio::time::Instant, db: i32) -> Option<NewEvent> {
-        self.last_read = Some(now);
+    /// A reading; the event to log, if it moved enough.
+    pub fn reading(&mut self, db: i32) -> Option<NewEvent> {
         if self.logged.is_some_and(|last| (db - last).abs() < STEP_DB) {
             return None;
         }
@@ -61,7 +55,6 @@ pub fn payload(db: i32) -> Value {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::time::Duration;
 
     fn field(v: &Value, key: &str) -> i64 {
         v[key].as_i64().unwrap()
@@ -89,25 +82,13 @@ mod tests {
     }
 
     #[test]
-    fn read_once_a_period_while_receiving_and_logged_when_it_moved() {
-        let t0 = tokio::time::Instant::now();
+    fn logged_when_it_moved() {
         let mut m = SMeter::default();
-        assert!(m.due(t0, false));
-        assert!(!m.due(t0, true), "never while transmitting");
-        assert!(m.reading(t0, 0).is_some(), "the first reading is news");
-        assert!(!m.due(t0 + Duration::from_millis(500), false));
-        let t1 = t0 + PERIOD;
-        assert!(m.due(t1, false));
-        assert!(
-            m.reading(t1, 2).is_none(),
-            "under half an S-unit: not logged"
-        );
-        assert!(m.reading(t1, -3).is_some(), "half an S-unit: logged");
-        assert!(m.reading(t1, -1).is_none(), "compared with what was logged");
+        assert!(m.reading(0).is_some(), "the first reading is news");
+        assert!(m.reading(2).is_none(), "under half an S-unit: not logged");
+        assert!(m.reading(-3).is_some(), "half an S-unit: logged");
+        assert!(m.reading(-1).is_none(), "compared with what was logged");
         m.reset();
-        assert!(
-            m.reading(t1, -1).is_some(),
-            "a new connection starts afresh"
-        );
+        assert!(m.reading(-1).is_some(), "a new connection starts afresh");
     }
 }

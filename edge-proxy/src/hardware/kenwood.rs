@@ -6,10 +6,24 @@
 //! The client is generic over the byte stream, so it runs on a real serial
 //! port (`tokio-serial`, [`super::open_serial`]) or on anything else that reads and
 //! writes; the tests drive `station-sim`'s simulator on a pseudo-terminal.
+//!
+//! Auto information ([`Kenwood::enable_auto_info`], `AI2;`): the radio then
+//! sends `FA`, `MD`, `IF` ... by itself whenever something changes, between
+//! the client's queries and in the middle of them. Every frame that tells
+//! state, asked for or not, is applied to one [`CatState`] in the order it
+//! arrived, which on a serial line is the order the radio said them: a
+//! report that arrives while the client waits for an answer is neither
+//! taken for the answer nor lost, and an answer never overwrites a newer
+//! report (it is older only if it arrived earlier). [`Kenwood::changed`]
+//! waits for such news between queries (cancel-safe, for a `select!`).
+//! With AI on, every set is followed by an `ID;` round trip (as Hamlib
+//! verifies its sets): what arrives after its answer was said after the
+//! set took effect, so a report sent just before a `TX;` is never read as
+//! the radio's answer to being keyed.
 
 use std::time::Duration;
 
-use shared_protocol::cat::{mode_digit, mode_name, parse_if, Framer};
+use shared_protocol::cat::{mode_digit, mode_name, parse_if, CatState, Framer, Report};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 
 #[derive(Debug, thiserror::Error)]
@@ -26,6 +40,8 @@ pub enum CatError {
     Unexpected { command: String, answer: String },
     #[error("the radio's answer to {0:?} stopped half-way (torn frame)")]
     Torn(String),
+    #[error("a report the radio sent unasked stopped half-way (torn frame)")]
+    TornReport,
     #[error("the line closed (unplugged?)")]
     Closed,
     #[error(
@@ -54,6 +70,7 @@ impl CatError {
                 | CatError::Port(_)
                 | CatError::Timeout(..)
                 | CatError::Torn(_)
+                | CatError::TornReport
                 | CatError::Closed
                 | CatError::Busy(_)
         )
@@ -84,8 +101,26 @@ fn well_formed(frame: &str) -> bool {
 pub struct Kenwood<S> {
     io: S,
     framer: Framer,
+    /// Whole frames read and not looked at yet, in arrival order.
     pending: std::collections::VecDeque<String>,
     timeout: Duration,
+    /// What the radio's frames said of its state, in arrival order.
+    state: CatState,
+    /// The state as it was before the last report (for a poll's answer:
+    /// what the reports had said until then).
+    before: CatState,
+    /// The state changed since the caller last took it.
+    news: bool,
+    /// `AI2;` is on: the radio reports its changes itself.
+    auto_info: bool,
+    /// The `AI` setting found at open, put back by [`Self::restore_auto_info`].
+    ai_before: Option<u8>,
+    /// A set was sent since the last `IF;` poll.
+    set_since_poll: bool,
+    /// Reports the radio sent unasked.
+    reports: u64,
+    /// Polls that found a change no report had told (auto information lost).
+    missed: u64,
 }
 
 impl<S: AsyncRead + AsyncWrite + Unpin> Kenwood<S> {
@@ -95,12 +130,108 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Kenwood<S> {
             framer: Framer::default(),
             pending: Default::default(),
             timeout,
+            state: CatState::default(),
+            before: CatState::default(),
+            news: false,
+            auto_info: false,
+            ai_before: None,
+            set_since_poll: false,
+            reports: 0,
+            missed: 0,
         }
     }
 
-    /// Bytes of line noise skipped so far.
+    /// Bytes of line noise skipped so far (torn frames, and frames that are
+    /// neither an answer nor a report of state).
     pub fn discarded(&self) -> u64 {
         self.framer.discarded
+    }
+
+    /// Reports of state the radio sent unasked, so far.
+    pub fn reports(&self) -> u64 {
+        self.reports
+    }
+
+    /// Polls that found a change the radio had not reported although auto
+    /// information was on (each time, `AI2;` is sent again).
+    pub fn missed(&self) -> u64 {
+        self.missed
+    }
+
+    /// Whether the radio reports its changes itself (`AI2;` took).
+    pub fn auto_info(&self) -> bool {
+        self.auto_info
+    }
+
+    /// Applies a frame that tells state; returns whether it was one.
+    fn observe(&mut self, frame: &str) -> bool {
+        let Some(report) = Report::parse(frame) else {
+            return false;
+        };
+        self.before = self.state;
+        self.news |= self.state.apply(report);
+        true
+    }
+
+    /// A frame that is not the answer being waited for: a report is applied
+    /// (in its order), anything else skipped.
+    fn unasked(&mut self, frame: &str) {
+        if self.observe(frame) {
+            self.reports += 1;
+        } else {
+            self.framer.discarded += frame.len() as u64;
+        }
+    }
+
+    /// The frames read so far and not looked at yet, in order.
+    fn drain(&mut self) {
+        while let Some(frame) = self.pending.pop_front() {
+            self.unasked(&frame);
+        }
+    }
+
+    /// The state as the radio last told it, once it is whole; takes the news.
+    fn take_state(&mut self) -> Option<(u64, bool, &'static str)> {
+        let (hz, tx, mode) = self.state.complete()?;
+        self.news = false;
+        Some((hz, tx, mode_name(mode)))
+    }
+
+    /// Waits until the radio reports a change by itself (auto information)
+    /// and returns its state then. Reports that arrived during earlier
+    /// queries and were not taken yet count too, so nothing told between
+    /// two polls waits for the next one.
+    ///
+    /// Cancel-safe: whatever was read is kept in the framer and `pending`
+    /// before the next await, so a `select!` may drop this at any point.
+    pub async fn changed(&mut self) -> Result<(u64, bool, &'static str), CatError> {
+        let mut buf = [0u8; 256];
+        loop {
+            self.drain();
+            if self.news {
+                if let Some(state) = self.take_state() {
+                    return Ok(state);
+                }
+            }
+            let started = self.framer.partial();
+            let read = self.io.read(&mut buf);
+            let n = if started {
+                match tokio::time::timeout(TORN_AFTER, read).await {
+                    Ok(read) => read?,
+                    Err(_) => {
+                        self.framer.reset();
+                        return Err(CatError::TornReport);
+                    }
+                }
+            } else {
+                read.await?
+            };
+            if n == 0 {
+                return Err(CatError::Closed);
+            }
+            let frames = self.framer.push(&buf[..n]);
+            self.pending.extend(frames);
+        }
     }
 
     async fn send(&mut self, command: &str) -> Result<(), CatError> {
@@ -110,9 +241,12 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Kenwood<S> {
     }
 
     /// Sends a query and returns the answer that starts with the same two
-    /// letters (stale answers from before are skipped).
+    /// letters. What arrived before it was sent cannot be its answer (stale
+    /// answers are skipped); reports among it, and among what arrives while
+    /// waiting, are applied in their order (the answer too, if it tells
+    /// state); frames after the answer wait in `pending` for the next look.
     pub async fn query(&mut self, command: &str) -> Result<String, CatError> {
-        self.pending.clear();
+        self.drain();
         self.send(command).await?;
         let prefix = &command[..command.len().min(2)];
         let deadline = tokio::time::Instant::now() + self.timeout;
@@ -122,10 +256,12 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Kenwood<S> {
                     return Err(CatError::Refused(command.into()));
                 }
                 if frame.starts_with(prefix) && well_formed(&frame) {
+                    self.observe(&frame);
                     return Ok(frame);
                 }
-                // A torn or foreign frame that merely starts like the answer.
-                self.framer.discarded += frame.len() as u64;
+                // A report sent unasked, or a torn or foreign frame that
+                // merely starts like the answer.
+                self.unasked(&frame);
             }
             let mut buf = [0u8; 256];
             let started = self.framer.partial();
@@ -193,11 +329,61 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Kenwood<S> {
         }
     }
 
+    /// Sends a set. With auto information on, waits for the answer to an
+    /// `ID;` sent after it: the radio takes commands in order, so what it
+    /// says after that answer it said after the set took effect (and a
+    /// `?;` before it is this set refused).
+    async fn set(&mut self, command: &str) -> Result<(), CatError> {
+        self.set_since_poll = true;
+        self.send(command).await?;
+        if !self.auto_info {
+            return Ok(());
+        }
+        match self.query("ID").await {
+            Ok(_) => Ok(()),
+            Err(CatError::Refused(_)) => Err(CatError::Refused(command.into())),
+            Err(e) => Err(e),
+        }
+    }
+
     pub async fn set_frequency(&mut self, hz: u64) -> Result<(), CatError> {
         if hz > 99_999_999_999 {
             return Err(CatError::Refused(format!("FA{hz}")));
         }
-        self.send(&format!("FA{hz:011}")).await
+        self.set(&format!("FA{hz:011}")).await
+    }
+
+    /// Turns auto information on (`AI2;`: the radio sends `FA`, `MD`, `IF`
+    /// ... by itself on every change) and checks that it took. Returns
+    /// whether it did; a radio that refuses `AI` or does not answer it is
+    /// polled as before. What was set before is put back by
+    /// [`Self::restore_auto_info`].
+    pub async fn enable_auto_info(&mut self) -> Result<bool, CatError> {
+        let before = match self.query("AI").await {
+            Ok(answer) => answer[2..].parse::<u8>().ok(),
+            Err(CatError::Refused(_) | CatError::Timeout(..)) => return Ok(false),
+            Err(e) => return Err(e),
+        };
+        self.send("AI2").await?;
+        let on = match self.query("AI").await {
+            Ok(answer) => answer == "AI2",
+            Err(CatError::Refused(_) | CatError::Timeout(..)) => false,
+            Err(e) => return Err(e),
+        };
+        self.auto_info = on;
+        self.ai_before = before.filter(|_| on);
+        Ok(on)
+    }
+
+    /// Puts back the `AI` setting found by [`Self::enable_auto_info`] (at
+    /// shutdown), so a program that opens the port next finds the radio
+    /// as it was.
+    pub async fn restore_auto_info(&mut self) -> Result<(), CatError> {
+        self.auto_info = false;
+        match self.ai_before.take() {
+            Some(before) if before != 2 => self.send(&format!("AI{before}")).await,
+            _ => Ok(()),
+        }
     }
 
     pub async fn mode(&mut self) -> Result<&'static str, CatError> {
@@ -211,21 +397,40 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Kenwood<S> {
 
     pub async fn set_mode(&mut self, name: &str) -> Result<(), CatError> {
         let digit = mode_digit(name).ok_or_else(|| CatError::Refused(format!("MD {name}")))?;
-        self.send(&format!("MD{digit}")).await
+        self.set(&format!("MD{digit}")).await
     }
 
-    /// `(frequency, transmitting, mode)` in one round trip.
+    /// `(frequency, transmitting, mode)` in one round trip: the `IF`
+    /// answer, which is also the newest state (what the radio reported
+    /// before it is older; what it reports after waits for [`Self::changed`]).
+    ///
+    /// With auto information on, an answer that differs from what the
+    /// reports had said (and no set of ours explains) means the radio
+    /// stopped reporting (power-cycled without its AI setting kept): `AI2;`
+    /// is sent again.
     pub async fn status(&mut self) -> Result<(u64, bool, &'static str), CatError> {
         let answer = self.query("IF").await?;
         let (hz, tx, mode) = parse_if(&answer).ok_or_else(|| CatError::Unexpected {
             command: "IF".into(),
             answer,
         })?;
+        let explained = std::mem::take(&mut self.set_since_poll);
+        if self.auto_info
+            && !explained
+            && self
+                .before
+                .complete()
+                .is_some_and(|told| told != (hz, tx, mode))
+        {
+            self.missed += 1;
+            self.send("AI2").await?;
+        }
+        self.news = false;
         Ok((hz, tx, mode_name(mode)))
     }
 
     pub async fn set_ptt(&mut self, on: bool) -> Result<(), CatError> {
-        self.send(if on { "TX" } else { "RX" }).await
+        self.set(if on { "TX" } else { "RX" }).await
     }
 
     /// Forward power from the radio's own meter: while transmitting, the
@@ -365,6 +570,174 @@ mod tests {
             14_074_000,
             "and it recovers"
         );
+    }
+
+    /// `IF` as the simulated TS-2000 answers it (with its `;`).
+    fn status_of(hz: u64, tx: bool) -> String {
+        let r = Radio {
+            vfo_a_hz: hz,
+            tx,
+            ..Radio::default()
+        };
+        r.if_status()
+    }
+
+    /// A scripted line: the client on one end, the test playing the radio
+    /// on the other (what it writes arrives in that order).
+    fn scripted() -> (Kenwood<tokio::io::DuplexStream>, tokio::io::DuplexStream) {
+        let (client, radio) = tokio::io::duplex(4096);
+        (Kenwood::new(client, Duration::from_millis(500)), radio)
+    }
+
+    async fn say(radio: &mut tokio::io::DuplexStream, what: &str) {
+        radio.write_all(what.as_bytes()).await.unwrap();
+    }
+
+    async fn next_change(cat: &mut Kenwood<tokio::io::DuplexStream>) -> u64 {
+        tokio::time::timeout(Duration::from_secs(2), cat.changed())
+            .await
+            .expect("a change reported")
+            .unwrap()
+            .0
+    }
+
+    #[tokio::test]
+    async fn reports_during_a_query_are_neither_its_answer_nor_lost_nor_applied_out_of_order() {
+        let (mut cat, mut radio) = scripted();
+        say(&mut radio, &status_of(14_000_000, false)).await;
+        assert_eq!(cat.status().await.unwrap().0, 14_000_000);
+        // While the client waits for its IF answer, the knob is turned: the
+        // radio's FA report comes first, then the answer (said after it),
+        // then a later report in the same burst.
+        let burst = format!(
+            "FA00014000100;{}FA00014000300;",
+            status_of(14_000_200, false)
+        );
+        say(&mut radio, &burst).await;
+        assert_eq!(
+            cat.status().await.unwrap(),
+            (14_000_200, false, "USB"),
+            "the IF answer, not the FA report before it"
+        );
+        assert_eq!(
+            next_change(&mut cat).await,
+            14_000_300,
+            "the report after the answer is not lost, and nothing older comes back"
+        );
+        // The same with nothing after the answer: a later report of
+        // something else carries the answer's frequency, not the older one.
+        let burst = format!("FA00014000310;{}", status_of(14_000_320, false));
+        say(&mut radio, &burst).await;
+        assert_eq!(cat.status().await.unwrap().0, 14_000_320);
+        say(&mut radio, "MD1;").await;
+        assert_eq!(
+            tokio::time::timeout(Duration::from_secs(2), cat.changed())
+                .await
+                .unwrap()
+                .unwrap(),
+            (14_000_320, false, "LSB")
+        );
+        say(&mut radio, "MD2;").await;
+        assert_eq!(next_change(&mut cat).await, 14_000_320);
+        // A report that arrives while another query waits (the S-meter).
+        say(&mut radio, "FA00014000400;SM00015;").await;
+        assert_eq!(cat.strength_db().await.unwrap(), 0);
+        assert_eq!(next_change(&mut cat).await, 14_000_400);
+        assert_eq!(cat.reports(), 6);
+        assert_eq!(cat.discarded(), 0, "reports are not noise");
+        // Reports that change nothing are not news.
+        say(&mut radio, "FA00014000400;MD3;").await;
+        assert_eq!(
+            tokio::time::timeout(Duration::from_secs(2), cat.changed())
+                .await
+                .unwrap()
+                .unwrap(),
+            (14_000_400, false, "CW")
+        );
+    }
+
+    #[tokio::test]
+    async fn waiting_for_a_report_is_cancel_safe_and_a_torn_one_is_told() {
+        let (mut cat, mut radio) = scripted();
+        say(&mut radio, &status_of(14_000_000, false)).await;
+        cat.status().await.unwrap();
+        // Half a report, then the wait is dropped (a select! took another
+        // branch); the rest arrives later: nothing read is lost.
+        say(&mut radio, "FA0001").await;
+        assert!(
+            tokio::time::timeout(Duration::from_millis(5), cat.changed())
+                .await
+                .is_err(),
+            "nothing whole yet"
+        );
+        say(&mut radio, "4074000;").await;
+        assert_eq!(next_change(&mut cat).await, 14_074_000);
+        // Half a report and silence: torn, told apart from no news.
+        say(&mut radio, "FA0007").await;
+        assert!(matches!(
+            tokio::time::timeout(Duration::from_secs(2), cat.changed())
+                .await
+                .unwrap(),
+            Err(CatError::TornReport)
+        ));
+        drop(radio);
+        assert!(matches!(cat.changed().await, Err(CatError::Closed)));
+    }
+
+    #[tokio::test]
+    async fn with_auto_information_the_simulator_reports_its_knob_and_sets_are_settled() {
+        let sim = PtyRadio::start(Radio::default()).unwrap();
+        let mut cat = open(&sim).await;
+        cat.identify().await.unwrap();
+        assert!(cat.enable_auto_info().await.unwrap());
+        assert_eq!(sim.radio.lock().unwrap().ai, 2);
+        cat.status().await.unwrap();
+        sim.turn_vfo(7_074_000);
+        let said = tokio::time::timeout(Duration::from_secs(2), cat.changed())
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(said, (7_074_000, false, "USB"), "the knob, unasked");
+        sim.select_mode(3);
+        let said = tokio::time::timeout(Duration::from_secs(2), cat.changed())
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(said.2, "CW");
+        // A set, then keying, then a poll, back to back: the radio echoes
+        // each set with an IF, and the one for the frequency (still on
+        // receive) is on the line before the poll's answer. Each set waits
+        // for the radio to have taken it, so the poll reads the keyed state.
+        for round in 0..20 {
+            cat.set_frequency(14_074_000 + round).await.unwrap();
+            cat.set_ptt(true).await.unwrap();
+            assert_eq!(
+                cat.status().await.unwrap(),
+                (14_074_000 + round, true, "CW"),
+                "round {round}"
+            );
+            cat.set_ptt(false).await.unwrap();
+            assert!(!cat.status().await.unwrap().1);
+        }
+        assert_eq!(cat.missed(), 0, "every change was reported");
+        cat.set_mode("FSK-R").await.unwrap();
+        cat.restore_auto_info().await.unwrap();
+        assert_eq!(cat.query("AI").await.unwrap(), "AI0", "as it was found");
+    }
+
+    #[tokio::test]
+    async fn a_radio_without_auto_information_is_polled() {
+        let (mut cat, mut radio) = scripted();
+        let asked = tokio::spawn(async move {
+            let mut buf = [0u8; 64];
+            let n = radio.read(&mut buf).await.unwrap();
+            radio.write_all(b"?;").await.unwrap();
+            (String::from_utf8_lossy(&buf[..n]).into_owned(), radio)
+        });
+        assert!(!cat.enable_auto_info().await.unwrap());
+        assert!(!cat.auto_info());
+        let (asked, _radio) = asked.await.unwrap();
+        assert_eq!(asked, "AI;");
     }
 
     #[tokio::test]

@@ -147,18 +147,23 @@ pub enum Radio {
 
 impl Radio {
     /// Opens the link and identifies the radio: a warm link has answered
-    /// before it reports connected.
+    /// before it reports connected. With `auto_info`, a Kenwood is asked to
+    /// report its changes itself (`AI2;`, see [`Radio::reports`]).
     pub async fn open(
         backend: RadioBackend,
         port: &str,
         baud: u32,
         timeout: Duration,
+        auto_info: bool,
     ) -> Result<Radio, RadioError> {
         match backend {
             RadioBackend::Kenwood => {
                 let serial = open_serial(port, baud).map_err(|e| CatError::opening(port, e))?;
                 let mut k = Kenwood::new(serial, timeout);
                 k.identify().await?;
+                if auto_info {
+                    k.enable_auto_info().await?;
+                }
                 Ok(Radio::Kenwood(k))
             }
             RadioBackend::Rigctld => {
@@ -184,6 +189,40 @@ impl Radio {
                 mode: hamlib_to_kenwood_mode(&r.mode().await?.0).to_string(),
                 ptt: r.ptt().await?,
             }),
+        }
+    }
+
+    /// Whether the radio reports its changes itself (a Kenwood that took
+    /// `AI2;`), so polling it is only a check. rigctld never does.
+    pub fn reports(&self) -> bool {
+        match self {
+            Radio::Kenwood(k) => k.auto_info(),
+            Radio::Rigctld(_) => false,
+        }
+    }
+
+    /// Resolves when the radio has reported a change by itself, with its
+    /// state then; never for rigctld. Cancel-safe (for a `select!`).
+    pub async fn changed(&mut self) -> Result<RadioStatus, RadioError> {
+        match self {
+            Radio::Kenwood(k) => {
+                let (freq_hz, ptt, mode) = k.changed().await?;
+                Ok(RadioStatus {
+                    freq_hz,
+                    mode: mode.to_string(),
+                    ptt,
+                })
+            }
+            Radio::Rigctld(_) => std::future::pending().await,
+        }
+    }
+
+    /// Leaves the radio's settings as they were found (a Kenwood's `AI`),
+    /// before the link is closed for good.
+    pub async fn close(&mut self) -> Result<(), RadioError> {
+        match self {
+            Radio::Kenwood(k) => Ok(k.restore_auto_info().await?),
+            Radio::Rigctld(_) => Ok(()),
         }
     }
 
