@@ -27,6 +27,7 @@ mod throughput;
 mod tls;
 mod tls_vs_plain;
 mod txdrop;
+mod vfo;
 mod wire;
 mod workload;
 
@@ -67,6 +68,9 @@ enum Scenario {
     /// A simulated radio on a pty: time from a TX drop mid-frame to the
     /// dashboard hearing the radio link is back (median of the runs).
     TxDrop(txdrop::Args),
+    /// A simulated radio on a pty: time from a turn of its VFO knob to a
+    /// dashboard receiving that frequency, polling versus auto information.
+    Vfo(vfo::Args),
     /// The same throughput workload on the embedded log and on a NATS
     /// JetStream log (a local `nats-server -js`), run after run: the ratio.
     LogBackends(log_backends::Args),
@@ -97,6 +101,7 @@ async fn main() -> Result<()> {
         Scenario::Storm(args) => storm::run(bin, args, r).await?,
         Scenario::CatchUp(args) => catchup::run(bin, args, r).await?,
         Scenario::TxDrop(args) => txdrop::run(bin, args, r).await?,
+        Scenario::Vfo(args) => vfo::run(bin, args, r).await?,
         Scenario::LogBackends(args) => log_backends::run(bin, args, r).await?,
         Scenario::Footprint(args) => footprint::run(bin, args, r).await?,
         Scenario::Abuse(args) => abuse::run(bin, args, r).await?,

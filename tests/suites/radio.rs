@@ -150,6 +150,103 @@ async fn the_bridge_drives_a_real_pty_radio_and_survives_an_unplug() {
     drop(sim);
 }
 
+/// The frequencies of the `radio.state` events from `from` on, in order.
+fn frequencies(c: &TestClient, from: usize) -> Vec<u64> {
+    c.events()[from..]
+        .iter()
+        .filter(|e| e.kind == "radio.state")
+        .filter_map(|e| e.payload["freq_hz"].as_u64())
+        .collect()
+}
+
+/// A fast hand on the simulator's knob: `steps` steps of 10 Hz up from
+/// `base`, in threes back to back, 200 µs apart, so reports land at every
+/// point of the proxy's polls (inside its wait for an answer too). Blocking:
+/// nothing else in the test runs meanwhile, the proxy and the simulator
+/// have their own threads.
+fn turn_knob(sim: &PtyRadio, base: u64, steps: u64) {
+    for step in 1..=steps {
+        sim.turn_vfo(base + step * 10);
+        if step % 3 == 0 {
+            std::thread::sleep(Duration::from_micros(200));
+        }
+    }
+}
+
+/// The radio reports its knob itself (auto information, which the proxy
+/// turns on) while the proxy polls it (keyed: every 20 ms): whatever
+/// interleaving of reports and poll answers the line sees, a dashboard
+/// gets the frequencies in the knob's order, never an older one after a
+/// newer one, and ends at the last. At shutdown the radio's AI setting is
+/// put back.
+#[tokio::test]
+async fn reports_and_polls_never_give_a_dashboard_a_stale_or_reordered_frequency() {
+    let mut station = station(
+        "radio_poll_ms = 100
+radio_poll_tx_ms = 20
+tx_keepalive_ms = 60000
+",
+    )
+    .await;
+    let (sim, op) = (&station.sim, &mut station.op);
+    let freq = |c: &TestClient| radio_state(c).and_then(|s| s["freq_hz"].as_u64());
+    assert!(op
+        .pump_until(SECS, |c| freq(c) == Some(14_074_000))
+        .await
+        .unwrap());
+    assert_eq!(sim.radio.lock().unwrap().ai, 2, "the proxy turned AI on");
+    const STEPS: u64 = 3_000;
+    for (keyed, base) in [(false, 14_100_000), (true, 14_200_000)] {
+        if keyed {
+            key_ptt(op, true).await;
+            assert!(op
+                .pump_until(SECS, |c| radio_state(c).and_then(|s| s["ptt"].as_bool())
+                    == Some(true))
+                .await
+                .unwrap());
+        }
+        let from = op.events().len();
+        turn_knob(sim, base, STEPS);
+        let last = base + STEPS * 10;
+        assert!(
+            op.pump_until(SECS, |c| freq(c) == Some(last))
+                .await
+                .unwrap(),
+            "the last step reached the dashboard"
+        );
+        let seen = frequencies(op, from);
+        assert!(
+            seen.windows(2).all(|w| w[0] <= w[1]),
+            "keyed {keyed}: a frequency went back: {seen:?}"
+        );
+        assert_eq!(seen.last(), Some(&last), "keyed {keyed}: {seen:?}");
+        assert!(seen.len() > 1, "the steps came as they were made: {seen:?}");
+    }
+    assert!(
+        !link_events(op)
+            .iter()
+            .any(|e| e == "EVENT_TX_DROP_DETECTED"),
+        "reports while keyed are no TX drop: {:?}",
+        link_events(op)
+    );
+    key_ptt(op, false).await;
+    assert!(op
+        .pump_until(SECS, |c| radio_state(c).and_then(|s| s["ptt"].as_bool())
+            == Some(false))
+        .await
+        .unwrap());
+    assert!(station.proxy.terminate(), "a clean exit");
+    // The simulator's thread reads the proxy's last words on its own time.
+    let deadline = std::time::Instant::now() + SECS;
+    while station.sim.radio.lock().unwrap().ai != 0 {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the radio's AI setting was not put back at shutdown"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
+
 #[tokio::test]
 async fn a_tx_drop_mid_frame_is_detected_and_takes_the_fast_path() {
     // Bound whole: the proxy and the temp dir must live to the end.
