@@ -7,6 +7,28 @@ use std::process::Command;
 use station_sim::kenwood::Radio;
 use station_sim::pty::PtyRadio;
 
+/// Runs `rigctl -m 2014` on the simulator's pty with `commands`: its
+/// non-empty output lines, and its stderr.
+fn rigctl(sim: &PtyRadio, commands: &[&str]) -> (Vec<String>, String) {
+    let out = Command::new("rigctl")
+        .args(["-m", "2014", "-r"])
+        .arg(&sim.path)
+        .args(["-s", "38400"])
+        .args(commands)
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+    assert!(out.status.success(), "rigctl failed: {stdout}\n{stderr}");
+    let lines = stdout
+        .lines()
+        .map(str::trim)
+        .filter(|l| !l.is_empty())
+        .map(str::to_string)
+        .collect();
+    (lines, stderr)
+}
+
 #[test]
 fn hamlibs_ts2000_driver_drives_the_simulator() {
     assert!(
@@ -14,22 +36,12 @@ fn hamlibs_ts2000_driver_drives_the_simulator() {
         "rigctl is missing: `cargo xtask setup` installs it (Debian package libhamlib-utils)"
     );
     let sim = PtyRadio::start(Radio::default()).unwrap();
-    let out = Command::new("rigctl")
-        .args(["-m", "2014", "-r"])
-        .arg(&sim.path)
-        .args([
-            "-s", "38400", "f", "F", "7074000", "f", "t", "T", "1", "t", "T", "0", "t", "m",
-        ])
-        .output()
-        .unwrap();
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(out.status.success(), "rigctl failed: {stdout}\n{stderr}");
-    let lines: Vec<&str> = stdout
-        .lines()
-        .map(str::trim)
-        .filter(|l| !l.is_empty())
-        .collect();
+    let (lines, stderr) = rigctl(
+        &sim,
+        &[
+            "f", "F", "7074000", "f", "t", "T", "1", "t", "T", "0", "t", "m",
+        ],
+    );
     assert_eq!(
         lines[0], "14074000",
         "initial frequency; all output: {lines:?}\n{stderr}"
@@ -78,22 +90,10 @@ fn hamlibs_ts2000_driver_copes_with_a_radio_in_auto_information_mode() {
     })
     .unwrap();
     sim.turn_vfo(7_030_000);
-    let out = Command::new("rigctl")
-        .args(["-m", "2014", "-r"])
-        .arg(&sim.path)
-        .args([
-            "-s", "38400", "f", "F", "14074000", "f", "T", "1", "t", "T", "0", "t",
-        ])
-        .output()
-        .unwrap();
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(out.status.success(), "rigctl failed: {stdout}\n{stderr}");
-    let lines: Vec<&str> = stdout
-        .lines()
-        .map(str::trim)
-        .filter(|l| !l.is_empty())
-        .collect();
+    let (lines, stderr) = rigctl(
+        &sim,
+        &["f", "F", "14074000", "f", "T", "1", "t", "T", "0", "t"],
+    );
     assert_eq!(
         lines,
         ["7030000", "14074000", "1", "0"],
