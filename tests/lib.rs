@@ -3,6 +3,7 @@
 //! stop it (`SIGTERM`), and talk to it with a native protocol client.
 
 pub mod client;
+pub mod mount;
 pub mod nats;
 pub mod proxy;
 pub mod relay;

@@ -7,41 +7,12 @@
 //! an explanation unless `E2E_ALLOW_NO_MOUNT=1` (which `cargo xtask test` sets
 //! when it is not run as root).
 
-use std::process::Command;
 use std::time::Duration;
 
 use e2e::client::{n_of, numbered};
+use e2e::mount::Mount;
 use e2e::{Proxy, TestClient};
 use shared_protocol::frame::{Delivery, ErrorCode, Payload, Resume};
-
-struct Mount(std::path::PathBuf);
-
-impl Mount {
-    fn tmpfs(path: &std::path::Path, size: &str) -> Option<Mount> {
-        std::fs::create_dir_all(path).ok()?;
-        let ok = Command::new("mount")
-            .args(["-t", "tmpfs", "-o", &format!("size={size}"), "tmpfs"])
-            .arg(path)
-            .status()
-            .is_ok_and(|s| s.success());
-        ok.then(|| Mount(path.to_path_buf()))
-    }
-
-    fn resize(&self, size: &str) {
-        let ok = Command::new("mount")
-            .args(["-o", &format!("remount,size={size}")])
-            .arg(&self.0)
-            .status()
-            .is_ok_and(|s| s.success());
-        assert!(ok, "remount failed");
-    }
-}
-
-impl Drop for Mount {
-    fn drop(&mut self) {
-        let _ = Command::new("umount").arg("-l").arg(&self.0).status();
-    }
-}
 
 #[tokio::test]
 async fn a_full_disk_is_reported_and_loses_nothing_acknowledged() {
@@ -53,7 +24,7 @@ async fn a_full_disk_is_reported_and_loses_nothing_acknowledged() {
         }
         panic!("mounting a tmpfs failed (needs root); set E2E_ALLOW_NO_MOUNT=1 to accept not running this test");
     };
-    let data = mount.0.join("data");
+    let data = mount.path().join("data");
     let mut proxy = Proxy::start_in("max_publish_per_sec = 100000\n", Some(data));
     let mut publisher = TestClient::new("writer");
     publisher.connect(&proxy.ws_url()).await.unwrap();

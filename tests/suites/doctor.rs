@@ -8,6 +8,7 @@ use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
+use e2e::mount::Mount;
 use station_sim::kenwood::Radio;
 use station_sim::pty::{PtyMeter, PtyRadio};
 
@@ -207,36 +208,15 @@ fn a_port_another_process_holds_fails_naming_it_and_its_pid() {
     assert!(meter.contains("no other process"), "{meter}");
 }
 
-/// A tmpfs of `size` mounted at `path`, unmounted on drop.
-struct Mount(PathBuf);
-
-impl Mount {
-    fn tmpfs(path: &Path, size: &str) -> Option<Mount> {
-        std::fs::create_dir_all(path).ok()?;
-        let ok = Command::new("mount")
-            .args(["-t", "tmpfs", "-o", &format!("size={size}"), "tmpfs"])
-            .arg(path)
-            .status()
-            .is_ok_and(|s| s.success());
-        ok.then(|| Mount(path.to_path_buf()))
-    }
-}
-
-impl Drop for Mount {
-    fn drop(&mut self) {
-        let _ = Command::new("umount").arg("-l").arg(&self.0).status();
-    }
-}
-
 #[test]
 fn a_full_data_directory_fails() {
     let scratch = tempfile::tempdir().unwrap();
     let (data, _mount, expect) = match Mount::tmpfs(&scratch.path().join("small"), "256k") {
         Some(mount) => {
-            let data = mount.0.join("data");
+            let data = mount.path().join("data");
             std::fs::create_dir(&data).unwrap();
             // Fill it: write until the filesystem says no.
-            let mut fill = std::fs::File::create(mount.0.join("fill")).unwrap();
+            let mut fill = std::fs::File::create(mount.path().join("fill")).unwrap();
             let block = vec![0u8; 16 * 1024];
             while std::io::Write::write_all(&mut fill, &block).is_ok() {}
             (data, Some(mount), "the disk is full")
