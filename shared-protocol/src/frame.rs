@@ -436,109 +436,13 @@ fn decode_with<T>(
     }
     let mut reader = crate::codec::R::new(bytes);
     reader.envelope()?;
-    // A cheap bound before any recursion: the payload's 32 levels plus the
-    // frame's own map, a Snapshot's state map and the scalar at the bottom.
-    // The payload reader then counts exactly, from the payload's root.
-    if depth_exceeds(&bytes[bytes.len() - reader.remaining()..], MAX_DEPTH + 3) {
-        return Err(DecodeError::TooDeep);
-    }
+    // No pre-pass for nesting: the reader counts the payload's depth and
+    // stops at `MAX_DEPTH`, so a hostile frame recurses at most that deep.
     let value = body(&mut reader)?;
     if reader.remaining() > 0 {
         return Err(DecodeError::TrailingBytes(reader.remaining()));
     }
     Ok(value)
-}
-
-/// Walks MessagePack markers without allocating to check nesting depth before
-/// the (recursive) deserializer sees the bytes. Malformed input returns false
-/// and is then reported precisely by the deserializer.
-fn depth_exceeds(bytes: &[u8], max: usize) -> bool {
-    // Each stack entry: how many values remain in the open container.
-    let mut stack: Vec<u64> = Vec::new();
-    let mut rest = bytes;
-    loop {
-        // One byte read by hand: `rmp::decode::read_marker` goes through
-        // `std::io::Read` and links its error values into the wasm.
-        let Some((&byte, tail)) = rest.split_first() else {
-            return false;
-        };
-        rest = tail;
-        let marker = rmp::Marker::from_u8(byte);
-        use rmp::Marker as M;
-        let (children, skip): (Option<u64>, usize) = match marker {
-            M::FixArray(n) => (Some(u64::from(n)), 0),
-            M::FixMap(n) => (Some(2 * u64::from(n)), 0),
-            M::Array16 | M::Map16 | M::Array32 | M::Map32 => {
-                let width = if matches!(marker, M::Array16 | M::Map16) {
-                    2
-                } else {
-                    4
-                };
-                if rest.len() < width {
-                    return false;
-                }
-                let n = rest[..width]
-                    .iter()
-                    .fold(0u64, |acc, b| (acc << 8) | u64::from(*b));
-                rest = &rest[width..];
-                let n = if matches!(marker, M::Map16 | M::Map32) {
-                    2 * n
-                } else {
-                    n
-                };
-                (Some(n), 0)
-            }
-            M::Str8 | M::Bin8 => (None, len_prefixed(&mut rest, 1)),
-            M::Str16 | M::Bin16 => (None, len_prefixed(&mut rest, 2)),
-            M::Str32 | M::Bin32 => (None, len_prefixed(&mut rest, 4)),
-            M::FixStr(n) => (None, usize::from(n)),
-            M::U8 | M::I8 => (None, 1),
-            M::U16 | M::I16 => (None, 2),
-            M::U32 | M::I32 | M::F32 => (None, 4),
-            M::U64 | M::I64 | M::F64 => (None, 8),
-            M::FixExt1 => (None, 2),
-            M::FixExt2 => (None, 3),
-            M::FixExt4 => (None, 5),
-            M::FixExt8 => (None, 9),
-            M::FixExt16 => (None, 17),
-            M::Ext8 => (None, len_prefixed(&mut rest, 1).saturating_add(1)),
-            M::Ext16 => (None, len_prefixed(&mut rest, 2).saturating_add(1)),
-            M::Ext32 => (None, len_prefixed(&mut rest, 4).saturating_add(1)),
-            _ => (None, 0),
-        };
-        if skip > rest.len() {
-            return false;
-        }
-        rest = &rest[skip..];
-        // This value fills one slot of the enclosing container.
-        if let Some(top) = stack.last_mut() {
-            *top = top.saturating_sub(1);
-        }
-        if let Some(n) = children.filter(|n| *n > 0) {
-            stack.push(n);
-            if stack.len() > max {
-                return true;
-            }
-        }
-        while stack.last() == Some(&0) {
-            stack.pop();
-        }
-        if stack.is_empty() {
-            return false;
-        }
-    }
-}
-
-/// Reads a big-endian length of `width` bytes; returns usize::MAX when cut short.
-fn len_prefixed(rest: &mut &[u8], width: usize) -> usize {
-    if rest.len() < width {
-        return usize::MAX;
-    }
-    let n = rest[..width]
-        .iter()
-        .fold(0usize, |acc, b| (acc << 8) | usize::from(*b));
-    *rest = &rest[width..];
-    n
 }
 
 impl ClientFrame {
@@ -760,20 +664,36 @@ mod tests {
         );
     }
 
+    /// A payload 10,000 levels deep is refused at level 33, where the
+    /// reader stops (it recurses no deeper), and so is such a frame body.
     #[test]
     fn deep_nesting_is_rejected_without_recursion() {
-        // Built by hand: a 10,000-deep value would make serde recurse too.
-        let mut out = Vec::new();
-        rmp::encode::write_array_len(&mut out, 2).unwrap();
-        rmp::encode::write_uint(&mut out, 1).unwrap();
-        for _ in 0..10_000 {
-            rmp::encode::write_array_len(&mut out, 1).unwrap();
-        }
-        rmp::encode::write_nil(&mut out).unwrap();
+        let deep = |out: &mut Vec<u8>| {
+            for _ in 0..10_000 {
+                rmp::encode::write_array_len(out, 1).unwrap();
+            }
+            rmp::encode::write_nil(out).unwrap();
+        };
+        let mut publish = Vec::new();
+        rmp::encode::write_array_len(&mut publish, 2).unwrap();
+        rmp::encode::write_uint(&mut publish, 1).unwrap();
+        rmp::encode::write_map_len(&mut publish, 1).unwrap();
+        rmp::encode::write_str(&mut publish, "Publish").unwrap();
+        rmp::encode::write_map_len(&mut publish, 1).unwrap();
+        rmp::encode::write_str(&mut publish, "payload").unwrap();
+        deep(&mut publish);
         assert_eq!(
-            ClientFrame::decode(&out, usize::MAX),
+            ClientFrame::decode(&publish, usize::MAX),
             Err(DecodeError::TooDeep)
         );
+        let mut body = Vec::new();
+        rmp::encode::write_array_len(&mut body, 2).unwrap();
+        rmp::encode::write_uint(&mut body, 1).unwrap();
+        deep(&mut body);
+        assert!(matches!(
+            ClientFrame::decode(&body, usize::MAX),
+            Err(DecodeError::Malformed(_))
+        ));
     }
 
     #[test]

@@ -104,3 +104,33 @@ test('tabs opened at the same moment still elect one leader and all get the stre
   }
   await context.close();
 });
+
+// A leader too busy to answer a new tab's claim within the election's
+// settle time (a loaded machine, a background page) keeps the connection:
+// the new tab reads the leader's stamp and follows. Without the stamp it
+// led beside the busy one and its connection replaced the leader's.
+test('a tab opened while the leader is busy follows it: still the one connection, never replaced', async () => {
+  const context = await browser.newContext();
+  const url = `${proxy.url}/index.html?${new URLSearchParams({ opts: JSON.stringify({ ...opts, storagePrefix: 'busy' }) })}`;
+  const a = await context.newPage();
+  await a.goto(url);
+  await until(a, () => window.ready === true && rec.states.includes('connected'));
+  assert.equal(await role(a), 'leader');
+  const before = (await proxy.stats()).connections;
+  const mark = await a.evaluate(() => rec.states.length);
+  // The leader's page runs a script for 1.5 s: it answers nothing meanwhile.
+  const busy = a.evaluate(() => { const end = performance.now() + 1_500; while (performance.now() < end); });
+  const b = await context.newPage();
+  await b.goto(url);
+  await until(b, () => window.ready === true);
+  await busy;
+  await until(b, () => rec.states.includes('connected'));
+  await b.evaluate(() => link.send('note', { n: 1 }));
+  for (const page of [a, b]) await until(page, () => notes().length >= 1);
+  assert.deepEqual([await role(a), await role(b)], ['leader', 'follower']);
+  const after = (await proxy.stats()).connections;
+  assert.equal(after.total, before.total, 'no other connection was opened');
+  assert.equal(after.active, 1);
+  assert.deepEqual(await a.evaluate((m) => rec.states.slice(m), mark), [], 'the leader never lost its connection');
+  await context.close();
+});

@@ -9,7 +9,10 @@
 //! - `PREFIX:state`: the last value of every kind as of that position (a
 //!   `Snapshot` frame, one byte per character), so a reloaded page shows
 //!   the station at once instead of a blank panel until the next event;
-//! - `PREFIX:outbox`: `{"next_client_seq": n, "outbox": [Publish, ...]}`.
+//! - `PREFIX:outbox`: `{"next_client_seq": n, "outbox": [Publish, ...]}`;
+//! - `PREFIX:leader`: unix ms of the leading tab's newest beat (0 once it
+//!   resigned), so that a tab that opens beside a busy leader follows it
+//!   (`tabs::lease`).
 
 use js_sys::Array;
 use shared_protocol::client::Persisted;
@@ -189,6 +192,17 @@ impl Store {
             Ok(ServerFrame::Snapshot(s)) if s.upto == last_seq => Some((s, at)),
             _ => None,
         }
+    }
+
+    /// The leading tab's stamp: it beat at `at` (Unix ms; 0 once it
+    /// resigned).
+    pub fn stamp_leader(&self, at: u64) {
+        let _ = self.set("leader", &format!("{at}"));
+    }
+
+    /// How long ago (ms) the leading tab stamped itself, if it did.
+    pub fn leader_age(&self) -> Option<f64> {
+        Some(js_sys::Date::now() - js_sys::JSON::parse(&self.get("leader")?).ok()?.as_f64()?)
     }
 
     pub fn save_outbox(&self, next_client_seq: u64, outbox: &[Publish]) -> Result<(), String> {

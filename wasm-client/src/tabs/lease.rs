@@ -24,6 +24,9 @@
 //!   handlers answer as soon as it runs. A leader that goes away posts
 //!   `Resign`, and its followers claim at once (the handover takes about
 //!   [`SETTLE_MS`]).
+//! - A leader also leaves a stamp (its id, term and the time) where new
+//!   tabs read it: a tab that opens while a fresh stamp is there waits for
+//!   the leader's beat instead of claiming ([`Lease::new`]).
 //! - Two leaders (a tab woken from a freeze) hear each other's beats; the
 //!   worse one steps down.
 
@@ -99,15 +102,23 @@ fn outranks(a: (u64, TabId), b: (u64, TabId)) -> bool {
 }
 
 impl Lease {
-    /// A tab that has just opened: a candidate.
-    pub fn new(me: TabId, now: Millis) -> Lease {
+    /// A tab that has just opened: a candidate, or, when a leader's stamp
+    /// says it beat at `stamped`, a follower waiting for its next beat. A
+    /// leader busy for longer than [`SETTLE_MS`] (a loaded machine, a
+    /// background page) would otherwise see a new tab lead beside it and
+    /// take its connection; if that leader is in fact gone, this tab claims
+    /// after the lease, as any follower does.
+    pub fn new(me: TabId, now: Millis, stamped: Option<Millis>) -> Lease {
         let mut lease = Lease {
             me,
             term: 0,
             phase: Phase::Stopped,
             out: Vec::new(),
         };
-        lease.stand(now, SETTLE_MS, None);
+        match stamped {
+            Some(heard_at) => lease.follow(None, heard_at),
+            None => lease.stand(now, SETTLE_MS, None),
+        }
         lease
     }
 
@@ -215,15 +226,17 @@ impl Lease {
         }
     }
 
-    /// The leader relayed something: as good as a beat for a follower that
-    /// knows its leader (a background leader's timers may run late, its
-    /// message handlers do not).
-    pub fn heard_leader(&mut self, now: Millis) {
+    /// The leader relayed something (`from`: it, when the message says):
+    /// as good as a beat for a follower (a background leader's timers may
+    /// run late, its message handlers do not). A tab that opened on a
+    /// leader's stamp learns from it which tab leads, so its sends can go
+    /// out before the next beat.
+    pub fn heard_leader(&mut self, from: Option<TabId>, now: Millis) {
         match &mut self.phase {
-            Phase::Following {
-                leader: Some(_),
-                heard_at,
-            } => *heard_at = (*heard_at).max(now),
+            Phase::Following { leader, heard_at } if leader.is_some() || from.is_some() => {
+                *leader = leader.or(from);
+                *heard_at = (*heard_at).max(now);
+            }
             // It answered the claim: it was only late.
             Phase::Candidate {
                 silent: Some(leader),
@@ -309,6 +322,8 @@ mod tests {
         wire: Vec<(Millis, usize, Msg)>,
         delay: Millis,
         rng: u64,
+        /// The leader's stamp (localStorage: written at once, read by new tabs).
+        stamp: Option<Millis>,
     }
 
     impl World {
@@ -319,6 +334,7 @@ mod tests {
                 wire: Vec::new(),
                 delay,
                 rng: 0x2545_f491_4f6c_dd1d,
+                stamp: None,
             }
         }
 
@@ -331,8 +347,10 @@ mod tests {
 
         fn open(&mut self) -> usize {
             let id = self.random() >> 11;
+            let stamped = self.stamp.filter(|at| self.now < at + LEASE_MS);
+            let lease = Lease::new(id, self.now, stamped);
             self.tabs.push(Tab {
-                lease: Lease::new(id, self.now),
+                lease,
                 down: false,
                 leads_from: None,
             });
@@ -344,6 +362,11 @@ mod tests {
             while let Some(out) = self.tabs[i].lease.poll_output() {
                 match out {
                     Out::Post(m) => {
+                        match m {
+                            Msg::Beat { .. } => self.stamp = Some(self.now),
+                            Msg::Resign { .. } => self.stamp = None,
+                            Msg::Claim { .. } => {}
+                        }
                         let jitter = self.random() % (self.delay + 1);
                         self.wire.push((self.now + jitter, i, m));
                     }
@@ -444,16 +467,46 @@ mod tests {
     /// but whose relayed traffic still arrives keeps its followers.
     #[test]
     fn relayed_traffic_keeps_a_follower_from_claiming() {
-        let mut lease = Lease::new(2, 0);
+        let mut lease = Lease::new(2, 0, None);
         lease.handle(Msg::Beat { from: 1, term: 1 }, 10);
         assert_eq!(lease.leader(), Some(1));
         for t in (100..20_000).step_by(500) {
-            lease.heard_leader(t);
+            lease.heard_leader(None, t);
             lease.handle_timeout(t);
         }
         assert_eq!(lease.leader(), Some(1), "still following");
         lease.handle_timeout(19_600 + LEASE_MS);
         assert_eq!(lease.leader(), None, "silence for a lease: it claims");
+    }
+
+    /// A leader that answers a new tab's claim only after the settle time
+    /// (a loaded machine) keeps the lease: the new tab read its stamp.
+    #[test]
+    fn a_tab_opened_beside_a_busy_leader_follows_it() {
+        // Stamped 300 ms before the tab opened at 1 000; it answers at 1 800.
+        let mut lease = Lease::new(2, 1_000, Some(700));
+        lease.handle_timeout(1_000 + SETTLE_MS);
+        lease.handle(Msg::Beat { from: 1, term: 3 }, 1_800);
+        lease.handle_timeout(1_800 + SETTLE_MS);
+        assert_eq!(lease.leader(), Some(1));
+        assert_eq!(lease.poll_output(), None, "it never claimed");
+        // Its leader's relayed traffic (the answer to its join) names the
+        // leader before any beat.
+        let mut lease = Lease::new(2, 1_000, Some(700));
+        assert_eq!(lease.leader(), None);
+        lease.heard_leader(Some(1), 1_010);
+        assert_eq!(lease.leader(), Some(1));
+        // Without the stamp it would have led before that answer.
+        let mut unstamped = Lease::new(2, 1_000, None);
+        unstamped.handle_timeout(1_000 + SETTLE_MS);
+        assert!(unstamped.leads());
+        // A stamp whose leader has gone: it leads after the lease and a
+        // settle time.
+        let mut lease = Lease::new(2, 1_000, Some(700));
+        lease.handle_timeout(700 + LEASE_MS);
+        assert!(!lease.leads());
+        lease.handle_timeout(700 + LEASE_MS + SETTLE_MS);
+        assert!(lease.leads());
     }
 
     #[test]
@@ -495,7 +548,7 @@ mod tests {
     #[test]
     fn a_late_leader_that_answers_the_claim_keeps_the_lease() {
         for answer in [Answer::Beat, Answer::Relayed] {
-            let mut lease = Lease::new(2, 0);
+            let mut lease = Lease::new(2, 0, None);
             lease.handle(Msg::Beat { from: 1, term: 1 }, 10);
             while lease.poll_output().is_some() {} // its first claim
             lease.handle_timeout(10 + LEASE_MS);
@@ -511,14 +564,14 @@ mod tests {
             let late = 10 + LEASE_MS + RECLAIM_SETTLE_MS - 1;
             match answer {
                 Answer::Beat => lease.handle(Msg::Beat { from: 1, term: 2 }, late),
-                Answer::Relayed => lease.heard_leader(late),
+                Answer::Relayed => lease.heard_leader(Some(1), late),
             }
             lease.handle_timeout(late + 1);
             assert_eq!(lease.leader(), Some(1), "{answer:?}: it follows on");
             assert_eq!(lease.poll_output(), None, "{answer:?}: it never led");
         }
         // No answer: it leads once the reclaim time is over.
-        let mut lease = Lease::new(2, 0);
+        let mut lease = Lease::new(2, 0, None);
         lease.handle(Msg::Beat { from: 1, term: 1 }, 10);
         lease.handle_timeout(10 + LEASE_MS);
         lease.handle_timeout(10 + LEASE_MS + RECLAIM_SETTLE_MS);

@@ -26,6 +26,7 @@ use wasm_bindgen::JsCast;
 use web_sys::{BroadcastChannel, MessageEvent};
 
 use crate::js::{get, obj, publish_input};
+use crate::storage::Store;
 use lease::{Lease, Msg, Out, TabId};
 use relay::{Folded, Follower};
 
@@ -89,6 +90,8 @@ pub(crate) struct Tabs {
     /// Another tab has joined: until then the leader relays nothing (a tab
     /// that joins later starts from a sync).
     pub has_followers: bool,
+    /// localStorage, where the leader stamps itself for tabs that open.
+    store: Store,
     _on_message: Closure<dyn FnMut(MessageEvent)>,
 }
 
@@ -156,9 +159,16 @@ impl Tabs {
         channel.set_onmessage(Some(on_message.as_ref().unchecked_ref()));
         // 53 random bits: a JS number carries it exactly.
         let me = (js_sys::Math::random() * 9_007_199_254_740_991.0) as u64;
+        let store = Store::open(prefix, false).0;
+        // A leader stamped within the lease: wait for its beat rather than
+        // claim (see `Lease::new`).
+        let stamped = store
+            .leader_age()
+            .filter(|age| (0.0..lease::LEASE_MS as f64).contains(age));
         let mut tabs = Tabs {
             channel,
-            lease: Lease::new(me, now),
+            lease: Lease::new(me, now, stamped.map(|age| now.saturating_sub(age as u64))),
+            store,
             follower: Follower::default(),
             pending: Vec::new(),
             next_id: 1.0,
@@ -197,7 +207,14 @@ impl Tabs {
     pub fn poll_lease(&mut self, actions: &mut Vec<Action>) {
         while let Some(out) = self.lease.poll_output() {
             match out {
-                Out::Post(msg) => self.post(&lease_to_js(msg)),
+                Out::Post(msg) => {
+                    match msg {
+                        Msg::Beat { .. } => self.store.stamp_leader(js_sys::Date::now() as u64),
+                        Msg::Resign { .. } => self.store.stamp_leader(0),
+                        Msg::Claim { .. } => {}
+                    }
+                    self.post(&lease_to_js(msg))
+                }
                 Out::Lead => {
                     // Tabs that followed the old leader follow this one;
                     // tabs that never followed join when they hear its beat.
@@ -268,6 +285,7 @@ impl Tabs {
         }
         self.post(&obj(&[
             ("t", "frames".into()),
+            ("from", self.me()),
             ("epoch", (epoch as f64).into()),
             ("frames", frames.into()),
         ]));
@@ -324,11 +342,12 @@ impl Tabs {
             return;
         }
         let kind = get(msg, "t").as_string().unwrap_or_default();
-        if matches!(kind.as_str(), "frames" | "emit" | "took" | "sync") {
+        let relayed = matches!(kind.as_str(), "frames" | "emit" | "took" | "sync");
+        if relayed {
             // Only the leader relays and answers: its traffic proves it alive
             // even when the browser holds back its timers (and so its beats).
-            self.lease.heard_leader(now);
-            self.on_leader(before, now);
+            let from = get(msg, "from").as_f64().map(|f| f as TabId);
+            self.lease.heard_leader(from, now);
         }
         let mine = get(msg, "to").as_f64() == Some(self.lease.me() as f64);
         let mut deliver = |follower: &mut Follower, frames, sync: bool| {
@@ -344,6 +363,7 @@ impl Tabs {
                     let bytes = encode_snapshot(folded.upto, &folded.state);
                     self.post(&obj(&[
                         ("t", "sync".into()),
+                        ("from", self.me()),
                         ("to", get(msg, "from")),
                         ("epoch", (epoch as f64).into()),
                         ("frame", Uint8Array::from(bytes.as_slice()).into()),
@@ -376,6 +396,7 @@ impl Tabs {
                 }
                 self.post(&obj(&[
                     ("t", "took".into()),
+                    ("from", self.me()),
                     ("to", get(msg, "from")),
                     ("id", get(msg, "id")),
                 ]));
@@ -418,6 +439,11 @@ impl Tabs {
                 self.pending.retain(|(p, _)| Some(*p) != id);
             }
             _ => {}
+        }
+        if relayed {
+            // After the sync or frames: a tab that now follows has no need
+            // to join again.
+            self.on_leader(before, now);
         }
     }
 }
