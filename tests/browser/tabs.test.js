@@ -1,8 +1,9 @@
 // One connection for all tabs: three pages of one browser context (one
 // origin, one storage prefix) share a single WebSocket through a leader tab
-// elected with Web Locks, relaying over BroadcastChannel. Closing the leader
-// hands over to another tab within a second, with no loss or duplicate in
-// any tab, and sends from any tab go through the leader's outbox.
+// elected by a lease over BroadcastChannel, which relays to the others.
+// Closing the leader hands over to another tab within a second, with no
+// loss or duplicate in any tab, and sends from any tab go through the
+// leader's outbox.
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { installPackage, Proxy, launch, until } from './harness.js';
@@ -132,5 +133,33 @@ test('a tab opened while the leader is busy follows it: still the one connection
   assert.equal(after.total, before.total, 'no other connection was opened');
   assert.equal(after.active, 1);
   assert.deepEqual(await a.evaluate((m) => rec.states.slice(m), mark), [], 'the leader never lost its connection');
+  await context.close();
+});
+
+// The safety net behind the stamp: a tab that never saw it (here removed
+// before the page loads) leads beside the busy leader and its connection
+// replaces the leader's; the leader outranks it (its id is forced high), so
+// it steps down, and the leader, having heard that rival, connects again
+// instead of taking the proxy's `replaced` as final.
+test('a leader whose connection another tab replaced for a moment connects again', async () => {
+  const context = await browser.newContext();
+  const url = `${proxy.url}/index.html?${new URLSearchParams({ opts: JSON.stringify({ ...opts, storagePrefix: 'rival' }) })}`;
+  const a = await context.newPage();
+  await a.goto(url);
+  await until(a, () => window.ready === true && rec.states.includes('connected'));
+  const b = await context.newPage();
+  await b.addInitScript(() => {
+    localStorage.removeItem('rival:leader');
+    Math.random = () => 0.999999;
+  });
+  const busy = a.evaluate(() => { const end = performance.now() + 1_500; while (performance.now() < end); });
+  await b.goto(url);
+  await busy;
+  await until(a, () => rec.errors.some((e) => e.kind === 'replaced'), undefined, 10_000);
+  await until(a, () => link.status().role === 'leader' && link.status().state === 'connected', undefined, 10_000);
+  await until(b, () => link.status().role === 'follower');
+  await b.evaluate(() => link.send('note', { n: 1 }));
+  for (const page of [a, b]) await until(page, () => notes().length >= 1);
+  assert.equal((await proxy.stats()).connections.active, 1);
   await context.close();
 });

@@ -375,10 +375,28 @@ fn notice_emits(inner: &mut Inner, notice: Notice, emits: &mut Vec<(&'static str
                 ("message", format!("{kind}: {reason}").into()),
             ]),
         )),
-        Notice::Error { kind, message } => emits.push((
-            "error",
-            obj(&[("kind", kind.into()), ("message", message.into())]),
-        )),
+        Notice::Error { kind, message } => {
+            if kind == "replaced" {
+                // Perhaps by another tab that led beside this one for a
+                // moment: once the lease has settled, a leader that heard
+                // such a rival connects again.
+                let weak = inner.weak.clone();
+                timeout(2 * crate::tabs::lease::SETTLE_MS as u32, move || {
+                    let Some(rc) = weak.upgrade() else { return };
+                    let rival = rc
+                        .try_borrow_mut()
+                        .is_ok_and(|mut i| i.tabs.as_mut().is_some_and(|t| t.lease.take_rival()));
+                    if rival {
+                        Link::feed(&rc, Input::Connect);
+                    }
+                })
+                .forget();
+            }
+            emits.push((
+                "error",
+                obj(&[("kind", kind.into()), ("message", message.into())]),
+            ))
+        }
     }
 }
 

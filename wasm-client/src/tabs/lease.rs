@@ -94,6 +94,9 @@ pub struct Lease {
     term: u64,
     phase: Phase,
     out: Vec<Out>,
+    /// Another tab led beside this one and stepped down: its connection
+    /// (the same client id) may have replaced this tab's at the proxy.
+    rival: bool,
 }
 
 /// Whether `a` outranks `b`: the higher term, then the smaller id.
@@ -114,6 +117,7 @@ impl Lease {
             term: 0,
             phase: Phase::Stopped,
             out: Vec::new(),
+            rival: false,
         };
         match stamped {
             Some(heard_at) => lease.follow(None, heard_at),
@@ -190,6 +194,7 @@ impl Lease {
                     self.out.push(Out::StepDown);
                 } else {
                     // Ours outranks it: it steps down when it hears this.
+                    self.rival = true;
                     self.beat(now);
                 }
             }
@@ -259,6 +264,13 @@ impl Lease {
             }));
         }
         self.phase = Phase::Stopped;
+    }
+
+    /// Whether a rival leader was heard since the last call: then a
+    /// `replaced` from the proxy was that tab's doing, and this one, still
+    /// leading, connects again (another device's `replaced` stays final).
+    pub fn take_rival(&mut self) -> bool {
+        std::mem::take(&mut self.rival)
     }
 
     /// Takes part again after [`Lease::resign`] (the link was reopened).
@@ -617,6 +629,8 @@ mod tests {
         }
         assert_eq!(w.leaders(), [new], "the woken leader stepped down");
         assert_eq!(w.tabs[old].leads_from, None);
+        assert!(w.tabs[new].lease.take_rival(), "the leader heard its rival");
+        assert!(!w.tabs[new].lease.take_rival(), "once");
     }
 
     #[test]
