@@ -308,12 +308,15 @@ async fn shutdown_signal() {
     }
 }
 
-/// How often a log that has not grown is trimmed (for retention by age and
-/// the publishers' TTL): a tenth of `retention_ms`, between 1 s and 30 s, so
-/// an event goes at most that long after it expired. A log that grew, or
-/// cannot store, is trimmed every second.
+/// How often a log that has not grown on disk is trimmed (for retention by
+/// age and the publishers' TTL), which also writes the volatile readings
+/// held in memory: a fifth of `retention_ms`, between 1 s and 60 s, so an
+/// event goes at most that long after it expired. One transaction a
+/// minute, however many readings came: an idle station's SD card sees one
+/// write a minute. A log that grew on disk, or cannot store, is trimmed
+/// every second.
 fn idle_trim_every(retention_ms: u64) -> Duration {
-    Duration::from_millis(retention_ms / 10).clamp(Duration::from_secs(1), Duration::from_secs(30))
+    Duration::from_millis(retention_ms / 5).clamp(Duration::from_secs(1), Duration::from_secs(60))
 }
 
 /// Retention, registry clean-up and the overall health gauge, once a second.
@@ -331,15 +334,16 @@ async fn maintenance(state: Arc<AppState>) {
         // Skipping the trim of an idle log spares the log writer a wake-up
         // a second; a log that cannot store is retried through the trim
         // (the disk-full probe), so it is never skipped.
-        let head = state.log.head();
+        let head = state.log.durable_head();
         let due = trimmed_at.is_none_or(|(at_head, at)| {
             at_head != head || at.elapsed() >= idle_every || state.log.problem().is_some()
         });
         if due {
-            trimmed_at = Some((head, tokio::time::Instant::now()));
             if let Err(e) = state.log.trim().await {
                 tracing::warn!(error = %e, "trimming the event log failed");
             }
+            // As of after the trim, which wrote the readings held back.
+            trimmed_at = Some((state.log.durable_head(), tokio::time::Instant::now()));
         }
         state.registry.sweep(state.clock.now());
     }

@@ -7,6 +7,17 @@
 //! durable, and a `kill -9` can never leave a client holding a `seq` the log
 //! has lost.
 //!
+//! One exception, for an SD card's sake: the station's volatile readings
+//! (S-meter, power; no client publish among them) are numbered, put in the
+//! tail and handed to sessions at once, but written only with the next
+//! transaction: the next commit, the next trim (every `retention_ms / 5`,
+//! at most a minute) or the shutdown. A reading every second would
+//! otherwise cost an fsync'd commit every second. Their numbers are
+//! reserved durably beforehand ([`RESERVE_AHEAD`] at a time), so if the
+//! process dies before they are written, the log goes on after them and a
+//! client that saw one gets a `coalesced` gap: it never finds one of
+//! those numbers given to another event.
+//!
 //! Sessions read live events from an in-memory tail of recent committed
 //! events and go to the database only when they are behind it; they wait on a
 //! `watch` of the head `seq`. No per-session queue exists, so a slow client
@@ -22,7 +33,7 @@ use std::time::Instant;
 use shared_protocol::frame::State;
 use tokio::sync::{mpsc, oneshot, watch};
 
-use super::store::{Append, Outcome, Publisher, Store};
+use super::store::{Append, Deferred, Outcome, Publisher, Store};
 use super::{
     now_ms, LogConfig, LogError, Logged, NewEvent, PublishRequest, PublishResult, Published,
 };
@@ -85,6 +96,10 @@ struct Shared {
     usage: std::sync::Mutex<super::usage::StateUsage>,
     /// Bytes of events in `tail`.
     tail_bytes: std::sync::atomic::AtomicU64,
+    /// Volatile readings handed out and not yet written (see the module).
+    deferred: std::sync::Mutex<Vec<(NewEvent, Logged)>>,
+    /// The newest `seq` on disk.
+    durable: std::sync::atomic::AtomicU64,
 }
 
 impl Shared {
@@ -120,6 +135,13 @@ impl Shared {
         }
     }
 }
+
+/// How many `seq`s the writer reserves at a time for readings it hands out
+/// before writing them: one small commit per this many readings.
+const RESERVE_AHEAD: u64 = 1_024;
+/// At most this many readings wait to be written (and never more than half
+/// the tail, so a session reads every one of them from memory).
+const MAX_DEFERRED: usize = 1_024;
 
 /// How often a log that cannot store tries again by itself.
 const RECOVER_EVERY: std::time::Duration = std::time::Duration::from_secs(1);
@@ -166,6 +188,8 @@ impl Embedded {
             problem: std::sync::Mutex::new(None),
             usage: std::sync::Mutex::new(usage),
             tail_bytes: std::sync::atomic::AtomicU64::new(tail_bytes),
+            deferred: std::sync::Mutex::new(Vec::new()),
+            durable: std::sync::atomic::AtomicU64::new(head),
         });
         shared.set_problem(None);
         let (tx, rx) = mpsc::unbounded_channel();
@@ -187,6 +211,12 @@ impl Embedded {
 
     pub fn head(&self) -> u64 {
         self.shared.head_now.load(Ordering::Acquire)
+    }
+
+    /// The newest `seq` on disk: behind [`Embedded::head`] while readings
+    /// wait to be written.
+    pub fn durable_head(&self) -> u64 {
+        self.shared.durable.load(Ordering::Acquire)
     }
 
     /// Wakes whenever the durable head moves.
@@ -276,8 +306,10 @@ impl Embedded {
             let tail = self.shared.tail.read().map_err(|_| LogError::Closed)?;
             if let Some(first) = tail.front() {
                 if from >= first.seq {
-                    let start = (from - first.seq) as usize;
-                    return Ok(tail.iter().skip(start).take(limit).cloned().collect());
+                    // By seq, not offset: the numbering may have a hole
+                    // (numbers reserved and never used, at a restart).
+                    let start = tail.partition_point(|e| e.seq < from);
+                    return Ok(tail.range(start..).take(limit).cloned().collect());
                 }
             }
         }
@@ -303,7 +335,7 @@ impl Embedded {
         };
         if let Some(first) = tail.front() {
             if from >= first.seq {
-                let start = ((from - first.seq) as usize).min(tail.len());
+                let start = tail.partition_point(|e| e.seq < from);
                 let events: Vec<&Logged> = tail.range(start..).take(limit).collect();
                 return f(Ok(&events));
             }
@@ -320,9 +352,18 @@ impl Embedded {
         self.shared.store.oldest()
     }
 
-    /// `(upto, state)`: the last value of every kind, current as of `upto`.
+    /// `(upto, state)`: the last value of every kind, current as of `upto`
+    /// (readings not yet written included).
     pub fn snapshot(&self) -> Result<(u64, State), LogError> {
-        self.shared.store.snapshot()
+        let (stored, mut state) = self.shared.store.snapshot()?;
+        let mut upto = stored;
+        let deferred = self.shared.deferred.lock().map_err(|_| LogError::Closed)?;
+        // Those written meanwhile are in the stored state already.
+        for (event, record) in deferred.iter().filter(|(_, r)| r.seq > stored) {
+            state.insert(event.kind.clone(), event.payload.clone());
+            upto = record.seq;
+        }
+        Ok((upto, state))
     }
 
     /// Applies retention now (the proxy also runs this on a timer).
@@ -376,6 +417,8 @@ fn writer_loop(shared: Arc<Shared>, mut rx: mpsc::UnboundedReceiver<Command>) {
     let mut replies = Vec::new();
     let mut running = true;
     let mut last_recovery = Instant::now();
+    // Numbers up to here may be handed out before they are written.
+    let mut reserved = shared.head_now.load(Ordering::Acquire);
     while running {
         let first = if shared.problem().is_some() {
             wait_recovering(&shared, &mut rx, &mut last_recovery)
@@ -399,10 +442,15 @@ fn writer_loop(shared: Arc<Shared>, mut rx: mpsc::UnboundedReceiver<Command>) {
                         shared.recover();
                     }
                     let config = shared.config;
-                    let result = shared
-                        .store
-                        .trim(now_ms(), config.retention_ms, config.max_events)
-                        .map_err(Arc::new);
+                    let result = with_deferred(&shared, |deferred| {
+                        shared.store.trim(
+                            deferred,
+                            now_ms(),
+                            config.retention_ms,
+                            config.max_events,
+                        )
+                    })
+                    .map_err(Arc::new);
                     if let Ok(n) = &result {
                         if *n > 0 {
                             metrics::counter!("proxy_log_trimmed_total").increment(*n);
@@ -423,14 +471,23 @@ fn writer_loop(shared: Arc<Shared>, mut rx: mpsc::UnboundedReceiver<Command>) {
         if shared.problem().is_some() {
             shared.recover();
         }
+        if shared.problem().is_none() && defer(&shared, &batch, &mut reserved, &mut replies) {
+            batch.clear();
+            continue;
+        }
         let started = Instant::now();
-        let result = shared.store.commit(&batch, now_ms());
+        let result = with_deferred(&shared, |deferred| {
+            shared.store.commit(deferred, &batch, now_ms())
+        });
         metrics::histogram!("proxy_log_commit_seconds").record(started.elapsed().as_secs_f64());
         metrics::histogram!("proxy_log_batch_requests").record(batch.len() as f64);
         match result {
             Ok(outcomes) => {
                 metrics::gauge!("proxy_publishers").set(shared.store.publishers() as f64);
                 publish_to_tail(&shared, &outcomes);
+                shared
+                    .durable
+                    .store(shared.head_now.load(Ordering::Acquire), Ordering::Release);
                 for (reply, outcome) in replies.drain(..).zip(outcomes) {
                     reply.send(Ok(outcome));
                 }
@@ -446,6 +503,19 @@ fn writer_loop(shared: Arc<Shared>, mut rx: mpsc::UnboundedReceiver<Command>) {
             }
         }
         batch.clear();
+    }
+    // The readings not yet written; then nothing is handed out unwritten,
+    // and the next start needs to skip no numbers.
+    let written = with_deferred(&shared, |deferred| {
+        shared.store.commit(deferred, &[], now_ms())
+    })
+    .and_then(|_| {
+        shared
+            .store
+            .reserve(shared.head_now.load(Ordering::Acquire))
+    });
+    if let Err(e) = written {
+        tracing::error!(error = %e, "writing the last volatile readings at shutdown failed; the next start goes on after them");
     }
     // Stopped: whatever is still queued, or comes, is told so (a session's
     // lane is never left waiting for an answer).
@@ -482,6 +552,77 @@ fn wait_recovering(
         }
         std::thread::sleep(std::time::Duration::from_millis(50));
     }
+}
+
+/// Runs a write that takes the readings not yet written along; once it
+/// succeeds they are on disk.
+fn with_deferred<T>(
+    shared: &Shared,
+    write: impl FnOnce(&Deferred) -> Result<T, LogError>,
+) -> Result<T, LogError> {
+    let mut deferred = shared.deferred.lock().map_err(|_| LogError::Closed)?;
+    let result = write(&deferred)?;
+    if let Some((_, last)) = deferred.last() {
+        shared.durable.fetch_max(last.seq, Ordering::AcqRel);
+    }
+    deferred.clear();
+    Ok(result)
+}
+
+/// Hands out a batch of the station's volatile readings without writing it
+/// (see the module), if it is one and there is room; false when it must be
+/// committed instead.
+fn defer(shared: &Shared, batch: &[Append], reserved: &mut u64, replies: &mut Vec<Reply>) -> bool {
+    let readings = batch
+        .iter()
+        .all(|a| a.publisher.is_none() && a.events.iter().all(|e| e.volatile && !e.stateless));
+    if !readings {
+        return false;
+    }
+    let Ok(mut deferred) = shared.deferred.lock() else {
+        return false;
+    };
+    let count: usize = batch.iter().map(|a| a.events.len()).sum();
+    let room = MAX_DEFERRED.min(shared.config.tail_events / 2);
+    if deferred.len() + count > room {
+        return false;
+    }
+    let head = shared.head_now.load(Ordering::Acquire);
+    let last = head + count as u64;
+    let now = now_ms();
+    let mut seq = head;
+    let mut outcomes = Vec::with_capacity(batch.len());
+    for append in batch {
+        let mut logged = Vec::with_capacity(append.events.len());
+        for event in &append.events {
+            seq += 1;
+            let Ok(record) = Logged::build(seq, now, event) else {
+                return false;
+            };
+            logged.push(record);
+        }
+        outcomes.push(Outcome::Committed(logged));
+    }
+    if last > *reserved {
+        if let Err(e) = shared.store.reserve(last + RESERVE_AHEAD) {
+            tracing::warn!(error = %e, "could not reserve sequence numbers for volatile readings; committing them at once");
+            return false;
+        }
+        *reserved = last + RESERVE_AHEAD;
+    }
+    for (append, outcome) in batch.iter().zip(&outcomes) {
+        if let Outcome::Committed(logged) = outcome {
+            for (event, record) in append.events.iter().zip(logged) {
+                deferred.push((event.clone(), record.clone()));
+            }
+        }
+    }
+    drop(deferred);
+    publish_to_tail(shared, &outcomes);
+    for (reply, outcome) in replies.drain(..).zip(outcomes) {
+        reply.send(Ok(outcome));
+    }
+    true
 }
 
 fn publish_to_tail(shared: &Shared, outcomes: &[Outcome]) {
@@ -571,6 +712,99 @@ mod tests {
             old.iter().map(|e| e.seq).collect::<Vec<_>>(),
             (1..=200).collect::<Vec<_>>()
         );
+    }
+
+    fn meter(db: i64) -> NewEvent {
+        NewEvent::volatile("radio.meter", Payload::from(db))
+    }
+
+    /// The station's readings reach sessions at once and the disk with the
+    /// next transaction: a commit, a trim or the shutdown.
+    #[tokio::test]
+    async fn volatile_readings_are_handed_out_at_once_and_written_with_the_next_transaction() {
+        let dir = tempfile::tempdir().unwrap();
+        let log = Embedded::open(dir.path(), LogConfig::default()).unwrap();
+        let on_disk = |log: &Embedded| log.shared.store.read_range(1, 100, 100).unwrap().len();
+        assert_eq!(log.append(vec![meter(-20)]).await.unwrap()[0].seq, 1);
+        assert_eq!((log.head(), log.durable_head(), on_disk(&log)), (1, 0, 0));
+        assert_eq!(log.read(1, 10).unwrap().len(), 1, "readable at once");
+        let (upto, state) = log.snapshot().unwrap();
+        assert_eq!(
+            (upto, state.get("radio.meter")),
+            (1, Some(&Payload::from(-20)))
+        );
+        // A reliable event is written after the readings before it.
+        let note = log
+            .append(vec![NewEvent::reliable("note", Payload::Nil)])
+            .await
+            .unwrap();
+        assert_eq!(note[0].seq, 2);
+        assert_eq!((log.durable_head(), on_disk(&log)), (2, 2));
+        // A trim writes them.
+        log.append(vec![meter(-14)]).await.unwrap();
+        assert_eq!(on_disk(&log), 2);
+        log.trim().await.unwrap();
+        assert_eq!((log.durable_head(), on_disk(&log)), (3, 3));
+        // So does the shutdown.
+        log.append(vec![meter(-8)]).await.unwrap();
+        log.close().await;
+        drop(log);
+        let log = Embedded::open(dir.path(), LogConfig::default()).unwrap();
+        assert_eq!(log.head(), 4);
+        let (upto, state) = log.snapshot().unwrap();
+        assert_eq!(
+            (upto, state.get("radio.meter")),
+            (4, Some(&Payload::from(-8)))
+        );
+    }
+
+    /// A stop that never wrote the readings handed out (a `kill -9`, a power
+    /// cut: here the file as it is on disk meanwhile, copied) leaves their
+    /// numbers reserved: the next run goes on after them, so no client that
+    /// saw one finds its number on another event.
+    #[tokio::test]
+    async fn numbers_handed_out_and_never_written_are_never_used_again() {
+        let dir = tempfile::tempdir().unwrap();
+        let log = Embedded::open(dir.path(), LogConfig::default()).unwrap();
+        log.append(vec![NewEvent::reliable("note", Payload::Nil)])
+            .await
+            .unwrap();
+        for db in 0..3 {
+            log.append(vec![meter(db)]).await.unwrap();
+        }
+        assert_eq!(log.head(), 4);
+        let crashed = tempfile::tempdir().unwrap();
+        std::fs::copy(
+            dir.path().join("events.redb"),
+            crashed.path().join("events.redb"),
+        )
+        .unwrap();
+        log.close().await;
+        drop(log);
+        let log = Embedded::open(crashed.path(), LogConfig::default()).unwrap();
+        // Reserved when the first reading (2) was handed out.
+        assert_eq!(log.head(), 2 + RESERVE_AHEAD, "after the reserved numbers");
+        let next = log
+            .append(vec![NewEvent::reliable("note", Payload::Nil)])
+            .await
+            .unwrap();
+        let seqs: Vec<u64> = log.read(1, 10).unwrap().iter().map(|e| e.seq).collect();
+        assert_eq!(seqs, [1, next[0].seq], "a hole, never a number used twice");
+        let after: Vec<u64> = log
+            .read(next[0].seq, 10)
+            .unwrap()
+            .iter()
+            .map(|e| e.seq)
+            .collect();
+        assert_eq!(
+            after,
+            [next[0].seq],
+            "read by number across the hole, from memory"
+        );
+        assert!(next[0].seq > 4);
+        // A clean stop leaves no hole.
+        let log = Embedded::open(dir.path(), LogConfig::default()).unwrap();
+        assert_eq!(log.head(), 4);
     }
 
     #[tokio::test]

@@ -275,9 +275,18 @@ impl EventLog {
         each!(self, log => log.epoch())
     }
 
-    /// The newest durable `seq`.
+    /// The newest `seq` handed out (a volatile reading may not be on disk
+    /// yet: see `embedded.rs`; its number is reserved on disk).
     pub fn head(&self) -> u64 {
         each!(self, log => log.head())
+    }
+
+    /// The newest `seq` on disk (in the stream, for JetStream).
+    pub fn durable_head(&self) -> u64 {
+        match self {
+            EventLog::Embedded(log) => log.durable_head(),
+            EventLog::JetStream(log) => log.head(),
+        }
     }
 
     /// Wakes whenever the durable head moves.

@@ -35,6 +35,11 @@ const PUBLISHERS_BY_AGE: TableDefinition<(u64, &str), ()> =
 /// Scratch space for [`Store::probe`], never read.
 const PROBE: TableDefinition<&str, &[u8]> = TableDefinition::new("probe");
 
+/// Events numbered and handed out before they were durable (volatile
+/// readings the writer held back: see `embedded.rs`), with what they were
+/// made from. The next transaction writes them first, in order.
+pub type Deferred = [(NewEvent, Logged)];
+
 /// One request in a group commit.
 #[derive(Debug, Clone)]
 pub struct Append {
@@ -112,7 +117,7 @@ impl Store {
         let epoch = {
             let mut meta = txn.open_table(META)?;
             let existing = meta.get("epoch")?.map(|v| v.value());
-            match existing {
+            let epoch = match existing {
                 Some(epoch) => epoch,
                 None => {
                     let epoch = new_epoch();
@@ -120,7 +125,25 @@ impl Store {
                     meta.insert("head", 0)?;
                     epoch
                 }
+            };
+            // Numbers handed out for readings that were never written (the
+            // last run stopped without writing them) are never used again:
+            // the log goes on after them, and a client that saw one gets a
+            // gap.
+            let head = meta.get("head")?.map_or(0, |v| v.value());
+            let reserved = meta.get("reserved")?.map_or(0, |v| v.value());
+            if reserved > head {
+                meta.insert("head", reserved)?;
+                tracing::warn!(
+                    path = %path.display(),
+                    lost = reserved - head,
+                    "the event log goes on after {} volatile readings held in memory when it last stopped (seq {}..={}); a client that saw them gets a gap",
+                    reserved - head,
+                    head + 1,
+                    reserved
+                );
             }
+            epoch
         };
         txn.open_table(EVENTS)?;
         txn.open_table(STATE)?;
@@ -192,8 +215,25 @@ impl Store {
         Ok(meta.get("head")?.map_or(0, |v| v.value()))
     }
 
-    /// Writes a batch in one durable transaction (one fsync).
-    pub fn commit(&self, batch: &[Append], now_ms: u64) -> Result<Vec<Outcome>, LogError> {
+    /// Makes every `seq` up to `upto` safe to hand out before it is written:
+    /// if the process stops before they are, the next open goes on after
+    /// them instead of numbering other events with them.
+    pub fn reserve(&self, upto: u64) -> Result<(), LogError> {
+        let db = self.db()?;
+        let txn = db.begin_write()?;
+        txn.open_table(META)?.insert("reserved", upto)?;
+        txn.commit()?;
+        Ok(())
+    }
+
+    /// Writes the deferred events, then a batch, in one durable transaction
+    /// (one fsync).
+    pub fn commit(
+        &self,
+        deferred: &Deferred,
+        batch: &[Append],
+        now_ms: u64,
+    ) -> Result<Vec<Outcome>, LogError> {
         let db = self.db()?;
         let txn = db.begin_write()?;
         let mut outcomes = Vec::with_capacity(batch.len());
@@ -204,6 +244,7 @@ impl Store {
             let mut publishers = txn.open_table(PUBLISHERS)?;
             let mut by_age = txn.open_table(PUBLISHERS_BY_AGE)?;
             let mut head = meta.get("head")?.map_or(0, |v| v.value());
+            write_deferred(&mut events, &mut state, deferred, &mut head)?;
             for append in batch {
                 if let Some(p) = &append.publisher {
                     // Only the highest applied `client_seq` is kept, which
@@ -238,16 +279,7 @@ impl Store {
                     head += 1;
                     let record = Logged::build(head, now_ms, event)?;
                     events.insert(head, record.to_bytes().as_slice())?;
-                    if event.stateless {
-                        // A kind made stateless drops out of the state with
-                        // its next event: an older last value would mislead.
-                        state.remove(event.kind.as_str())?;
-                    } else {
-                        let mut value = Vec::new();
-                        rmpv::encode::write_value(&mut value, &event.payload)
-                            .map_err(|e| LogError::Corrupt(format!("state value: {e}")))?;
-                        state.insert(event.kind.as_str(), value.as_slice())?;
-                    }
+                    put_state(&mut state, event)?;
                     logged.push(record);
                 }
                 outcomes.push(Outcome::Committed(logged));
@@ -315,16 +347,31 @@ impl Store {
         Ok((head, state))
     }
 
-    /// Drops events older than `retention_ms` and all but the newest
-    /// `max_events`. Returns how many were removed.
-    pub fn trim(&self, now_ms: u64, retention_ms: u64, max_events: u64) -> Result<u64, LogError> {
+    /// Writes the deferred events, then drops events older than
+    /// `retention_ms` and all but the newest `max_events`, in one
+    /// transaction. Returns how many were removed.
+    pub fn trim(
+        &self,
+        deferred: &Deferred,
+        now_ms: u64,
+        retention_ms: u64,
+        max_events: u64,
+    ) -> Result<u64, LogError> {
         let db = self.db()?;
         let txn = db.begin_write()?;
         let mut removed = 0;
         let forgotten;
         let publishers_left;
+        let wrote;
         {
+            let mut meta = txn.open_table(META)?;
             let mut events = txn.open_table(EVENTS)?;
+            let mut state = txn.open_table(STATE)?;
+            let mut head = meta.get("head")?.map_or(0, |v| v.value());
+            wrote = write_deferred(&mut events, &mut state, deferred, &mut head)?;
+            if wrote {
+                meta.insert("head", head)?;
+            }
             let cutoff = now_ms.saturating_sub(retention_ms);
             let mut len = events.len()?;
             loop {
@@ -350,9 +397,9 @@ impl Store {
             })?;
             publishers_left = publishers.len()?;
         }
-        // Nothing to trim or forget (an idle log, every second): no commit,
-        // so nothing is written or fsync'd.
-        if removed == 0 && forgotten == 0 {
+        // Nothing to write, trim or forget (an idle log): no commit, so
+        // nothing is written or fsync'd.
+        if !wrote && removed == 0 && forgotten == 0 {
             txn.abort()?;
         } else {
             txn.commit()?;
@@ -367,6 +414,39 @@ impl Store {
         let txn = db.begin_read()?;
         Ok(txn.open_table(EVENTS)?.len()?)
     }
+}
+
+/// Writes the deferred events after `head` (those a transaction that
+/// failed did not write), moving it; whether there were any.
+fn write_deferred(
+    events: &mut redb::Table<u64, &[u8]>,
+    state: &mut redb::Table<&str, &[u8]>,
+    deferred: &Deferred,
+    head: &mut u64,
+) -> Result<bool, LogError> {
+    let after = *head;
+    for (event, record) in deferred.iter().filter(|(_, r)| r.seq > after) {
+        *head = record.seq;
+        events.insert(record.seq, record.to_bytes().as_slice())?;
+        put_state(state, event)?;
+    }
+    Ok(*head > after)
+}
+
+/// Keeps `event` as its kind's last value (or drops the kind, for a
+/// stateless one).
+fn put_state(state: &mut redb::Table<&str, &[u8]>, event: &NewEvent) -> Result<(), LogError> {
+    if event.stateless {
+        // A kind made stateless drops out of the state with its next event:
+        // an older last value would mislead.
+        state.remove(event.kind.as_str())?;
+    } else {
+        let mut value = Vec::new();
+        rmpv::encode::write_value(&mut value, &event.payload)
+            .map_err(|e| LogError::Corrupt(format!("state value: {e}")))?;
+        state.insert(event.kind.as_str(), value.as_slice())?;
+    }
+    Ok(())
 }
 
 /// Forgets the longest-silent clients while `forget(last_publish_ms,
@@ -458,6 +538,7 @@ mod tests {
         let epoch = store.epoch();
         let out = store
             .commit(
+                &[],
                 &[
                     Append {
                         events: vec![ev("a", 1), ev("b", 2)],
@@ -485,6 +566,7 @@ mod tests {
         assert_eq!(store.head().unwrap(), 3);
         store
             .commit(
+                &[],
                 &[Append {
                     events: vec![ev("c", 4)],
                     publisher: None,
@@ -510,12 +592,15 @@ mod tests {
                 after: None,
             }),
         };
-        let out = store.commit(&[p(1), p(2), p(2), p(1)], 0).unwrap();
+        let out = store.commit(&[], &[p(1), p(2), p(2), p(1)], 0).unwrap();
         assert!(matches!(out[0], Outcome::Committed(_)));
         assert!(matches!(out[1], Outcome::Committed(_)));
         assert_eq!(out[2], Outcome::Duplicate);
         assert_eq!(out[3], Outcome::Duplicate);
-        assert_eq!(store.commit(&[p(2)], 0).unwrap()[0], Outcome::Duplicate);
+        assert_eq!(
+            store.commit(&[], &[p(2)], 0).unwrap()[0],
+            Outcome::Duplicate
+        );
         assert_eq!(store.head().unwrap(), 2);
     }
 
@@ -531,10 +616,12 @@ mod tests {
             }),
         };
         // 3 (after 2) arrives before 2: refused; then 2 and 3 apply.
-        let out = store.commit(&[p(1, None), p(3, Some(2))], 0).unwrap();
+        let out = store.commit(&[], &[p(1, None), p(3, Some(2))], 0).unwrap();
         assert!(matches!(out[0], Outcome::Committed(_)));
         assert_eq!(out[1], Outcome::OutOfOrder);
-        let out = store.commit(&[p(2, Some(1)), p(3, Some(2))], 0).unwrap();
+        let out = store
+            .commit(&[], &[p(2, Some(1)), p(3, Some(2))], 0)
+            .unwrap();
         assert!(matches!(out[0], Outcome::Committed(_)));
         assert!(
             matches!(out[1], Outcome::Committed(_)),
@@ -542,7 +629,7 @@ mod tests {
         );
         // Holes (volatile publishes that never came) are fine: after 3, 7.
         assert!(matches!(
-            store.commit(&[p(7, Some(3))], 0).unwrap()[0],
+            store.commit(&[], &[p(7, Some(3))], 0).unwrap()[0],
             Outcome::Committed(_)
         ));
         assert_eq!(store.head().unwrap(), 4);
@@ -554,6 +641,7 @@ mod tests {
         for t in 0..10u64 {
             store
                 .commit(
+                    &[],
                     &[Append {
                         events: vec![ev("a", t)],
                         publisher: None,
@@ -563,14 +651,18 @@ mod tests {
                 .unwrap();
         }
         assert_eq!(
-            store.trim(10_000, 5_500, 100).unwrap(),
+            store.trim(&[], 10_000, 5_500, 100).unwrap(),
             5,
             "older than 4.5 s go"
         );
         assert_eq!(store.oldest().unwrap(), 6);
-        assert_eq!(store.trim(10_000, 60_000, 2).unwrap(), 3, "then all but 2");
+        assert_eq!(
+            store.trim(&[], 10_000, 60_000, 2).unwrap(),
+            3,
+            "then all but 2"
+        );
         assert_eq!(store.oldest().unwrap(), 9);
-        assert_eq!(store.trim(100_000, 1, 100).unwrap(), 2);
+        assert_eq!(store.trim(&[], 100_000, 1, 100).unwrap(), 2);
         assert_eq!(store.oldest().unwrap(), 11, "empty log: head + 1");
         assert_eq!(store.head().unwrap(), 10, "trimming never moves the head");
     }
@@ -601,6 +693,7 @@ mod tests {
         };
         store
             .commit(
+                &[],
                 &[Append {
                     events: vec![ev("note", 1), ev("spot", 2)],
                     publisher: None,
@@ -612,6 +705,7 @@ mod tests {
         // A kind made stateless leaves the state with its next event.
         store
             .commit(
+                &[],
                 &[Append {
                     events: vec![note(3), note(4)],
                     publisher: None,
@@ -633,24 +727,26 @@ mod tests {
             max: 3,
         });
         for (t, client) in ["a", "b", "c"].iter().enumerate() {
-            store.commit(&[publish(client, 5, None)], t as u64).unwrap();
+            store
+                .commit(&[], &[publish(client, 5, None)], t as u64)
+                .unwrap();
         }
         // "a" publishes again: "b" is now the longest silent.
-        store.commit(&[publish("a", 6, None)], 10).unwrap();
-        store.commit(&[publish("d", 1, None)], 11).unwrap();
+        store.commit(&[], &[publish("a", 6, None)], 10).unwrap();
+        store.commit(&[], &[publish("d", 1, None)], 11).unwrap();
         assert_eq!(store.publishers(), 3);
         assert_eq!(
-            store.commit(&[publish("a", 6, None)], 12).unwrap()[0],
+            store.commit(&[], &[publish("a", 6, None)], 12).unwrap()[0],
             Outcome::Duplicate
         );
         assert_eq!(
-            store.commit(&[publish("c", 5, None)], 12).unwrap()[0],
+            store.commit(&[], &[publish("c", 5, None)], 12).unwrap()[0],
             Outcome::Duplicate
         );
         // "b" was forgotten: a resend would apply again (the documented
         // limit), and its next publishes are never taken for duplicates.
         assert!(matches!(
-            store.commit(&[publish("b", 6, None)], 13).unwrap()[0],
+            store.commit(&[], &[publish("b", 6, None)], 13).unwrap()[0],
             Outcome::Committed(_)
         ));
         assert_eq!(store.publishers(), 3);
@@ -662,18 +758,20 @@ mod tests {
             ttl_ms: 10,
             max: 100,
         });
-        store.commit(&[publish("dash", 1, None)], 0).unwrap();
-        store.trim(100, 1_000_000, 1_000_000).unwrap();
+        store.commit(&[], &[publish("dash", 1, None)], 0).unwrap();
+        store.trim(&[], 100, 1_000_000, 1_000_000).unwrap();
         assert_eq!(store.publishers(), 0, "silent past the TTL");
         // Mid-session (after = 1): refused in order, never applied ahead
         // of a predecessor the store cannot vouch for.
         assert_eq!(
-            store.commit(&[publish("dash", 2, Some(1))], 101).unwrap()[0],
+            store
+                .commit(&[], &[publish("dash", 2, Some(1))], 101)
+                .unwrap()[0],
             Outcome::OutOfOrder
         );
         // Its next connection starts a fresh lane: applied.
         assert!(matches!(
-            store.commit(&[publish("dash", 2, None)], 102).unwrap()[0],
+            store.commit(&[], &[publish("dash", 2, None)], 102).unwrap()[0],
             Outcome::Committed(_)
         ));
     }
@@ -684,12 +782,18 @@ mod tests {
             ttl_ms: 100,
             max: 100,
         });
-        store.commit(&[publish("old", 1, None)], 1_000).unwrap();
-        store.commit(&[publish("new", 1, None)], 1_050).unwrap();
-        store.trim(1_120, 1_000_000, 1_000_000).unwrap();
+        store
+            .commit(&[], &[publish("old", 1, None)], 1_000)
+            .unwrap();
+        store
+            .commit(&[], &[publish("new", 1, None)], 1_050)
+            .unwrap();
+        store.trim(&[], 1_120, 1_000_000, 1_000_000).unwrap();
         assert_eq!(store.publishers(), 1);
         assert_eq!(
-            store.commit(&[publish("new", 1, None)], 1_121).unwrap()[0],
+            store
+                .commit(&[], &[publish("new", 1, None)], 1_121)
+                .unwrap()[0],
             Outcome::Duplicate
         );
         // Survives a reopen, and so does the count.
@@ -705,7 +809,9 @@ mod tests {
         .unwrap();
         assert_eq!(store.publishers(), 1);
         assert_eq!(
-            store.commit(&[publish("new", 1, None)], 1_122).unwrap()[0],
+            store
+                .commit(&[], &[publish("new", 1, None)], 1_122)
+                .unwrap()[0],
             Outcome::Duplicate
         );
     }
@@ -727,13 +833,13 @@ mod tests {
         assert_eq!(store.publishers(), 1);
         assert_eq!(
             store
-                .commit(&[publish("dash", 7, None)], super::super::now_ms())
+                .commit(&[], &[publish("dash", 7, None)], super::super::now_ms())
                 .unwrap()[0],
             Outcome::Duplicate
         );
         assert!(matches!(
             store
-                .commit(&[publish("dash", 8, Some(7))], super::super::now_ms())
+                .commit(&[], &[publish("dash", 8, Some(7))], super::super::now_ms())
                 .unwrap()[0],
             Outcome::Committed(_)
         ));
@@ -798,7 +904,7 @@ mod tests {
                             next.insert(id.clone(), top.max(seq));
                             let applied = model.get(&id).map_or(0, |e| e.0);
                             let expect_dup = seq <= applied;
-                            let out = store.commit(&[publish(&id, seq, None)], now).unwrap();
+                            let out = store.commit(&[], &[publish(&id, seq, None)], now).unwrap();
                             prop_assert_eq!(out[0] == Outcome::Duplicate, expect_dup, "{} seq {}", id, seq);
                             if !expect_dup {
                                 model.insert(id, (seq, now));
@@ -810,7 +916,7 @@ mod tests {
                         }
                         Op::Trim { dt } => {
                             now += dt;
-                            store.trim(now, 1_000_000, 1_000_000).unwrap();
+                            store.trim(&[], now, 1_000_000, 1_000_000).unwrap();
                             model.retain(|_, e| e.1 >= now.saturating_sub(limits.ttl_ms));
                         }
                     }

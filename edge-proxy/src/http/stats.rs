@@ -69,6 +69,9 @@ pub(super) async fn stats(State(state): State<Arc<AppState>>) -> Json<serde_json
             "buffered": buffered,
             "dropped": t.events_dropped.load(Ordering::Relaxed),
             "retained": state.log.retained().unwrap_or(0),
+            // Volatile readings handed out and not yet on disk (written
+            // with the next commit or trim, at most a minute later).
+            "unwritten": state.log.head().saturating_sub(state.log.durable_head()),
         },
         "publishes": {
             "applied": t.publishes_applied.load(Ordering::Relaxed),

@@ -988,6 +988,13 @@ impl ServerSession {
                 // The rest of the batch waits for the writer; read again later.
                 break;
             }
+            // A hole in the numbers (readings a proxy handed out and never
+            // wrote before it stopped: eventlog/embedded.rs) is told as a
+            // coalesced gap, like superseded readings.
+            if let Some(prev) = last.filter(|&prev| event.seq > prev + 1) {
+                let to = event.seq - 1;
+                run = Some(run.map_or((prev + 1, to), |(from, _)| (from, to)));
+            }
             last = Some(event.seq);
             if skip.contains(&event.seq) {
                 run = Some(run.map_or((event.seq, event.seq), |(from, _)| (from, event.seq)));

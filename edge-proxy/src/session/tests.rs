@@ -48,6 +48,9 @@ enum Action {
     },
     /// Retention drops the oldest events.
     Trim(u8),
+    /// The numbering jumps: `seq`s a proxy reserved for readings it never
+    /// wrote before it stopped (eventlog/embedded.rs).
+    LogSkips(u8),
     /// The client publishes (a new `client_seq`, or a resend of an old one).
     Publish {
         volatile: bool,
@@ -73,6 +76,7 @@ fn action() -> impl Strategy<Value = Action> {
     prop_oneof![
         3 => (1..20u8, any::<bool>()).prop_map(|(n, volatile)| Action::LogGrows { n, volatile }),
         1 => (1..30u8).prop_map(Action::Trim),
+        1 => (1..30u8).prop_map(Action::LogSkips),
         4 => (any::<bool>(), prop::bool::weighted(0.1))
             .prop_map(|(volatile, resend)| Action::Publish { volatile, resend }),
         1 => prop_oneof![Just(0u64), Just(1u64 << 53), Just(u64::MAX)].prop_map(Action::BadSeq),
@@ -393,6 +397,7 @@ impl Sim {
                 self.session.handle_head(self.log.head);
                 self.run_outputs();
             }
+            Action::LogSkips(n) => self.log.head += u64::from(n),
             Action::Trim(n) => {
                 for _ in 0..n {
                     self.log.events.pop_front();
@@ -594,6 +599,29 @@ fn a_client_that_stops_reading_is_closed_on_time_while_it_keeps_talking() {
     }
     assert_eq!(sim.seen.closed, Some(ErrorCode::Stale));
     assert!(sim.now <= CONFIG.stale_after_ms + 100);
+}
+
+/// Numbers reserved and never used (a stop with readings unwritten) reach
+/// the client as a gap between the events around them, never as a silent
+/// jump (`Seen` checks every frame).
+#[test]
+fn a_hole_in_the_numbering_is_a_gap() {
+    let mut sim = Sim::new(0);
+    // One read finds events on both sides of the hole.
+    for n in 0..2 {
+        sim.log.append(NewEvent::reliable("note", Payload::from(n)));
+    }
+    sim.log.head += 5;
+    for n in 0..2 {
+        sim.log.append(NewEvent::reliable("note", Payload::from(n)));
+    }
+    sim.session.handle_head(sim.log.head);
+    sim.run_outputs();
+    assert_eq!(
+        sim.seen.next,
+        sim.log.head + 1,
+        "the stream went on past the hole"
+    );
 }
 
 #[test]
