@@ -41,9 +41,9 @@ struct Sample {
     write_bytes: u64,
     /// Context switches by thread name.
     switches: BTreeMap<String, u64>,
-    /// CPU time of all threads, ns (`schedstat`: finer than clock ticks,
+    /// CPU time by thread name, ns (`schedstat`: finer than clock ticks,
     /// which at 10 ms are 0.017 % of a core over a minute).
-    cpu_ns: u64,
+    cpu_ns: BTreeMap<String, u64>,
 }
 
 impl Sample {
@@ -55,7 +55,7 @@ impl Sample {
             .and_then(|v| v.trim().parse().ok())
             .unwrap_or(0);
         let mut switches = BTreeMap::new();
-        let mut cpu_ns = 0;
+        let mut cpu_ns = BTreeMap::new();
         for task in std::fs::read_dir(format!("/proc/{pid}/task"))
             .into_iter()
             .flatten()
@@ -73,10 +73,11 @@ impl Sample {
                 .unwrap_or_default()
                 .trim_end()
                 .to_string();
-            cpu_ns += std::fs::read_to_string(task.path().join("schedstat"))
-                .ok()
-                .and_then(|s| s.split_whitespace().next()?.parse::<u64>().ok())
-                .unwrap_or(0);
+            *cpu_ns.entry(name.clone()).or_default() +=
+                std::fs::read_to_string(task.path().join("schedstat"))
+                    .ok()
+                    .and_then(|s| s.split_whitespace().next()?.parse::<u64>().ok())
+                    .unwrap_or(0);
             *switches.entry(name).or_default() +=
                 field("voluntary_ctxt_switches:") + field("nonvoluntary_ctxt_switches:");
         }
@@ -150,7 +151,28 @@ pub async fn run(bin: &Path, args: Args, results: &mut Results) -> Result<()> {
         .filter(|(_, rate)| *rate > 0.0)
         .collect();
     let wakeups: f64 = by_thread.values().sum();
-    let cpu = sample1.cpu_ns.saturating_sub(sample0.cpu_ns) as f64 / 1e9 / seconds * 100.0;
+    let cpu_by_thread: BTreeMap<&String, f64> = sample1
+        .cpu_ns
+        .iter()
+        .map(|(name, ns)| {
+            let before = sample0.cpu_ns.get(name).copied().unwrap_or(0);
+            (name, ns.saturating_sub(before) as f64 / 1e9 / seconds * 100.0)
+        })
+        .collect();
+    let cpu: f64 = cpu_by_thread.values().sum();
+    // The simulated hardware runs in the proxy's process with the demo
+    // (threads `pty-*`); real hardware would not.
+    let simulated = |name: &&String| name.starts_with("pty-");
+    let proxy_cpu: f64 = cpu_by_thread
+        .iter()
+        .filter(|(n, _)| !simulated(n))
+        .map(|(_, c)| c)
+        .sum();
+    let proxy_wakeups: f64 = by_thread
+        .iter()
+        .filter(|(n, _)| !simulated(n))
+        .map(|(_, w)| w)
+        .sum();
     let cpu_ticks = cpu1.cpu_percent_since(&cpu0);
     let events = seq1.saturating_sub(seq0) as f64 / seconds;
     println!(
@@ -163,6 +185,9 @@ pub async fn run(bin: &Path, args: Args, results: &mut Results) -> Result<()> {
         .map(|(name, rate)| format!("{name} {rate:.1}"))
         .collect();
     println!("wake-ups/s by thread: {}", shown.join(", "));
+    println!(
+        "without the simulated hardware's threads (pty-*): {proxy_wakeups:.1} wake-ups/s, CPU {proxy_cpu:.3} % of a core"
+    );
     results.rows.push(json!({
         "scenario": "idle",
         "seconds": seconds,
@@ -171,6 +196,9 @@ pub async fn run(bin: &Path, args: Args, results: &mut Results) -> Result<()> {
         "wakeups_per_sec": wakeups,
         "wakeups_per_sec_by_thread": by_thread,
         "cpu_percent": cpu,
+        "cpu_percent_by_thread": cpu_by_thread,
+        "proxy_wakeups_per_sec": proxy_wakeups,
+        "proxy_cpu_percent": proxy_cpu,
         "cpu_percent_ticks": cpu_ticks,
         "rss_kib": cpu1.rss_kib,
     }));
