@@ -110,17 +110,25 @@ test('tabs opened at the same moment still elect one leader and all get the stre
 // settle time (a loaded machine, a background page) keeps the connection:
 // the new tab reads the leader's stamp and follows. Without the stamp it
 // led beside the busy one and its connection replaced the leader's.
+/** A tab that leads (storage prefix `prefix`) and the URL for more of its tabs. */
+async function leaderTab(context, prefix) {
+  const url = `${proxy.url}/index.html?${new URLSearchParams({ opts: JSON.stringify({ ...opts, storagePrefix: prefix }) })}`;
+  const page = await context.newPage();
+  await page.goto(url);
+  await until(page, () => window.ready === true && rec.states.includes('connected'));
+  assert.equal(await role(page), 'leader');
+  return { page, url };
+}
+
+/** Keeps the page's script busy for 1.5 s: it answers nothing meanwhile. */
+const busyFor1500 = (page) => page.evaluate(() => { const end = performance.now() + 1_500; while (performance.now() < end); });
+
 test('a tab opened while the leader is busy follows it: still the one connection, never replaced', async () => {
   const context = await browser.newContext();
-  const url = `${proxy.url}/index.html?${new URLSearchParams({ opts: JSON.stringify({ ...opts, storagePrefix: 'busy' }) })}`;
-  const a = await context.newPage();
-  await a.goto(url);
-  await until(a, () => window.ready === true && rec.states.includes('connected'));
-  assert.equal(await role(a), 'leader');
+  const { page: a, url } = await leaderTab(context, 'busy');
   const before = (await proxy.stats()).connections;
   const mark = await a.evaluate(() => rec.states.length);
-  // The leader's page runs a script for 1.5 s: it answers nothing meanwhile.
-  const busy = a.evaluate(() => { const end = performance.now() + 1_500; while (performance.now() < end); });
+  const busy = busyFor1500(a);
   const b = await context.newPage();
   await b.goto(url);
   await until(b, () => window.ready === true);
@@ -143,16 +151,13 @@ test('a tab opened while the leader is busy follows it: still the one connection
 // instead of taking the proxy's `replaced` as final.
 test('a leader whose connection another tab replaced for a moment connects again', async () => {
   const context = await browser.newContext();
-  const url = `${proxy.url}/index.html?${new URLSearchParams({ opts: JSON.stringify({ ...opts, storagePrefix: 'rival' }) })}`;
-  const a = await context.newPage();
-  await a.goto(url);
-  await until(a, () => window.ready === true && rec.states.includes('connected'));
+  const { page: a, url } = await leaderTab(context, 'rival');
   const b = await context.newPage();
   await b.addInitScript(() => {
     localStorage.removeItem('rival:leader');
     Math.random = () => 0.999999;
   });
-  const busy = a.evaluate(() => { const end = performance.now() + 1_500; while (performance.now() < end); });
+  const busy = busyFor1500(a);
   await b.goto(url);
   await busy;
   await until(a, () => rec.errors.some((e) => e.kind === 'replaced'), undefined, 10_000);
