@@ -156,7 +156,10 @@ pub async fn run(bin: &Path, args: Args, results: &mut Results) -> Result<()> {
         .iter()
         .map(|(name, ns)| {
             let before = sample0.cpu_ns.get(name).copied().unwrap_or(0);
-            (name, ns.saturating_sub(before) as f64 / 1e9 / seconds * 100.0)
+            (
+                name,
+                ns.saturating_sub(before) as f64 / 1e9 / seconds * 100.0,
+            )
         })
         .collect();
     let cpu: f64 = cpu_by_thread.values().sum();
