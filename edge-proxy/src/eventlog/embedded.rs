@@ -7,11 +7,12 @@
 //! durable, and a `kill -9` can never leave a client holding a `seq` the log
 //! has lost.
 //!
-//! One exception, for an SD card's sake: the station's volatile readings
-//! (S-meter, power; no client publish among them) are numbered, put in the
-//! tail and handed to sessions at once, but written only with the next
-//! transaction: the next commit, the next trim (every `retention_ms / 5`,
-//! at most a minute) or the shutdown. A reading every second would
+//! One exception, for an SD card's sake: the volatile events the proxy
+//! logs itself (hardware readings such as the S-meter and the power; a
+//! program's repeated PTT-on through the rig port; never a client publish)
+//! are numbered, put in the tail and handed to sessions at once, but
+//! written only with the next transaction: the next commit, the next trim
+//! (every `retention_ms / 5`, at most a minute) or the shutdown. A reading every second would
 //! otherwise cost an fsync'd commit every second. Their numbers are
 //! reserved durably beforehand ([`RESERVE_AHEAD`] at a time), so if the
 //! process dies before they are written, the log goes on after them and a
@@ -116,7 +117,9 @@ impl Shared {
 
     /// After a failed write: reopens the file and tries a small write.
     /// Nothing acknowledged is lost or repeated: a failed transaction
-    /// applied nothing, and the tail and head only ever held commits.
+    /// applied nothing (or, when it failed after reaching the disk, its
+    /// events are handed out afterwards: [`catch_up_with_disk`]), and the
+    /// tail and head hold only commits and numbered readings.
     fn recover(&self) -> bool {
         let result = self
             .store
@@ -136,9 +139,13 @@ impl Shared {
     }
 }
 
-/// How many `seq`s the writer reserves at a time for readings it hands out
-/// before writing them: one small commit per this many readings.
-const RESERVE_AHEAD: u64 = 1_024;
+/// How many `seq`s are reserved after the head for readings handed out
+/// before they are written. Every commit or trim that writes readings
+/// reserves again, in the same transaction, so a minute of
+/// readings at one a second never needs a commit of its own; and it stays
+/// below `max_behind`'s default (1,000), so after a `kill -9` a client that
+/// was at the head is not sent back to a snapshot by the hole.
+const RESERVE_AHEAD: u64 = 256;
 /// At most this many readings wait to be written (and never more than half
 /// the tail, so a session reads every one of them from memory).
 const MAX_DEFERRED: usize = 1_024;
@@ -233,7 +240,8 @@ impl Embedded {
     }
 
     /// Appends events (hardware readings, link events); returns them with
-    /// their sequence numbers once durable.
+    /// their sequence numbers once durable (readings: once numbered, see
+    /// the module).
     pub async fn append(&self, events: Vec<NewEvent>) -> Result<Vec<Logged>, Arc<LogError>> {
         match self
             .request(Append {
@@ -355,9 +363,11 @@ impl Embedded {
     /// `(upto, state)`: the last value of every kind, current as of `upto`
     /// (readings not yet written included).
     pub fn snapshot(&self) -> Result<(u64, State), LogError> {
+        // Held across the read, so the list cannot be emptied and refilled
+        // in between (the writer only copies it under the lock to write it).
+        let deferred = self.shared.deferred.lock().map_err(|_| LogError::Closed)?;
         let (stored, mut state) = self.shared.store.snapshot()?;
         let mut upto = stored;
-        let deferred = self.shared.deferred.lock().map_err(|_| LogError::Closed)?;
         // Those written meanwhile are in the stored state already.
         for (event, record) in deferred.iter().filter(|(_, r)| r.seq > stored) {
             state.insert(event.kind.clone(), event.payload.clone());
@@ -419,6 +429,8 @@ fn writer_loop(shared: Arc<Shared>, mut rx: mpsc::UnboundedReceiver<Command>) {
     let mut last_recovery = Instant::now();
     // Numbers up to here may be handed out before they are written.
     let mut reserved = shared.head_now.load(Ordering::Acquire);
+    // A commit failed: it may have reached the disk all the same.
+    let mut failed = false;
     while running {
         let first = if shared.problem().is_some() {
             wait_recovering(&shared, &mut rx, &mut last_recovery)
@@ -448,7 +460,14 @@ fn writer_loop(shared: Arc<Shared>, mut rx: mpsc::UnboundedReceiver<Command>) {
                             now_ms(),
                             config.retention_ms,
                             config.max_events,
+                            RESERVE_AHEAD,
                         )
+                    })
+                    .map(|(removed, written)| {
+                        if let Some(last) = written {
+                            reserved = reserved.max(last + RESERVE_AHEAD);
+                        }
+                        removed
                     })
                     .map_err(Arc::new);
                     if let Ok(n) = &result {
@@ -471,23 +490,35 @@ fn writer_loop(shared: Arc<Shared>, mut rx: mpsc::UnboundedReceiver<Command>) {
         if shared.problem().is_some() {
             shared.recover();
         }
+        if failed && shared.problem().is_none() {
+            catch_up_with_disk(&shared);
+            failed = false;
+        }
         if shared.problem().is_none() && defer(&shared, &batch, &mut reserved, &mut replies) {
             batch.clear();
             continue;
         }
         let started = Instant::now();
+        // Readings are being held back: reserve again while writing them.
         let result = with_deferred(&shared, |deferred| {
-            shared.store.commit(deferred, &batch, now_ms())
+            let ahead = if deferred.is_empty() {
+                0
+            } else {
+                RESERVE_AHEAD
+            };
+            shared.store.commit(deferred, &batch, now_ms(), ahead)
         });
         metrics::histogram!("proxy_log_commit_seconds").record(started.elapsed().as_secs_f64());
         metrics::histogram!("proxy_log_batch_requests").record(batch.len() as f64);
         match result {
-            Ok(outcomes) => {
+            Ok((outcomes, readings)) => {
                 metrics::gauge!("proxy_publishers").set(shared.store.publishers() as f64);
                 publish_to_tail(&shared, &outcomes);
-                shared
-                    .durable
-                    .store(shared.head_now.load(Ordering::Acquire), Ordering::Release);
+                let head = shared.head_now.load(Ordering::Acquire);
+                shared.durable.store(head, Ordering::Release);
+                if readings.is_some() {
+                    reserved = reserved.max(head + RESERVE_AHEAD);
+                }
                 for (reply, outcome) in replies.drain(..).zip(outcomes) {
                     reply.send(Ok(outcome));
                 }
@@ -495,6 +526,7 @@ fn writer_loop(shared: Arc<Shared>, mut rx: mpsc::UnboundedReceiver<Command>) {
             Err(e) => {
                 tracing::error!(error = %e, requests = batch.len(), "event log commit failed; nothing in the batch was applied; retrying every second");
                 shared.set_problem(Some(e.to_string()));
+                failed = true;
                 metrics::counter!("proxy_log_commit_failures_total").increment(1);
                 let e = Arc::new(e);
                 for reply in replies.drain(..) {
@@ -507,7 +539,7 @@ fn writer_loop(shared: Arc<Shared>, mut rx: mpsc::UnboundedReceiver<Command>) {
     // The readings not yet written; then nothing is handed out unwritten,
     // and the next start needs to skip no numbers.
     let written = with_deferred(&shared, |deferred| {
-        shared.store.commit(deferred, &[], now_ms())
+        shared.store.commit(deferred, &[], now_ms(), 0)
     })
     .and_then(|_| {
         shared
@@ -555,18 +587,55 @@ fn wait_recovering(
 }
 
 /// Runs a write that takes the readings not yet written along; once it
-/// succeeds they are on disk.
+/// succeeds they are on disk. Returns the newest reading written, if any.
 fn with_deferred<T>(
     shared: &Shared,
     write: impl FnOnce(&Deferred) -> Result<T, LogError>,
-) -> Result<T, LogError> {
-    let mut deferred = shared.deferred.lock().map_err(|_| LogError::Closed)?;
-    let result = write(&deferred)?;
-    if let Some((_, last)) = deferred.last() {
-        shared.durable.fetch_max(last.seq, Ordering::AcqRel);
+) -> Result<(T, Option<u64>), LogError> {
+    // A copy, so that `snapshot` never waits for an fsync.
+    let pending = shared
+        .deferred
+        .lock()
+        .map_err(|_| LogError::Closed)?
+        .clone();
+    let result = write(&pending)?;
+    let written = pending.last().map(|(_, r)| r.seq);
+    if let Some(last) = written {
+        let mut deferred = shared.deferred.lock().map_err(|_| LogError::Closed)?;
+        // Only this thread adds to the list: what was copied is its front.
+        deferred.drain(..pending.len());
+        shared.durable.fetch_max(last, Ordering::AcqRel);
     }
-    deferred.clear();
-    Ok(result)
+    Ok((result, written))
+}
+
+/// After a failed commit, once the log stores again: a commit can fail
+/// after it reached the disk (an error from the fsync); then the store's
+/// head is ahead of the one sessions know, and those events were never
+/// handed out. They are now, before anything else is numbered, so no
+/// number is given twice (their publishers, told it failed, send again and
+/// hear `Duplicate`).
+fn catch_up_with_disk(shared: &Shared) {
+    let ours = shared.head_now.load(Ordering::Acquire);
+    let Ok(stored) = shared.store.head() else {
+        return;
+    };
+    if stored <= ours {
+        return;
+    }
+    match shared.store.read_range(ours + 1, stored, usize::MAX) {
+        Ok(events) => {
+            tracing::warn!(
+                from = ours + 1,
+                to = stored,
+                "a commit reported as failed had reached the disk; its events are handed out now"
+            );
+            publish_to_tail(shared, &[Outcome::Committed(events)]);
+            shared.head_now.fetch_max(stored, Ordering::AcqRel);
+            shared.durable.fetch_max(stored, Ordering::AcqRel);
+        }
+        Err(e) => tracing::warn!(error = %e, "could not read back events after a failed commit"),
+    }
 }
 
 /// Hands out a batch of the station's volatile readings without writing it

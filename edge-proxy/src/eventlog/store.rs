@@ -227,12 +227,14 @@ impl Store {
     }
 
     /// Writes the deferred events, then a batch, in one durable transaction
-    /// (one fsync).
+    /// (one fsync), and reserves the `reserve_ahead` numbers after the new
+    /// head (see [`Store::reserve`]; 0 reserves nothing more).
     pub fn commit(
         &self,
         deferred: &Deferred,
         batch: &[Append],
         now_ms: u64,
+        reserve_ahead: u64,
     ) -> Result<Vec<Outcome>, LogError> {
         let db = self.db()?;
         let txn = db.begin_write()?;
@@ -285,6 +287,7 @@ impl Store {
                 outcomes.push(Outcome::Committed(logged));
             }
             meta.insert("head", head)?;
+            reserve_after(&mut meta, head, reserve_ahead)?;
             evict_publishers(&mut publishers, &mut by_age, |_, len| len > self.limits.max)?;
             self.publishers.store(publishers.len()?, Ordering::Relaxed);
         }
@@ -347,7 +350,8 @@ impl Store {
         Ok((head, state))
     }
 
-    /// Writes the deferred events, then drops events older than
+    /// Writes the deferred events (reserving `reserve_ahead` numbers after
+    /// them, as [`Store::commit`] does), then drops events older than
     /// `retention_ms` and all but the newest `max_events`, in one
     /// transaction. Returns how many were removed.
     pub fn trim(
@@ -356,6 +360,7 @@ impl Store {
         now_ms: u64,
         retention_ms: u64,
         max_events: u64,
+        reserve_ahead: u64,
     ) -> Result<u64, LogError> {
         let db = self.db()?;
         let txn = db.begin_write()?;
@@ -371,6 +376,7 @@ impl Store {
             wrote = write_deferred(&mut events, &mut state, deferred, &mut head)?;
             if wrote {
                 meta.insert("head", head)?;
+                reserve_after(&mut meta, head, reserve_ahead)?;
             }
             let cutoff = now_ms.saturating_sub(retention_ms);
             let mut len = events.len()?;
@@ -414,6 +420,15 @@ impl Store {
         let txn = db.begin_read()?;
         Ok(txn.open_table(EVENTS)?.len()?)
     }
+}
+
+/// Reserves the `ahead` numbers after `head` (never lowers a reservation).
+fn reserve_after(meta: &mut redb::Table<&str, u64>, head: u64, ahead: u64) -> Result<(), LogError> {
+    let reserved = meta.get("reserved")?.map_or(0, |v| v.value());
+    if ahead > 0 && head + ahead > reserved {
+        meta.insert("reserved", head + ahead)?;
+    }
+    Ok(())
 }
 
 /// Writes the deferred events after `head` (those a transaction that
@@ -550,6 +565,7 @@ mod tests {
                     },
                 ],
                 1_000,
+                0,
             )
             .unwrap();
         let seqs: Vec<u64> = out
@@ -572,6 +588,7 @@ mod tests {
                     publisher: None,
                 }],
                 2_000,
+                0,
             )
             .unwrap();
         let all = store.read_range(1, 10, 100).unwrap();
@@ -592,13 +609,13 @@ mod tests {
                 after: None,
             }),
         };
-        let out = store.commit(&[], &[p(1), p(2), p(2), p(1)], 0).unwrap();
+        let out = store.commit(&[], &[p(1), p(2), p(2), p(1)], 0, 0).unwrap();
         assert!(matches!(out[0], Outcome::Committed(_)));
         assert!(matches!(out[1], Outcome::Committed(_)));
         assert_eq!(out[2], Outcome::Duplicate);
         assert_eq!(out[3], Outcome::Duplicate);
         assert_eq!(
-            store.commit(&[], &[p(2)], 0).unwrap()[0],
+            store.commit(&[], &[p(2)], 0, 0).unwrap()[0],
             Outcome::Duplicate
         );
         assert_eq!(store.head().unwrap(), 2);
@@ -616,11 +633,13 @@ mod tests {
             }),
         };
         // 3 (after 2) arrives before 2: refused; then 2 and 3 apply.
-        let out = store.commit(&[], &[p(1, None), p(3, Some(2))], 0).unwrap();
+        let out = store
+            .commit(&[], &[p(1, None), p(3, Some(2))], 0, 0)
+            .unwrap();
         assert!(matches!(out[0], Outcome::Committed(_)));
         assert_eq!(out[1], Outcome::OutOfOrder);
         let out = store
-            .commit(&[], &[p(2, Some(1)), p(3, Some(2))], 0)
+            .commit(&[], &[p(2, Some(1)), p(3, Some(2))], 0, 0)
             .unwrap();
         assert!(matches!(out[0], Outcome::Committed(_)));
         assert!(
@@ -629,7 +648,7 @@ mod tests {
         );
         // Holes (volatile publishes that never came) are fine: after 3, 7.
         assert!(matches!(
-            store.commit(&[], &[p(7, Some(3))], 0).unwrap()[0],
+            store.commit(&[], &[p(7, Some(3))], 0, 0).unwrap()[0],
             Outcome::Committed(_)
         ));
         assert_eq!(store.head().unwrap(), 4);
@@ -647,22 +666,23 @@ mod tests {
                         publisher: None,
                     }],
                     t * 1_000,
+                    0,
                 )
                 .unwrap();
         }
         assert_eq!(
-            store.trim(&[], 10_000, 5_500, 100).unwrap(),
+            store.trim(&[], 10_000, 5_500, 100, 0).unwrap(),
             5,
             "older than 4.5 s go"
         );
         assert_eq!(store.oldest().unwrap(), 6);
         assert_eq!(
-            store.trim(&[], 10_000, 60_000, 2).unwrap(),
+            store.trim(&[], 10_000, 60_000, 2, 0).unwrap(),
             3,
             "then all but 2"
         );
         assert_eq!(store.oldest().unwrap(), 9);
-        assert_eq!(store.trim(&[], 100_000, 1, 100).unwrap(), 2);
+        assert_eq!(store.trim(&[], 100_000, 1, 100, 0).unwrap(), 2);
         assert_eq!(store.oldest().unwrap(), 11, "empty log: head + 1");
         assert_eq!(store.head().unwrap(), 10, "trimming never moves the head");
     }
@@ -699,6 +719,7 @@ mod tests {
                     publisher: None,
                 }],
                 0,
+                0,
             )
             .unwrap();
         assert_eq!(store.snapshot().unwrap().1.len(), 2);
@@ -710,6 +731,7 @@ mod tests {
                     events: vec![note(3), note(4)],
                     publisher: None,
                 }],
+                0,
                 0,
             )
             .unwrap();
@@ -728,25 +750,25 @@ mod tests {
         });
         for (t, client) in ["a", "b", "c"].iter().enumerate() {
             store
-                .commit(&[], &[publish(client, 5, None)], t as u64)
+                .commit(&[], &[publish(client, 5, None)], t as u64, 0)
                 .unwrap();
         }
         // "a" publishes again: "b" is now the longest silent.
-        store.commit(&[], &[publish("a", 6, None)], 10).unwrap();
-        store.commit(&[], &[publish("d", 1, None)], 11).unwrap();
+        store.commit(&[], &[publish("a", 6, None)], 10, 0).unwrap();
+        store.commit(&[], &[publish("d", 1, None)], 11, 0).unwrap();
         assert_eq!(store.publishers(), 3);
         assert_eq!(
-            store.commit(&[], &[publish("a", 6, None)], 12).unwrap()[0],
+            store.commit(&[], &[publish("a", 6, None)], 12, 0).unwrap()[0],
             Outcome::Duplicate
         );
         assert_eq!(
-            store.commit(&[], &[publish("c", 5, None)], 12).unwrap()[0],
+            store.commit(&[], &[publish("c", 5, None)], 12, 0).unwrap()[0],
             Outcome::Duplicate
         );
         // "b" was forgotten: a resend would apply again (the documented
         // limit), and its next publishes are never taken for duplicates.
         assert!(matches!(
-            store.commit(&[], &[publish("b", 6, None)], 13).unwrap()[0],
+            store.commit(&[], &[publish("b", 6, None)], 13, 0).unwrap()[0],
             Outcome::Committed(_)
         ));
         assert_eq!(store.publishers(), 3);
@@ -758,20 +780,24 @@ mod tests {
             ttl_ms: 10,
             max: 100,
         });
-        store.commit(&[], &[publish("dash", 1, None)], 0).unwrap();
-        store.trim(&[], 100, 1_000_000, 1_000_000).unwrap();
+        store
+            .commit(&[], &[publish("dash", 1, None)], 0, 0)
+            .unwrap();
+        store.trim(&[], 100, 1_000_000, 1_000_000, 0).unwrap();
         assert_eq!(store.publishers(), 0, "silent past the TTL");
         // Mid-session (after = 1): refused in order, never applied ahead
         // of a predecessor the store cannot vouch for.
         assert_eq!(
             store
-                .commit(&[], &[publish("dash", 2, Some(1))], 101)
+                .commit(&[], &[publish("dash", 2, Some(1))], 101, 0)
                 .unwrap()[0],
             Outcome::OutOfOrder
         );
         // Its next connection starts a fresh lane: applied.
         assert!(matches!(
-            store.commit(&[], &[publish("dash", 2, None)], 102).unwrap()[0],
+            store
+                .commit(&[], &[publish("dash", 2, None)], 102, 0)
+                .unwrap()[0],
             Outcome::Committed(_)
         ));
     }
@@ -783,16 +809,16 @@ mod tests {
             max: 100,
         });
         store
-            .commit(&[], &[publish("old", 1, None)], 1_000)
+            .commit(&[], &[publish("old", 1, None)], 1_000, 0)
             .unwrap();
         store
-            .commit(&[], &[publish("new", 1, None)], 1_050)
+            .commit(&[], &[publish("new", 1, None)], 1_050, 0)
             .unwrap();
-        store.trim(&[], 1_120, 1_000_000, 1_000_000).unwrap();
+        store.trim(&[], 1_120, 1_000_000, 1_000_000, 0).unwrap();
         assert_eq!(store.publishers(), 1);
         assert_eq!(
             store
-                .commit(&[], &[publish("new", 1, None)], 1_121)
+                .commit(&[], &[publish("new", 1, None)], 1_121, 0)
                 .unwrap()[0],
             Outcome::Duplicate
         );
@@ -810,7 +836,7 @@ mod tests {
         assert_eq!(store.publishers(), 1);
         assert_eq!(
             store
-                .commit(&[], &[publish("new", 1, None)], 1_122)
+                .commit(&[], &[publish("new", 1, None)], 1_122, 0)
                 .unwrap()[0],
             Outcome::Duplicate
         );
@@ -833,13 +859,18 @@ mod tests {
         assert_eq!(store.publishers(), 1);
         assert_eq!(
             store
-                .commit(&[], &[publish("dash", 7, None)], super::super::now_ms())
+                .commit(&[], &[publish("dash", 7, None)], super::super::now_ms(), 0)
                 .unwrap()[0],
             Outcome::Duplicate
         );
         assert!(matches!(
             store
-                .commit(&[], &[publish("dash", 8, Some(7))], super::super::now_ms())
+                .commit(
+                    &[],
+                    &[publish("dash", 8, Some(7))],
+                    super::super::now_ms(),
+                    0
+                )
                 .unwrap()[0],
             Outcome::Committed(_)
         ));
@@ -904,7 +935,7 @@ mod tests {
                             next.insert(id.clone(), top.max(seq));
                             let applied = model.get(&id).map_or(0, |e| e.0);
                             let expect_dup = seq <= applied;
-                            let out = store.commit(&[], &[publish(&id, seq, None)], now).unwrap();
+                            let out = store.commit(&[], &[publish(&id, seq, None)], now, 0).unwrap();
                             prop_assert_eq!(out[0] == Outcome::Duplicate, expect_dup, "{} seq {}", id, seq);
                             if !expect_dup {
                                 model.insert(id, (seq, now));
@@ -916,7 +947,7 @@ mod tests {
                         }
                         Op::Trim { dt } => {
                             now += dt;
-                            store.trim(&[], now, 1_000_000, 1_000_000).unwrap();
+                            store.trim(&[], now, 1_000_000, 1_000_000, 0).unwrap();
                             model.retain(|_, e| e.1 >= now.saturating_sub(limits.ttl_ms));
                         }
                     }
