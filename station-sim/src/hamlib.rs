@@ -30,9 +30,19 @@ impl DummyRig {
         if !std::path::Path::new("/usr/bin/rigctld").exists() {
             bail!("rigctld is missing: `cargo xtask setup` installs it (Debian package libhamlib-utils)");
         }
-        let port = std::net::TcpListener::bind("127.0.0.1:0")?
-            .local_addr()?
-            .port();
+        // Another program may take the port between the probe and the
+        // bind: then that rigctld exits, and another port is tried.
+        let mut tries = 0;
+        loop {
+            match DummyRig::spawn_on(args, fresh_port()?) {
+                Ok(rig) => return Ok(rig),
+                Err(e) if tries >= 2 => return Err(e),
+                Err(_) => tries += 1,
+            }
+        }
+    }
+
+    fn spawn_on(args: &[&str], port: u16) -> Result<DummyRig> {
         let child = Command::new("rigctld")
             .args(args)
             .args(["-T", "127.0.0.1", "-t", &port.to_string()])
@@ -45,7 +55,9 @@ impl DummyRig {
             addr: format!("127.0.0.1:{port}"),
         };
         let deadline = Instant::now() + Duration::from_secs(10);
-        while !rig.answers() {
+        // Ours answering, not another's on the same port: a rigctld that
+        // could not bind exits.
+        while !rig.answers() || rig.child.try_wait()?.is_some() {
             if Instant::now() > deadline || rig.child.try_wait()?.is_some() {
                 bail!("rigctld did not start on {}", rig.addr);
             }
@@ -68,6 +80,25 @@ impl DummyRig {
         }
         let mut line = String::new();
         BufReader::new(stream).read_line(&mut line).is_ok() && line.trim().parse::<u64>().is_ok()
+    }
+}
+
+/// A free loopback port no other rigctld of this process was given: tests
+/// run in parallel threads, and a port released by one test's probe could
+/// be handed to the next before its rigctld binds it (then both would talk
+/// to one rigctld, and the first to finish would reset the other's
+/// connections).
+fn fresh_port() -> Result<u16> {
+    static GIVEN: std::sync::Mutex<Vec<u16>> = std::sync::Mutex::new(Vec::new());
+    loop {
+        let port = std::net::TcpListener::bind("127.0.0.1:0")?
+            .local_addr()?
+            .port();
+        let mut given = GIVEN.lock().unwrap_or_else(|p| p.into_inner());
+        if !given.contains(&port) {
+            given.push(port);
+            return Ok(port);
+        }
     }
 }
 
