@@ -5,21 +5,50 @@
 //! Raspberry Pi without a real-time clock steps its wall clock by years
 //! when NTP first answers, and nothing may key or unkey because of that.
 
+use std::pin::Pin;
 use std::time::Duration;
 
 use shared_protocol::Millis;
+use tokio::time::{Instant, Sleep};
+
+/// The slot of the second level of tokio's timer wheel, in milliseconds
+/// since the runtime's time driver started.
+const WHEEL_SLOT_MS: Millis = 64;
 
 /// Milliseconds since the proxy started, on tokio's monotonic clock (which
 /// tests can pause); the sans-IO state machines take these as `now`.
 #[derive(Clone, Copy)]
 pub struct Clock {
-    start: tokio::time::Instant,
+    start: Instant,
+    /// When the time driver of the runtime the polls sleep on started
+    /// (at most a moment early), if known: see [`Clock::on_wheel`].
+    wheel: Option<Instant>,
 }
 
 impl Clock {
     pub fn new() -> Self {
         Clock {
-            start: tokio::time::Instant::now(),
+            start: Instant::now(),
+            wheel: None,
+        }
+    }
+
+    /// This clock, with its poll instants ([`Clock::poll_at`],
+    /// [`Clock::ticker`]) moved onto the 64 ms slots of the timer wheel of
+    /// the runtime whose driver started just after `origin`.
+    ///
+    /// Why: tokio files a timer 64 ms to 4 s away in a 64 ms slot and, at
+    /// the start of that slot, wakes to move it to a 1 ms one; a poll due
+    /// anywhere inside the slot costs two wake-ups, one due at its start
+    /// costs one. A poll comes at most 63 ms after its instant on the grid
+    /// (never earlier), and the grid itself does not drift. If the guess
+    /// of the driver's start is off, or tokio files timers differently,
+    /// the only cost is the extra wake-up. Safety timers (`instant_at`)
+    /// are never moved.
+    pub fn on_wheel(self, origin: Instant) -> Self {
+        Clock {
+            wheel: Some(origin),
+            ..self
         }
     }
 
@@ -27,7 +56,7 @@ impl Clock {
         self.start.elapsed().as_millis() as Millis
     }
 
-    pub fn instant_at(&self, at: Millis) -> tokio::time::Instant {
+    pub fn instant_at(&self, at: Millis) -> Instant {
         // Far-future wake-ups are capped so the addition cannot overflow.
         self.start + Duration::from_millis(at.min(u64::MAX / 4).min(10 * 365 * 86_400_000))
     }
@@ -39,16 +68,53 @@ impl Clock {
     /// polls, the maintenance tick) wake together when their periods are
     /// multiples of each other, instead of each at its own phase: an idle
     /// proxy wakes a few times a second, not once per timer.
-    pub fn next_tick(&self, period: Duration) -> tokio::time::Instant {
+    pub fn next_tick(&self, period: Duration) -> Instant {
         let period = (period.as_millis() as Millis).max(1);
-        self.instant_at((self.now() / period + 1) * period)
+        self.poll_at((self.now() / period + 1) * period)
     }
 
-    /// An interval on that grid (missed ticks skipped, so it stays on it).
-    pub fn interval(&self, period: Duration) -> tokio::time::Interval {
-        let mut tick = tokio::time::interval_at(self.next_tick(period), period);
-        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
-        tick
+    /// When a poll due at `at` should wake: `at`, moved to the start of its
+    /// wheel slot if the wheel is known ([`Clock::on_wheel`]) and it is a
+    /// slot or more away (a poll due sooner, such as the one right after a
+    /// command, is never delayed).
+    pub fn poll_at(&self, at: Millis) -> Instant {
+        let due = self.instant_at(at);
+        let soon = Instant::now() + Duration::from_millis(WHEEL_SLOT_MS);
+        match self.wheel {
+            Some(origin) if due > soon => {
+                let since = (due - origin).as_nanos();
+                let slot = u128::from(WHEEL_SLOT_MS) * 1_000_000;
+                let slots = since.div_ceil(slot);
+                origin + Duration::from_millis((slots * u128::from(WHEEL_SLOT_MS)) as u64)
+            }
+            _ => due,
+        }
+    }
+
+    /// Ticks on that grid (a missed tick is skipped, so it stays on it).
+    pub fn ticker(&self, period: Duration) -> Ticker {
+        Ticker {
+            clock: *self,
+            period,
+            sleep: Box::pin(tokio::time::sleep_until(self.next_tick(period))),
+        }
+    }
+}
+
+/// See [`Clock::ticker`].
+pub struct Ticker {
+    clock: Clock,
+    period: Duration,
+    sleep: Pin<Box<Sleep>>,
+}
+
+impl Ticker {
+    /// Waits for the next tick. Cancel-safe: dropped before it returns, it
+    /// leaves the tick to come where it was.
+    pub async fn tick(&mut self) {
+        self.sleep.as_mut().await;
+        let next = self.clock.next_tick(self.period);
+        self.sleep.as_mut().reset(next);
     }
 }
 
@@ -72,5 +138,52 @@ mod tests {
         assert_eq!(second, clock.instant_at(2_000));
         tokio::time::advance(Duration::from_millis(300)).await;
         assert_eq!(clock.next_tick(Duration::from_millis(500)), second);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn polls_on_a_known_wheel_wake_at_the_start_of_a_slot_never_earlier() {
+        let origin = Instant::now();
+        tokio::time::advance(Duration::from_micros(300)).await;
+        let clock = Clock::new().on_wheel(origin);
+        let since = |at: Instant| (at - origin).as_micros();
+        // 1,000 ms after the clock's start is 1,000.3 ms after the origin:
+        // the slot that starts at 1,024 ms.
+        assert_eq!(since(clock.poll_at(1_000)), 1_024_000);
+        // Just past a slot's start (1,024.3 ms): the next slot, never earlier.
+        assert_eq!(since(clock.poll_at(1_024)), 1_088_000);
+        // On a slot's start already: unchanged.
+        let exact = Clock::new().on_wheel(Instant::now());
+        assert_eq!(exact.poll_at(1_024), exact.instant_at(1_024));
+        tokio::time::advance(Duration::from_millis(1_100)).await;
+        let next = clock.next_tick(Duration::from_secs(1));
+        assert_eq!(since(next), 2_048_000);
+        assert!(next >= clock.instant_at(2_000));
+        // Due within a slot: never delayed.
+        let soon = clock.now() + 20;
+        assert_eq!(clock.poll_at(soon), clock.instant_at(soon));
+        // Safety timers are never moved.
+        assert_eq!(
+            clock.instant_at(2_000),
+            clock.start + Duration::from_secs(2)
+        );
+        // No wheel: the grid as it is.
+        assert_eq!(Clock::new().poll_at(5), Clock::new().instant_at(5));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_ticker_ticks_once_per_period_on_the_grid() {
+        let clock = Clock::new();
+        let mut ticker = clock.ticker(Duration::from_millis(500));
+        tokio::time::advance(Duration::from_millis(10)).await;
+        for n in 1..=3 {
+            ticker.tick().await;
+            assert_eq!(clock.now(), n * 500);
+        }
+        // A missed tick is skipped.
+        tokio::time::advance(Duration::from_millis(1_200)).await;
+        ticker.tick().await;
+        assert_eq!(clock.now(), 2_700);
+        ticker.tick().await;
+        assert_eq!(clock.now(), 3_000);
     }
 }

@@ -20,6 +20,7 @@ mod programs;
 mod registry;
 mod rigport;
 mod session;
+mod station;
 mod telemetry;
 mod watchdog;
 
@@ -32,6 +33,7 @@ use metrics_exporter_prometheus::PrometheusBuilder;
 use tokio::sync::watch;
 
 use crate::app::AppState;
+use crate::clock::Clock;
 use crate::config::{Cli, Config, LogFormat, MeterSource};
 use crate::eventlog::{EventLog, LogConfig};
 
@@ -159,9 +161,14 @@ async fn run(config: Config, port_file: Option<std::path::PathBuf>) -> Result<()
         prometheus,
     ));
 
-    tokio::spawn(maintenance(state.clone()));
+    // The proxy's periodic work has a thread of its own (see `station`).
+    let station = station::Station::start()?;
+    station
+        .handle
+        .spawn(maintenance(state.clone(), station.clock(state.clock)));
     claim_hardware(&config, &log).await?;
-    let (links, _demo_hardware, bridge) = bridge::start(&config, &log, state.clock, &shutdown_rx)?;
+    let (links, _demo_hardware, bridge) =
+        bridge::start(&config, &log, state.clock, &station, &shutdown_rx)?;
     let _ = state.links.set(links);
     if let Some(unkey) = bridge.unkey.clone() {
         state.watchdog.attach_radio(unkey);
@@ -319,10 +326,10 @@ fn idle_trim_every(retention_ms: u64) -> Duration {
     Duration::from_millis(retention_ms / 5).clamp(Duration::from_secs(1), Duration::from_secs(60))
 }
 
-/// Retention, registry clean-up and the overall health gauge, once a second.
-async fn maintenance(state: Arc<AppState>) {
-    // On the clock's grid, with the hardware polls.
-    let mut tick = state.clock.interval(Duration::from_secs(1));
+/// Retention and registry clean-up, once a second.
+async fn maintenance(state: Arc<AppState>, clock: Clock) {
+    // On the station thread's grid, with the hardware polls.
+    let mut tick = clock.ticker(Duration::from_secs(1));
     let mut shutdown = state.shutdown.clone();
     let mut trimmed_at: Option<(u64, tokio::time::Instant)> = None;
     let idle_every = idle_trim_every(state.config.retention_ms);

@@ -95,7 +95,7 @@ impl MeterTask {
         let mut cursor = self.log.head() + 1;
         let mut head = self.log.subscribe();
         // On the clock's grid: the radio's polls and this one wake together.
-        let mut tick = self.clock.interval(self.settings.poll);
+        let mut tick = self.clock.ticker(self.settings.poll);
         self.hw.link.start(self.clock.now());
         loop {
             self.carry_out().await;

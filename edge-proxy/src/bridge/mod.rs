@@ -41,6 +41,7 @@ use crate::clock::Clock;
 use crate::config::{Config, MeterSource};
 use crate::eventlog::{EventLog, Logged, NewEvent};
 use crate::hooks::Hooks;
+use crate::station::Station;
 use edge_proxy::hardware::RadioBackend;
 use logq::LogQueue;
 
@@ -302,11 +303,13 @@ pub struct DemoHardware {
 
 /// Starts the links the configuration asks for. With `demo` and no radio
 /// configured, a simulated TS-2000 and LP-100A on pseudo-terminals stand in,
-/// driven through the same backends as real hardware.
+/// driven through the same backends as real hardware. The links run on the
+/// station thread.
 pub fn start(
     config: &Config,
     log: &EventLog,
     clock: Clock,
+    station: &Station,
     shutdown: &watch::Receiver<bool>,
 ) -> anyhow::Result<(Links, DemoHardware, Running)> {
     let hooks = Hooks::new(config.hooks.clone());
@@ -349,6 +352,9 @@ pub fn start(
         demo._radio = Some(radio);
     }
     let meter_poll = Duration::from_millis(config.meter_poll_ms);
+    // Every task spawned from here on runs on the station thread.
+    let _station = station.handle.enter();
+    let clock = station.clock(clock);
     let queue = LogQueue::start(log.clone());
     let mut links = Links::default();
     let radio = radio_port.map(|port| {

@@ -230,7 +230,7 @@ impl RadioTask {
         let mut cursor = self.log.head() + 1;
         let mut head = self.log.subscribe();
         let mut failed_tick = tokio::time::interval(Duration::from_secs(1));
-        let mut meter_tick = self.clock.interval(
+        let mut meter_tick = self.clock.ticker(
             self.settings
                 .meter_poll
                 .unwrap_or(Duration::from_secs(3600)),
@@ -249,7 +249,7 @@ impl RadioTask {
             let connected = self.radio.is_some();
             // On the clock's grid, so the polls of both links and the
             // maintenance tick share their wake-ups.
-            let next_poll = self.clock.instant_at(self.plan.poll_timeout(self.keyed));
+            let next_poll = self.clock.poll_at(self.plan.poll_timeout(self.keyed));
             // Commands are read in batches; more may be waiting.
             let behind = cursor <= self.log.head() && self.read_retry.is_none();
             let read_retry = self.read_retry;
