@@ -20,8 +20,8 @@ const WHEEL_SLOT_MS: Millis = 64;
 #[derive(Clone, Copy)]
 pub struct Clock {
     start: Instant,
-    /// When the time driver of the runtime the polls sleep on started
-    /// (at most a moment early), if known: see [`Clock::on_wheel`].
+    /// Where the 64 ms slots of the timer wheel the polls sleep on begin,
+    /// if known: see [`Clock::on_wheel`].
     wheel: Option<Instant>,
 }
 
@@ -35,7 +35,8 @@ impl Clock {
 
     /// This clock, with its poll instants ([`Clock::poll_at`],
     /// [`Clock::ticker`]) moved onto the 64 ms slots of the timer wheel of
-    /// the runtime whose driver started just after `origin`.
+    /// the runtime whose time driver started at most a millisecond before
+    /// `started` (taken just after building it).
     ///
     /// Why: tokio files a timer 64 ms to 4 s away in a 64 ms slot and, at
     /// the start of that slot, wakes to move it to a 1 ms one; a poll due
@@ -45,9 +46,13 @@ impl Clock {
     /// of the driver's start is off, or tokio files timers differently,
     /// the only cost is the extra wake-up. Safety timers (`instant_at`)
     /// are never moved.
-    pub fn on_wheel(self, origin: Instant) -> Self {
+    pub fn on_wheel(self, started: Instant) -> Self {
+        // tokio counts whole milliseconds since its driver started, a
+        // deadline rounded up: one up to 999 us after a slot's start counts
+        // as that slot's start. Slots counted from 999 us before `started`
+        // therefore begin, in tokio's count, on one of its own.
         Clock {
-            wheel: Some(origin),
+            wheel: started.checked_sub(Duration::from_micros(999)),
             ..self
         }
     }
@@ -142,32 +147,27 @@ mod tests {
 
     #[tokio::test(start_paused = true)]
     async fn polls_on_a_known_wheel_wake_at_the_start_of_a_slot_never_earlier() {
-        let origin = Instant::now();
+        let started = Instant::now();
         tokio::time::advance(Duration::from_micros(300)).await;
-        let clock = Clock::new().on_wheel(origin);
-        let since = |at: Instant| (at - origin).as_micros();
-        // 1,000 ms after the clock's start is 1,000.3 ms after the origin:
-        // the slot that starts at 1,024 ms.
-        assert_eq!(since(clock.poll_at(1_000)), 1_024_000);
-        // Just past a slot's start (1,024.3 ms): the next slot, never earlier.
-        assert_eq!(since(clock.poll_at(1_024)), 1_088_000);
-        // On a slot's start already: unchanged.
-        let exact = Clock::new().on_wheel(Instant::now());
-        assert_eq!(exact.poll_at(1_024), exact.instant_at(1_024));
+        let clock = Clock::new().on_wheel(started);
+        let slots_from = started - Duration::from_micros(999);
+        for at in [100, 1_000, 1_023, 1_024, 1_025, 5_000, 60_000] {
+            let due = clock.instant_at(at);
+            let wake = clock.poll_at(at);
+            assert!(wake >= due, "never early ({at})");
+            assert!(wake - due < Duration::from_millis(64), "late by less than a slot ({at})");
+            assert_eq!((wake - slots_from).as_micros() % 64_000, 0, "on a slot ({at})");
+        }
         tokio::time::advance(Duration::from_millis(1_100)).await;
         let next = clock.next_tick(Duration::from_secs(1));
-        assert_eq!(since(next), 2_048_000);
-        assert!(next >= clock.instant_at(2_000));
+        assert!(next >= clock.instant_at(2_000) && next < clock.instant_at(2_064));
         // Due within a slot: never delayed.
         let soon = clock.now() + 20;
         assert_eq!(clock.poll_at(soon), clock.instant_at(soon));
         // Safety timers are never moved.
-        assert_eq!(
-            clock.instant_at(2_000),
-            clock.start + Duration::from_secs(2)
-        );
+        assert_eq!(clock.instant_at(2_000), clock.start + Duration::from_secs(2));
         // No wheel: the grid as it is.
-        assert_eq!(Clock::new().poll_at(5), Clock::new().instant_at(5));
+        assert_eq!(Clock::new().poll_at(500), Clock::new().instant_at(500));
     }
 
     #[tokio::test(start_paused = true)]

@@ -25,7 +25,7 @@ use tokio::time::Instant;
 /// The running station thread.
 pub struct Station {
     pub handle: Handle,
-    /// A moment before its time driver started (see `Clock::on_wheel`).
+    /// Just after its time driver started (see `Clock::on_wheel`).
     pub wheel: Instant,
 }
 
@@ -35,10 +35,10 @@ impl Station {
         std::thread::Builder::new()
             .name("station".into())
             .spawn(move || {
-                let wheel = Instant::now();
                 let runtime = tokio::runtime::Builder::new_current_thread()
                     .enable_all()
                     .build();
+                let wheel = Instant::now();
                 match runtime {
                     Ok(runtime) => {
                         let _ = tx.send(Ok((runtime.handle().clone(), wheel)));

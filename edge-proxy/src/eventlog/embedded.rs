@@ -17,7 +17,9 @@
 //! reserved durably beforehand ([`RESERVE_AHEAD`] at a time), so if the
 //! process dies before they are written, the log goes on after them and a
 //! client that saw one gets a `coalesced` gap: it never finds one of
-//! those numbers given to another event.
+//! those numbers given to another event. While the writer is idle and
+//! numbers are reserved, the caller's own thread hands readings out (no
+//! writer thread to wake, nothing on disk); otherwise the writer does.
 //!
 //! Sessions read live events from an in-memory tail of recent committed
 //! events and go to the database only when they are behind it; they wait on a
@@ -101,6 +103,31 @@ struct Shared {
     deferred: std::sync::Mutex<Vec<(NewEvent, Logged)>>,
     /// The newest `seq` on disk.
     durable: std::sync::atomic::AtomicU64,
+    /// Numbering: whoever numbers events holds it until they are in the
+    /// tail (the writer for a whole transaction).
+    sequencer: std::sync::Mutex<Sequencer>,
+}
+
+/// What numbering needs beyond the head.
+struct Sequencer {
+    /// Numbers up to here may be handed out before they are written.
+    reserved: u64,
+    /// A commit failed: it may have reached the disk all the same (see
+    /// [`catch_up_with_disk`]); nothing is numbered outside a commit until
+    /// the writer has looked.
+    failed: bool,
+    /// The writer has written the last readings: none is handed out after.
+    closed: bool,
+}
+
+impl Shared {
+    /// The numbering; a poisoned lock is taken as it is (two numbers, no
+    /// invariant a panic could have broken halfway).
+    fn sequencer(&self) -> std::sync::MutexGuard<'_, Sequencer> {
+        self.sequencer
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
 }
 
 impl Shared {
@@ -197,6 +224,11 @@ impl Embedded {
             tail_bytes: std::sync::atomic::AtomicU64::new(tail_bytes),
             deferred: std::sync::Mutex::new(Vec::new()),
             durable: std::sync::atomic::AtomicU64::new(head),
+            sequencer: std::sync::Mutex::new(Sequencer {
+                reserved: head,
+                failed: false,
+                closed: false,
+            }),
         });
         shared.set_problem(None);
         let (tx, rx) = mpsc::unbounded_channel();
@@ -243,6 +275,9 @@ impl Embedded {
     /// their sequence numbers once durable (readings: once numbered, see
     /// the module).
     pub async fn append(&self, events: Vec<NewEvent>) -> Result<Vec<Logged>, Arc<LogError>> {
+        if let Some(logged) = self.hand_out(&events) {
+            return Ok(logged);
+        }
         match self
             .request(Append {
                 events,
@@ -252,6 +287,17 @@ impl Embedded {
         {
             Outcome::Committed(logged) => Ok(logged),
             Outcome::Duplicate | Outcome::OutOfOrder => Ok(Vec::new()),
+        }
+    }
+
+    /// Readings handed out on the caller's thread, if the writer is idle
+    /// and their numbers are reserved; `None` (nothing done) otherwise.
+    fn hand_out(&self, events: &[NewEvent]) -> Option<Vec<Logged>> {
+        let mut sequencer = self.shared.sequencer.try_lock().ok()?;
+        let outcomes = hold_back(&self.shared, &mut sequencer, &[events], Holder::Caller)?;
+        match outcomes.into_iter().next() {
+            Some(Outcome::Committed(logged)) => Some(logged),
+            _ => None,
         }
     }
 
@@ -427,10 +473,6 @@ fn writer_loop(shared: Arc<Shared>, mut rx: mpsc::UnboundedReceiver<Command>) {
     let mut replies = Vec::new();
     let mut running = true;
     let mut last_recovery = Instant::now();
-    // Numbers up to here may be handed out before they are written.
-    let mut reserved = shared.head_now.load(Ordering::Acquire);
-    // A commit failed: it may have reached the disk all the same.
-    let mut failed = false;
     while running {
         let first = if shared.problem().is_some() {
             wait_recovering(&shared, &mut rx, &mut last_recovery)
@@ -454,6 +496,7 @@ fn writer_loop(shared: Arc<Shared>, mut rx: mpsc::UnboundedReceiver<Command>) {
                         shared.recover();
                     }
                     let config = shared.config;
+                    let mut sequencer = shared.sequencer();
                     let result = with_deferred(&shared, |deferred| {
                         shared.store.trim(
                             deferred,
@@ -465,11 +508,13 @@ fn writer_loop(shared: Arc<Shared>, mut rx: mpsc::UnboundedReceiver<Command>) {
                     })
                     .map(|(removed, written)| {
                         if let Some(last) = written {
-                            reserved = reserved.max(last + RESERVE_AHEAD);
+                            sequencer.reserved = sequencer.reserved.max(last + RESERVE_AHEAD);
                         }
                         removed
                     })
                     .map_err(Arc::new);
+                    // Answered after the numbering is free again.
+                    drop(sequencer);
                     if let Ok(n) = &result {
                         if *n > 0 {
                             metrics::counter!("proxy_log_trimmed_total").increment(*n);
@@ -487,16 +532,25 @@ fn writer_loop(shared: Arc<Shared>, mut rx: mpsc::UnboundedReceiver<Command>) {
         if batch.is_empty() {
             continue;
         }
+        let mut sequencer = shared.sequencer();
         if shared.problem().is_some() {
             shared.recover();
         }
-        if failed && shared.problem().is_none() {
+        if sequencer.failed && shared.problem().is_none() {
             catch_up_with_disk(&shared);
-            failed = false;
+            sequencer.failed = false;
         }
-        if shared.problem().is_none() && defer(&shared, &batch, &mut reserved, &mut replies) {
-            batch.clear();
-            continue;
+        if batch.iter().all(|a| a.publisher.is_none()) {
+            let events: Vec<&[NewEvent]> = batch.iter().map(|a| a.events.as_slice()).collect();
+            if let Some(outcomes) = hold_back(&shared, &mut sequencer, &events, Holder::Writer) {
+                // Answered after the numbering is free again.
+                drop(sequencer);
+                for (reply, outcome) in replies.drain(..).zip(outcomes) {
+                    reply.send(Ok(outcome));
+                }
+                batch.clear();
+                continue;
+            }
         }
         let started = Instant::now();
         // Readings are being held back: reserve again while writing them.
@@ -517,8 +571,9 @@ fn writer_loop(shared: Arc<Shared>, mut rx: mpsc::UnboundedReceiver<Command>) {
                 let head = shared.head_now.load(Ordering::Acquire);
                 shared.durable.store(head, Ordering::Release);
                 if readings.is_some() {
-                    reserved = reserved.max(head + RESERVE_AHEAD);
+                    sequencer.reserved = sequencer.reserved.max(head + RESERVE_AHEAD);
                 }
+                drop(sequencer);
                 for (reply, outcome) in replies.drain(..).zip(outcomes) {
                     reply.send(Ok(outcome));
                 }
@@ -526,7 +581,8 @@ fn writer_loop(shared: Arc<Shared>, mut rx: mpsc::UnboundedReceiver<Command>) {
             Err(e) => {
                 tracing::error!(error = %e, requests = batch.len(), "event log commit failed; nothing in the batch was applied; retrying every second");
                 shared.set_problem(Some(e.to_string()));
-                failed = true;
+                sequencer.failed = true;
+                drop(sequencer);
                 metrics::counter!("proxy_log_commit_failures_total").increment(1);
                 let e = Arc::new(e);
                 for reply in replies.drain(..) {
@@ -538,6 +594,8 @@ fn writer_loop(shared: Arc<Shared>, mut rx: mpsc::UnboundedReceiver<Command>) {
     }
     // The readings not yet written; then nothing is handed out unwritten,
     // and the next start needs to skip no numbers.
+    let mut sequencer = shared.sequencer();
+    sequencer.closed = true;
     let written = with_deferred(&shared, |deferred| {
         shared.store.commit(deferred, &[], now_ms(), 0)
     })
@@ -549,6 +607,7 @@ fn writer_loop(shared: Arc<Shared>, mut rx: mpsc::UnboundedReceiver<Command>) {
     if let Err(e) = written {
         tracing::error!(error = %e, "writing the last volatile readings at shutdown failed; the next start goes on after them");
     }
+    drop(sequencer);
     // Stopped: whatever is still queued, or comes, is told so (a session's
     // lane is never left waiting for an answer).
     rx.close();
@@ -638,60 +697,73 @@ fn catch_up_with_disk(shared: &Shared) {
     }
 }
 
-/// Hands out a batch of the station's volatile readings without writing it
-/// (see the module), if it is one and there is room; false when it must be
-/// committed instead.
-fn defer(shared: &Shared, batch: &[Append], reserved: &mut u64, replies: &mut Vec<Reply>) -> bool {
+/// Who is handing readings out.
+#[derive(Clone, Copy, PartialEq)]
+enum Holder {
+    /// The writer: it may wait for the list and write a reservation.
+    Writer,
+    /// A caller's thread: it may do neither, and leaves the batch to the
+    /// writer instead.
+    Caller,
+}
+
+/// Hands out batches of the station's volatile readings without writing
+/// them (see the module): numbered, kept for the next transaction, put in
+/// the tail. `None`, with nothing done, when a batch holds anything else,
+/// there is no room, the log has a problem, or (for a caller) the list is
+/// busy or the numbers are not reserved yet.
+fn hold_back(
+    shared: &Shared,
+    sequencer: &mut Sequencer,
+    batch: &[&[NewEvent]],
+    holder: Holder,
+) -> Option<Vec<Outcome>> {
     let readings = batch
         .iter()
-        .all(|a| a.publisher.is_none() && a.events.iter().all(|e| e.volatile && !e.stateless));
-    if !readings {
-        return false;
+        .all(|events| events.iter().all(|e| e.volatile && !e.stateless));
+    if !readings || sequencer.failed || sequencer.closed || shared.problem().is_some() {
+        return None;
     }
-    let Ok(mut deferred) = shared.deferred.lock() else {
-        return false;
+    let mut deferred = match holder {
+        Holder::Writer => shared.deferred.lock().ok()?,
+        Holder::Caller => shared.deferred.try_lock().ok()?,
     };
-    let count: usize = batch.iter().map(|a| a.events.len()).sum();
+    let count: usize = batch.iter().map(|events| events.len()).sum();
     let room = MAX_DEFERRED.min(shared.config.tail_events / 2);
     if deferred.len() + count > room {
-        return false;
+        return None;
     }
-    let head = shared.head_now.load(Ordering::Acquire);
-    let last = head + count as u64;
+    let mut seq = shared.head_now.load(Ordering::Acquire);
     let now = now_ms();
-    let mut seq = head;
     let mut outcomes = Vec::with_capacity(batch.len());
-    for append in batch {
-        let mut logged = Vec::with_capacity(append.events.len());
-        for event in &append.events {
+    for events in batch {
+        let mut logged = Vec::with_capacity(events.len());
+        for event in *events {
             seq += 1;
-            let Ok(record) = Logged::build(seq, now, event) else {
-                return false;
-            };
-            logged.push(record);
+            logged.push(Logged::build(seq, now, event).ok()?);
         }
         outcomes.push(Outcome::Committed(logged));
     }
-    if last > *reserved {
-        if let Err(e) = shared.store.reserve(last + RESERVE_AHEAD) {
-            tracing::warn!(error = %e, "could not reserve sequence numbers for volatile readings; committing them at once");
-            return false;
+    if seq > sequencer.reserved {
+        if holder == Holder::Caller {
+            return None;
         }
-        *reserved = last + RESERVE_AHEAD;
+        if let Err(e) = shared.store.reserve(seq + RESERVE_AHEAD) {
+            tracing::warn!(error = %e, "could not reserve sequence numbers for volatile readings; committing them at once");
+            return None;
+        }
+        sequencer.reserved = seq + RESERVE_AHEAD;
     }
-    for (append, outcome) in batch.iter().zip(&outcomes) {
+    for (events, outcome) in batch.iter().zip(&outcomes) {
         if let Outcome::Committed(logged) = outcome {
-            for (event, record) in append.events.iter().zip(logged) {
+            for (event, record) in events.iter().zip(logged) {
                 deferred.push((event.clone(), record.clone()));
             }
         }
     }
     drop(deferred);
     publish_to_tail(shared, &outcomes);
-    for (reply, outcome) in replies.drain(..).zip(outcomes) {
-        reply.send(Ok(outcome));
-    }
-    true
+    Some(outcomes)
 }
 
 fn publish_to_tail(shared: &Shared, outcomes: &[Outcome]) {
@@ -785,6 +857,80 @@ mod tests {
 
     fn meter(db: i64) -> NewEvent {
         NewEvent::volatile("radio.meter", Payload::from(db))
+    }
+
+    #[tokio::test]
+    async fn readings_are_handed_out_on_the_callers_thread_once_numbers_are_reserved() {
+        let dir = tempfile::tempdir().unwrap();
+        let log = Embedded::open(dir.path(), LogConfig::default()).unwrap();
+        // Nothing reserved yet: the writer must write a reservation first.
+        assert!(log.hand_out(&[meter(1)]).is_none());
+        assert_eq!(log.append(vec![meter(2)]).await.unwrap()[0].seq, 1);
+        let logged = log.hand_out(&[meter(3), meter(4)]).unwrap();
+        assert_eq!(logged.iter().map(|e| e.seq).collect::<Vec<_>>(), [2, 3]);
+        assert_eq!(log.head(), 3);
+        assert_eq!(log.durable_head(), 0);
+        // Anything but readings goes to the writer.
+        assert!(log
+            .hand_out(&[NewEvent::reliable("note", Payload::from(1))])
+            .is_none());
+        // The writer busy numbering: the caller does not wait for it.
+        let sequencer = log.shared.sequencer();
+        assert!(log.hand_out(&[meter(5)]).is_none());
+        drop(sequencer);
+        log.close().await;
+        assert!(log.hand_out(&[meter(6)]).is_none());
+    }
+
+    fn payload_of(event: &Logged) -> i64 {
+        let (_, payload) = event.resequenced(event.seq).unwrap();
+        payload.as_i64().unwrap()
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+    async fn readings_from_many_threads_and_commits_share_one_numbering() {
+        let dir = tempfile::tempdir().unwrap();
+        let log = Embedded::open(dir.path(), LogConfig::default()).unwrap();
+        let mut tasks = Vec::new();
+        for t in 0..8i64 {
+            let log = log.clone();
+            tasks.push(tokio::spawn(async move {
+                let mut got = Vec::new();
+                for i in 0..300i64 {
+                    let value = t * 1_000 + i;
+                    let event = if t % 2 == 0 {
+                        meter(value)
+                    } else {
+                        NewEvent::reliable("note", Payload::from(value))
+                    };
+                    let logged = log.append(vec![event]).await.unwrap();
+                    got.push((logged[0].seq, value));
+                    if i % 97 == 0 {
+                        log.trim().await.unwrap();
+                    }
+                }
+                got
+            }));
+        }
+        let mut handed = Vec::new();
+        for t in tasks {
+            handed.extend(t.await.unwrap());
+        }
+        handed.sort();
+        let seqs: Vec<u64> = handed.iter().map(|(seq, _)| *seq).collect();
+        assert_eq!(seqs, (1..=2_400).collect::<Vec<_>>(), "each number once");
+        // Written at shutdown; on disk, each number is the event it was
+        // handed out as.
+        log.close().await;
+        drop(log);
+        let log = Embedded::open(dir.path(), LogConfig::default()).unwrap();
+        let stored: Vec<(u64, i64)> = log
+            .read(1, 5_000)
+            .unwrap()
+            .iter()
+            .map(|e| (e.seq, payload_of(e)))
+            .collect();
+        assert_eq!(stored, handed);
     }
 
     /// The station's readings reach sessions at once and the disk with the
