@@ -155,8 +155,15 @@ mod tests {
             let due = clock.instant_at(at);
             let wake = clock.poll_at(at);
             assert!(wake >= due, "never early ({at})");
-            assert!(wake - due < Duration::from_millis(64), "late by less than a slot ({at})");
-            assert_eq!((wake - slots_from).as_micros() % 64_000, 0, "on a slot ({at})");
+            assert!(
+                wake - due < Duration::from_millis(64),
+                "late by less than a slot ({at})"
+            );
+            assert_eq!(
+                (wake - slots_from).as_micros() % 64_000,
+                0,
+                "on a slot ({at})"
+            );
         }
         tokio::time::advance(Duration::from_millis(1_100)).await;
         let next = clock.next_tick(Duration::from_secs(1));
@@ -165,7 +172,10 @@ mod tests {
         let soon = clock.now() + 20;
         assert_eq!(clock.poll_at(soon), clock.instant_at(soon));
         // Safety timers are never moved.
-        assert_eq!(clock.instant_at(2_000), clock.start + Duration::from_secs(2));
+        assert_eq!(
+            clock.instant_at(2_000),
+            clock.start + Duration::from_secs(2)
+        );
         // No wheel: the grid as it is.
         assert_eq!(Clock::new().poll_at(500), Clock::new().instant_at(500));
     }

@@ -235,8 +235,11 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Kenwood<S> {
     }
 
     async fn send(&mut self, command: &str) -> Result<(), CatError> {
+        // No flush: a serial port's `flush` is `tcdrain`, a blocking call
+        // that waits until the bytes are on the wire (milliseconds at CAT
+        // speeds, for ever on a stalled line) on the thread that runs the
+        // radio link; the kernel sends what `write` handed it anyway.
         self.io.write_all(format!("{command};").as_bytes()).await?;
-        self.io.flush().await?;
         Ok(())
     }
 

@@ -61,8 +61,8 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Lp100<S> {
     pub async fn read(&mut self) -> Result<MeterReading, Lp100Error> {
         // A late reply to an earlier poll must not pass for this one.
         self.framer.reset();
+        // No flush (`tcdrain`, which blocks): see `kenwood::Kenwood::send`.
         self.io.write_all(&[LP100_POLL]).await?;
-        self.io.flush().await?;
         let deadline = tokio::time::Instant::now() + self.timeout;
         loop {
             let started = self.framer.partial();
