@@ -14,6 +14,10 @@ use tokio::time::{Instant, Sleep};
 /// The slot of the second level of tokio's timer wheel, in milliseconds
 /// since the runtime's time driver started.
 const WHEEL_SLOT_MS: Millis = 64;
+/// Polls due sooner than this are never moved onto a slot: a fast poll
+/// (after a change, while transmitting) would feel the delay, and an idle
+/// station's polls (a second or more apart) do not.
+const SLOTTED_FROM_MS: Millis = 500;
 
 /// Milliseconds since the proxy started, on tokio's monotonic clock (which
 /// tests can pause); the sans-IO state machines take these as `now`.
@@ -79,12 +83,11 @@ impl Clock {
     }
 
     /// When a poll due at `at` should wake: `at`, moved to the start of its
-    /// wheel slot if the wheel is known ([`Clock::on_wheel`]) and it is a
-    /// slot or more away (a poll due sooner, such as the one right after a
-    /// command, is never delayed).
+    /// wheel slot if the wheel is known ([`Clock::on_wheel`]) and it is
+    /// [`SLOTTED_FROM_MS`] or more away.
     pub fn poll_at(&self, at: Millis) -> Instant {
         let due = self.instant_at(at);
-        let soon = Instant::now() + Duration::from_millis(WHEEL_SLOT_MS);
+        let soon = Instant::now() + Duration::from_millis(SLOTTED_FROM_MS);
         match self.wheel {
             Some(origin) if due > soon => {
                 let since = (due - origin).as_nanos();
@@ -151,7 +154,7 @@ mod tests {
         tokio::time::advance(Duration::from_micros(300)).await;
         let clock = Clock::new().on_wheel(started);
         let slots_from = started - Duration::from_micros(999);
-        for at in [100, 1_000, 1_023, 1_024, 1_025, 5_000, 60_000] {
+        for at in [1_000, 1_023, 1_024, 1_025, 5_000, 60_000] {
             let due = clock.instant_at(at);
             let wake = clock.poll_at(at);
             assert!(wake >= due, "never early ({at})");
@@ -168,9 +171,10 @@ mod tests {
         tokio::time::advance(Duration::from_millis(1_100)).await;
         let next = clock.next_tick(Duration::from_secs(1));
         assert!(next >= clock.instant_at(2_000) && next < clock.instant_at(2_064));
-        // Due within a slot: never delayed.
-        let soon = clock.now() + 20;
-        assert_eq!(clock.poll_at(soon), clock.instant_at(soon));
+        // A fast poll (due within half a second): never delayed.
+        for soon in [clock.now() + 20, clock.now() + 100, clock.now() + 499] {
+            assert_eq!(clock.poll_at(soon), clock.instant_at(soon));
+        }
         // Safety timers are never moved.
         assert_eq!(
             clock.instant_at(2_000),
