@@ -335,8 +335,11 @@ pub fn pkg() -> Result<PathBuf> {
         }
         let renames = names::Renames::parse(&String::from_utf8_lossy(&report.stdout))?;
         rewrite(&out.join("station_link.js"), |js| {
-            short_ascii_strings(&renames.glue(js, "station_link")?)
+            let js = inline_snippets(js, &out)?;
+            short_ascii_strings(&renames.glue(&js, "station_link")?)
         })?;
+        std::fs::remove_dir_all(out.join("snippets"))
+            .context("removing the snippets pasted into the glue")?;
         rewrite(&out.join("station_link.d.ts"), |dts| {
             Ok(renames.declarations(dts, "readonly "))
         })?;
@@ -433,6 +436,36 @@ fn short_ascii_strings(glue: &str) -> Result<String> {
         bail!("the wasm-bindgen glue's getStringFromWasm0 is not the expected one (was wasm-bindgen upgraded?): see short_ascii_strings in xtask/src/tasks.rs");
     }
     Ok(glue.replace(DECODE, SHORT))
+}
+
+/// The crate's JS files (`#[wasm_bindgen(module = "/js/...")]`, which
+/// wasm-bindgen copies into `snippets/` and imports) pasted into the glue in
+/// place of their imports, their `export`s dropped: one file to ship and to
+/// minify, with nothing between the glue and them. Fails unless each import
+/// is the one-line form wasm-bindgen writes.
+fn inline_snippets(glue: &str, out: &Path) -> Result<String> {
+    let mut js = String::with_capacity(glue.len() + 4096);
+    let mut pasted = 0;
+    for line in glue.split_inclusive('\n') {
+        let Some(path) = line
+            .strip_prefix("import ")
+            .and_then(|l| l.split_once(" from './snippets/"))
+            .and_then(|(_, rest)| rest.trim_end().strip_suffix("';"))
+        else {
+            js.push_str(line);
+            continue;
+        };
+        let file = out.join("snippets").join(path);
+        let source = std::fs::read_to_string(&file)
+            .with_context(|| format!("reading the snippet {}", file.display()))?;
+        js.push_str(&source.replace("\nexport function ", "\nfunction "));
+        js.push('\n');
+        pasted += 1;
+    }
+    if pasted == 0 || js.contains("./snippets/") || js.contains("\nexport function ") {
+        bail!("the glue's snippet imports are not the expected ones (was wasm-bindgen upgraded?): see inline_snippets in xtask/src/tasks.rs");
+    }
+    Ok(js)
 }
 
 fn rewrite(path: &Path, change: impl FnOnce(&str) -> Result<String>) -> Result<()> {
