@@ -242,7 +242,7 @@ pub(crate) fn emit_all(listeners: &Listeners, emits: Vec<(&str, JsValue)>) {
 }
 
 /// An event, gap or snapshot as its JS listener gets it.
-pub(crate) fn delivered_to_js(d: Delivered, emits: &mut Vec<(&'static str, JsValue)>) {
+pub(crate) fn delivered_to_js(d: &Delivered, emits: &mut Vec<(&'static str, JsValue)>) {
     let name = match d {
         Delivered::Event(_) => "event",
         Delivered::Gap(_) => "gap",

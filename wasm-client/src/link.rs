@@ -242,12 +242,12 @@ fn perform(inner: &mut Inner, out: Output, emits: &mut Vec<(&'static str, JsValu
             }
         }
         Output::Deliver(d) => {
-            inner.folded.observe(&d);
+            delivered_to_js(&d, emits);
             // Relayed only once a tab has joined (it starts from a sync).
             if inner.tabs.as_ref().is_some_and(|t| t.has_followers) {
                 inner.relay.push(d.clone());
             }
-            delivered_to_js(d, emits);
+            inner.folded.observe(d);
         }
         Output::PersistCursor { epoch, last_seq } => {
             inner.cursor_to_save = Some((epoch, last_seq));
@@ -551,8 +551,8 @@ impl Link {
             for action in actions {
                 match action {
                     Action::Deliver(d) => {
-                        inner.folded.observe(&d);
-                        delivered_to_js(d, &mut emits);
+                        delivered_to_js(&d, &mut emits);
+                        inner.folded.observe(d);
                     }
                     Action::Emit(name, value) => {
                         if name == "latency" {
@@ -836,7 +836,7 @@ impl Link {
                         // The station as the last page left it: shown at
                         // once, before any socket (`restored`, `asOfMs`).
                         let mut emits = Vec::new();
-                        delivered_to_js(Delivered::Snapshot(snapshot), &mut emits);
+                        delivered_to_js(&Delivered::Snapshot(snapshot), &mut emits);
                         for (_, value) in &emits {
                             let _ = Reflect::set(value, &"restored".into(), &JsValue::TRUE);
                             let _ = Reflect::set(value, &"asOfMs".into(), &num(at));

@@ -335,8 +335,7 @@ pub fn pkg() -> Result<PathBuf> {
         }
         let renames = names::Renames::parse(&String::from_utf8_lossy(&report.stdout))?;
         rewrite(&out.join("station_link.js"), |js| {
-            let js = inline_snippets(js, &out)?;
-            short_ascii_strings(&renames.glue(&js, "station_link")?)
+            renames.glue(&inline_snippets(js, &out)?, "station_link")
         })?;
         std::fs::remove_dir_all(out.join("snippets"))
             .context("removing the snippets pasted into the glue")?;
@@ -411,33 +410,6 @@ pub fn vendor_www() -> Result<()> {
     Ok(())
 }
 
-/// Rewrites a text file in place.
-/// Every string that crosses from the wasm into JS (each field name of an
-/// event object and of its payload) goes through `TextDecoder.decode` on a
-/// fresh `subarray`, a third of the per-event cost in Chromium
-/// (docs/BENCHMARKS.md). Short ASCII strings, nearly all of them, are built
-/// with `String.fromCharCode` instead; anything else still decodes.
-fn short_ascii_strings(glue: &str) -> Result<String> {
-    const DECODE: &str =
-        "    return decodeText(getUint8ArrayMemory0().subarray(ptr, ptr + len));\n";
-    const SHORT: &str = "    const mem = getUint8ArrayMemory0();
-    if (len < 32) {
-        let s = '';
-        for (let i = ptr; i < ptr + len; i++) {
-            const c = mem[i];
-            if (c > 127) return decodeText(mem.subarray(ptr, ptr + len));
-            s += String.fromCharCode(c);
-        }
-        return s;
-    }
-    return decodeText(mem.subarray(ptr, ptr + len));
-";
-    if glue.matches(DECODE).count() != 1 {
-        bail!("the wasm-bindgen glue's getStringFromWasm0 is not the expected one (was wasm-bindgen upgraded?): see short_ascii_strings in xtask/src/tasks.rs");
-    }
-    Ok(glue.replace(DECODE, SHORT))
-}
-
 /// The crate's JS files (`#[wasm_bindgen(module = "/js/...")]`, which
 /// wasm-bindgen copies into `snippets/` and imports) pasted into the glue in
 /// place of their imports, their `export`s dropped: one file to ship and to
@@ -468,6 +440,7 @@ fn inline_snippets(glue: &str, out: &Path) -> Result<String> {
     Ok(js)
 }
 
+/// Rewrites a text file in place.
 fn rewrite(path: &Path, change: impl FnOnce(&str) -> Result<String>) -> Result<()> {
     let text = std::fs::read_to_string(path)
         .with_context(|| format!("could not read {}", path.display()))?;
