@@ -581,4 +581,30 @@ mod tests {
     fn two_demos_on_two_ports_have_two_data_directories() {
         assert_ne!(super::demo_data_dir(8080), super::demo_data_dir(8081));
     }
+
+    #[test]
+    fn snippets_are_pasted_in_place_of_their_imports() {
+        let out = std::env::temp_dir().join(format!("xtask-snippets-{}", std::process::id()));
+        let dir = out.join("snippets/wasm-client-0123/js");
+        std::fs::create_dir_all(&dir).unwrap();
+        std::fs::write(
+            dir.join("d.js"),
+            "let x;\nexport function d(f) {\n  return f;\n}\n",
+        )
+        .unwrap();
+        let glue = "/* @ts-self-types=\"./station_link.d.ts\" */\n\
+                    import { d } from './snippets/wasm-client-0123/js/d.js';\n\
+                    export class Link {}\n";
+        let js = super::inline_snippets(glue, &out).unwrap();
+        assert_eq!(
+            js,
+            "/* @ts-self-types=\"./station_link.d.ts\" */\n\
+             let x;\nfunction d(f) {\n  return f;\n}\n\n\
+             export class Link {}\n"
+        );
+        // No snippet import (wasm-bindgen changed, or the reader is gone):
+        // the build stops rather than ship a glue without it.
+        assert!(super::inline_snippets("export class Link {}\n", &out).is_err());
+        let _ = std::fs::remove_dir_all(&out);
+    }
 }
