@@ -6,6 +6,12 @@
 // listener, in the same page. Prints the ratio; `--json FILE` saves it.
 //
 //   cargo xtask pkg && (cd tests/browser && npm ci) && node bench/browser/decode.js
+//
+// `--throttle 4`: the page's CPU throttled 4x (DevTools
+// `Emulation.setCPUThrottlingRate`), a phone stand-in. `--profile FILE`: a
+// CPU profile (50 µs sampling) saved for DevTools, and the functions with
+// the most self time in the timed station-link part printed (names need a
+// build that keeps them). `STATION_LINK_PKG=DIR` measures another build.
 import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { createServer } from 'node:http';
