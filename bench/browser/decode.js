@@ -6,11 +6,53 @@
 // listener, in the same page. Prints the ratio; `--json FILE` saves it.
 //
 //   cargo xtask pkg && (cd tests/browser && npm ci) && node bench/browser/decode.js
+//
+// `--throttle 4`: the page's CPU throttled 4x (DevTools
+// `Emulation.setCPUThrottlingRate`), a phone stand-in. `--profile FILE`: a
+// CPU profile (50 µs sampling) saved for DevTools, and the functions with
+// the most self time in the timed station-link part printed (names need a
+// build that keeps them). `STATION_LINK_PKG=DIR` measures another build.
 import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { createServer } from 'node:http';
 import { readFileSync, existsSync } from 'node:fs';
 import { installPackage, launch } from '../../tests/browser/harness.js';
+
+const arg = (name) => { const i = process.argv.indexOf(name); return i > 0 ? process.argv[i + 1] : undefined; };
+const throttle = Number(arg('--throttle') ?? 1);
+const profileFile = arg('--profile');
+
+// The functions with the most self time in a CPU profile of the timed part
+// of the station-link rounds (samples under `wasmBatch`,
+// and the garbage collection right after one); `--profile FILE` also saves
+// the whole profile, for DevTools.
+function printProfile({ nodes, samples, timeDeltas }) {
+  const byId = new Map(nodes.map((n) => [n.id, n]));
+  const parent = new Map();
+  for (const n of nodes) for (const c of n.children || []) parent.set(c, n.id);
+  const timed = (id) => {
+    for (let n = id; n !== undefined; n = parent.get(n)) {
+      if (byId.get(n).callFrame.functionName === 'wasmBatch') return true;
+    }
+    return false;
+  };
+  const self = new Map();
+  let previous = false;
+  samples.forEach((id, i) => {
+    const f = byId.get(id).callFrame;
+    const gc = f.functionName === '(garbage collector)';
+    const counted = timed(id) || (gc && previous);
+    previous = counted;
+    if (!counted) return;
+    const key = `${f.functionName || '(anonymous)'} ${f.url.split('/').pop()}:${f.lineNumber}`;
+    self.set(key, (self.get(key) || 0) + (timeDeltas[i] || 0));
+  });
+  const total = [...self.values()].reduce((a, t) => a + t, 0);
+  console.log(`profile: ${(total / 1000).toFixed(0)} ms in the timed part of the station-link rounds; top self time:`);
+  for (const [k, t] of [...self].sort((a, b) => b[1] - a[1]).slice(0, 40)) {
+    console.log(`  ${(100 * t / total).toFixed(1).padStart(5)} %  ${k}`);
+  }
+}
 
 const dir = installPackage();
 const page = `<!doctype html><meta charset="utf-8"><script type="module">
@@ -64,7 +106,7 @@ async function wasmRun(round) {
   s.onmessage({ data: frame({ Welcome: { session: 'b', epoch: 7, head_seq: 0, resumed: false, heartbeat_ms: 30000,
     limits: { max_frame_bytes: 65536, max_publish_per_sec: 50, max_behind: 100000, retention_ms: 300000 }, access: 'control' } }) });
   const frames = Array.from({ length: N }, (_, i) => frame({ Event: event(i + 1) }));
-  const us = await paced((a, b) => { for (let i = a; i < b; i++) s.onmessage({ data: frames[i] }); });
+  const us = await paced(function wasmBatch(a, b) { for (let i = a; i < b; i++) s.onmessage({ data: frames[i] }); });
   link.close();
   if (seen !== N) throw new Error('wasm client delivered ' + seen);
   return us;
@@ -98,16 +140,28 @@ const browser = await launch();
 try {
   const p = await browser.newPage();
   p.on('pageerror', (e) => console.error('page error:', e.message));
+  const cdp = await p.context().newCDPSession(p);
+  if (throttle !== 1) await cdp.send('Emulation.setCPUThrottlingRate', { rate: throttle });
+  if (profileFile) {
+    await cdp.send('Profiler.enable');
+    await cdp.send('Profiler.setSamplingInterval', { interval: 50 });
+    await cdp.send('Profiler.start');
+  }
   await p.goto(`http://127.0.0.1:${server.address().port}/decode.html`);
-  await p.waitForFunction(() => window.result, null, { timeout: 120_000, polling: 100 });
+  await p.waitForFunction(() => window.result, null, { timeout: 600_000, polling: 100 });
   const r = await p.evaluate(() => window.result);
+  if (profileFile) {
+    const { profile } = await cdp.send('Profiler.stop');
+    writeFileSync(profileFile, JSON.stringify(profile));
+    printProfile(profile);
+  }
+  r.throttle = throttle;
   r.ratio = r.wasm_us_per_event / r.json_us_per_event;
-  console.log('decode and dispatch, 10,000 events at 10,000 events/s, median of 5 rounds:');
+  console.log(`decode and dispatch, 10,000 events at 10,000 events/s, median of 5 rounds${throttle !== 1 ? `, CPU throttled ${throttle}x` : ''}:`);
   console.log(`  station-link (MessagePack, dedup, ordering, acks): ${r.wasm_us_per_event.toFixed(2)} µs per event`);
   console.log(`  JSON.parse + the same listener:                    ${r.json_us_per_event.toFixed(2)} µs per event`);
   console.log(`  ratio: ${r.ratio.toFixed(2)}x`);
-  const out = process.argv.indexOf('--json');
-  if (out > 0) writeFileSync(process.argv[out + 1], JSON.stringify(r, null, 2) + '\n');
+  if (arg('--json')) writeFileSync(arg('--json'), JSON.stringify(r, null, 2) + '\n');
 } finally {
   await browser.close();
   server.close();

@@ -3,7 +3,7 @@
 
 use js_sys::{Array, ArrayBuffer, Function, Map, Number, Object, Reflect, Uint8Array};
 use shared_protocol::client::{HistoryEntry, Input, Metrics};
-use shared_protocol::frame::{Access, Delivery, Payload, Publish, MAX_DEPTH};
+use shared_protocol::frame::{Access, Delivery, Event, Payload, Publish, MAX_DEPTH};
 use shared_protocol::receiver::Delivered;
 use wasm_bindgen::prelude::*;
 
@@ -96,36 +96,24 @@ pub(crate) fn metrics_to_js(m: &Metrics) -> JsValue {
     ])
 }
 
-/// An event's payload as a plain JS value, by hand: about twice as fast as
-/// going through serde for the one conversion every event needs.
+#[wasm_bindgen(module = "/js/delivered.js")]
+extern "C" {
+    /// A delivered item's frame as its listener's value, read in JS
+    /// (wasm-client/js/delivered.js) in one crossing.
+    fn delivered(frame: &[u8]) -> JsValue;
+}
+
+/// A payload as a plain JS value: read by the same JS as an event's (a
+/// stand-in event's frame), so there is one conversion, not two to keep
+/// alike. Only for the rare paths (`buffer()`, a follower's relayed send).
 pub fn payload_to_js(p: &Payload) -> JsValue {
-    match p {
-        Payload::Nil => JsValue::NULL,
-        Payload::Boolean(b) => (*b).into(),
-        Payload::Integer(i) => i
-            .as_i64()
-            .map(|v| v as f64)
-            .or_else(|| i.as_u64().map(|v| v as f64))
-            .unwrap_or(f64::NAN)
-            .into(),
-        Payload::F32(v) => f64::from(*v).into(),
-        Payload::F64(v) => (*v).into(),
-        Payload::String(s) => match s.as_str() {
-            Some(s) => JsValue::from_str(s),
-            None => Uint8Array::from(s.as_bytes()).into(),
-        },
-        Payload::Binary(b) | Payload::Ext(_, b) => Uint8Array::from(b.as_slice()).into(),
-        Payload::Array(items) => items.iter().map(payload_to_js).collect::<Array>().into(),
-        Payload::Map(entries) => {
-            let o = Object::new();
-            // A key that is not a string becomes whatever JS makes of it as a
-            // property key (`1` → "1"): no number formatting in the wasm.
-            for (k, v) in entries {
-                let _ = Reflect::set(&o, &payload_to_js(k), &payload_to_js(v));
-            }
-            o.into()
-        }
-    }
+    let e = Delivered::Event(Event {
+        seq: 0,
+        kind: String::new(),
+        ts_ms: 0,
+        payload: p.clone(),
+    });
+    get(&delivered(&e.encode_frame()), "payload")
 }
 
 /// A JS value as a payload: `null`/`undefined` → nil, booleans, numbers
@@ -254,36 +242,13 @@ pub(crate) fn emit_all(listeners: &Listeners, emits: Vec<(&str, JsValue)>) {
 }
 
 /// An event, gap or snapshot as its JS listener gets it.
-pub(crate) fn delivered_to_js(d: Delivered, emits: &mut Vec<(&'static str, JsValue)>) {
-    match d {
-        Delivered::Event(e) => emits.push((
-            "event",
-            obj(&[
-                ("seq", num(e.seq)),
-                ("kind", e.kind.as_str().into()),
-                ("tsMs", num(e.ts_ms)),
-                ("payload", payload_to_js(&e.payload)),
-            ]),
-        )),
-        Delivered::Gap(g) => emits.push((
-            "gap",
-            obj(&[
-                ("from", num(g.from)),
-                ("to", num(g.to)),
-                ("reason", g.reason.as_str().into()),
-            ]),
-        )),
-        Delivered::Snapshot(s) => {
-            let state = Object::new();
-            for (kind, value) in &s.state {
-                let _ = Reflect::set(&state, &kind.as_str().into(), &payload_to_js(value));
-            }
-            emits.push((
-                "snapshot",
-                obj(&[("upto", num(s.upto)), ("state", state.into())]),
-            ))
-        }
-    }
+pub(crate) fn delivered_to_js(d: &Delivered, emits: &mut Vec<(&'static str, JsValue)>) {
+    let name = match d {
+        Delivered::Event(_) => "event",
+        Delivered::Gap(_) => "gap",
+        Delivered::Snapshot(_) => "snapshot",
+    };
+    emits.push((name, delivered(&d.encode_frame())));
 }
 
 /// A follower's relayed send as a session input.

@@ -335,8 +335,10 @@ pub fn pkg() -> Result<PathBuf> {
         }
         let renames = names::Renames::parse(&String::from_utf8_lossy(&report.stdout))?;
         rewrite(&out.join("station_link.js"), |js| {
-            short_ascii_strings(&renames.glue(js, "station_link")?)
+            renames.glue(&inline_snippets(js, &out)?, "station_link")
         })?;
+        std::fs::remove_dir_all(out.join("snippets"))
+            .context("removing the snippets pasted into the glue")?;
         rewrite(&out.join("station_link.d.ts"), |dts| {
             Ok(renames.declarations(dts, "readonly "))
         })?;
@@ -408,33 +410,37 @@ pub fn vendor_www() -> Result<()> {
     Ok(())
 }
 
-/// Rewrites a text file in place.
-/// Every string that crosses from the wasm into JS (each field name of an
-/// event object and of its payload) goes through `TextDecoder.decode` on a
-/// fresh `subarray`, a third of the per-event cost in Chromium
-/// (docs/BENCHMARKS.md). Short ASCII strings, nearly all of them, are built
-/// with `String.fromCharCode` instead; anything else still decodes.
-fn short_ascii_strings(glue: &str) -> Result<String> {
-    const DECODE: &str =
-        "    return decodeText(getUint8ArrayMemory0().subarray(ptr, ptr + len));\n";
-    const SHORT: &str = "    const mem = getUint8ArrayMemory0();
-    if (len < 32) {
-        let s = '';
-        for (let i = ptr; i < ptr + len; i++) {
-            const c = mem[i];
-            if (c > 127) return decodeText(mem.subarray(ptr, ptr + len));
-            s += String.fromCharCode(c);
-        }
-        return s;
+/// The crate's JS files (`#[wasm_bindgen(module = "/js/...")]`, which
+/// wasm-bindgen copies into `snippets/` and imports) pasted into the glue in
+/// place of their imports, their `export`s dropped: one file to ship and to
+/// minify, with nothing between the glue and them. Fails unless each import
+/// is the one-line form wasm-bindgen writes.
+fn inline_snippets(glue: &str, out: &Path) -> Result<String> {
+    let mut js = String::with_capacity(glue.len() + 4096);
+    let mut pasted = 0;
+    for line in glue.split_inclusive('\n') {
+        let Some(path) = line
+            .strip_prefix("import ")
+            .and_then(|l| l.split_once(" from './snippets/"))
+            .and_then(|(_, rest)| rest.trim_end().strip_suffix("';"))
+        else {
+            js.push_str(line);
+            continue;
+        };
+        let file = out.join("snippets").join(path);
+        let source = std::fs::read_to_string(&file)
+            .with_context(|| format!("reading the snippet {}", file.display()))?;
+        js.push_str(&source.replace("\nexport function ", "\nfunction "));
+        js.push('\n');
+        pasted += 1;
     }
-    return decodeText(mem.subarray(ptr, ptr + len));
-";
-    if glue.matches(DECODE).count() != 1 {
-        bail!("the wasm-bindgen glue's getStringFromWasm0 is not the expected one (was wasm-bindgen upgraded?): see short_ascii_strings in xtask/src/tasks.rs");
+    if pasted == 0 || js.contains("./snippets/") || js.contains("\nexport function ") {
+        bail!("the glue's snippet imports are not the expected ones (was wasm-bindgen upgraded?): see inline_snippets in xtask/src/tasks.rs");
     }
-    Ok(glue.replace(DECODE, SHORT))
+    Ok(js)
 }
 
+/// Rewrites a text file in place.
 fn rewrite(path: &Path, change: impl FnOnce(&str) -> Result<String>) -> Result<()> {
     let text = std::fs::read_to_string(path)
         .with_context(|| format!("could not read {}", path.display()))?;
@@ -574,5 +580,31 @@ mod tests {
     #[test]
     fn two_demos_on_two_ports_have_two_data_directories() {
         assert_ne!(super::demo_data_dir(8080), super::demo_data_dir(8081));
+    }
+
+    #[test]
+    fn snippets_are_pasted_in_place_of_their_imports() {
+        let out = std::env::temp_dir().join(format!("xtask-snippets-{}", std::process::id()));
+        let dir = out.join("snippets/wasm-client-0123/js");
+        std::fs::create_dir_all(&dir).unwrap();
+        std::fs::write(
+            dir.join("d.js"),
+            "let x;\nexport function d(f) {\n  return f;\n}\n",
+        )
+        .unwrap();
+        let glue = "/* @ts-self-types=\"./station_link.d.ts\" */\n\
+                    import { d } from './snippets/wasm-client-0123/js/d.js';\n\
+                    export class Link {}\n";
+        let js = super::inline_snippets(glue, &out).unwrap();
+        assert_eq!(
+            js,
+            "/* @ts-self-types=\"./station_link.d.ts\" */\n\
+             let x;\nfunction d(f) {\n  return f;\n}\n\n\
+             export class Link {}\n"
+        );
+        // No snippet import (wasm-bindgen changed, or the reader is gone):
+        // the build stops rather than ship a glue without it.
+        assert!(super::inline_snippets("export class Link {}\n", &out).is_err());
+        let _ = std::fs::remove_dir_all(&out);
     }
 }

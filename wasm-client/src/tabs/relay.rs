@@ -28,16 +28,18 @@ pub struct Folded {
 }
 
 impl Folded {
-    pub fn observe(&mut self, item: &Delivered) {
+    /// Takes the item (its kind and payload move into the state: a copy of
+    /// each was a tenth of an event's cost in the browser).
+    pub fn observe(&mut self, item: Delivered) {
         match item {
             Delivered::Event(e) => {
                 self.upto = e.seq;
-                self.state.insert(e.kind.clone(), e.payload.clone());
+                self.state.insert(e.kind, e.payload);
             }
             Delivered::Gap(g) => self.upto = self.upto.max(g.to),
             Delivered::Snapshot(s) => {
                 self.upto = s.upto;
-                self.state = s.state.clone();
+                self.state = s.state;
             }
         }
     }
@@ -192,7 +194,7 @@ mod tests {
                 let _ = r.on_event(e, &mut out);
             }
         }
-        for d in &out {
+        for d in out {
             folded.observe(d);
         }
         assert_eq!(folded.upto, 4);
