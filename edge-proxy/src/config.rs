@@ -232,6 +232,9 @@ pub struct Config {
     /// Most open connections (refused with HTTP 503 beyond); 0: what the
     /// open-files limit allows (raised to its hard limit at start).
     pub max_connections: usize,
+    /// Threads that serve the clients; 0: one per core. The hardware and
+    /// the maintenance tick have a thread of their own either way.
+    pub worker_threads: usize,
     /// On a graceful shutdown, clients are told to come back after this long
     /// (plus a spread that keeps them under `max_handshakes_per_sec`).
     pub drain_retry_after_ms: u64,
@@ -334,6 +337,7 @@ impl Default for Config {
             max_handshakes_per_sec_per_source: 100,
             header_timeout_ms: 10_000,
             max_connections: 0,
+            worker_threads: 0,
             drain_retry_after_ms: 1_000,
             tx_keepalive_ms: 3_000,
             tx_max_ms: 180_000,
@@ -500,6 +504,10 @@ impl Config {
     fn validate(&self) -> Result<()> {
         anyhow::ensure!(self.heartbeat_ms > 0, "heartbeat_ms must be positive");
         anyhow::ensure!(
+            self.worker_threads <= 1024,
+            "worker_threads must be at most 1024 (0: one per core)"
+        );
+        anyhow::ensure!(
             self.radio_baud > 0,
             "radio_baud must be positive (38400 is the TS-2000's default)"
         );
@@ -631,6 +639,7 @@ mod tests {
             listen: "0.0.0.0:8080".parse().unwrap(),
             data_dir: "/var/lib/station-link".into(),
             www: Some("/usr/share/station-link/www".into()),
+            worker_threads: 1,
             ..Config::default()
         };
         assert_eq!(
