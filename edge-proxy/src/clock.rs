@@ -14,9 +14,9 @@ use tokio::time::{Instant, Sleep};
 /// The slot of the second level of tokio's timer wheel, in milliseconds
 /// since the runtime's time driver started.
 const WHEEL_SLOT_MS: Millis = 64;
-/// Polls due sooner than this are never moved onto a slot: a fast poll
-/// (after a change, while transmitting) would feel the delay, and an idle
-/// station's polls (a second or more apart) do not.
+/// Polls on a grid finer than this are never moved onto a slot: a fast
+/// poll (after a change, while transmitting) would feel the delay, and an
+/// idle station's polls (half a second or more apart) do not.
 const SLOTTED_FROM_MS: Millis = 500;
 
 /// Milliseconds since the proxy started, on tokio's monotonic clock (which
@@ -79,17 +79,18 @@ impl Clock {
     /// proxy wakes a few times a second, not once per timer.
     pub fn next_tick(&self, period: Duration) -> Instant {
         let period = (period.as_millis() as Millis).max(1);
-        self.poll_at((self.now() / period + 1) * period)
+        self.poll_at((self.now() / period + 1) * period, period)
     }
 
-    /// When a poll due at `at` should wake: `at`, moved to the start of its
-    /// wheel slot if the wheel is known ([`Clock::on_wheel`]) and it is
-    /// [`SLOTTED_FROM_MS`] or more away.
-    pub fn poll_at(&self, at: Millis) -> Instant {
+    /// When a poll due at `at`, on a grid of `period` ms, should wake:
+    /// `at`, moved to the start of its wheel slot if the wheel is known
+    /// ([`Clock::on_wheel`]) and the grid is [`SLOTTED_FROM_MS`] or coarser.
+    /// The same `at` always wakes at the same instant, whenever it is asked,
+    /// so loops on one grid still wake together.
+    pub fn poll_at(&self, at: Millis, period: Millis) -> Instant {
         let due = self.instant_at(at);
-        let soon = Instant::now() + Duration::from_millis(SLOTTED_FROM_MS);
         match self.wheel {
-            Some(origin) if due > soon => {
+            Some(origin) if period >= SLOTTED_FROM_MS && due > origin => {
                 let since = (due - origin).as_nanos();
                 let slot = u128::from(WHEEL_SLOT_MS) * 1_000_000;
                 let slots = since.div_ceil(slot);
@@ -154,9 +155,9 @@ mod tests {
         tokio::time::advance(Duration::from_micros(300)).await;
         let clock = Clock::new().on_wheel(started);
         let slots_from = started - Duration::from_micros(999);
-        for at in [1_000, 1_023, 1_024, 1_025, 5_000, 60_000] {
+        for at in [500, 1_000, 1_023, 1_024, 1_025, 5_000, 60_000] {
             let due = clock.instant_at(at);
-            let wake = clock.poll_at(at);
+            let wake = clock.poll_at(at, 500);
             assert!(wake >= due, "never early ({at})");
             assert!(
                 wake - due < Duration::from_millis(64),
@@ -167,13 +168,16 @@ mod tests {
                 0,
                 "on a slot ({at})"
             );
+            // Asked again later, the same instant: one grid, one wake-up.
+            tokio::time::advance(Duration::from_millis(300)).await;
+            assert_eq!(clock.poll_at(at, 1_000), wake);
         }
-        tokio::time::advance(Duration::from_millis(1_100)).await;
         let next = clock.next_tick(Duration::from_secs(1));
-        assert!(next >= clock.instant_at(2_000) && next < clock.instant_at(2_064));
-        // A fast poll (due within half a second): never delayed.
-        for soon in [clock.now() + 20, clock.now() + 100, clock.now() + 499] {
-            assert_eq!(clock.poll_at(soon), clock.instant_at(soon));
+        let at = (clock.now() / 1_000 + 1) * 1_000;
+        assert_eq!(next, clock.poll_at(at, 1_000));
+        // A fast grid (after a change, while transmitting): never delayed.
+        for period in [50, 100, 499] {
+            assert_eq!(clock.poll_at(at, period), clock.instant_at(at));
         }
         // Safety timers are never moved.
         assert_eq!(
@@ -181,7 +185,7 @@ mod tests {
             clock.start + Duration::from_secs(2)
         );
         // No wheel: the grid as it is.
-        assert_eq!(Clock::new().poll_at(500), Clock::new().instant_at(500));
+        assert_eq!(Clock::new().poll_at(500, 500), Clock::new().instant_at(500));
     }
 
     #[tokio::test(start_paused = true)]

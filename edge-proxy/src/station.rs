@@ -13,6 +13,10 @@
 //!   keep busy: a poll, a PTT-off from the log and the watchdog's direct
 //!   unkey are served by this thread alone.
 //!
+//! Both links share it, so neither may block it: serial ports are opened
+//! and closed on tokio's blocking pool (`hardware::open_serial_off_thread`,
+//! `bridge::close_off_thread`), and writes are never flushed (`tcdrain`).
+//!
 //! Everything crossing to the rest of the proxy is a channel, a watch or a
 //! lock, which work between runtimes. The runtime lives until the process
 //! ends; at shutdown `main` waits for the radio task itself (its unkey), not

@@ -16,7 +16,7 @@ use crate::clock::Clock;
 use crate::eventlog::EventLog;
 use crate::hooks::Hooks;
 use edge_proxy::hardware::lp100::{Lp100, Lp100Error, LP100_BAUD};
-use edge_proxy::hardware::open_serial;
+use edge_proxy::hardware::open_serial_off_thread;
 
 const NAME: &str = "meter";
 
@@ -105,7 +105,13 @@ impl MeterTask {
                 .poll_timeout()
                 .map(|at| self.clock.instant_at(at));
             tokio::select! {
-                _ = shutdown.changed() => return,
+                _ = shutdown.changed() => {
+                    // Not on this thread: the radio link is unkeying now.
+                    if let Some(meter) = self.meter.take() {
+                        super::close_off_thread(meter);
+                    }
+                    return;
+                }
                 _ = async { tokio::time::sleep_until(wake.unwrap_or_else(tokio::time::Instant::now)).await }, if wake.is_some() => {
                     self.hw.link.handle_timeout(self.clock.now());
                 }
@@ -177,7 +183,10 @@ impl MeterTask {
 
 /// Opens the port and takes one reading: a warm link.
 async fn open(port: &str) -> Result<Lp100<tokio_serial::SerialStream>, Lp100Error> {
-    let mut meter = Lp100::new(open_serial(port, LP100_BAUD)?, ANSWER_TIMEOUT);
+    let mut meter = Lp100::new(
+        open_serial_off_thread(port, LP100_BAUD).await?,
+        ANSWER_TIMEOUT,
+    );
     meter.read().await?;
     Ok(meter)
 }

@@ -209,6 +209,7 @@ impl HwLink {
         mut open: impl FnMut() -> F,
     ) -> bool
     where
+        T: Send + 'static,
         E: std::fmt::Display,
         F: std::future::Future<Output = Result<T, E>>,
     {
@@ -216,7 +217,9 @@ impl HwLink {
         while let Some(out) = self.link.poll_output() {
             match out {
                 LinkOutput::Open { timeout_ms, .. } => {
-                    *device = None;
+                    if let Some(old) = device.take() {
+                        close_off_thread(old);
+                    }
                     opened = true;
                     let result =
                         tokio::time::timeout(Duration::from_millis(timeout_ms), open()).await;
@@ -235,7 +238,11 @@ impl HwLink {
                             .failed(now, &format!("no answer within {timeout_ms} ms")),
                     }
                 }
-                LinkOutput::Close => *device = None,
+                LinkOutput::Close => {
+                    if let Some(old) = device.take() {
+                        close_off_thread(old);
+                    }
+                }
                 LinkOutput::Event(event) => record(
                     &self.log,
                     &self.hooks,
@@ -292,6 +299,14 @@ impl Reappear {
         let present = self.path.as_ref().is_some_and(|p| p.exists());
         present && std::mem::take(&mut self.gone)
     }
+}
+
+/// Closes a device on tokio's blocking pool: closing a tty waits for its
+/// output to drain (up to the driver's `closing_wait`, often 30 s, on a
+/// wedged USB adapter), and the thread that runs both links, and unkeys
+/// the radio, must not wait on it.
+pub(crate) fn close_off_thread<T: Send + 'static>(device: T) {
+    drop(tokio::task::spawn_blocking(move || drop(device)));
 }
 
 /// The demo's simulated hardware, kept alive while the proxy runs.

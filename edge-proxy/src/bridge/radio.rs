@@ -249,7 +249,10 @@ impl RadioTask {
             let connected = self.radio.is_some();
             // On the clock's grid, so the polls of both links and the
             // maintenance tick share their wake-ups.
-            let next_poll = self.clock.poll_at(self.plan.poll_timeout(self.keyed));
+            let next_poll = self.clock.poll_at(
+                self.plan.poll_timeout(self.keyed),
+                self.plan.period(self.clock.now(), self.keyed),
+            );
             // Commands are read in batches; more may be waiting.
             let behind = cursor <= self.log.head() && self.read_retry.is_none();
             let read_retry = self.read_retry;

@@ -497,7 +497,7 @@ fn writer_loop(shared: Arc<Shared>, mut rx: mpsc::UnboundedReceiver<Command>) {
                     }
                     let config = shared.config;
                     let mut sequencer = shared.sequencer();
-                    let result = with_deferred(&shared, |deferred| {
+                    let result = with_deferred(&shared, &mut sequencer, |deferred| {
                         shared.store.trim(
                             deferred,
                             now_ms(),
@@ -536,8 +536,7 @@ fn writer_loop(shared: Arc<Shared>, mut rx: mpsc::UnboundedReceiver<Command>) {
         if shared.problem().is_some() {
             shared.recover();
         }
-        if sequencer.failed && shared.problem().is_none() {
-            catch_up_with_disk(&shared);
+        if sequencer.failed && shared.problem().is_none() && catch_up_with_disk(&shared) {
             sequencer.failed = false;
         }
         if batch.iter().all(|a| a.publisher.is_none()) {
@@ -554,7 +553,7 @@ fn writer_loop(shared: Arc<Shared>, mut rx: mpsc::UnboundedReceiver<Command>) {
         }
         let started = Instant::now();
         // Readings are being held back: reserve again while writing them.
-        let result = with_deferred(&shared, |deferred| {
+        let result = with_deferred(&shared, &mut sequencer, |deferred| {
             let ahead = if deferred.is_empty() {
                 0
             } else {
@@ -596,7 +595,7 @@ fn writer_loop(shared: Arc<Shared>, mut rx: mpsc::UnboundedReceiver<Command>) {
     // and the next start needs to skip no numbers.
     let mut sequencer = shared.sequencer();
     sequencer.closed = true;
-    let written = with_deferred(&shared, |deferred| {
+    let written = with_deferred(&shared, &mut sequencer, |deferred| {
         shared.store.commit(deferred, &[], now_ms(), 0)
     })
     .and_then(|_| {
@@ -649,6 +648,7 @@ fn wait_recovering(
 /// succeeds they are on disk. Returns the newest reading written, if any.
 fn with_deferred<T>(
     shared: &Shared,
+    _numbering: &mut Sequencer,
     write: impl FnOnce(&Deferred) -> Result<T, LogError>,
 ) -> Result<(T, Option<u64>), LogError> {
     // A copy, so that `snapshot` never waits for an fsync.
@@ -661,7 +661,8 @@ fn with_deferred<T>(
     let written = pending.last().map(|(_, r)| r.seq);
     if let Some(last) = written {
         let mut deferred = shared.deferred.lock().map_err(|_| LogError::Closed)?;
-        // Only this thread adds to the list: what was copied is its front.
+        // Only the holder of the numbering (`_numbering`) adds to the
+        // list: what was copied is still its front.
         deferred.drain(..pending.len());
         shared.durable.fetch_max(last, Ordering::AcqRel);
     }
@@ -674,13 +675,15 @@ fn with_deferred<T>(
 /// handed out. They are now, before anything else is numbered, so no
 /// number is given twice (their publishers, told it failed, send again and
 /// hear `Duplicate`).
-fn catch_up_with_disk(shared: &Shared) {
+/// False if it could not look (the flag stays, and nothing is numbered
+/// outside a commit meanwhile).
+fn catch_up_with_disk(shared: &Shared) -> bool {
     let ours = shared.head_now.load(Ordering::Acquire);
     let Ok(stored) = shared.store.head() else {
-        return;
+        return false;
     };
     if stored <= ours {
-        return;
+        return true;
     }
     match shared.store.read_range(ours + 1, stored, usize::MAX) {
         Ok(events) => {
@@ -692,8 +695,12 @@ fn catch_up_with_disk(shared: &Shared) {
             publish_to_tail(shared, &[Outcome::Committed(events)]);
             shared.head_now.fetch_max(stored, Ordering::AcqRel);
             shared.durable.fetch_max(stored, Ordering::AcqRel);
+            true
         }
-        Err(e) => tracing::warn!(error = %e, "could not read back events after a failed commit"),
+        Err(e) => {
+            tracing::warn!(error = %e, "could not read back events after a failed commit");
+            false
+        }
     }
 }
 

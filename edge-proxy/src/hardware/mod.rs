@@ -42,6 +42,27 @@ pub fn open_serial(path: &str, baud: u32) -> Result<tokio_serial::SerialStream, 
     Ok(port)
 }
 
+/// [`open_serial`] on tokio's blocking pool: opening a tty is a blocking
+/// system call (a USB adapter's driver can take its time), and the thread
+/// that runs the links must not wait on it.
+pub async fn open_serial_off_thread(
+    path: &str,
+    baud: u32,
+) -> Result<tokio_serial::SerialStream, OpenError> {
+    let owned = path.to_string();
+    tokio::task::spawn_blocking(move || open_serial(&owned, baud))
+        .await
+        .unwrap_or_else(|e| {
+            Err(OpenError {
+                path: path.to_string(),
+                source: tokio_serial::Error::new(
+                    tokio_serial::ErrorKind::Unknown,
+                    format!("the open did not finish: {e}"),
+                ),
+            })
+        })
+}
+
 /// A serial port that would not open. The operator reads this in the log
 /// (and in the link's `last_event`) with nothing else to go on, so it names
 /// the device and, for the two common causes, says what to do.
@@ -158,7 +179,9 @@ impl Radio {
     ) -> Result<Radio, RadioError> {
         match backend {
             RadioBackend::Kenwood => {
-                let serial = open_serial(port, baud).map_err(|e| CatError::opening(port, e))?;
+                let serial = open_serial_off_thread(port, baud)
+                    .await
+                    .map_err(|e| CatError::opening(port, e))?;
                 let mut k = Kenwood::new(serial, timeout);
                 k.identify().await?;
                 if auto_info {
