@@ -14,9 +14,7 @@
 // build that keeps them). `STATION_LINK_PKG=DIR` measures another build.
 import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { createServer } from 'node:http';
-import { readFileSync, existsSync } from 'node:fs';
-import { installPackage, launch } from '../../tests/browser/harness.js';
+import { installPackage, launch, serveDir } from '../../tests/browser/harness.js';
 
 const arg = (name) => { const i = process.argv.indexOf(name); return i > 0 ? process.argv[i + 1] : undefined; };
 const throttle = Number(arg('--throttle') ?? 1);
@@ -128,14 +126,7 @@ window.result = { wasm_us_per_event: median(wasm), json_us_per_event: median(jso
 </script>`;
 writeFileSync(join(dir, 'decode.html'), page);
 
-const server = createServer((req, res) => {
-  const path = join(dir, decodeURIComponent(req.url.split('?')[0]));
-  if (!existsSync(path)) { res.writeHead(404); res.end(); return; }
-  const type = path.endsWith('.js') ? 'text/javascript' : path.endsWith('.wasm') ? 'application/wasm' : 'text/html';
-  res.writeHead(200, { 'content-type': type });
-  res.end(readFileSync(path));
-});
-await new Promise((r) => server.listen(0, '127.0.0.1', r));
+const server = await serveDir(dir);
 const browser = await launch();
 try {
   const p = await browser.newPage();

@@ -8,10 +8,9 @@
 // refuses those) are an `error` event, never an exception.
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
-import { createServer } from 'node:http';
-import { readFileSync, existsSync, writeFileSync } from 'node:fs';
+import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { installPackage, launch, until } from './harness.js';
+import { installPackage, launch, serveDir, until } from './harness.js';
 
 // ---------------------------------------------------------------- frames
 
@@ -140,14 +139,7 @@ window.start = async (welcome) => {
 window.feed = (bytes) => { window.socket.onmessage({ data: new Uint8Array(bytes).buffer }); };
 window.ready = true;
 </script>`);
-  server = createServer((req, res) => {
-    const path = join(dir, decodeURIComponent(req.url.split('?')[0]));
-    if (!existsSync(path)) { res.writeHead(404); res.end(); return; }
-    const type = path.endsWith('.js') ? 'text/javascript' : path.endsWith('.wasm') ? 'application/wasm' : 'text/html';
-    res.writeHead(200, { 'content-type': type });
-    res.end(readFileSync(path));
-  });
-  await new Promise((r) => server.listen(0, '127.0.0.1', r));
+  server = await serveDir(dir);
   browser = await launch();
   page = await browser.newPage();
   page.errors = [];

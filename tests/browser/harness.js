@@ -154,6 +154,21 @@ export const artifactsDir = () => {
   return dir;
 };
 
+/** A static file server for `dir` on a free loopback port (pages that
+ * need no proxy); resolves once it listens: `server.address().port`. */
+export async function serveDir(dir) {
+  const { createServer } = await import('node:http');
+  const server = createServer((req, res) => {
+    const path = join(dir, decodeURIComponent(req.url.split('?')[0]));
+    if (!existsSync(path)) { res.writeHead(404); res.end(); return; }
+    const type = path.endsWith('.js') ? 'text/javascript' : path.endsWith('.wasm') ? 'application/wasm' : 'text/html';
+    res.writeHead(200, { 'content-type': type });
+    res.end(readFileSync(path));
+  });
+  await new Promise((r) => server.listen(0, '127.0.0.1', r));
+  return server;
+}
+
 /** A real `nats-server -js` on a free loopback port (for the shared log). */
 export class Nats {
   async start() {
