@@ -124,10 +124,21 @@ export async function launch() {
   return chromium.launch({ executablePath: '/usr/bin/chromium', args: CHROMIUM_ARGS });
 }
 
-/** Waits until `fn()` (run in the page) is truthy. */
+/** Waits until `fn()` (run in the page) is truthy. A page's globals may
+ * not exist yet (the fixture defines `rec` after the wasm has loaded, which
+ * can be after `goto` returned): a ReferenceError counts as not yet. */
 export async function until(page, fn, arg, timeout = 20_000) {
+  const deadline = Date.now() + timeout;
   try {
-    await page.waitForFunction(fn, arg, { timeout, polling: 50 });
+    for (;;) {
+      try {
+        await page.waitForFunction(fn, arg, { timeout: Math.max(1, deadline - Date.now()), polling: 50 });
+        return;
+      } catch (e) {
+        if (!/ReferenceError/.test(e.message) || Date.now() >= deadline) throw e;
+        await sleep(50);
+      }
+    }
   } catch (e) {
     // Say what the page saw, so a failure explains itself.
     const seen = await page.evaluate(() => window.rec && JSON.stringify({
