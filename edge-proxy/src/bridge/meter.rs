@@ -107,9 +107,7 @@ impl MeterTask {
             tokio::select! {
                 _ = shutdown.changed() => {
                     // Not on this thread: the radio link is unkeying now.
-                    if let Some(meter) = self.meter.take() {
-                        super::close_off_thread(meter);
-                    }
+                    super::close_off_thread(&mut self.meter);
                     return;
                 }
                 _ = async { tokio::time::sleep_until(wake.unwrap_or_else(tokio::time::Instant::now)).await }, if wake.is_some() => {

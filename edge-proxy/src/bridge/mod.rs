@@ -217,9 +217,7 @@ impl HwLink {
         while let Some(out) = self.link.poll_output() {
             match out {
                 LinkOutput::Open { timeout_ms, .. } => {
-                    if let Some(old) = device.take() {
-                        close_off_thread(old);
-                    }
+                    close_off_thread(device);
                     opened = true;
                     let result =
                         tokio::time::timeout(Duration::from_millis(timeout_ms), open()).await;
@@ -238,11 +236,7 @@ impl HwLink {
                             .failed(now, &format!("no answer within {timeout_ms} ms")),
                     }
                 }
-                LinkOutput::Close => {
-                    if let Some(old) = device.take() {
-                        close_off_thread(old);
-                    }
-                }
+                LinkOutput::Close => close_off_thread(device),
                 LinkOutput::Event(event) => record(
                     &self.log,
                     &self.hooks,
@@ -301,12 +295,14 @@ impl Reappear {
     }
 }
 
-/// Closes a device on tokio's blocking pool: closing a tty waits for its
-/// output to drain (up to the driver's `closing_wait`, often 30 s, on a
-/// wedged USB adapter), and the thread that runs both links, and unkeys
-/// the radio, must not wait on it.
-pub(crate) fn close_off_thread<T: Send + 'static>(device: T) {
-    drop(tokio::task::spawn_blocking(move || drop(device)));
+/// Takes the device, if open, and closes it on tokio's blocking pool:
+/// closing a tty waits for its output to drain (up to the driver's
+/// `closing_wait`, often 30 s, on a wedged USB adapter), and the thread that
+/// runs both links, and unkeys the radio, must not wait on it.
+pub(crate) fn close_off_thread<T: Send + 'static>(device: &mut Option<T>) {
+    if let Some(device) = device.take() {
+        drop(tokio::task::spawn_blocking(move || drop(device)));
+    }
 }
 
 /// The demo's simulated hardware, kept alive while the proxy runs.

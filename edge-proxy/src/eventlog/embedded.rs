@@ -128,9 +128,7 @@ impl Shared {
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
-}
 
-impl Shared {
     fn problem(&self) -> Option<String> {
         self.problem.lock().ok().and_then(|p| p.clone())
     }
