@@ -97,6 +97,7 @@ impl TestClient {
             token: self.token.clone(),
             resume: self.receiver.resume(),
             t: Some(self.now_ms()),
+            batch: false,
         });
         self.send(&hello).await?;
         match self.recv(Duration::from_secs(10)).await? {

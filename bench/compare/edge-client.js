@@ -1,10 +1,12 @@
 // A Node client for the edge proxy, written from docs/PROTOCOL.md with npm's
 // `ws` and `@msgpack/msgpack`: what the comparison runs against the proxy.
 //
-// Every message is one binary WebSocket message holding the MessagePack
-// array `[1, {FrameName: {field: value, ...}}]` (shared-protocol/src/codec.rs
-// writes and reads exactly that). One connection:
-//   - sends `Hello{client_id, t}` on open, waits for `Welcome` and the
+// Every frame is the MessagePack array `[1, {FrameName: {field: value,
+// ...}}]` (shared-protocol/src/codec.rs writes and reads exactly that), one
+// per binary WebSocket message from the client; this client says
+// `Hello{batch: true}`, so a message from the proxy holds one frame or more,
+// back to back (`decodeMulti`). One connection:
+//   - sends `Hello{client_id, t, batch}` on open, waits for `Welcome` and the
 //     `Snapshot` that follows it (no `resume`: rule 1 of the handshake);
 //   - delivers each `Event` once and in order (`seq` is gap-free), applies
 //     `Gap` and `Snapshot` as "Receiving" says, and acknowledges
@@ -56,9 +58,10 @@ export class EdgeConnection {
         else reject(new Error(`closed with ${code} before the session began: ${this.error ?? ''}`));
       });
     });
-    this.ws.on('open', () => this.send('Hello', { client_id: clientId, t: Date.now() }));
+    this.ws.on('open', () => this.send('Hello', { client_id: clientId, t: Date.now(), batch: true }));
     this.ws.on('message', (data, isBinary) => {
-      if (isBinary) this.receive(decoder.decode(data));
+      if (!isBinary) return;
+      for (const frame of decoder.decodeMulti(data)) this.receive(frame);
     });
   }
 

@@ -273,6 +273,7 @@ async fn open(
         token: Some(token.into()),
         resume,
         t: None,
+        batch: false,
     });
     ws.send(Message::Binary(hello.encode()?.into())).await?;
     while let Some(msg) = ws.next().await {

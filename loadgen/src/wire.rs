@@ -62,28 +62,54 @@ pub async fn hello(url: &str, client_id: &str) -> Result<(Ws, Welcome)> {
     hello_from(url, client_id, None).await
 }
 
-/// Connects, says Hello (resuming from `resume` if given), waits for Welcome.
+/// Connects, says Hello (resuming from `resume` if given), waits for
+/// Welcome. One frame per message.
 pub async fn hello_from(
     url: &str,
     client_id: &str,
     resume: Option<Resume>,
 ) -> Result<(Ws, Welcome)> {
+    let (ws, welcome, _) = say_hello(url, client_id, resume, false).await?;
+    Ok((ws, welcome))
+}
+
+/// As [`hello`], for a client that reads batches (`Hello{batch}`, as the
+/// browser client does): also the frames that came after the Welcome in
+/// its message.
+pub async fn hello_batched(url: &str, client_id: &str) -> Result<(Ws, Welcome, Vec<ServerFrame>)> {
+    say_hello(url, client_id, None, true).await
+}
+
+async fn say_hello(
+    url: &str,
+    client_id: &str,
+    resume: Option<Resume>,
+    batch: bool,
+) -> Result<(Ws, Welcome, Vec<ServerFrame>)> {
     let mut ws = connect(url).await?;
     let hello = ClientFrame::Hello(Hello {
         client_id: client_id.into(),
         token: None,
         resume,
         t: None,
+        batch,
     });
     ws.send(Message::Binary(hello.encode()?.into())).await?;
     while let Some(msg) = ws.next().await {
         if let Message::Binary(b) = msg? {
-            if let ServerFrame::Welcome(w) = ServerFrame::decode(&b, usize::MAX)? {
-                return Ok((ws, w));
+            let mut frames = frames(&b)?.into_iter();
+            if let Some(ServerFrame::Welcome(w)) = frames.next() {
+                return Ok((ws, w, frames.collect()));
             }
         }
     }
     bail!("closed before Welcome")
+}
+
+/// The frames of one message: one, or several for a client that said
+/// `Hello{batch}`.
+pub fn frames(bytes: &[u8]) -> Result<Vec<ServerFrame>> {
+    Ok(ServerFrame::decode_each(bytes, usize::MAX).collect::<Result<_, _>>()?)
 }
 
 /// A number per publisher in this process, carried in every payload as
@@ -144,7 +170,8 @@ impl Publisher {
     /// Connects as `id`, keeping at most `window` publishes unanswered (or
     /// fewer, if the proxy's `Welcome` says so).
     pub async fn connect(url: &str, id: &str, window: usize) -> Result<Publisher> {
-        let (ws, welcome) = hello(url, id).await?;
+        // What follows the Welcome (a Snapshot) is nothing a publisher uses.
+        let (ws, welcome, _) = hello_batched(url, id).await?;
         Ok(Publisher {
             ws,
             who: id.to_string(),
@@ -227,8 +254,11 @@ impl Publisher {
     }
 
     async fn handle(&mut self, msg: Message) -> Result<()> {
-        if let Message::Binary(b) = msg {
-            match ServerFrame::decode(&b, usize::MAX)? {
+        let Message::Binary(b) = msg else {
+            return Ok(());
+        };
+        for frame in frames(&b)? {
+            match frame {
                 ServerFrame::Accepted { upto } => {
                     self.accepted = self.accepted.max(upto);
                     self.answered(upto);
@@ -292,17 +322,20 @@ pub struct Subscriber {
     ws: Ws,
     receiver: Receiver,
     head: u64,
+    /// Frames that came with the Welcome, not yet read.
+    early: Vec<ServerFrame>,
 }
 
 impl Subscriber {
     pub async fn connect(url: &str, id: &str) -> Result<Subscriber> {
-        let (ws, welcome) = hello(url, id).await?;
+        let (ws, welcome, early) = hello_batched(url, id).await?;
         let mut receiver = Receiver::new(None, 100_000);
         receiver.on_welcome(&welcome);
         Ok(Subscriber {
             ws,
             receiver,
             head: welcome.head_seq,
+            early,
         })
     }
 
@@ -322,28 +355,35 @@ impl Subscriber {
         let mut out = Vec::new();
         let mut acked = 0;
         let mut local = Vec::with_capacity(1024);
+        let mut message = std::mem::take(&mut self.early);
         while !stop.load(Ordering::Relaxed) {
-            let Ok(msg) = tokio::time::timeout(Duration::from_millis(100), self.ws.next()).await
-            else {
-                flush(&local, &delivered, &latency);
-                local.clear();
-                continue;
-            };
-            let Some(msg) = msg else { break };
-            let Message::Binary(b) = msg? else { continue };
+            if message.is_empty() {
+                let Ok(msg) =
+                    tokio::time::timeout(Duration::from_millis(100), self.ws.next()).await
+                else {
+                    flush(&local, &delivered, &latency);
+                    local.clear();
+                    continue;
+                };
+                let Some(msg) = msg else { break };
+                let Message::Binary(b) = msg? else { continue };
+                message = frames(&b)?;
+            }
             out.clear();
-            match ServerFrame::decode(&b, usize::MAX)? {
-                ServerFrame::Event(e) => {
-                    let _ = self.receiver.on_event(e, &mut out);
+            for frame in message.drain(..) {
+                match frame {
+                    ServerFrame::Event(e) => {
+                        let _ = self.receiver.on_event(e, &mut out);
+                    }
+                    ServerFrame::Snapshot(s) => self.receiver.on_snapshot(s, &mut out),
+                    ServerFrame::Gap(g) => self.receiver.on_gap(g, &mut out),
+                    ServerFrame::Ping(p) => {
+                        self.ws
+                            .send(Message::Binary(ClientFrame::Pong(p).encode()?.into()))
+                            .await?
+                    }
+                    _ => {}
                 }
-                ServerFrame::Snapshot(s) => self.receiver.on_snapshot(s, &mut out),
-                ServerFrame::Gap(g) => self.receiver.on_gap(g, &mut out),
-                ServerFrame::Ping(p) => {
-                    self.ws
-                        .send(Message::Binary(ClientFrame::Pong(p).encode()?.into()))
-                        .await?
-                }
-                _ => {}
             }
             let now = unix_us();
             for d in &out {
@@ -432,6 +472,7 @@ impl Resilient {
                 token: None,
                 resume: self.receiver.resume(),
                 t: None,
+                batch: false,
             });
             let connected = async {
                 let mut ws = connect(&url).await?;

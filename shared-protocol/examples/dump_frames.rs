@@ -23,6 +23,7 @@ fn main() {
                 last_seq: 17,
             }),
             t: Some(1_700_000_000_000),
+            batch: false,
         }),
         ClientFrame::Publish(Publish {
             client_seq: 3,

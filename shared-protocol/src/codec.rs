@@ -216,7 +216,8 @@ pub fn encode_client(frame: &ClientFrame) -> Vec<u8> {
                 "Hello",
                 1 + u32::from(h.token.is_some())
                     + u32::from(h.resume.is_some())
-                    + u32::from(h.t.is_some()),
+                    + u32::from(h.t.is_some())
+                    + u32::from(h.batch),
             );
             w.field_str("client_id", &h.client_id);
             if let Some(token) = &h.token {
@@ -230,6 +231,10 @@ pub fn encode_client(frame: &ClientFrame) -> Vec<u8> {
             }
             if let Some(t) = h.t {
                 w.field_uint("t", t);
+            }
+            if h.batch {
+                w.str("batch");
+                w.boolean(true);
             }
         }
         ClientFrame::Publish(p) => {
@@ -411,6 +416,47 @@ impl<'a> R<'a> {
 
     pub(crate) fn remaining(&self) -> usize {
         self.0.len()
+    }
+
+    /// Moves past one MessagePack value without building it (to find where
+    /// a frame ends), at most `MAX_DEPTH` levels below the frame's own.
+    pub(crate) fn skip_value(&mut self, depth: usize) -> Res<()> {
+        if depth > MAX_DEPTH + 4 {
+            return Err(DecodeError::TooDeep.into());
+        }
+        let (values, bytes) = match self.marker()? {
+            Marker::FixPos(_) | Marker::FixNeg(_) | Marker::Null | Marker::True | Marker::False => {
+                (0, 0)
+            }
+            Marker::U8 | Marker::I8 => (0, 1),
+            Marker::U16 | Marker::I16 => (0, 2),
+            Marker::U32 | Marker::I32 | Marker::F32 => (0, 4),
+            Marker::U64 | Marker::I64 | Marker::F64 => (0, 8),
+            Marker::FixStr(n) => (0, usize::from(n)),
+            Marker::Str8 | Marker::Bin8 => (0, self.len(1)?),
+            Marker::Str16 | Marker::Bin16 => (0, self.len(2)?),
+            Marker::Str32 | Marker::Bin32 => (0, self.len(4)?),
+            Marker::FixArray(n) => (usize::from(n), 0),
+            Marker::Array16 => (self.len(2)?, 0),
+            Marker::Array32 => (self.len(4)?, 0),
+            Marker::FixMap(n) => (2 * usize::from(n), 0),
+            Marker::Map16 => (2 * self.len(2)?, 0),
+            Marker::Map32 => (2 * self.len(4)?, 0),
+            Marker::FixExt1 => (0, 2),
+            Marker::FixExt2 => (0, 3),
+            Marker::FixExt4 => (0, 5),
+            Marker::FixExt8 => (0, 9),
+            Marker::FixExt16 => (0, 17),
+            Marker::Ext8 => (0, self.len(1)? + 1),
+            Marker::Ext16 => (0, self.len(2)? + 1),
+            Marker::Ext32 => (0, self.len(4)? + 1),
+            Marker::Reserved => return Err(wrong("value", "a value", Marker::Reserved)),
+        };
+        self.take(bytes)?;
+        for _ in 0..values {
+            self.skip_value(depth + 1)?;
+        }
+        Ok(())
     }
 
     /// The next `n` bytes, or `Truncated`.
@@ -693,11 +739,26 @@ pub(crate) fn decode_client(r: &mut R<'_>) -> Res<ClientFrame> {
     Ok(match name {
         "Hello" => {
             let (mut client_id, mut token, mut resume, mut t) = (None, None, None, None);
+            let mut batch = false;
             for _ in 0..fields {
                 match r.str("field")? {
                     "client_id" => client_id = Some(r.str("client_id")?.to_string()),
                     "token" => token = r.opt_str("token")?,
                     "t" => t = r.opt_uint("t")?,
+                    // Not `boolean`: a second caller would change what the
+                    // browser's wasm inlines, and cost it bytes.
+                    "batch" => {
+                        batch = match r.payload()? {
+                            Payload::Boolean(b) => b,
+                            Payload::Nil => false,
+                            _ => {
+                                return Err(DecodeError::Malformed(
+                                    "batch: expected a boolean".into(),
+                                )
+                                .into())
+                            }
+                        }
+                    }
                     "resume" => {
                         if !r.is_nil() {
                             let (mut epoch, mut last_seq) = (None, None);
@@ -722,6 +783,7 @@ pub(crate) fn decode_client(r: &mut R<'_>) -> Res<ClientFrame> {
                 token,
                 resume,
                 t,
+                batch,
             })
         }
         "Publish" => {

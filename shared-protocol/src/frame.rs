@@ -58,6 +58,11 @@ pub struct Hello {
     /// (docs/PROTOCOL.md, "Deadlines without trusting clocks").
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub t: Option<u64>,
+    /// The client reads several frames from one message
+    /// ([`ServerFrame::decode_each`]): the proxy may then put the frames of
+    /// one wake-up into one message, instead of one message each.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub batch: bool,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -471,6 +476,42 @@ impl ServerFrame {
     pub fn decode(bytes: &[u8], max_len: usize) -> Result<Self, DecodeError> {
         decode_with(bytes, max_len, crate::codec::decode_server)
     }
+
+    /// The frame at the front of `bytes`, at most `max_len` bytes long;
+    /// `bytes` is left on what follows it. A message to a client that said
+    /// `Hello{batch}` is one or more frames back to back (MessagePack values
+    /// delimit themselves): read it with this until it is empty, or with
+    /// [`ServerFrame::decode_each`]. The frame's extent is found first and
+    /// then read by [`ServerFrame::decode`], so there is one frame reader
+    /// (and the browser's wasm, which does not read batches, is unchanged).
+    #[inline]
+    pub fn decode_next(bytes: &mut &[u8], max_len: usize) -> Result<Self, DecodeError> {
+        let mut reader = crate::codec::R::new(bytes);
+        reader.skip_value(0)?;
+        let (frame, rest) = bytes.split_at(bytes.len() - reader.remaining());
+        let frame = ServerFrame::decode(frame, max_len)?;
+        *bytes = rest;
+        Ok(frame)
+    }
+
+    /// The frames of one message to a client that said `Hello{batch}`, in
+    /// order; each at most `max_len` bytes, and the first error ends them.
+    #[inline]
+    pub fn decode_each(
+        bytes: &[u8],
+        max_len: usize,
+    ) -> impl Iterator<Item = Result<ServerFrame, DecodeError>> + '_ {
+        let mut rest = bytes;
+        let mut more = true;
+        std::iter::from_fn(move || {
+            if !more {
+                return None;
+            }
+            let frame = ServerFrame::decode_next(&mut rest, max_len);
+            more = frame.is_ok() && !rest.is_empty();
+            Some(frame)
+        })
+    }
 }
 
 #[cfg(test)]
@@ -507,6 +548,7 @@ mod tests {
                 last_seq: 41,
             }),
             t: Some(1_700_000_000_000),
+            batch: false,
         })
     }
 
@@ -597,6 +639,54 @@ mod tests {
             ClientFrame::decode(&bytes, MAX_FRAME_BYTES).unwrap(),
             hello()
         );
+    }
+
+    #[test]
+    fn a_batched_message_reads_frame_by_frame_and_stops_at_the_first_error() {
+        let ping = ServerFrame::Ping(Ping {
+            nonce: 1,
+            t: 1 << 40,
+        })
+        .encode()
+        .unwrap();
+        let accepted = ServerFrame::Accepted { upto: 7 }.encode().unwrap();
+        let message = [ping.clone(), accepted.clone()].concat();
+        let frames: Vec<_> = ServerFrame::decode_each(&message, usize::MAX)
+            .map(Result::unwrap)
+            .collect();
+        assert_eq!(
+            frames,
+            [
+                ServerFrame::Ping(Ping {
+                    nonce: 1,
+                    t: 1 << 40
+                }),
+                ServerFrame::Accepted { upto: 7 }
+            ]
+        );
+        // One frame is a batch of one, as `decode` reads it.
+        let one: Vec<_> = ServerFrame::decode_each(&ping, usize::MAX).collect();
+        assert_eq!(one, [ServerFrame::decode(&ping, usize::MAX)]);
+        // An empty message is an error, not zero frames.
+        let empty: Vec<_> = ServerFrame::decode_each(&[], usize::MAX).collect();
+        assert!(matches!(empty[..], [Err(DecodeError::Truncated)]));
+        // Garbage after a good frame: the frame, then one error, then nothing.
+        let bad = [ping.clone(), vec![0xc1, 0x01, 0x02]].concat();
+        let read: Vec<_> = ServerFrame::decode_each(&bad, usize::MAX).collect();
+        assert_eq!(read.len(), 2);
+        assert!(read[0].is_ok() && read[1].is_err());
+        // The size limit is each frame's, not the message's.
+        let limit = ping.len().max(accepted.len());
+        assert!(ServerFrame::decode_each(&message, limit).all(|f| f.is_ok()));
+        assert!(ping.len() > accepted.len());
+        let read: Vec<_> = ServerFrame::decode_each(&message, ping.len() - 1).collect();
+        assert!(matches!(read[..], [Err(DecodeError::TooLarge { .. })]));
+        let backwards = [accepted.clone(), ping.clone()].concat();
+        let read: Vec<_> = ServerFrame::decode_each(&backwards, ping.len() - 1).collect();
+        assert!(matches!(
+            read[..],
+            [Ok(_), Err(DecodeError::TooLarge { .. })]
+        ));
     }
 
     #[test]

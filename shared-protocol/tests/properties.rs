@@ -52,13 +52,17 @@ fn client_frame() -> impl Strategy<Value = ClientFrame> {
             proptest::option::of(".{0,40}"),
             proptest::option::of((any::<u64>(), any::<u64>())),
             proptest::option::of(any::<u64>()),
+            any::<bool>(),
         )
-            .prop_map(|(client_id, token, resume, t)| ClientFrame::Hello(Hello {
-                client_id,
-                token,
-                resume: resume.map(|(epoch, last_seq)| Resume { epoch, last_seq }),
-                t,
-            })),
+            .prop_map(
+                |(client_id, token, resume, t, batch)| ClientFrame::Hello(Hello {
+                    client_id,
+                    token,
+                    resume: resume.map(|(epoch, last_seq)| Resume { epoch, last_seq }),
+                    t,
+                    batch,
+                })
+            ),
         (
             any::<u64>(),
             "[a-z.]{1,20}",
@@ -205,6 +209,29 @@ proptest! {
     fn server_frames_round_trip(frame in server_frame()) {
         let bytes = frame.encode().unwrap();
         prop_assert_eq!(ServerFrame::decode(&bytes, usize::MAX).unwrap(), frame);
+    }
+
+    /// A batched message (frames back to back) reads as the same frames, in
+    /// order; cut anywhere inside its last frame, it reads as the frames
+    /// before the cut and then one error, never a panic or a made-up frame.
+    #[test]
+    fn batched_frames_read_back_in_order(frames in vec(server_frame(), 1..6), cut in any::<usize>()) {
+        let mut message = Vec::new();
+        for frame in &frames {
+            message.extend(frame.encode().unwrap());
+        }
+        let read: Vec<ServerFrame> = ServerFrame::decode_each(&message, usize::MAX)
+            .collect::<Result<_, _>>()
+            .unwrap();
+        prop_assert_eq!(&read, &frames);
+        let last = frames.last().unwrap().encode().unwrap().len();
+        let cut = message.len() - 1 - cut % (last - 1);
+        let read: Vec<_> = ServerFrame::decode_each(&message[..cut], usize::MAX).collect();
+        prop_assert_eq!(read.len(), frames.len());
+        for (got, want) in read.iter().zip(&frames[..frames.len() - 1]) {
+            prop_assert_eq!(got.as_ref().unwrap(), want);
+        }
+        prop_assert!(read.last().unwrap().is_err());
     }
 
     /// The hand-written codec writes exactly what rmp_serde writes for the

@@ -226,6 +226,7 @@ async fn a_client_that_stops_reading_is_closed_within_stale_after() {
         token: None,
         resume: None,
         t: None,
+        batch: false,
     });
     ws.send(Message::Binary(hello.encode().unwrap().into()))
         .await
@@ -406,4 +407,65 @@ async fn a_flood_of_idle_connections_is_closed_and_never_locks_a_dashboard_out()
     );
     let (status, _) = proxy.get("/healthz");
     assert_eq!(status, 200);
+}
+
+/// A client that says `Hello{batch}` gets the frames of one wake-up in one
+/// message (here its Welcome and the whole replay), each once and in
+/// order; a client that does not gets one frame per message.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_client_that_reads_batches_gets_a_replay_in_one_message_in_order() {
+    use futures_util::StreamExt;
+    let proxy = Proxy::start("max_publish_per_sec = 100000\n");
+    let mut writer = TestClient::new("writer");
+    let epoch = writer.connect(&proxy.ws_url()).await.unwrap().epoch;
+    for n in 0..50u64 {
+        writer
+            .publish("note", Payload::from(n), Delivery::Reliable, None)
+            .await
+            .unwrap();
+    }
+    // All 50 in the log before the readers come.
+    assert!(writer.pump_to(50, SECS).await.unwrap());
+    for batch in [true, false] {
+        let (mut ws, _) = tokio_tungstenite::connect_async(proxy.ws_url())
+            .await
+            .unwrap();
+        let hello = ClientFrame::Hello(Hello {
+            client_id: format!("reader-{batch}"),
+            token: None,
+            resume: Some(Resume { epoch, last_seq: 0 }),
+            t: None,
+            batch,
+        });
+        ws.send(Message::Binary(hello.encode().unwrap().into()))
+            .await
+            .unwrap();
+        let (mut messages, mut next) = (Vec::new(), 1);
+        while next <= 50 {
+            let message = tokio::time::timeout(SECS, ws.next())
+                .await
+                .expect("the replay within 30 s")
+                .expect("open")
+                .unwrap();
+            let Message::Binary(bytes) = message else {
+                continue;
+            };
+            let frames: Vec<ServerFrame> = ServerFrame::decode_each(&bytes, usize::MAX)
+                .collect::<Result<_, _>>()
+                .unwrap();
+            messages.push(frames.len());
+            for frame in frames {
+                if let ServerFrame::Event(e) = frame {
+                    assert_eq!(e.seq, next, "batch: {batch}");
+                    assert_eq!(e.payload, Payload::from(next - 1));
+                    next += 1;
+                }
+            }
+        }
+        if batch {
+            assert_eq!(messages, [51], "Welcome and 50 events in one message");
+        } else {
+            assert_eq!(messages, [1; 51]);
+        }
+    }
 }

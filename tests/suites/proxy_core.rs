@@ -489,6 +489,7 @@ async fn bad_input_gets_a_clear_error_and_disturbs_no_one() {
                 token: None,
                 resume: None,
                 t: None,
+                batch: false,
             })
             .encode()
             .unwrap(),

@@ -152,6 +152,9 @@ struct Seen {
     accepted_frames: u32,
     rejected: BTreeSet<u64>,
     closed: Option<ErrorCode>,
+    /// Messages and the frames in them.
+    messages: u32,
+    frames: u32,
 }
 
 struct Sim {
@@ -168,10 +171,16 @@ struct Sim {
     sent: BTreeMap<u64, Delivery>,
     /// The test makes the log refuse an append (a close is then right).
     log_may_refuse: bool,
+    /// The client reads several frames from one message.
+    batch: bool,
 }
 
 impl Sim {
     fn new(preloaded: u64) -> Self {
+        Sim::reading(preloaded, false)
+    }
+
+    fn reading(preloaded: u64, batch: bool) -> Self {
         let mut log = FakeLog {
             events: VecDeque::new(),
             head: 0,
@@ -191,6 +200,7 @@ impl Sim {
                 token: None,
                 resume: None,
                 t: None,
+                batch,
             },
             epoch: 7,
             head: log.head,
@@ -222,6 +232,7 @@ impl Sim {
             next_seq: 1,
             sent: BTreeMap::new(),
             log_may_refuse: false,
+            batch,
         };
         sim.run_outputs();
         sim
@@ -285,12 +296,31 @@ impl Sim {
     }
 
     fn deliver(&mut self, bytes: bytes::Bytes) {
-        let frame = ServerFrame::decode(&bytes, usize::MAX).expect("frames decode");
+        let frames: Vec<ServerFrame> = ServerFrame::decode_each(&bytes, usize::MAX)
+            .collect::<Result<_, _>>()
+            .expect("frames decode");
+        if self.batch {
+            assert!(
+                frames.len() == 1 || bytes.len() <= BATCH_BYTES,
+                "a batch of {} bytes",
+                bytes.len()
+            );
+        } else {
+            assert_eq!(frames.len(), 1, "a batch to a client that did not ask");
+        }
         let len = bytes.len() as u64;
         if self.stalled {
             self.wire += len;
             self.stalled_since.get_or_insert(self.now);
         }
+        self.seen.messages += 1;
+        for frame in frames {
+            self.seen.frames += 1;
+            self.receive(frame);
+        }
+    }
+
+    fn receive(&mut self, frame: ServerFrame) {
         let seen = &mut self.seen;
         match frame {
             ServerFrame::Welcome(w) => {
@@ -554,8 +584,9 @@ proptest! {
     fn every_rule_holds_for_any_interleaving(
         preloaded in 0..60u64,
         actions in prop::collection::vec(action(), 1..250),
+        batch in any::<bool>(),
     ) {
-        let mut sim = Sim::new(preloaded);
+        let mut sim = Sim::reading(preloaded, batch);
         for action in actions {
             sim.step(action);
         }
@@ -599,6 +630,74 @@ fn a_client_that_stops_reading_is_closed_on_time_while_it_keeps_talking() {
     }
     assert_eq!(sim.seen.closed, Some(ErrorCode::Stale));
     assert!(sim.now <= CONFIG.stale_after_ms + 100);
+}
+
+/// A client that reads batches gets the frames of one wake-up in one
+/// message, in order (`Seen` checks every frame); one that did not ask gets
+/// one message per frame.
+#[test]
+fn a_client_that_reads_batches_gets_a_wake_ups_frames_in_one_message() {
+    for batch in [true, false] {
+        let mut sim = Sim::reading(0, batch);
+        // Welcome and Snapshot.
+        assert_eq!(sim.seen.frames, 2);
+        for n in 0..10 {
+            sim.log.append(NewEvent::reliable("note", Payload::from(n)));
+        }
+        sim.session.handle_head(sim.log.head);
+        sim.run_outputs();
+        assert_eq!(sim.seen.next, 11);
+        assert_eq!(sim.seen.frames, 12);
+        let messages = if batch { 2 } else { 12 };
+        assert_eq!(sim.seen.messages, messages, "batch: {batch}");
+    }
+}
+
+/// A batch stops at `BATCH_BYTES`; a frame that large goes alone.
+#[test]
+fn a_batch_is_bounded_and_a_large_frame_goes_alone() {
+    let config = SessionConfig {
+        max_pending_bytes: 1 << 30,
+        ..CONFIG
+    };
+    let mut log = FakeLog {
+        events: VecDeque::new(),
+        head: 0,
+        state: State::new(),
+        applied_seq: 0,
+        applied: Vec::new(),
+        appends: VecDeque::new(),
+    };
+    let mut session = ServerSession::new(config, opening(None, true, 0), 0);
+    let mut messages = Vec::new();
+    let mut run = |session: &mut ServerSession, log: &FakeLog| {
+        while let Some(output) = session.poll_output() {
+            match output {
+                Output::Send(bytes) => {
+                    let frames = ServerFrame::decode_each(&bytes, usize::MAX).count();
+                    assert!(frames == 1 || bytes.len() <= BATCH_BYTES);
+                    messages.push(frames);
+                }
+                Output::ReadSnapshot => session.handle_snapshot(Ok((log.head, State::new()))),
+                Output::ReadEvents { from, limit } => {
+                    let events = log.events.iter().filter(|e| e.seq >= from).take(limit);
+                    session.handle_events(Ok(events.cloned().collect()));
+                }
+                _ => {}
+            }
+        }
+    };
+    run(&mut session, &log);
+    let big = Payload::Binary(vec![7; BATCH_BYTES]);
+    let small = Payload::Binary(vec![7; BATCH_BYTES / 3]);
+    for payload in [small.clone(), small.clone(), small.clone(), big, small] {
+        log.append(NewEvent::reliable("note", payload));
+    }
+    session.handle_head(log.head);
+    run(&mut session, &log);
+    // [Welcome, Snapshot], then events 1 to 5: [small, small], [small],
+    // [big], [small].
+    assert_eq!(messages, [2, 2, 1, 1, 1]);
 }
 
 /// Numbers reserved and never used (a stop with readings unwritten) reach
@@ -685,14 +784,20 @@ fn resuming(last_seq: u64, head: u64) -> ServerSession {
         mirror_wait_ms: 2_000,
         ..CONFIG
     };
-    let opening = Opening {
+    let resume = shared_protocol::frame::Resume { epoch: 7, last_seq };
+    ServerSession::new(config, opening(Some(resume), false, head), 0)
+}
+
+fn opening(resume: Option<shared_protocol::frame::Resume>, batch: bool, head: u64) -> Opening {
+    Opening {
         client_id: "c".into(),
         role: Role::Control,
         hello: Hello {
             client_id: "c".into(),
             token: None,
-            resume: Some(shared_protocol::frame::Resume { epoch: 7, last_seq }),
+            resume,
             t: None,
+            batch,
         },
         epoch: 7,
         head,
@@ -712,8 +817,7 @@ fn resuming(last_seq: u64, head: u64) -> ServerSession {
             },
             access: None,
         },
-    };
-    ServerSession::new(config, opening, 0)
+    }
 }
 
 fn frames(session: &mut ServerSession) -> Vec<ServerFrame> {
@@ -748,25 +852,37 @@ fn a_client_ahead_of_a_lagging_mirror_waits_for_it_and_is_replayed_not_told_its_
 
 #[test]
 fn a_mirror_that_does_not_catch_up_sends_the_client_away_with_a_drain() {
-    let mut session = resuming(8, 3);
-    assert_eq!(session.poll_timeout(), 2_000);
-    session.handle_timeout(2_000, &mut NoLockout);
-    let mut drained = false;
-    let mut closed = None;
-    while let Some(o) = session.poll_output() {
-        match o {
-            Output::Send(b) => {
-                let frame = ServerFrame::decode(&b, usize::MAX).unwrap();
-                assert!(!matches!(
-                    frame,
-                    ServerFrame::Gap(_) | ServerFrame::Welcome(_)
-                ));
-                drained |= matches!(frame, ServerFrame::Drain(_));
+    // A client that reads batches gets the Drain before the close too.
+    for batch in [false, true] {
+        let config = SessionConfig {
+            mirror_wait_ms: 2_000,
+            ..CONFIG
+        };
+        let resume = shared_protocol::frame::Resume {
+            epoch: 7,
+            last_seq: 8,
+        };
+        let mut session = ServerSession::new(config, opening(Some(resume), batch, 3), 0);
+        assert_eq!(session.poll_timeout(), 2_000);
+        session.handle_timeout(2_000, &mut NoLockout);
+        let mut drained = false;
+        let mut closed = None;
+        while let Some(o) = session.poll_output() {
+            match o {
+                Output::Send(b) => {
+                    assert!(closed.is_none(), "a frame after the close");
+                    let frame = ServerFrame::decode(&b, usize::MAX).unwrap();
+                    assert!(!matches!(
+                        frame,
+                        ServerFrame::Gap(_) | ServerFrame::Welcome(_)
+                    ));
+                    drained |= matches!(frame, ServerFrame::Drain(_));
+                }
+                Output::Close { code, .. } => closed = Some(code),
+                _ => {}
             }
-            Output::Close { code, .. } => closed = Some(code),
-            _ => {}
         }
+        assert!(drained, "batch: {batch}");
+        assert_eq!(closed, Some(ErrorCode::Unavailable));
     }
-    assert!(drained);
-    assert_eq!(closed, Some(ErrorCode::Unavailable));
 }
