@@ -857,5 +857,14 @@ mod depth_tests {
         };
         assert!(ServerFrame::decode(&snapshot(MAX_DEPTH), usize::MAX).is_ok());
         assert!(ServerFrame::decode(&snapshot(MAX_DEPTH + 1), usize::MAX).is_err());
+        // The batch reader finds where the deepest allowed frames end.
+        let batch = [event(MAX_DEPTH), snapshot(MAX_DEPTH)].concat();
+        assert!(ServerFrame::decode_each(&batch, usize::MAX).all(|f| f.is_ok()));
+        assert_eq!(ServerFrame::decode_each(&batch, usize::MAX).count(), 2);
+        let too_deep = [snapshot(MAX_DEPTH + 1), event(1)].concat();
+        assert!(matches!(
+            ServerFrame::decode_each(&too_deep, usize::MAX).collect::<Vec<_>>()[..],
+            [Err(DecodeError::TooDeep)]
+        ));
     }
 }
