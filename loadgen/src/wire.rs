@@ -73,9 +73,8 @@ pub async fn hello_from(
     Ok((ws, welcome))
 }
 
-/// As [`hello`], for a client that reads batches (`Hello{batch}`, as the
-/// browser client does): also the frames that came after the Welcome in
-/// its message.
+/// As [`hello`], for a client that reads batches (`Hello{batch}`): also
+/// the frames that came after the Welcome in its message.
 pub async fn hello_batched(url: &str, client_id: &str) -> Result<(Ws, Welcome, Vec<ServerFrame>)> {
     say_hello(url, client_id, None, true).await
 }

@@ -440,16 +440,16 @@ impl<'a> R<'a> {
             Marker::Array16 => (self.len(2)?, 0),
             Marker::Array32 => (self.len(4)?, 0),
             Marker::FixMap(n) => (2 * usize::from(n), 0),
-            Marker::Map16 => (2 * self.len(2)?, 0),
-            Marker::Map32 => (2 * self.len(4)?, 0),
+            Marker::Map16 => (self.pairs(2)?, 0),
+            Marker::Map32 => (self.pairs(4)?, 0),
             Marker::FixExt1 => (0, 2),
             Marker::FixExt2 => (0, 3),
             Marker::FixExt4 => (0, 5),
             Marker::FixExt8 => (0, 9),
             Marker::FixExt16 => (0, 17),
-            Marker::Ext8 => (0, self.len(1)? + 1),
-            Marker::Ext16 => (0, self.len(2)? + 1),
-            Marker::Ext32 => (0, self.len(4)? + 1),
+            Marker::Ext8 => (0, self.ext_len(1)?),
+            Marker::Ext16 => (0, self.ext_len(2)?),
+            Marker::Ext32 => (0, self.ext_len(4)?),
             Marker::Reserved => return Err(wrong("value", "a value", Marker::Reserved)),
         };
         self.take(bytes)?;
@@ -457,6 +457,22 @@ impl<'a> R<'a> {
             self.skip_value(depth + 1)?;
         }
         Ok(())
+    }
+
+    /// A map's key and value count (`n` bytes of length): more than a
+    /// 32-bit `usize` holds is more than any message has.
+    fn pairs(&mut self, n: usize) -> Res<usize> {
+        let len = self.len(n)?;
+        len.checked_mul(2)
+            .ok_or_else(|| DecodeError::Truncated.into())
+    }
+
+    /// An extension's bytes after its length (`n` bytes of it): the type
+    /// byte and the data.
+    fn ext_len(&mut self, n: usize) -> Res<usize> {
+        let len = self.len(n)?;
+        len.checked_add(1)
+            .ok_or_else(|| DecodeError::Truncated.into())
     }
 
     /// The next `n` bytes, or `Truncated`.

@@ -675,6 +675,11 @@ mod tests {
         let read: Vec<_> = ServerFrame::decode_each(&bad, usize::MAX).collect();
         assert_eq!(read.len(), 2);
         assert!(read[0].is_ok() && read[1].is_err());
+        // A header claiming 4 billion entries in a few bytes: one error,
+        // found at the end of the bytes, not after 4 billion steps.
+        let claim: Vec<_> =
+            ServerFrame::decode_each(&[0xdf, 0xff, 0xff, 0xff, 0xff], usize::MAX).collect();
+        assert!(matches!(claim[..], [Err(DecodeError::Truncated)]));
         // The size limit is each frame's, not the message's.
         let limit = ping.len().max(accepted.len());
         assert!(ServerFrame::decode_each(&message, limit).all(|f| f.is_ok()));

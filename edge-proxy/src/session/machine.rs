@@ -55,13 +55,15 @@ const CLOCK_WINDOW_MS: u64 = 60_000;
 /// Most bytes of frames in one message to a client that reads batches
 /// (`Hello{batch}`); a frame this large or larger goes in a message alone.
 /// Small enough that a flow window (512 events of about 100 bytes) spans
-/// several messages: a client acknowledges once it has read a message, so
-/// one holding the whole window would leave the proxy waiting for the ack
-/// of all of it before sending more (stop-and-wait; 64 KiB lost a fifth of
-/// the throughput in `loadgen throughput`).
+/// several messages: a client that acknowledges once per message it has
+/// read (loadgen's) would otherwise leave the proxy waiting for the ack of
+/// the whole window before sending more (stop-and-wait; 64 KiB lost a
+/// fifth of the throughput in `loadgen throughput`).
 pub const BATCH_BYTES: usize = 16 * 1024;
-/// The least a batch's buffer grows by (it doubles beyond): what an idle
-/// session keeps besides what is queued.
+/// The buffer a batch starts in while it is small; a larger batch gets a
+/// buffer of `BATCH_BYTES`. Consecutive messages share a buffer, so what a
+/// session keeps besides what is queued is one buffer: 4 KiB, or 16 KiB
+/// after a burst.
 const BATCH_CHUNK: usize = 4 * 1024;
 
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -664,6 +666,12 @@ impl ServerSession {
         !self.closed && self.pending_bytes >= self.soft_pending_limit()
     }
 
+    /// The log took no more appends (the proxy is stopping, or its writer
+    /// is gone): the session closes, after the frames it already said.
+    pub fn handle_log_closed(&mut self) {
+        self.close(ErrorCode::Unavailable, "the event log is closed");
+    }
+
     pub fn handle_timeout(&mut self, now: Millis, env: &mut dyn Admission) {
         if self.closed {
             return;
@@ -746,8 +754,17 @@ impl ServerSession {
             self.hand_out_gathered();
         }
         if self.gathered.capacity() - self.gathered.len() < bytes.len() {
-            self.gathered
-                .reserve(bytes.len().max(self.gathered.len()).max(BATCH_CHUNK));
+            // A fresh buffer, not `reserve` (which may reclaim and double
+            // the old one): buffers are never larger than `BATCH_BYTES`.
+            let need = self.gathered.len() + bytes.len();
+            let size = if need <= BATCH_CHUNK {
+                BATCH_CHUNK
+            } else {
+                BATCH_BYTES
+            };
+            let mut fresh = BytesMut::with_capacity(size);
+            fresh.extend_from_slice(&self.gathered);
+            self.gathered = fresh;
         }
         self.gathered.extend_from_slice(bytes);
     }

@@ -571,11 +571,9 @@ impl Shell {
                             event: append.event,
                         };
                         if publish_tx.send(request).is_err() {
-                            enqueue(queue, outbound, frames, frame_bytes);
-                            return Ending {
-                                code: Some(ErrorCode::Unavailable),
-                                message: "the event log is closed".into(),
-                            };
+                            // The machine closes: what it said before goes
+                            // out first, then its `Close` ends the loop.
+                            session.handle_log_closed();
                         }
                     }
                     Output::Report(report) => self.report(report),

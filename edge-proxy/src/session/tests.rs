@@ -886,3 +886,36 @@ fn a_mirror_that_does_not_catch_up_sends_the_client_away_with_a_drain() {
         assert_eq!(closed, Some(ErrorCode::Unavailable));
     }
 }
+
+/// A log that takes no more appends closes the session, after the frames
+/// it already said (gathered for a client that reads batches).
+#[test]
+fn a_closed_log_closes_the_session_after_what_it_said() {
+    let mut session = ServerSession::new(CONFIG, opening(None, true, 0), 0);
+    while let Some(output) = session.poll_output() {
+        if let Output::ReadSnapshot = output {
+            session.handle_snapshot(Ok((0, State::new())));
+        }
+    }
+    session.handle_frame(
+        ClientFrame::Ping(Ping { nonce: 9, t: 1 }),
+        1,
+        &mut NoLockout,
+    );
+    session.handle_log_closed();
+    let mut seen = Vec::new();
+    while let Some(output) = session.poll_output() {
+        match output {
+            Output::Send(bytes) => {
+                for frame in ServerFrame::decode_each(&bytes, usize::MAX) {
+                    seen.push(format!("{:?}", frame.unwrap()));
+                }
+            }
+            Output::Close { code, .. } => seen.push(format!("close {code:?}")),
+            _ => {}
+        }
+    }
+    assert_eq!(seen.len(), 2, "{seen:?}");
+    assert!(seen[0].starts_with("Pong"), "{seen:?}");
+    assert_eq!(seen[1], "close Unavailable");
+}
