@@ -454,7 +454,8 @@ fn reserve_after(meta: &mut redb::Table<&str, u64>, head: u64, ahead: u64) -> Re
 }
 
 /// Writes the deferred events after `head` (those a transaction that
-/// failed did not write), moving it; whether there were any.
+/// failed did not write), moving it, and notes their kinds' last values
+/// for [`put_last_values`]; whether there were any.
 fn write_deferred<'a>(
     events: &mut redb::Table<u64, &[u8]>,
     last_values: &mut HashMap<&'a str, &'a NewEvent>,

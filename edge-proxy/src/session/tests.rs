@@ -116,6 +116,17 @@ struct FakeLog {
 }
 
 impl FakeLog {
+    fn empty() -> Self {
+        FakeLog {
+            events: VecDeque::new(),
+            head: 0,
+            state: State::new(),
+            applied_seq: 0,
+            applied: Vec::new(),
+            appends: VecDeque::new(),
+        }
+    }
+
     fn append(&mut self, event: NewEvent) {
         self.head += 1;
         self.state.insert(event.kind.clone(), event.payload.clone());
@@ -181,14 +192,7 @@ impl Sim {
     }
 
     fn reading(preloaded: u64, batch: bool) -> Self {
-        let mut log = FakeLog {
-            events: VecDeque::new(),
-            head: 0,
-            state: State::new(),
-            applied_seq: 0,
-            applied: Vec::new(),
-            appends: VecDeque::new(),
-        };
+        let mut log = FakeLog::empty();
         for n in 0..preloaded {
             log.append(NewEvent::reliable("note", Payload::from(n)));
         }
@@ -660,14 +664,7 @@ fn a_batch_is_bounded_and_a_large_frame_goes_alone() {
         max_pending_bytes: 1 << 30,
         ..CONFIG
     };
-    let mut log = FakeLog {
-        events: VecDeque::new(),
-        head: 0,
-        state: State::new(),
-        applied_seq: 0,
-        applied: Vec::new(),
-        appends: VecDeque::new(),
-    };
+    let mut log = FakeLog::empty();
     let mut session = ServerSession::new(config, opening(None, true, 0), 0);
     let mut messages = Vec::new();
     let mut run = |session: &mut ServerSession, log: &FakeLog| {
