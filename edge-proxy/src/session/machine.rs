@@ -744,6 +744,10 @@ impl ServerSession {
     /// reference count every session on every core would touch, and the
     /// writer then frames one message instead of one per event.
     fn send_bytes(&mut self, bytes: &Bytes) {
+        if self.closed {
+            // Nothing follows a `Close` (a read answered after it, say).
+            return;
+        }
         self.pending_bytes += bytes.len() as u64;
         if !self.batch || bytes.len() >= BATCH_BYTES {
             self.hand_out_gathered();

@@ -916,3 +916,33 @@ fn a_closed_log_closes_the_session_after_what_it_said() {
     assert!(seen[0].starts_with("Pong"), "{seen:?}");
     assert_eq!(seen[1], "close Unavailable");
 }
+
+/// A read answered after the session closed sends nothing: no frame
+/// follows a `Close`, whatever the shell does with the outputs.
+#[test]
+fn nothing_follows_a_close() {
+    for batch in [true, false] {
+        let mut session = ServerSession::new(CONFIG, opening(None, batch, 0), 0);
+        while let Some(output) = session.poll_output() {
+            if let Output::ReadSnapshot = output {
+                session.handle_snapshot(Ok((0, State::new())));
+            }
+        }
+        let mut log = FakeLog::empty();
+        log.append(NewEvent::reliable("note", Payload::from(1)));
+        session.handle_head(log.head);
+        let read = session.poll_output();
+        assert!(matches!(read, Some(Output::ReadEvents { .. })), "{read:?}");
+        session.handle_log_closed();
+        session.handle_events(Ok(log.events.iter().cloned().collect()));
+        let mut closed = false;
+        while let Some(output) = session.poll_output() {
+            match output {
+                Output::Close { .. } => closed = true,
+                Output::Send(_) => assert!(!closed, "a frame after the close (batch: {batch})"),
+                _ => {}
+            }
+        }
+        assert!(closed);
+    }
+}
