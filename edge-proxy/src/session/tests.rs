@@ -884,16 +884,22 @@ fn a_mirror_that_does_not_catch_up_sends_the_client_away_with_a_drain() {
     }
 }
 
-/// A log that takes no more appends closes the session, after the frames
-/// it already said (gathered for a client that reads batches).
-#[test]
-fn a_closed_log_closes_the_session_after_what_it_said() {
-    let mut session = ServerSession::new(CONFIG, opening(None, true, 0), 0);
+/// A session on an empty log, past its Welcome and Snapshot.
+fn started(batch: bool) -> ServerSession {
+    let mut session = ServerSession::new(CONFIG, opening(None, batch, 0), 0);
     while let Some(output) = session.poll_output() {
         if let Output::ReadSnapshot = output {
             session.handle_snapshot(Ok((0, State::new())));
         }
     }
+    session
+}
+
+/// A log that takes no more appends closes the session, after the frames
+/// it already said (gathered for a client that reads batches).
+#[test]
+fn a_closed_log_closes_the_session_after_what_it_said() {
+    let mut session = started(true);
     session.handle_frame(
         ClientFrame::Ping(Ping { nonce: 9, t: 1 }),
         1,
@@ -922,12 +928,7 @@ fn a_closed_log_closes_the_session_after_what_it_said() {
 #[test]
 fn nothing_follows_a_close() {
     for batch in [true, false] {
-        let mut session = ServerSession::new(CONFIG, opening(None, batch, 0), 0);
-        while let Some(output) = session.poll_output() {
-            if let Output::ReadSnapshot = output {
-                session.handle_snapshot(Ok((0, State::new())));
-            }
-        }
+        let mut session = started(batch);
         let mut log = FakeLog::empty();
         log.append(NewEvent::reliable("note", Payload::from(1)));
         session.handle_head(log.head);
