@@ -75,9 +75,9 @@ impl Clock {
     /// When to wake for the first multiple of `period` since the start that
     /// is still to come (see [`Clock::poll_at`]). Loops that schedule on
     /// this one grid (the radio and meter polls, the maintenance tick) wake
-    /// together when their periods are
-    /// multiples of each other, instead of each at its own phase: an idle
-    /// proxy wakes a few times a second, not once per timer.
+    /// together when their periods are multiples of each other, instead of
+    /// each at its own phase: an idle proxy wakes a few times a second, not
+    /// once per timer.
     pub fn next_tick(&self, period: Duration) -> Instant {
         let period = (period.as_millis() as Millis).max(1);
         self.poll_at((self.now() / period + 1) * period, period)
